@@ -1,0 +1,48 @@
+"""Figures for the report: image grids and loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import io
+
+
+def image_grid(images: np.ndarray, ncol: int = 16, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile uint8 N×H×W×3 images into one uint8 image, `ncol` per row, white padding."""
+    n, h, w, c = images.shape
+    nrow = -(-n // ncol)
+    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+    for k, img in enumerate(images):
+        r, q = divmod(k, ncol)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[y:y + h, x:x + w] = img
+    if scale > 1:
+        grid = grid.repeat(scale, 0).repeat(scale, 1)
+    return grid
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    with io.atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def save_loss_plot(path: str | Path, curves: dict[str, list[float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, losses in curves.items():
+        ax.plot(np.arange(1, len(losses) + 1), losses, label=name, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,102 @@
+"""Atomic file output and the project's image-array format.
+
+Every stage writes through these helpers: the data goes to a temporary name in the target's
+folder and is renamed into place only once complete, so a killed job never leaves a file that
+looks finished to Snakemake or to the next stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds.
+
+    `suffix` defaults to the target's own suffix, because some writers (np.savez, torch.save of
+    some formats) insist on or append an extension.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if suffix is None else suffix),
+        dir=target.parent,
+    )
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike):
+    """Yield a temporary folder beside `target`; it replaces `target` if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
+    """Save uint8 N×H×W×3 RGB images and int64 labels as an (uncompressed) npz.
+
+    The keys `image` and `label` are those of the official AdaInf generated-data files.
+    """
+    images, labels = check_images(images, labels)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, image=images, label=labels)
+
+
+def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as f:
+        missing = {"image", "label"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)} (has {f.files})")
+        return check_images(f["image"], f["label"], source=str(path))
+
+
+def check_images(images: np.ndarray, labels: np.ndarray, source: str = "images"):
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"{source}: expected uint8 N×H×W×3 RGB images, got {images.dtype} {images.shape}"
+        )
+    if labels.shape != (len(images),):
+        raise ValueError(f"{source}: {len(images)} images but labels of shape {labels.shape}")
+    return images, labels.astype(np.int64, copy=False)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

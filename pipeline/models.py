@@ -1,0 +1,91 @@
+"""Encoders (ResNet backbones with the CIFAR stem) and their checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torchvision.models.resnet import BasicBlock
+
+from pipeline import io
+
+
+class CifarResNet(nn.Module):
+    """torchvision's ResNet (its BasicBlock, layer names and initialisation) with the CIFAR stem:
+    3×3 conv, stride 1, no max-pool; no classifier. torchvision fixes the widths at 64..512, so
+    the stages are built here to allow any width and depth: widths [64, 128, 256, 512] with blocks
+    [2, 2, 2, 2] is ResNet-18, parameter for parameter.
+    """
+
+    def __init__(self, widths: list[int], blocks: list[int]):
+        super().__init__()
+        if len(widths) != len(blocks) or not 1 <= len(widths) <= 4:
+            raise ValueError(f"widths {widths} and blocks {blocks} must be of equal length, "
+                             "1 to 4 stages")
+        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU(inplace=True)
+        in_c = widths[0]
+        for i, (width, n) in enumerate(zip(widths, blocks)):
+            stride = 1 if i == 0 else 2
+            down = None
+            if stride != 1 or in_c != width:
+                down = nn.Sequential(nn.Conv2d(in_c, width, 1, stride, bias=False),
+                                     nn.BatchNorm2d(width))
+            layers = [BasicBlock(in_c, width, stride, down)]
+            layers += [BasicBlock(width, width) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
+            in_c = width
+        self.num_stages = len(widths)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        for m in self.modules():  # as torchvision.models.ResNet
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def cifar_resnet(widths: list[int], blocks: list[int]) -> nn.Module:
+    return CifarResNet(widths, blocks)
+
+
+class Encoder(nn.Module):
+    """Normalisation + backbone: maps float images in [0, 1] (N×3×H×W) to features."""
+
+    def __init__(self, widths: list[int], blocks: list[int], mean: list[float], std: list[float]):
+        super().__init__()
+        self.arch = {"widths": list(widths), "blocks": list(blocks), "mean": list(mean),
+                     "std": list(std)}
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.backbone = cifar_resnet(widths, blocks)
+        self.feature_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+
+def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
+    """SimCLR's projector as in solo-learn: Linear-BN-ReLU-Linear."""
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(),
+                         nn.Linear(hidden_dim, out_dim))
+
+
+def save_encoder(path: str | Path, encoder: Encoder, meta: dict) -> None:
+    with io.atomic_path(path) as tmp:
+        torch.save({"arch": encoder.arch, "state_dict": encoder.state_dict(), "meta": meta}, tmp)
+
+
+def load_encoder(path: str | Path, device="cpu") -> tuple[Encoder, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    encoder = Encoder(**ckpt["arch"])
+    encoder.load_state_dict(ckpt["state_dict"])
+    return encoder.to(device).eval(), ckpt["meta"]

@@ -1,0 +1,27 @@
+"""Stage: pack image files into a checksummed, memory-mappable dataset folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from pipeline import runtime
+from pipeline.packed import PARTS, pack
+
+log = logging.getLogger("pipeline.pack")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--part", required=True, choices=PARTS)
+    p.add_argument("--inputs", required=True, nargs="+", help="npz image files, one shard each")
+    p.add_argument("--out", required=True, help="dataset folder")
+    args = p.parse_args(argv)
+    runtime.setup(args)
+    manifest = pack(args.out, args.part, args.inputs)
+    log.info("packed %d %s images in %d shards into %s", manifest["count"], args.part,
+             len(manifest["shards"]), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Stage: load a real dataset (digits, CIFAR, npz, image folder) and write train/test npz files."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from pipeline.io import save_images
+from pipeline.real_data import SOURCES, load_real
+from pipeline.runtime import add_common_args, log, setup
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--source", required=True, help=f"one of {', '.join(SOURCES)}")
+    p.add_argument("--root", default=None, help="data path (unused for digits)")
+    p.add_argument("--resolution", type=int, required=True, help="output image side, pixels")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="held-out share where the source has no test split")
+    p.add_argument("--seed", type=int, default=0, help="seed of that split")
+    p.add_argument("--download", action="store_true", help="fetch CIFAR if absent")
+    p.add_argument("--train-out", required=True)
+    p.add_argument("--test-out", required=True)
+    return add_common_args(p).parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    setup(args)
+    try:
+        tr_x, tr_y, te_x, te_y = load_real(
+            args.source, args.root, args.resolution, args.test_fraction, args.seed, args.download
+        )
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"prepare_real: {e}") from None
+    for name, x, y in (("train", tr_x, tr_y), ("test", te_x, te_y)):
+        log.info("%s %s: %d images %s, %d classes", args.source, name, len(x), x.shape[1:],
+                 len(np.unique(y)))
+    save_images(args.train_out, tr_x, tr_y)
+    save_images(args.test_out, te_x, te_y)
+
+
+if __name__ == "__main__":
+    main()

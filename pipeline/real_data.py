@@ -1,0 +1,179 @@
+"""Real-data sources, each giving uint8 N×H×W×3 RGB images and int64 labels at one resolution.
+
+`load_real(source, root, resolution, ...)` returns `(train_images, train_labels, test_images,
+test_labels)`. Sources with an official test split (cifar10, cifar100, an npz folder, an image
+folder with train/ and test/) use it; the others are split with a fixed stratified split.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def load_real(
+    source: str,
+    root: str | os.PathLike | None,
+    resolution: int,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    download: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Load `source` as (train_images, train_labels, test_images, test_labels).
+
+    `root` is unused for digits; a data folder for cifar10/cifar100/imagefolder; an npz file or a
+    folder holding train.npz and test.npz for npz. `test_fraction` and `seed` only matter where
+    the source has no test split of its own. `download` only applies to cifar10/cifar100.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown real-data source {source!r}; valid: {', '.join(SOURCES)}")
+    if int(resolution) != resolution or resolution < 1:
+        raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    if source != "digits" and root is None:
+        raise ValueError(f"source {source!r} needs a root (data path), got none")
+
+    if source == "digits":
+        images, labels = _digits()
+        splits = _split(images, labels, test_fraction, seed)
+    elif source in ("cifar10", "cifar100"):
+        splits = _cifar(source, Path(root), download)
+    elif source == "npz":
+        splits = _npz(Path(root), test_fraction, seed)
+    else:
+        return _imagefolder(Path(root), resolution, test_fraction, seed)
+
+    tr_x, tr_y, te_x, te_y = splits
+    return _resize(tr_x, resolution), tr_y, _resize(te_x, resolution), te_y
+
+
+# -- sources -------------------------------------------------------------------------------------
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    return _to_rgb(images), d.target.astype(np.int64)
+
+
+def _cifar(source: str, root: Path, download: bool):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if source == "cifar10" else CIFAR100
+    try:
+        train, test = (cls(str(root), train=t, download=download) for t in (True, False))
+    except RuntimeError:
+        hint = "" if download else "; `download: true` fetches them"
+        raise FileNotFoundError(
+            f"{source}: data not found or corrupt: expected the python-format files in "
+            f"{root / cls.base_folder}{hint}"
+        ) from None
+    return (np.asarray(train.data, np.uint8), np.asarray(train.targets, np.int64),
+            np.asarray(test.data, np.uint8), np.asarray(test.targets, np.int64))
+
+
+def _npz(root: Path, test_fraction: float, seed: int):
+    if root.is_dir():
+        train, test = root / "train.npz", root / "test.npz"
+        missing = [p.name for p in (train, test) if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"npz: folder {root} lacks {', '.join(missing)}")
+        return (*_read_npz(train), *_read_npz(test))
+    if not root.is_file():
+        raise FileNotFoundError(f"npz: no such file or folder {root}")
+    return _split(*_read_npz(root), test_fraction, seed)
+
+
+def _read_npz(path: Path):
+    with np.load(path) as f:
+        if not {"image", "label"} <= set(f.files):
+            raise ValueError(f"{path}: expected arrays 'image' and 'label', found {f.files}")
+        images, labels = f["image"], f["label"]
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ValueError(f"{path}: expected uint8 NHWC or NCHW images, "
+                         f"found {images.dtype} {images.shape}")
+    if images.ndim == 4 and images.shape[1] in (1, 3) and images.shape[-1] not in (1, 3):
+        images = images.transpose(0, 2, 3, 1)
+    if images.ndim == 4 and images.shape[-1] not in (1, 3):
+        raise ValueError(f"{path}: expected 1 or 3 channels (NHWC or NCHW), found {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: expected {len(images)} integer labels, "
+                         f"found {labels.dtype} {labels.shape}")
+    return _to_rgb(images), labels.astype(np.int64)
+
+
+def _imagefolder(root: Path, resolution: int, test_fraction: float, seed: int):
+    from torchvision.datasets import ImageFolder
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"imagefolder: no such folder {root}")
+
+    def read(folder: Path, class_to_idx=None):
+        try:  # the loader is never called: only the (path, class) list is used
+            ds = ImageFolder(str(folder), loader=lambda p: p)
+        except (FileNotFoundError, RuntimeError) as e:
+            raise FileNotFoundError(f"imagefolder: {folder}: {e}") from None
+        if class_to_idx is not None and ds.classes != list(class_to_idx):
+            raise ValueError(f"imagefolder: classes in {folder} {ds.classes} differ from "
+                             f"those in train/ {list(class_to_idx)}")
+        images = np.stack([_read_image(p, resolution) for p, _ in ds.samples])
+        return images, np.asarray(ds.targets, np.int64), ds.class_to_idx
+
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        tr_x, tr_y, classes = read(root / "train")
+        te_x, te_y, _ = read(root / "test", classes)
+        return tr_x, tr_y, te_x, te_y
+    images, labels, _ = read(root)
+    return _split(images, labels, test_fraction, seed)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _read_image(path: str, resolution: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (resolution, resolution):
+            im = im.resize((resolution, resolution), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _split(images, labels, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    tr, te = train_test_split(np.arange(len(labels)), test_size=test_fraction,
+                              stratify=labels, random_state=seed)
+    return images[tr], labels[tr], images[te], labels[te]
+
+
+def _to_rgb(images: np.ndarray) -> np.ndarray:
+    """N×H×W or N×H×W×1 grayscale → N×H×W×3; RGB passes through."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return np.ascontiguousarray(images)
+
+
+def _resize(images: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndarray:
+    """Bilinear (antialiased) resize of uint8 NHWC images to resolution×resolution."""
+    if images.shape[1:3] == (resolution, resolution):
+        return images
+    out = np.empty((len(images), resolution, resolution, 3), np.uint8)
+    # Chunked so a 50k-image set does not need one huge float tensor.
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(images[i:i + chunk]).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                          align_corners=False, antialias=True)
+        out[i:i + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out

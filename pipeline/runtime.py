@@ -1,0 +1,44 @@
+"""Things every stage's main() needs: device choice, threads, seeding, logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+
+import numpy as np
+import torch
+
+log = logging.getLogger("pipeline")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` means CUDA when present, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Configure logging and threads from the common arguments; return the device."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return resolve_device(getattr(args, "device", "auto"))
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    return parser

@@ -1,0 +1,44 @@
+"""Shared tiny fixtures: a tiny diffusers UNet, its scheduler config, small uint8 image files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from pipeline.io import save_images
+
+
+def make_tiny_unet(seed: int = 0) -> UNet2DModel:
+    """An 8×8 RGB UNet with two levels (8, 16 channels): a few thousand parameters."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+        layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).eval()
+
+
+def make_images(n: int, size: int = 8, seed: int = 0, high: int = 256) -> np.ndarray:
+    """n random uint8 size×size×3 images with values in [0, high)."""
+    return np.random.default_rng(seed).integers(0, high, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def tiny_unet() -> UNet2DModel:
+    return make_tiny_unet()
+
+
+@pytest.fixture
+def tiny_scheduler() -> DDPMScheduler:
+    """A DDPM scheduler with few training timesteps, so that full ancestral sampling is cheap."""
+    return DDPMScheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2")
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """An npz of 12 random 8×8 images with labels 0..9, in the project's format."""
+    path = tmp_path / "tiny.npz"
+    save_images(path, make_images(12), np.arange(12) % 10)
+    return path

@@ -1,0 +1,104 @@
+"""Tests of the Snakemake config schema (workflow/schemas/config.schema.yaml)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_repo_config_is_valid(config):
+    validate(config, SCHEMA)
+    # defaults are filled in for keys the file leaves out
+    assert config["device"] == "auto"
+
+
+def test_minimal_config_gets_defaults(config):
+    minimal = {k: config[k] for k in ("output_dir", "real", "generator", "sampling", "strategies",
+                                      "experiments")}
+    minimal.update(fid={}, pretrain={}, linear_eval={})
+    validate(minimal, SCHEMA)
+    assert minimal["pretrain"]["steps"] == 1000
+    assert minimal["pretrain"]["backbone"]["widths"] == [64, 128, 256, 512]
+    assert minimal["linear_eval"]["epochs"] == 100
+
+
+def _mutate(config, path, value):
+    c = copy.deepcopy(config)
+    node = c
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return c
+
+
+@pytest.mark.parametrize("path,value,named", [
+    (("bogus_top_level",), 1, "bogus_top_level"),
+    (("pretrain", "stepz"), 10, "stepz"),
+    (("pretrain", "steps"), "ten", "'ten'"),
+    (("sampling", "num_images"), 0, "num_images"),
+    (("strategies", "adainf", "dupp"), 3, "dupp"),
+    (("strategies", "adainf", "augmentation"), "strong", "strong"),
+    (("real", "test_fraction"), 1.0, "test_fraction"),
+    (("pretrain", "backbone", "widths"), [8, 16, 32, 64, 128], "widths"),
+    (("device", ), "gpu", "gpu"),
+])
+def test_bad_values_are_rejected_naming_them(config, path, value, named):
+    bad = _mutate(config, path, value)
+    with pytest.raises(Exception) as err:
+        validate(bad, SCHEMA)
+    assert named in str(err.value)
+
+
+def test_wrong_type_message_names_key_and_value(config):
+    with pytest.raises(Exception) as err:
+        validate(_mutate(config, ("pretrain", "steps"), "ten"), SCHEMA)
+    assert "steps" in str(err.value) and "integer" in str(err.value)
+
+
+def test_out_of_range_message_names_value(config):
+    with pytest.raises(Exception) as err:
+        validate(_mutate(config, ("sampling", "num_images"), 0), SCHEMA)
+    assert "0 is less than the minimum of 1" in str(err.value)
+
+
+def test_missing_required_section(config):
+    del config["pretrain"]["steps"]  # optional: fine
+    validate(copy.deepcopy(config), SCHEMA)
+    del config["experiments"]
+    with pytest.raises(Exception, match="experiments"):
+        validate(config, SCHEMA)
+
+
+def _snakemake():
+    exe = Path(sys.executable).with_name("snakemake")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("snakemake")
+    return [found] if found else [sys.executable, "-m", "snakemake"]
+
+
+def test_snakemake_dry_run_rejects_bad_config(config, tmp_path):
+    bad = tmp_path / "BAD.yaml"
+    bad.write_text(yaml.safe_dump(_mutate(config, ("pretrain", "stepz"), 10)))
+    proc = subprocess.run([*_snakemake(), "-n", "--configfile", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    # Snakemake 9 prints its error report on stdout, not stderr: look at both
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "stepz" in output
+    assert "validating config" in output.lower()

@@ -1,0 +1,207 @@
+"""Tests of pipeline.frechet and the fid stage.
+
+The Inception tests use a RANDOM state dict of pytorch-fid's FID Inception, written where
+torch.hub caches the real weights, so they run offline and check that the cache is what is read.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.hub
+from pytorch_fid import inception as pf_inception
+from pytorch_fid.fid_score import calculate_frechet_distance
+
+from pipeline import fid, frechet
+from pipeline.frechet import FeatureStats, frechet_distance, image_stats
+from pipeline.io import save_images
+
+from conftest import make_images
+
+FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def _stats(features: np.ndarray) -> FeatureStats:
+    s = FeatureStats.empty(features.shape[1])
+    s.add(features)
+    return s
+
+
+# -- FeatureStats ---------------------------------------------------------------------------------
+
+def test_feature_stats_merge_equals_one_pass_and_numpy():
+    f = np.random.default_rng(0).random((37, 6))
+    whole = _stats(f)
+    merged = _stats(f[:20]).merge(_stats(f[20:]))
+    assert merged.count == whole.count == 37
+    np.testing.assert_allclose(merged.total, whole.total, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(merged.outer, whole.outer, rtol=0, atol=1e-10)
+    mu, cov = merged.mean_cov()
+    np.testing.assert_allclose(mu, np.mean(f, axis=0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(cov, np.cov(f, rowvar=False), rtol=0, atol=1e-10)
+
+
+def test_feature_stats_accumulates_batches():
+    f = np.random.default_rng(1).random((10, 3)).astype(np.float32)
+    s = FeatureStats.empty(3)
+    for lo in range(0, 10, 3):
+        s.add(f[lo:lo + 3])
+    mu, cov = s.mean_cov()
+    np.testing.assert_allclose(mu, f.astype(np.float64).mean(0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(cov, np.cov(f.astype(np.float64), rowvar=False), rtol=0, atol=1e-10)
+
+
+def test_mean_cov_needs_two_samples():
+    with pytest.raises(ValueError, match="at least 2 images.*have 1"):
+        _stats(np.ones((1, 3))).mean_cov()
+
+
+# -- Fréchet distance on pixels -------------------------------------------------------------------
+# 4×4×3 images give 48-d features; 120 images keep the covariance full rank.
+
+def test_pixel_fid_of_a_set_with_itself_is_zero():
+    images = make_images(120, size=4, seed=0)
+    s = image_stats(images, "pixels")
+    assert s.count == 120 and s.total.shape == (48,)
+    assert abs(frechet_distance(s, s)) < 1e-6
+
+
+def test_pixel_fid_against_a_shifted_set_is_the_squared_mean_shift():
+    images = make_images(120, size=4, seed=0, high=200)
+    shifted = images + np.uint8(40)  # no overflow: same covariance, mean moved by 40/255 per pixel
+    d = frechet_distance(image_stats(shifted, "pixels"), image_stats(images, "pixels"))
+    assert d > 0
+    assert d == pytest.approx(48 * (40 / 255) ** 2, rel=1e-4)
+    other = make_images(120, size=4, seed=1)
+    assert frechet_distance(image_stats(other, "pixels"), image_stats(images, "pixels")) > 0.01
+
+
+def test_frechet_distance_equals_pytorch_fid():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(80, 10))
+    b = rng.normal(loc=0.3, scale=1.5, size=(60, 10)) @ rng.normal(size=(10, 10))
+    ref = calculate_frechet_distance(np.mean(a, axis=0), np.cov(a, rowvar=False),
+                                     np.mean(b, axis=0), np.cov(b, rowvar=False))
+    assert frechet_distance(_stats(a), _stats(b)) == pytest.approx(ref, rel=1e-9, abs=1e-9)
+    assert ref > 1
+
+
+def test_unknown_features_are_rejected_by_name():
+    with pytest.raises(ValueError, match="unknown FID features 'clip'"):
+        image_stats(make_images(2, size=4), "clip")
+
+
+def test_fid_cli_with_pixel_features(tmp_path):
+    real = make_images(60, size=4, seed=0, high=200)
+    save_images(tmp_path / "real.npz", real, np.zeros(60))
+    save_images(tmp_path / "g0.npz", real[:25] + np.uint8(20), np.full(25, -1))
+    save_images(tmp_path / "g1.npz", real[25:] + np.uint8(20), np.full(35, -1))
+    out = tmp_path / "fid.json"
+    fid.main(["--real", str(tmp_path / "real.npz"), "--generated", str(tmp_path / "g0.npz"),
+              str(tmp_path / "g1.npz"), "--out", str(out), "--features", "pixels",
+              "--device", "cpu"])
+    result = json.loads(out.read_text())
+    assert result["features"] == "pixels"
+    assert result["num_generated"] == 60 and result["num_real"] == 60
+    assert result["fid"] == pytest.approx(48 * (20 / 255) ** 2, rel=1e-4)
+
+
+# -- Inception (random weights from a fake torch.hub cache) ---------------------------------------
+
+def _random_fid_inception_state_dict() -> dict:
+    """The state dict of pytorch_fid.inception.fid_inception_v3's structure, randomly initialised
+    (built as fid_inception_v3 builds it, minus the download)."""
+    torch.manual_seed(0)
+    net = pf_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = pf_inception.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pf_inception.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pf_inception.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pf_inception.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pf_inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pf_inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pf_inception.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pf_inception.FIDInceptionE_1(1280)
+    net.Mixed_7c = pf_inception.FIDInceptionE_2(2048)
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):  # He init keeps the signal alive through ~100 layers,
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # so features differ
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics, so loading shows
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.state_dict()
+
+
+@pytest.fixture(scope="module")
+def _inception_cache(tmp_path_factory):
+    home = tmp_path_factory.mktemp("torch_home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    state = _random_fid_inception_state_dict()
+    torch.save(state, checkpoints / FID_WEIGHTS_NAME)
+    return home, state
+
+
+@pytest.fixture
+def offline_inception(_inception_cache, monkeypatch):
+    """TORCH_HOME pointing at the fake cache, and any download attempt an error."""
+    home, state = _inception_cache
+    monkeypatch.setenv("TORCH_HOME", str(home))
+
+    def no_download(url, *args, **kwargs):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    return state
+
+
+def test_inception_model_loads_weights_from_torch_home_cache(offline_inception):
+    model = frechet.inception_model("cpu")
+    assert not model.training
+    conv = model.blocks[0][0].conv.weight
+    torch.testing.assert_close(conv, offline_inception["Conv2d_1a_3x3.conv.weight"], rtol=0, atol=0)
+    last = model.blocks[3][2].branch_pool.bn.running_mean
+    torch.testing.assert_close(last, offline_inception["Mixed_7c.branch_pool.bn.running_mean"],
+                               rtol=0, atol=0)
+    images = make_images(3, size=16, seed=3)
+    f = frechet.inception_features(model, images, batch_size=2, device="cpu")
+    assert f.shape == (3, 2048) and f.dtype == np.float64
+    assert np.isfinite(f).all()
+    assert not np.allclose(f[0], f[1])
+    # batching does not change the features
+    np.testing.assert_allclose(frechet.inception_features(model, images[2:], 2, "cpu"), f[2:],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_fid_cli_with_inception_features(tmp_path, offline_inception, monkeypatch):
+    # A 2048×2048 matrix square root takes tens of seconds on a small CPU, so the Fréchet distance
+    # itself is replaced by a spy here; it is tested against pytorch-fid above.
+    seen = []
+
+    def spy(gen, real):
+        seen.append((gen, real))
+        return 12.5
+
+    monkeypatch.setattr(fid, "frechet_distance", spy)
+    save_images(tmp_path / "real.npz", make_images(3, size=16, seed=0), np.arange(3))
+    save_images(tmp_path / "g0.npz", make_images(2, size=16, seed=1), np.full(2, -1))
+    save_images(tmp_path / "g1.npz", make_images(2, size=16, seed=2), np.full(2, -1))
+    out = tmp_path / "out" / "fid.json"
+    fid.main(["--real", str(tmp_path / "real.npz"), "--generated", str(tmp_path / "g0.npz"),
+              str(tmp_path / "g1.npz"), "--out", str(out), "--features", "inception",
+              "--batch-size", "2", "--device", "cpu"])
+    result = json.loads(out.read_text())
+    assert result["fid"] == 12.5
+    assert result["features"] == "inception"
+    assert result["num_generated"] == 4 and result["num_real"] == 3
+    (gen, real), = seen
+    assert gen.total.shape == (2048,) and gen.outer.shape == (2048, 2048)
+    assert gen.count == 4 and real.count == 3
+    # the generated stats are the merge of both shards, in the order given
+    model = frechet.inception_model("cpu")
+    feats = np.concatenate([
+        frechet.inception_features(model, make_images(2, size=16, seed=s), 2, "cpu") for s in (1, 2)
+    ])
+    np.testing.assert_allclose(gen.total, feats.sum(0), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,240 @@
+"""Tests of pipeline.training (SimCLR with data inflation) and the pretrain stage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from pipeline import io, pretrain as pretrain_stage, training
+from pipeline.augment import preset
+from pipeline.inflation import InflatedIndex
+from pipeline.models import Encoder, load_encoder
+from pipeline.packed import pack
+from pipeline.training import PretrainConfig, channel_stats, pretrain, warmup_cosine
+
+CPU = torch.device("cpu")
+TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, proj_hidden=16, proj_dim=8)
+TINY_ARGS = ["--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
+             "--proj-hidden", "16", "--proj-dim", "8", "--device", "cpu"]
+
+
+def _images(n, seed, size=16):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+# -- the schedule ----------------------------------------------------------------------------------
+
+def test_warmup_cosine_values():
+    total, warmup = 10, 4
+    values = [warmup_cosine(s, total, warmup) for s in range(total + 1)]
+    assert values[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert values[4] == pytest.approx(1.0)
+    assert values[7] == pytest.approx(0.5)  # half-way through the cosine part
+    assert values[10] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[4:], values[5:]))
+    assert all(v > 0 for v in values[:total])  # every step actually trained uses some lr
+    # no warm-up: the cosine starts at 1
+    assert warmup_cosine(0, 10, 0) == pytest.approx(1.0)
+    assert warmup_cosine(5, 10, 0) == pytest.approx(0.5)
+
+
+# -- pretrain() -----------------------------------------------------------------------------------
+
+def test_pretrain_few_steps_finite_history():
+    cfg = PretrainConfig(**TINY, steps=5, warmup_steps=2, lr=1e-3, dup=2, seed=0)
+    encoder, history = pretrain(cfg, preset("standard"), _images(20, 0), _images(10, 1), CPU)
+    assert isinstance(encoder, Encoder) and not encoder.training
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(h["loss"]) and h["loss"] > 0 for h in history)
+    # the lr recorded for a step is the one that step used
+    for i, h in enumerate(history):
+        assert h["lr"] == pytest.approx(1e-3 * warmup_cosine(i, 5, 2))
+    with torch.no_grad():
+        out = encoder(torch.rand(2, 3, 16, 16))
+    assert out.shape == (2, 16) and torch.isfinite(out).all()
+
+
+def test_pretrain_changes_the_encoder():
+    real = _images(16, 0)
+    cfg0 = PretrainConfig(**TINY, steps=0, seed=3)
+    cfg2 = PretrainConfig(**TINY, steps=2, warmup_steps=0, lr=1e-2, seed=3)
+    e0, _ = pretrain(cfg0, preset("standard"), real, None, CPU)
+    e2, _ = pretrain(cfg2, preset("standard"), real, None, CPU)
+    w0, w2 = e0.backbone.conv1.weight, e2.backbone.conv1.weight
+    assert not torch.allclose(w0, w2)
+
+
+def test_steps_zero_returns_the_initial_encoder():
+    real = _images(12, 2)
+    cfg = PretrainConfig(**TINY, steps=0, seed=7)
+    encoder, history = pretrain(cfg, preset("standard"), real, _images(4, 3), CPU)
+    assert history == []
+    assert not encoder.training
+    torch.manual_seed(7)
+    mean, std = channel_stats(real)
+    fresh = Encoder([8, 16], [1, 1], mean, std)
+    a, b = encoder.state_dict(), fresh.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # another seed gives another initialisation, so the comparison above means something
+    torch.manual_seed(8)
+    other = Encoder([8, 16], [1, 1], mean, std)
+    assert not torch.equal(other.backbone.conv1.weight, a["backbone.conv1.weight"])
+
+
+def test_channel_stats():
+    images = np.zeros((2, 2, 2, 3), np.uint8)
+    images[..., 0] = 255
+    images[0, ..., 1] = 255
+    mean, std = channel_stats(images)
+    assert mean == pytest.approx([1.0, 0.5, 0.0])
+    assert std == pytest.approx([1e-3, 0.5, 1e-3])
+
+
+class _Record(nn.Module):
+    """Identity augmentation that keeps what it was given."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.seen = seen
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return x
+
+
+@pytest.mark.parametrize("with_generated", [True, False])
+def test_generated_images_are_used(monkeypatch, with_generated):
+    seen, indices = [], []
+
+    class SpyIndex(InflatedIndex):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            indices.append(self)
+
+    monkeypatch.setattr(training, "InflatedIndex", SpyIndex)
+    monkeypatch.setattr(training, "build_augmentation", lambda params, size: _Record(seen))
+    real = np.random.default_rng(0).integers(0, 200, (6, 16, 16, 3), dtype=np.uint8)
+    generated = np.full((4, 16, 16, 3), 255, np.uint8)  # recognisable: all white
+    cfg = PretrainConfig(**TINY, steps=6, warmup_steps=0, dup=3)
+    _, history = pretrain(cfg, preset("weak"), real, generated if with_generated else None, CPU)
+    assert len(history) == 6
+    (index,) = indices
+    assert index.dup == 3 and index.num_real == 6
+    assert index.num_generated == (4 if with_generated else 0)
+    assert index.size == 3 * 6 + (4 if with_generated else 0)
+    batches = torch.cat(seen)  # 6 steps × 2 views × 8 images = 48 ≥ 2 epochs of 22 images
+    white = (batches == 1.0).flatten(1).all(1)
+    if with_generated:
+        # 48 draws hold two whole 22-image epochs, each with every generated image once; both
+        # views of a batch go through the augmentation
+        assert white.sum().item() >= 2 * 2 * 4
+        assert white.any() and not white.all()
+    else:
+        assert not white.any()
+
+
+def test_nan_loss_raises_naming_the_step(monkeypatch):
+    calls = []
+    real_loss = training.nt_xent
+
+    def flaky(z1, z2, temperature):
+        calls.append(1)
+        loss = real_loss(z1, z2, temperature)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(training, "nt_xent", flaky)
+    cfg = PretrainConfig(**TINY, steps=5, warmup_steps=0)
+    with pytest.raises(FloatingPointError, match=r"nan at step 3\b"):
+        pretrain(cfg, preset("standard"), _images(10, 0), None, CPU)
+
+
+def test_always_nan_raises_at_first_step(monkeypatch):
+    monkeypatch.setattr(training, "nt_xent", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
+    cfg = PretrainConfig(**TINY, steps=3, warmup_steps=0)
+    with pytest.raises(FloatingPointError, match=r"step 1\b"):
+        pretrain(cfg, preset("standard"), _images(10, 0), None, CPU)
+
+
+# -- the pretrain stage ---------------------------------------------------------------------------
+
+@pytest.fixture
+def packed(tmp_path):
+    real_files = []
+    for k, n in enumerate((10, 6)):
+        path = tmp_path / f"real_{k}.npz"
+        io.save_images(path, _images(n, k), np.arange(n) % 3)
+        real_files.append(str(path))
+    gen_file = tmp_path / "gen.npz"
+    io.save_images(gen_file, _images(12, 9), np.zeros(12, np.int64))
+    real_dir, gen_dir = tmp_path / "dataset" / "real", tmp_path / "dataset" / "generated"
+    pack(real_dir, "real", real_files)
+    pack(gen_dir, "generated", [str(gen_file)])
+    return real_dir, gen_dir
+
+
+def _read_history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_pretrain_cli_none(tmp_path, packed):
+    real_dir, _ = packed
+    out = tmp_path / "run" / "encoder.pt"
+    hist = tmp_path / "run" / "history.csv"
+    pretrain_stage.main(["--real", str(real_dir), "--out", str(out), "--history", str(hist),
+                         "--strategy", "none", "--steps", "3", "--warmup-steps", "1", *TINY_ARGS])
+    rows = _read_history(hist)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"step", "loss", "lr"}
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    meta = json.loads(hist.with_suffix(".json").read_text())
+    assert meta["strategy"] == "none" and meta["method"] == "simclr"
+    assert meta["dup"] == 1 and meta["num_generated"] == 0 and meta["num_real"] == 16
+    assert meta["augmentation"] == "standard"
+    assert meta["augmentation_params"]["crop_min_scale"] == 0.08
+    assert meta["config"]["steps"] == 3 and meta["config"]["widths"] == [8, 16]
+    assert meta["final_loss"] == pytest.approx(float(rows[-1]["loss"]))
+    encoder, ckpt_meta = load_encoder(out)
+    assert ckpt_meta == meta
+    assert encoder.feature_dim == 16
+    with torch.no_grad():
+        assert encoder(torch.rand(2, 3, 16, 16)).shape == (2, 16)
+
+
+def test_pretrain_cli_adainf(tmp_path, packed):
+    real_dir, gen_dir = packed
+    out = tmp_path / "run" / "encoder.pt"
+    hist = tmp_path / "run" / "history.csv"
+    pretrain_stage.main(["--real", str(real_dir), "--generated", str(gen_dir), "--out", str(out),
+                         "--history", str(hist), "--strategy", "adainf", "--dup", "10",
+                         "--augmentation", "weak", "--steps", "2", *TINY_ARGS])
+    assert len(_read_history(hist)) == 2
+    meta = json.loads(hist.with_suffix(".json").read_text())
+    assert meta["strategy"] == "adainf"
+    assert meta["dup"] == 10 and meta["config"]["dup"] == 10
+    assert meta["num_generated"] == 12 and meta["num_real"] == 16
+    assert meta["augmentation"] == "weak"
+    assert meta["augmentation_params"]["crop_min_scale"] == 0.2
+    assert meta["augmentation_params"]["jitter_prob"] == 0.4
+    assert out.exists()
+    assert load_encoder(out)[1]["strategy"] == "adainf"
+
+
+def test_pretrain_cli_steps_zero_and_crop_override(tmp_path, packed):
+    real_dir, _ = packed
+    hist = tmp_path / "r" / "history.csv"
+    pretrain_stage.main(["--real", str(real_dir), "--out", str(tmp_path / "r" / "encoder.pt"),
+                         "--history", str(hist), "--strategy", "random_init", "--steps", "0",
+                         "--crop-min-scale", "0.5", *TINY_ARGS])
+    assert _read_history(hist) == []
+    meta = json.loads(hist.with_suffix(".json").read_text())
+    assert meta["final_loss"] is None
+    assert meta["augmentation_params"]["crop_min_scale"] == 0.5
