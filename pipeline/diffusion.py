@@ -98,7 +98,9 @@ def load_generator(source: str, device: torch.device | str = "cpu"):
     google/ddpm-cifar10-32) or a bare UNet folder (config.json + weights), whose scheduler then
     comes from a scheduler_config.json beside it or diffusers' DDPM defaults.
     """
-    path = Path(source)
+    path = Path(source).expanduser()
+    if not path.exists() and source.startswith(("/", "./", "../", "~")):
+        raise FileNotFoundError(f"generator folder {source!r} does not exist")
     if path.exists() and not (path / "model_index.json").exists():
         if not (path / "config.json").exists():
             raise FileNotFoundError(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline import io
 
@@ -22,11 +21,6 @@ def image_grid(images: np.ndarray, ncol: int = 16, pad: int = 1, scale: int = 1)
     if scale > 1:
         grid = grid.repeat(scale, 0).repeat(scale, 1)
     return grid
-
-
-def save_png(path: str | Path, image: np.ndarray) -> None:
-    with io.atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
 
 
 def save_loss_plot(path: str | Path, curves: dict[str, list[float]], title: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import io, runtime
-from pipeline.figures import image_grid, save_loss_plot, save_png
+from pipeline.figures import image_grid, save_loss_plot
 from pipeline.summary import collect_runs, markdown_table
 
 log = logging.getLogger("pipeline.report")
@@ -21,14 +21,22 @@ def read_losses(path: str) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
-def samples_figure(real: np.ndarray, generated: np.ndarray, n: int = 64) -> np.ndarray:
-    """Real (top) and generated (bottom) images, 4× enlarged, separated by a grey band."""
-    top = image_grid(real[:n], ncol=16, scale=4)
-    bottom = image_grid(generated[:n], ncol=16, scale=4)
-    band = np.full((12, top.shape[1], 3), 128, np.uint8)
-    width = max(top.shape[1], bottom.shape[1])
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)), constant_values=255)
-    return np.concatenate([pad(top), pad(band), pad(bottom)])
+def save_samples_figure(path: str, real: np.ndarray, generated: np.ndarray, n: int = 64) -> None:
+    """Real images (top) and generated ones (bottom), titled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(8, 4.6))
+    for ax, images, title in zip(axes, (real, generated), ("real (training split)", "generated")):
+        ax.imshow(image_grid(images[:n], ncol=16), interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
@@ -53,7 +61,7 @@ def main(argv=None) -> None:
         tmp.write_text(table)
     real, _ = io.load_images(args.real)
     generated, _ = io.load_images(args.generated)
-    save_png(args.samples, samples_figure(real, generated))
+    save_samples_figure(args.samples, real, generated)
     curves = {f"{Path(h).parent.parent.name}/{Path(h).parent.name}": read_losses(h)
               for h in args.histories}
     save_loss_plot(args.losses, curves, "pretraining loss")

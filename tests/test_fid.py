@@ -14,6 +14,7 @@ import torch
 import torch.hub
 from pytorch_fid import inception as pf_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
+from torchvision.transforms import ToTensor
 
 from pipeline import fid, frechet
 from pipeline.frechet import FeatureStats, frechet_distance, image_stats
@@ -170,6 +171,11 @@ def test_inception_model_loads_weights_from_torch_home_cache(offline_inception):
     assert f.shape == (3, 2048) and f.dtype == np.float64
     assert np.isfinite(f).all()
     assert not np.allclose(f[0], f[1])
+    # preprocessing as pytorch-fid's get_activations: torchvision ToTensor (uint8 HWC → [0, 1] CHW)
+    batch = torch.stack([ToTensor()(im) for im in images])
+    with torch.no_grad():
+        ref = model(batch)[0].squeeze(3).squeeze(2).numpy()
+    np.testing.assert_allclose(f, ref, rtol=1e-5, atol=1e-6)
     # batching does not change the features
     np.testing.assert_allclose(frechet.inception_features(model, images[2:], 2, "cpu"), f[2:],
                                rtol=1e-5, atol=1e-6)
@@ -178,16 +184,22 @@ def test_inception_model_loads_weights_from_torch_home_cache(offline_inception):
 def test_fid_cli_with_inception_features(tmp_path, offline_inception, monkeypatch):
     # A 2048×2048 matrix square root takes tens of seconds on a small CPU, so the Fréchet distance
     # itself is replaced by a spy here; it is tested against pytorch-fid above.
-    seen = []
+    seen, models = [], []
 
     def spy(gen, real):
         seen.append((gen, real))
         return 12.5
 
+    def keep_model(device):
+        models.append(frechet.inception_model(device))
+        return models[-1]
+
     monkeypatch.setattr(fid, "frechet_distance", spy)
-    save_images(tmp_path / "real.npz", make_images(3, size=16, seed=0), np.arange(3))
-    save_images(tmp_path / "g0.npz", make_images(2, size=16, seed=1), np.full(2, -1))
-    save_images(tmp_path / "g1.npz", make_images(2, size=16, seed=2), np.full(2, -1))
+    monkeypatch.setattr(fid, "inception_model", keep_model)
+    generated = make_images(2, size=16, seed=1)
+    save_images(tmp_path / "real.npz", make_images(2, size=16, seed=0), np.arange(2))
+    save_images(tmp_path / "g0.npz", generated[:1], np.full(1, -1))
+    save_images(tmp_path / "g1.npz", generated[1:], np.full(1, -1))
     out = tmp_path / "out" / "fid.json"
     fid.main(["--real", str(tmp_path / "real.npz"), "--generated", str(tmp_path / "g0.npz"),
               str(tmp_path / "g1.npz"), "--out", str(out), "--features", "inception",
@@ -195,13 +207,11 @@ def test_fid_cli_with_inception_features(tmp_path, offline_inception, monkeypatc
     result = json.loads(out.read_text())
     assert result["fid"] == 12.5
     assert result["features"] == "inception"
-    assert result["num_generated"] == 4 and result["num_real"] == 3
+    assert result["num_generated"] == 2 and result["num_real"] == 2
     (gen, real), = seen
     assert gen.total.shape == (2048,) and gen.outer.shape == (2048, 2048)
-    assert gen.count == 4 and real.count == 3
-    # the generated stats are the merge of both shards, in the order given
-    model = frechet.inception_model("cpu")
-    feats = np.concatenate([
-        frechet.inception_features(model, make_images(2, size=16, seed=s), 2, "cpu") for s in (1, 2)
-    ])
+    assert gen.count == 2 and real.count == 2
+    # the generated stats merge both shards' Inception features
+    feats = frechet.inception_features(models[0], generated, 2, "cpu")
     np.testing.assert_allclose(gen.total, feats.sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gen.outer, feats.T @ feats, rtol=1e-5, atol=1e-6)

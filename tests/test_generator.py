@@ -13,7 +13,7 @@ from pipeline import train_generator
 from pipeline.diffusion import (
     build_unet, load_generator, save_generator, to_model_range, to_uint8, train_unet,
 )
-from pipeline.io import save_images
+from pipeline.io import load_images
 
 from conftest import make_images
 
@@ -118,23 +118,29 @@ def test_load_generator_rejects_a_folder_without_model(tmp_path):
         load_generator(str(tmp_path / "empty"))
 
 
-def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path):
-    real = tmp_path / "real.npz"
-    save_images(real, make_images(6), np.arange(6))
+def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path, tiny_npz):
     out = tmp_path / "generator"
     train_generator.main([
-        "--real", str(real), "--out", str(out), "--steps", "3", "--channels", "8", "16",
-        "--batch-size", "4", "--num-train-timesteps", "40", "--device", "cpu",
+        "--real", str(tiny_npz), "--out", str(out), "--steps", "3", "--channels", "8", "16",
+        "--batch-size", "4", "--num-train-timesteps", "40", "--beta-schedule", "squaredcos_cap_v2",
+        "--lr", "2e-3", "--ema-decay", "0.99", "--seed", "5", "--device", "cpu",
     ])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder
     pipe = DDPMPipeline.from_pretrained(str(out))
     assert pipe.unet.config.sample_size == 8
     assert tuple(pipe.unet.config.block_out_channels) == (8, 16)
     assert pipe.scheduler.config.num_train_timesteps == 40
-    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"  # the CLI's default
+    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
     training = json.loads((out / "training.json").read_text())
     assert training["steps"] == 3 and len(training["losses"]) == 3
     assert np.isfinite(training["final_loss"])
-    # the pipeline's own loader reads the folder too
+    # the pipeline's own loader reads the folder too, and it holds what train_unet returns
     unet, config = load_generator(str(out))
     _assert_same_weights(unet, pipe.unet)
+    trained, _, losses = train_unet(
+        load_images(tiny_npz)[0], channels=[8, 16], layers_per_block=1, attention=False, steps=3,
+        batch_size=4, lr=2e-3, ema_decay=0.99, num_train_timesteps=40,
+        beta_schedule="squaredcos_cap_v2", seed=5, device=torch.device("cpu"),
+    )
+    assert losses == training["losses"]
+    _assert_same_weights(unet, trained)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -140,3 +143,20 @@ def test_write_read_json_and_sha256(tmp_path):
     assert io.sha256_file(tmp_path / "b.bin", chunk=2) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_atomic_outputs_get_the_umask_mode_not_the_temp_file_mode(tmp_path, umask_027):
+    # mkstemp/mkdtemp create 0600/0700 entries; finished outputs must be readable as the umask
+    # allows (here by the group), like files written with open()
+    io.write_json(tmp_path / "a.json", {})
+    with io.atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "w.bin").write_bytes(b"w")
+    assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o750

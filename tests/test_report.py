@@ -111,6 +111,5 @@ def test_report_main(tmp_path):
         with Image.open(out / name) as im:
             assert im.format == "PNG" and im.size[0] > 50 and im.size[1] > 50
     with Image.open(out / "samples.png") as im:
-        # 16 columns of 4×-enlarged 16-pixel images with 1-pixel padding
-        assert im.size[0] == (16 * 17 + 1) * 4
+        assert im.size[1] > im.size[0] / 3  # two rows of grids, real above generated
     assert not list(out.glob(".*.tmp*"))

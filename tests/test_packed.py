@@ -1,0 +1,126 @@
+"""Tests of pipeline.packed and the pack stage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import pack as pack_stage
+from pipeline.io import save_images
+from pipeline.packed import FORMAT, ChecksumError, open_packed, pack
+
+from conftest import make_images
+
+
+@pytest.fixture
+def shard_files(tmp_path):
+    """Three npz shards of 4, 3 and 5 8×8 images with labels 0..9."""
+    paths = []
+    for k, n in enumerate([4, 3, 5]):
+        path = tmp_path / f"shard{k}.npz"
+        save_images(path, make_images(n, seed=k), (np.arange(n) + k) % 10)
+        paths.append(path)
+    return paths
+
+
+def _images(k, n):
+    return make_images(n, seed=k)
+
+
+def test_pack_real_keeps_labels_and_memory_maps(tmp_path, shard_files):
+    manifest = pack(tmp_path / "real", "real", [str(p) for p in shard_files])
+    assert manifest["format"] == FORMAT and manifest["part"] == "real"
+    assert manifest["count"] == 12 and manifest["image_shape"] == [8, 8, 3]
+    assert json.loads((tmp_path / "real" / "manifest.json").read_text()) == manifest
+    ds = open_packed(tmp_path / "real")
+    assert ds.part == "real" and len(ds) == 12
+    assert [len(x) for x in ds.images] == [4, 3, 5]
+    for k, (im, lab) in enumerate(zip(ds.images, ds.labels)):
+        assert isinstance(im, np.memmap) and isinstance(lab, np.memmap)
+        assert im.dtype == np.uint8 and lab.dtype == np.int64
+        np.testing.assert_array_equal(im, _images(k, len(im)))
+        np.testing.assert_array_equal(lab, (np.arange(len(im)) + k) % 10)
+    images, labels = ds.load()
+    assert images.shape == (12, 8, 8, 3) and labels.shape == (12,)
+
+
+def test_pack_generated_sets_labels_to_minus_one(tmp_path, shard_files):
+    manifest = pack(tmp_path / "gen", "generated", [str(p) for p in shard_files[:2]])
+    assert manifest["count"] == 7
+    ds = open_packed(tmp_path / "gen")
+    assert ds.part == "generated" and len(ds) == 7
+    assert all(isinstance(x, np.memmap) for x in ds.images + ds.labels)
+    _, labels = ds.load()
+    np.testing.assert_array_equal(labels, np.full(7, -1))
+    np.testing.assert_array_equal(ds.images[1], _images(1, 3))
+
+
+def test_pack_replaces_an_existing_dataset(tmp_path, shard_files):
+    out = tmp_path / "ds"
+    pack(out, "real", [str(p) for p in shard_files])
+    pack(out, "real", [str(shard_files[1])])
+    ds = open_packed(out)
+    assert len(ds) == 3 and len(ds.images) == 1
+    assert sorted(p.name for p in out.iterdir()) == [
+        "00000.images.npy", "00000.labels.npy", "manifest.json"]
+
+
+def test_corrupted_shard_raises_checksum_error_naming_the_file(tmp_path, shard_files):
+    out = tmp_path / "ds"
+    pack(out, "real", [str(p) for p in shard_files])
+    victim = out / "00001.images.npy"
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 0x01  # one pixel of the last image, header intact
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match=r"00001\.images\.npy"):
+        open_packed(out)
+    assert len(open_packed(out, verify=False)) == 12  # the data itself still loads unverified
+
+
+def test_missing_manifest_is_file_not_found(tmp_path, shard_files):
+    out = tmp_path / "ds"
+    pack(out, "real", [str(p) for p in shard_files])
+    (out / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        open_packed(out)
+    with pytest.raises(FileNotFoundError):
+        open_packed(tmp_path / "nowhere")
+
+
+def test_wrong_format_is_rejected(tmp_path, shard_files):
+    out = tmp_path / "ds"
+    pack(out, "real", [str(shard_files[0])])
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "something-else"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="something-else"):
+        open_packed(out)
+
+
+def test_shards_of_different_shapes_are_rejected_without_output(tmp_path, shard_files):
+    odd = tmp_path / "odd.npz"
+    save_images(odd, make_images(2, size=6), np.zeros(2))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"odd\.npz.*\(6, 6, 3\).*\(8, 8, 3\)"):
+        pack(tmp_path / "ds", "real", [str(shard_files[0]), str(odd)])
+    assert not (tmp_path / "ds").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temp folder left
+
+
+def test_unknown_part_is_rejected(tmp_path, shard_files):
+    with pytest.raises(ValueError, match="unknown dataset part 'fake'"):
+        pack(tmp_path / "ds", "fake", [str(shard_files[0])])
+    assert not (tmp_path / "ds").exists()
+
+
+def test_pack_cli(tmp_path, shard_files):
+    out = tmp_path / "packed" / "generated"
+    pack_stage.main(["--part", "generated", "--inputs", *map(str, shard_files), "--out", str(out)])
+    ds = open_packed(out)
+    assert ds.part == "generated" and len(ds) == 12
+    np.testing.assert_array_equal(ds.load()[1], np.full(12, -1))
+    np.testing.assert_array_equal(ds.images[2], _images(2, 5))
+    with pytest.raises(SystemExit):
+        pack_stage.main(["--part", "fake", "--inputs", str(shard_files[0]), "--out", str(out)])
