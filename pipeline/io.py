@@ -108,3 +108,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_free_space(target: str | os.PathLike, nbytes: int, margin: float = 1.1) -> None:
+    """Stop before starting work whose output cannot fit on the target's file system."""
+    folder = Path(target).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < nbytes * margin:
+        raise SystemExit(f"not enough disk space in {folder}: {nbytes / 1e9:.2f} GB needed, "
+                         f"{free / 1e9:.2f} GB free")

@@ -6,11 +6,10 @@ import argparse
 import logging
 import time
 
-import numpy as np
-
 from pipeline import io, runtime
 from pipeline.diffusion import load_generator
-from pipeline.sampling import SAMPLERS, sample_range
+from pipeline.edm import EDMSettings
+from pipeline.sampling import PRECISIONS, SAMPLERS, SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
 
@@ -23,8 +22,17 @@ def main(argv=None) -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (ddpm: all by default)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: ddpm all training steps, ddim 50, edm 18)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    e = p.add_argument_group("edm (Karras et al. 2022, Algorithm 2)")
+    d = EDMSettings()
+    for name in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise"):
+        e.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS),
+                   help="autocast precision of the UNet")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     p.add_argument("--batch-size", type=int, default=256)
     runtime.add_common_args(p)
     args = p.parse_args(argv)
@@ -33,14 +41,20 @@ def main(argv=None) -> None:
     device = runtime.setup(args)
 
     unet, scheduler_config = load_generator(args.model, device)
-    t0 = time.time()
-    images = sample_range(
-        unet, scheduler_config, start=args.start, count=args.count, seed=args.seed,
-        sampler=args.sampler, num_steps=args.steps, eta=args.eta, batch_size=args.batch_size,
-        device=device,
+    size = unet.config.sample_size
+    io.check_free_space(args.out, args.count * size * size * 3)
+    unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)
+    settings = SamplerSettings(
+        sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,
+        edm=EDMSettings(args.steps or 18, args.sigma_min, args.sigma_max, args.rho,
+                        args.s_churn, args.s_min, args.s_max, args.s_noise),
     )
+    t0 = time.time()
+    images, labels = sample_range(unet, scheduler_config, start=args.start, count=args.count,
+                                  seed=args.seed, settings=settings,
+                                  batch_size=args.batch_size, device=device)
     seconds = time.time() - t0
-    io.save_images(args.out, images, np.full(len(images), -1, np.int64))
+    io.save_images(args.out, images, labels)
     log.info("wrote %d images to %s in %.1fs (%.1f img/s)", len(images), args.out, seconds,
              len(images) / seconds)
 

@@ -1,10 +1,15 @@
 """Sampling images from a diffusion generator, shard by shard.
 
-Image i's initial and per-step noise comes from its own torch.Generator seeded by (seed, i), so an
-image is the same whichever shard, batch or job produced it.
+Image i's initial and per-step noise comes from its own torch.Generator seeded by (seed, i), and
+its class label (for class-conditional UNets) from a stream seeded by (seed, i, 1), so an image
+is the same whichever shard, batch or job produced it. The generators are CPU generators: the
+noise is then also the same on every device.
 """
 
 from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -13,8 +18,26 @@ from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from pipeline.diffusion import to_uint8
+from pipeline.edm import EDMSettings, VPDenoiser, edm_sample
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "edm")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    sampler: str = "ddim"
+    num_steps: int | None = None  # ddpm: all training steps; ddim: 50; edm: 18
+    eta: float = 0.0  # DDIM
+    edm: EDMSettings = field(default_factory=EDMSettings)
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of "
+                             f"{', '.join(PRECISIONS)}")
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -26,12 +49,19 @@ def image_generators(seed: int, indices, device="cpu") -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(image_seed(seed, int(i))) for i in indices]
 
 
-def make_scheduler(sampler: str, scheduler_config, num_steps: int | None):
-    """A diffusers scheduler for `sampler`, with its timesteps set.
+def image_labels(seed: int, indices, num_classes: int) -> np.ndarray:
+    """Uniform class labels, image i's from its own stream (seed, i, 1)."""
+    return np.array([np.random.default_rng([seed, int(i), 1]).integers(num_classes)
+                     for i in indices], dtype=np.int64)
 
-    ddpm: ancestral sampling, by default over all the model's training timesteps;
-    ddim: `num_steps` DDIM steps (eta is given to step()).
-    """
+
+def num_classes(unet) -> int | None:
+    """Classes of a class-conditional UNet2DModel (None for unconditional ones)."""
+    return unet.config.get("num_class_embeds")
+
+
+def make_scheduler(sampler: str, scheduler_config, num_steps: int | None):
+    """A diffusers scheduler for ddpm (ancestral; all training steps by default) or ddim."""
     if sampler == "ddpm":
         scheduler = DDPMScheduler.from_config(scheduler_config)
         scheduler.set_timesteps(num_steps or scheduler.config.num_train_timesteps)
@@ -39,34 +69,91 @@ def make_scheduler(sampler: str, scheduler_config, num_steps: int | None):
         scheduler = DDIMScheduler.from_config(scheduler_config)
         scheduler.set_timesteps(num_steps or 50)
     else:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        raise ValueError(f"no diffusers scheduler for sampler {sampler!r}")
     return scheduler
 
 
 @torch.no_grad()
 def sample_batch(unet, scheduler, generators: list[torch.Generator], *, eta: float = 0.0,
-                 device="cpu") -> torch.Tensor:
-    """Run the reverse process for one batch (one generator per image); returns x0 in [-1, 1]."""
+                 device="cpu", class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Reverse process of a DDPM/DDIM scheduler for one batch; returns x0 in [-1, 1].
+
+    The same calls as diffusers' DDPMPipeline, so its output is reproduced exactly.
+    """
     size = unet.config.sample_size
     shape = (len(generators), unet.config.in_channels, size, size)
     x = randn_tensor(shape, generator=generators, device=torch.device(device), dtype=unet.dtype)
     extra = {"eta": eta} if isinstance(scheduler, DDIMScheduler) else {}
     for t in scheduler.timesteps:
-        eps = unet(x, t).sample
+        eps = unet(x, t, class_labels=class_labels).sample.to(x.dtype)
         x = scheduler.step(eps, t, x, generator=generators, **extra).prev_sample
     return x
 
 
-def sample_range(unet, scheduler_config, *, start: int, count: int, seed: int, sampler: str,
-                 num_steps: int | None, eta: float, batch_size: int, device) -> np.ndarray:
-    """Generate images [start, start+count) as uint8 N×H×W×3."""
-    scheduler = make_scheduler(sampler, scheduler_config, num_steps)
-    out = []
+class Sampler:
+    """Draws images [lo, hi) of a generator with one of the samplers."""
+
+    def __init__(self, unet, scheduler_config, settings: SamplerSettings, device):
+        self.unet, self.settings, self.device = unet, settings, torch.device(device)
+        self.num_classes = num_classes(unet)
+        if settings.sampler == "edm":
+            edm = settings.edm
+            if settings.num_steps:
+                edm = EDMSettings(**{**edm.__dict__, "num_steps": settings.num_steps})
+            self.edm, self.denoiser = edm, VPDenoiser(unet, scheduler_config)
+        else:
+            self.scheduler = make_scheduler(settings.sampler, scheduler_config, settings.num_steps)
+
+    @property
+    def evaluations_per_image(self) -> int:
+        if self.settings.sampler == "edm":
+            return 2 * self.edm.num_steps - 1
+        return len(self.scheduler.timesteps)
+
+    def autocast(self):
+        dtype = PRECISIONS[self.settings.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    @torch.no_grad()
+    def images(self, seed: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 N×H×W×3 images and their labels (-1 for unconditional generators)."""
+        gens = image_generators(seed, range(lo, hi))
+        labels = (image_labels(seed, range(lo, hi), self.num_classes) if self.num_classes
+                  else np.full(hi - lo, -1, np.int64))
+        cond = torch.from_numpy(labels).to(self.device) if self.num_classes else None
+        with self.autocast():
+            if self.settings.sampler == "edm":
+                size, ch = self.unet.config.sample_size, self.unet.config.in_channels
+                x = edm_sample(self.denoiser, gens, (hi - lo, ch, size, size), self.edm,
+                               self.device, class_labels=cond)
+            else:
+                x = sample_batch(self.unet, self.scheduler, gens, eta=self.settings.eta,
+                                 device=self.device, class_labels=cond)
+        return to_uint8(x), labels
+
+
+def sample_range(unet, scheduler_config, *, start: int, count: int, seed: int,
+                 settings: SamplerSettings, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
+    """Generate images [start, start+count): uint8 N×H×W×3 and int64 labels."""
+    sampler = Sampler(unet, scheduler_config, settings, device)
+    images, labels = [], []
     with tqdm(total=count, desc=f"sample [{start}, {start + count})", unit="img") as bar:
         for lo in range(start, start + count, batch_size):
             hi = min(lo + batch_size, start + count)
-            gens = image_generators(seed, range(lo, hi))
-            out.append(to_uint8(sample_batch(unet, scheduler, gens, eta=eta, device=device)))
+            x, y = sampler.images(seed, lo, hi)
+            images.append(x)
+            labels.append(y)
             bar.update(hi - lo)
-    size = unet.config.sample_size
-    return np.concatenate(out) if out else np.zeros((0, size, size, 3), np.uint8)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def prepare_unet(unet, device, *, channels_last: bool = False, compile: bool = False):
+    """Move a UNet to its device; optionally channels_last memory and torch.compile."""
+    unet = unet.to(device).eval().requires_grad_(False)
+    if channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    if compile:
+        unet = torch.compile(unet)
+    return unet

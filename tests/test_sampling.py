@@ -10,13 +10,18 @@ from diffusers import DDPMPipeline, DDPMScheduler
 
 from pipeline import sample
 from pipeline.diffusion import save_generator
+from pipeline.edm import EDMSettings
 from pipeline.io import load_images
-from pipeline.sampling import image_generators, image_seed, make_scheduler, sample_range
+from pipeline.sampling import (SamplerSettings, image_generators, image_seed, make_scheduler,
+                               sample_range)
 
 
-def _sample(unet, config, start, count, *, seed=0, sampler="ddim", num_steps=4, batch_size=8):
-    return sample_range(unet, config, start=start, count=count, seed=seed, sampler=sampler,
-                        num_steps=num_steps, eta=0.0, batch_size=batch_size, device="cpu")
+def _sample(unet, config, start, count, *, seed=0, sampler="ddim", num_steps=4, batch_size=8,
+            labels=False, **settings):
+    images, y = sample_range(
+        unet, config, start=start, count=count, seed=seed, batch_size=batch_size, device="cpu",
+        settings=SamplerSettings(sampler=sampler, num_steps=num_steps, **settings))
+    return (images, y) if labels else images
 
 
 def test_image_seed_depends_only_on_seed_and_index():
@@ -31,7 +36,7 @@ def test_image_seed_depends_only_on_seed_and_index():
     assert b == [a[2], a[3], a[0], a[1]]
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "edm"])
 def test_sample_range_gives_uint8_rgb_images(tiny_unet, tiny_scheduler, sampler):
     images = _sample(tiny_unet, tiny_scheduler.config, 3, 5, sampler=sampler, num_steps=3,
                      batch_size=2)
@@ -47,11 +52,14 @@ def test_default_step_counts(tiny_scheduler):
     assert len(make_scheduler("ddim", tiny_scheduler.config, 7).timesteps) == 7
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
-def test_sharding_does_not_change_images(tiny_unet, tiny_scheduler, sampler):
+@pytest.mark.parametrize("sampler,extra", [
+    ("ddim", {}), ("ddim", {"eta": 1.0}), ("ddpm", {}), ("edm", {}),
+    ("edm", {"edm": EDMSettings(num_steps=4, s_churn=10.0)}),  # fresh noise at every step
+])
+def test_sharding_does_not_change_images(tiny_unet, tiny_scheduler, sampler, extra):
     config = tiny_scheduler.config
-    whole = _sample(tiny_unet, config, 0, 20, sampler=sampler, batch_size=8)
-    parts = [_sample(tiny_unet, config, lo, hi - lo, sampler=sampler, batch_size=8)
+    whole = _sample(tiny_unet, config, 0, 20, sampler=sampler, batch_size=8, **extra)
+    parts = [_sample(tiny_unet, config, lo, hi - lo, sampler=sampler, batch_size=8, **extra)
              for lo, hi in [(0, 7), (7, 13), (13, 20)]]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 

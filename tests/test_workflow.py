@@ -105,3 +105,13 @@ def test_killed_stage_leaves_no_finished_output(tmp_path):
     assert not out.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("real.npz",)]
     assert all(name.startswith(".generator.") and name.endswith(".tmp") for name in leftovers)
+
+
+def test_run_stops_before_any_job_when_samples_cannot_fit_on_disk(tmp_path):
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(TINY.read_text().replace("num_images: 48", "num_images: 100000000000")
+                    .replace("shard_size: 20", "shard_size: 1000000000"))
+    r = snakemake("--cores", "1", "--configfile", str(huge), cwd=tmp_path)
+    assert r.returncode != 0
+    assert "not enough disk space" in r.stdout + r.stderr
+    assert not (tmp_path / "results" / "real").exists()  # no job ran

@@ -1,5 +1,9 @@
 import math
+import os
 import shlex
+import shutil
+
+from snakemake.exceptions import WorkflowError
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -16,6 +20,20 @@ for _name in config["experiments"]["strategies"]:
         )
 if config["generator"]["source"] == "pretrained" and not config["generator"]["model"]:
     raise ValueError("generator.source is 'pretrained' but generator.model is not set")
+
+
+def check_disk_space():
+    """Before a run: the missing shards, and their packed copy, must fit in output_dir."""
+    missing = [f for f in shard_files() if not os.path.exists(f)]
+    if not missing:
+        return
+    res = config["real"]["resolution"]
+    need = 2 * len(missing) * config["sampling"]["shard_size"] * res * res * 3
+    os.makedirs(OUT, exist_ok=True)
+    free = shutil.disk_usage(OUT).free
+    if free < 1.1 * need:
+        raise WorkflowError(f"not enough disk space in {OUT}: {len(missing)} shards and their "
+                            f"packed copy need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free")
 
 
 def threads_for(rule_name):

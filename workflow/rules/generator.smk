@@ -37,7 +37,12 @@ rule sample:
         s=config["sampling"],
         model=generator_model(),
         range=shard_range,
-        steps=lambda wc: opt("--steps", config["sampling"]["steps"]),
+        opts=lambda wc: " ".join([
+            opt("--steps", config["sampling"]["steps"]),
+            opt("--channels-last", config["sampling"]["channels_last"]),
+            opt("--compile", config["sampling"]["compile"]),
+            *(opt(f"--{k.replace('_', '-')}", v) for k, v in config["sampling"]["edm"].items()),
+        ]),
     log:
         "logs/sample/shard_{shard}.log",
     benchmark:
@@ -50,7 +55,8 @@ rule sample:
     shell:
         STAGE + "sample --model {params.model:q} --out {output}"
         " --start {params.range[start]} --count {params.range[count]} --seed {params.s[seed]}"
-        " --sampler {params.s[sampler]} {params.steps} --eta {params.s[eta]}"
+        " --sampler {params.s[sampler]} {params.opts} --eta {params.s[eta]}"
+        " --precision {params.s[precision]}"
         " --batch-size {params.s[batch_size]} " + common_args("sample") + " > {log} 2>&1"
 
 
