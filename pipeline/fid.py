@@ -1,4 +1,4 @@
-"""Stage: Fréchet distance between generated shards and the real training images."""
+"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference."""
 
 from __future__ import annotations
 
@@ -6,42 +6,47 @@ import argparse
 import logging
 import time
 
+from pytorch_fid.fid_score import calculate_frechet_distance
+
 from pipeline import io, runtime
-from pipeline.frechet import FEATURES, FeatureStats, frechet_distance, image_stats, inception_model
+from pipeline.frechet import load_reference, load_stats
 
 log = logging.getLogger("pipeline.fid")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--real", required=True, help="real training images (npz)")
-    p.add_argument("--generated", required=True, nargs="+", help="generated shard files (npz)")
+    p.add_argument("--generated", required=True, nargs="+", help="statistics files of the shards")
+    p.add_argument("--real", required=True, help="real statistics: ours, or an npz of mu/sigma")
     p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--features", default="inception", choices=FEATURES)
-    p.add_argument("--batch-size", type=int, default=200)
-    runtime.add_common_args(p)
     args = p.parse_args(argv)
-    device = runtime.setup(args)
+    runtime.setup(args)
     t0 = time.time()
 
-    model = inception_model(device) if args.features == "inception" else None
-
-    def stats_of(path: str) -> FeatureStats:
-        images, _ = io.load_images(path)
-        return image_stats(images, args.features, model=model, batch_size=args.batch_size,
-                           device=device)
-
-    real = stats_of(args.real)
-    gen = stats_of(args.generated[0])
+    gen, meta = load_stats(args.generated[0])
+    seconds = meta.get("seconds", 0.0)
     for path in args.generated[1:]:
-        gen = gen.merge(stats_of(path))
-    fid = frechet_distance(gen, real)
-    io.write_json(args.out, {
-        "fid": fid, "features": args.features, "num_generated": gen.count,
-        "num_real": real.count, "seconds": round(time.time() - t0, 2),
-    })
-    log.info("FID (%s features) = %.4f over %d generated / %d real images", args.features, fid,
-             gen.count, real.count)
+        more, more_meta = load_stats(path)
+        if {k: more_meta.get(k) for k in ("features", "dims", "weights_sha256")} != \
+                {k: meta.get(k) for k in ("features", "dims", "weights_sha256")}:
+            raise SystemExit(f"fid: {path} was computed with other features than "
+                             f"{args.generated[0]}: {more_meta} vs {meta}")
+        gen = gen.merge(more)
+        seconds += more_meta.get("seconds", 0.0)
+    mu_r, sigma_r, num_real, real_meta = load_reference(args.real)
+    if len(mu_r) != len(gen.total):
+        raise SystemExit(f"fid: real statistics are {len(mu_r)}-d, generated {len(gen.total)}-d")
+    fid = float(calculate_frechet_distance(*gen.mean_cov(), mu_r, sigma_r))
+    result = {
+        "fid": fid, "features": meta["features"], "dims": len(gen.total),
+        "num_generated": gen.count, "num_real": num_real,
+        "weights_sha256": meta.get("weights_sha256"), "precision": meta.get("precision"),
+        "real_reference": args.real,
+        "seconds": round(seconds + real_meta.get("seconds", 0.0) + time.time() - t0, 2),
+    }
+    io.write_json(args.out, result)
+    log.info("FID (%s features) = %.4f over %d generated / %s real images", result["features"],
+             fid, gen.count, num_real)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,22 @@ batches, and later shards, merge exactly.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
+from pytorch_fid.inception import FID_WEIGHTS_URL
 from tqdm.auto import tqdm
 
+from pipeline import io
+
 FEATURES = ("inception", "pixels")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass
@@ -50,34 +58,111 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
-def inception_model(device):
-    """pytorch-fid's FID Inception-V3 up to the 2048-d pool3 features.
+def weights_cache_path() -> Path:
+    """Where torch.hub (and so pytorch-fid) keeps the FID Inception weights: under TORCH_HOME."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(FID_WEIGHTS_URL).name
 
-    Its weights are fetched with torch.hub's loader, so they come from the TORCH_HOME cache when
-    present and are downloaded otherwise.
+
+@contextlib.contextmanager
+def _hub_dir_holding(weights: Path):
+    """A temporary torch.hub folder whose cache holds `weights` under pytorch-fid's file name, so
+    pytorch-fid's own loader (load_state_dict_from_url) reads that file."""
+    # restore torch.hub's own setting (None: follow TORCH_HOME), not the folder it resolved to
+    old = torch.hub._hub_dir
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "checkpoints").mkdir()
+        (Path(tmp) / "checkpoints" / Path(FID_WEIGHTS_URL).name).symlink_to(weights.resolve())
+        torch.hub.set_dir(tmp)
+        try:
+            yield
+        finally:
+            torch.hub._hub_dir = old
+
+
+def inception_model(device, dims: int = 2048, weights: str | Path | None = None):
+    """pytorch-fid's FID Inception-V3 up to the block that gives `dims` features, and the sha256
+    of its weights.
+
+    Weights come from `weights` when given, else the torch.hub cache (TORCH_HOME), else
+    pytorch-fid's download.
     """
     from pytorch_fid.inception import InceptionV3
 
-    return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+    if dims not in InceptionV3.BLOCK_INDEX_BY_DIM:
+        raise ValueError(f"Inception features of {dims} dims do not exist; choose one of "
+                         f"{sorted(InceptionV3.BLOCK_INDEX_BY_DIM)}")
+    blocks = [InceptionV3.BLOCK_INDEX_BY_DIM[dims]]
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"FID Inception weights {str(weights)!r} not found")
+        with _hub_dir_holding(weights):
+            model = InceptionV3(blocks)
+    else:
+        weights = weights_cache_path()
+        try:
+            model = InceptionV3(blocks)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError
+            raise RuntimeError(
+                f"FID Inception weights are not in {weights} and could not be downloaded "
+                f"({type(e).__name__}); download {FID_WEIGHTS_URL} there, or set fid.weights"
+            ) from e
+    return model.to(device).eval(), io.sha256_file(weights)
+
+
+def fid_inception_architecture() -> torch.nn.Module:
+    """pytorch-fid's FID Inception-V3 structure with random weights (as fid_inception_v3 builds
+    it, without the download): for offline tests and speed benchmarks."""
+    from pytorch_fid import inception as pf
+
+    net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pf.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pf.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pf.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pf.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pf.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pf.FIDInceptionE_1(1280)
+    net.Mixed_7c = pf.FIDInceptionE_2(2048)
+    return net
+
+
+def autocast_for(precision: str, device):
+    """fp32; tf32 (CUDA matmuls and convolutions in TF32); bf16 autocast."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
-def inception_features(model, images: np.ndarray, batch_size: int, device) -> np.ndarray:
-    """pool3 features of uint8 N×H×W×3 images, preprocessed as pytorch-fid does (uint8 → [0, 1];
-    the model itself resizes to 299 and normalises)."""
+def inception_features(model, images: np.ndarray, batch_size: int, device,
+                       precision: str = "fp32") -> np.ndarray:
+    """pool3 (or lower-block) features of uint8 N×H×W×3 images, preprocessed as pytorch-fid does
+    (uint8 → [0, 1]; the model itself resizes to 299 bilinearly and normalises)."""
     out = []
     for lo in tqdm(range(0, len(images), batch_size), desc="inception", mininterval=5):
         x = torch.from_numpy(images[lo:lo + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
-        out.append(model(x)[0].squeeze(-1).squeeze(-1).double().cpu().numpy())
+        with autocast_for(precision, device):
+            f = model(x)[0]
+        if f.shape[2:] != (1, 1):  # blocks below pool3 are spatially averaged, as pytorch-fid does
+            f = torch.nn.functional.adaptive_avg_pool2d(f, (1, 1))
+        out.append(f.flatten(1).double().cpu().numpy())
     return np.concatenate(out)
 
 
 def image_stats(images: np.ndarray, features: str, *, model=None, batch_size: int = 200,
-                device="cpu") -> FeatureStats:
+                device="cpu", precision: str = "fp32") -> FeatureStats:
     if features == "pixels":
         f = pixel_features(images)
     elif features == "inception":
-        f = inception_features(model, images, batch_size, device)
+        f = inception_features(model, images, batch_size, device, precision)
     else:
         raise ValueError(f"unknown FID features {features!r}; choose one of {', '.join(FEATURES)}")
     stats = FeatureStats.empty(f.shape[1])
@@ -85,7 +170,30 @@ def image_stats(images: np.ndarray, features: str, *, model=None, batch_size: in
     return stats
 
 
+def save_stats(path, stats: FeatureStats, **meta) -> None:
+    """Sufficient statistics (float64) plus what produced them (features, dims, weights hash)."""
+    with io.atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, count=stats.count, total=stats.total, outer=stats.outer,
+                 meta=json.dumps(meta))
+
+
+def load_stats(path) -> tuple[FeatureStats, dict]:
+    with np.load(path) as f:
+        return (FeatureStats(int(f["count"]), f["total"], f["outer"]),
+                json.loads(str(f["meta"])))
+
+
+def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
+    """(mu, sigma, count, meta) from our statistics file or a pytorch-fid/EDM style npz of
+    mu/sigma (whose image count is unknown)."""
+    with np.load(path) as f:
+        if {"mu", "sigma"} <= set(f.files):
+            return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), None, {}
+        if {"count", "total", "outer"} <= set(f.files):
+            stats, meta = load_stats(path)
+            return *stats.mean_cov(), stats.count, meta
+        raise ValueError(f"{path}: neither mu/sigma nor count/total/outer arrays (has {f.files})")
+
+
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    mu1, s1 = a.mean_cov()
-    mu2, s2 = b.mean_cov()
-    return float(calculate_frechet_distance(mu1, s1, mu2, s2))
+    return float(calculate_frechet_distance(*a.mean_cov(), *b.mean_cov()))

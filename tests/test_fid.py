@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.hub
-from pytorch_fid import inception as pf_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from torchvision.transforms import ToTensor
 
-from pipeline import fid, frechet
+from pipeline import fid, fid_stats, frechet, io
 from pipeline.frechet import FeatureStats, frechet_distance, image_stats
 from pipeline.io import save_images
 
@@ -100,14 +99,52 @@ def test_fid_cli_with_pixel_features(tmp_path):
     save_images(tmp_path / "real.npz", real, np.zeros(60))
     save_images(tmp_path / "g0.npz", real[:25] + np.uint8(20), np.full(25, -1))
     save_images(tmp_path / "g1.npz", real[25:] + np.uint8(20), np.full(35, -1))
+    stats = []
+    for name in ("real", "g0", "g1"):
+        stats.append(tmp_path / f"{name}.stats.npz")
+        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out", str(stats[-1]),
+                        "--features", "pixels", "--device", "cpu"])
     out = tmp_path / "fid.json"
-    fid.main(["--real", str(tmp_path / "real.npz"), "--generated", str(tmp_path / "g0.npz"),
-              str(tmp_path / "g1.npz"), "--out", str(out), "--features", "pixels",
-              "--device", "cpu"])
+    fid.main(["--real", str(stats[0]), "--generated", str(stats[1]), str(stats[2]),
+              "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["features"] == "pixels"
     assert result["num_generated"] == 60 and result["num_real"] == 60
     assert result["fid"] == pytest.approx(48 * (20 / 255) ** 2, rel=1e-4)
+
+
+def test_merged_shard_statistics_equal_one_pass(tmp_path):
+    images = make_images(30, size=4, seed=5)
+    save_images(tmp_path / "all.npz", images, np.zeros(30))
+    for name, part in (("a", images[:13]), ("b", images[13:])):
+        save_images(tmp_path / f"{name}.npz", part, np.zeros(len(part)))
+    for name in ("all", "a", "b"):
+        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+                        str(tmp_path / f"{name}.stats.npz"), "--features", "pixels"])
+    whole, _ = frechet.load_stats(tmp_path / "all.stats.npz")
+    merged = frechet.load_stats(tmp_path / "a.stats.npz")[0].merge(
+        frechet.load_stats(tmp_path / "b.stats.npz")[0])
+    assert merged.count == whole.count == 30
+    for x, y in zip(merged.mean_cov(), whole.mean_cov()):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_mu_sigma_reference_gives_the_same_fid(tmp_path):
+    real, gen = make_images(40, size=4, seed=1), make_images(40, size=4, seed=2, high=200)
+    save_images(tmp_path / "real.npz", real, np.zeros(40))
+    save_images(tmp_path / "gen.npz", gen, np.zeros(40))
+    for name in ("real", "gen"):
+        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+                        str(tmp_path / f"{name}.stats.npz"), "--features", "pixels"])
+    mu, sigma = frechet.load_stats(tmp_path / "real.stats.npz")[0].mean_cov()
+    np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma)  # pytorch-fid's save_fid_stats format
+    results = []
+    for ref in ("real.stats.npz", "ref.npz"):
+        fid.main(["--real", str(tmp_path / ref), "--generated", str(tmp_path / "gen.stats.npz"),
+                  "--out", str(tmp_path / "fid.json")])
+        results.append(json.loads((tmp_path / "fid.json").read_text()))
+    assert results[0]["fid"] == pytest.approx(results[1]["fid"], rel=1e-9)
+    assert results[0]["num_real"] == 40 and results[1]["num_real"] is None
 
 
 # -- Inception (random weights from a fake torch.hub cache) ---------------------------------------
@@ -116,16 +153,7 @@ def _random_fid_inception_state_dict() -> dict:
     """The state dict of pytorch_fid.inception.fid_inception_v3's structure, randomly initialised
     (built as fid_inception_v3 builds it, minus the download)."""
     torch.manual_seed(0)
-    net = pf_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    net.Mixed_5b = pf_inception.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = pf_inception.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = pf_inception.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = pf_inception.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = pf_inception.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = pf_inception.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = pf_inception.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = pf_inception.FIDInceptionE_1(1280)
-    net.Mixed_7c = pf_inception.FIDInceptionE_2(2048)
+    net = frechet.fid_inception_architecture()
     for m in net.modules():
         if isinstance(m, torch.nn.Conv2d):  # He init keeps the signal alive through ~100 layers,
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # so features differ
@@ -159,7 +187,8 @@ def offline_inception(_inception_cache, monkeypatch):
 
 
 def test_inception_model_loads_weights_from_torch_home_cache(offline_inception):
-    model = frechet.inception_model("cpu")
+    model, digest = frechet.inception_model("cpu")
+    assert digest == io.sha256_file(frechet.weights_cache_path())
     assert not model.training
     conv = model.blocks[0][0].conv.weight
     torch.testing.assert_close(conv, offline_inception["Conv2d_1a_3x3.conv.weight"], rtol=0, atol=0)
@@ -181,37 +210,76 @@ def test_inception_model_loads_weights_from_torch_home_cache(offline_inception):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_fid_cli_with_inception_features(tmp_path, offline_inception, monkeypatch):
-    # A 2048×2048 matrix square root takes tens of seconds on a small CPU, so the Fréchet distance
-    # itself is replaced by a spy here; it is tested against pytorch-fid above.
-    seen, models = [], []
-
-    def spy(gen, real):
-        seen.append((gen, real))
-        return 12.5
-
-    def keep_model(device):
-        models.append(frechet.inception_model(device))
-        return models[-1]
-
-    monkeypatch.setattr(fid, "frechet_distance", spy)
-    monkeypatch.setattr(fid, "inception_model", keep_model)
+def test_fid_stats_cli_with_inception_features(tmp_path, offline_inception):
+    # 2048-d statistics of two shards (the distance itself is checked at 64 dims below: a
+    # 2048×2048 matrix square root takes tens of seconds on a small CPU)
     generated = make_images(2, size=16, seed=1)
-    save_images(tmp_path / "real.npz", make_images(2, size=16, seed=0), np.arange(2))
-    save_images(tmp_path / "g0.npz", generated[:1], np.full(1, -1))
-    save_images(tmp_path / "g1.npz", generated[1:], np.full(1, -1))
-    out = tmp_path / "out" / "fid.json"
-    fid.main(["--real", str(tmp_path / "real.npz"), "--generated", str(tmp_path / "g0.npz"),
-              str(tmp_path / "g1.npz"), "--out", str(out), "--features", "inception",
-              "--batch-size", "2", "--device", "cpu"])
-    result = json.loads(out.read_text())
-    assert result["fid"] == 12.5
-    assert result["features"] == "inception"
-    assert result["num_generated"] == 2 and result["num_real"] == 2
-    (gen, real), = seen
-    assert gen.total.shape == (2048,) and gen.outer.shape == (2048, 2048)
-    assert gen.count == 2 and real.count == 2
-    # the generated stats merge both shards' Inception features
-    feats = frechet.inception_features(models[0], generated, 2, "cpu")
+    for k in range(2):
+        save_images(tmp_path / f"g{k}.npz", generated[k:k + 1], np.full(1, -1))
+        fid_stats.main(["--images", str(tmp_path / f"g{k}.npz"), "--out",
+                        str(tmp_path / f"g{k}.stats.npz"), "--features", "inception",
+                        "--batch-size", "2", "--device", "cpu"])
+    (a, meta), (b, _) = (frechet.load_stats(tmp_path / f"g{k}.stats.npz") for k in range(2))
+    gen = a.merge(b)
+    assert gen.total.shape == (2048,) and gen.outer.shape == (2048, 2048) and gen.count == 2
+    assert meta["features"] == "inception" and meta["dims"] == 2048
+    assert meta["weights_sha256"] == io.sha256_file(frechet.weights_cache_path())
+    model, _ = frechet.inception_model("cpu")
+    feats = frechet.inception_features(model, generated, 2, "cpu")
     np.testing.assert_allclose(gen.total, feats.sum(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gen.outer, feats.T @ feats, rtol=1e-5, atol=1e-6)
+
+
+def test_fid_equals_pytorch_fid_on_png_files(tmp_path, offline_inception):
+    """Our stages against pytorch-fid's own calculate_fid_given_paths on the same images."""
+    from PIL import Image
+    from pytorch_fid.fid_score import calculate_fid_given_paths
+
+    real = make_images(100, size=16, seed=7)
+    gen = np.clip(make_images(100, size=16, seed=8).astype(int) * 3 // 4 + 40, 0, 255).astype(np.uint8)
+    for name, images in (("real", real), ("gen", gen)):
+        (tmp_path / name).mkdir()
+        for k, im in enumerate(images):
+            Image.fromarray(im).save(tmp_path / name / f"{k:03d}.png")
+        save_images(tmp_path / f"{name}.npz", images, np.zeros(len(images)))
+        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+                        str(tmp_path / f"{name}.stats.npz"), "--features", "inception",
+                        "--dims", "64", "--batch-size", "50", "--device", "cpu"])
+    fid.main(["--real", str(tmp_path / "real.stats.npz"), "--generated",
+              str(tmp_path / "gen.stats.npz"), "--out", str(tmp_path / "fid.json")])
+    ours = json.loads((tmp_path / "fid.json").read_text())["fid"]
+    theirs = calculate_fid_given_paths([str(tmp_path / "gen"), str(tmp_path / "real")],
+                                       batch_size=50, device="cpu", dims=64, num_workers=0)
+    assert theirs > 0.01
+    assert abs(ours - theirs) <= 1e-3
+
+
+def test_weights_from_an_explicit_path(tmp_path, offline_inception, monkeypatch):
+    path = tmp_path / "my-weights.pth"
+    torch.save(offline_inception, path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    model, digest = frechet.inception_model("cpu", weights=path)
+    assert digest == io.sha256_file(path)
+    torch.testing.assert_close(model.blocks[0][0].conv.weight,
+                               offline_inception["Conv2d_1a_3x3.conv.weight"], rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        frechet.inception_model("cpu", weights=tmp_path / "missing.pth")
+
+
+def test_no_weights_offline_says_where_to_put_them(tmp_path, monkeypatch):
+    import urllib.error
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    save_images(tmp_path / "x.npz", make_images(2, size=8), np.zeros(2))
+    with pytest.raises(SystemExit) as e:
+        fid_stats.main(["--images", str(tmp_path / "x.npz"), "--out", str(tmp_path / "x.stats.npz"),
+                        "--features", "inception", "--device", "cpu"])
+    message = str(e.value)
+    assert str(tmp_path / "home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in message
+    assert "fid.weights" in message and "\n" not in message
+    assert not (tmp_path / "x.stats.npz").exists()

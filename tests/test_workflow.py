@@ -47,6 +47,8 @@ def test_cifar10_preset_builds_the_full_dag(tmp_path):
     assert counts["sample"] == 20
     assert "train_generator" not in counts
     assert counts["pretrain"] == 4 and counts["linear_eval"] == 4
+    # Inception statistics per shard plus the real reference, merged by one fid job
+    assert counts["fid_stats"] == 21 and counts["fid"] == 1
     assert "--model google/ddpm-cifar10-32" in snakemake(
         "-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=tmp_path).stdout
 

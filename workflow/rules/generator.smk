@@ -60,24 +60,52 @@ rule sample:
         " --batch-size {params.s[batch_size]} " + common_args("sample") + " > {log} 2>&1"
 
 
-rule fid:
+def fid_stats_input(wildcards):
+    if wildcards.name == "real":
+        return f"{OUT}/real/train.npz"
+    return f"{OUT}/samples/{wildcards.name}.npz"
+
+
+def real_fid_reference():
+    """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""
+    return config["fid"]["reference"] or f"{OUT}/fid/real.stats.npz"
+
+
+# One job per shard, so the Inception work scales with the sampling jobs.
+rule fid_stats:
     input:
-        real=f"{OUT}/real/train.npz",
-        generated=shard_files(),
+        fid_stats_input,
     output:
-        f"{OUT}/fid.json",
+        f"{OUT}/fid/{{name}}.stats.npz",
+    wildcard_constraints:
+        name=r"real|shard_\d{5}",
     params:
         f=config["fid"],
+        weights=lambda wc: opt("--weights", config["fid"]["weights"]),
     log:
-        "logs/fid.log",
+        "logs/fid_stats/{name}.log",
     benchmark:
-        "benchmarks/fid.tsv"
-    threads: threads_for("fid")
+        "benchmarks/fid_stats/{name}.tsv"
+    threads: threads_for("fid_stats")
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     shell:
-        STAGE + "fid --real {input.real} --generated {input.generated} --out {output}"
-        " --features {params.f[features]} --batch-size {params.f[batch_size]}"
-        " " + common_args("fid") + " > {log} 2>&1"
+        STAGE + "fid_stats --images {input} --out {output} --features {params.f[features]}"
+        " --dims {params.f[dims]} {params.weights} --precision {params.f[precision]}"
+        " --batch-size {params.f[batch_size]} " + common_args("fid_stats") + " > {log} 2>&1"
+
+
+rule fid:
+    input:
+        real=real_fid_reference(),
+        generated=[f"{OUT}/fid/shard_{i:05d}.stats.npz" for i in range(num_shards())],
+    output:
+        f"{OUT}/fid.json",
+    log:
+        "logs/fid.log",
+    conda:
+        CONDA_ENV
+    shell:
+        STAGE + "fid --real {input.real} --generated {input.generated} --out {output} > {log} 2>&1"

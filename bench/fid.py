@@ -1,0 +1,89 @@
+"""FID feature extraction speed: images/s of pytorch-fid's Inception in fp32, TF32 and bf16, and
+the FID difference each precision causes against fp32 (same images, same run).
+
+    python bench/fid.py                                   # CPU, random weights, a few images
+    python bench/fid.py --images 50000 --batch-size 1000 --out bench/results/fid-h100.json  # GPU
+
+Without the real weights in the torch.hub cache, a random-weight Inception of the same
+architecture is timed (speed does not depend on the weights; the FID differences then do not
+carry over to real features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.frechet import (FeatureStats, fid_inception_architecture,  # noqa: E402
+                              frechet_distance, inception_features, inception_model,
+                              weights_cache_path)
+from pipeline.runtime import resolve_device  # noqa: E402
+
+
+def random_inception(device):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.pth"
+        torch.manual_seed(0)
+        net = fid_inception_architecture()
+        for m in net.modules():  # He init keeps features input-dependent through ~100 layers
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        torch.save(net.state_dict(), path)
+        model, _ = inception_model(device, weights=path)
+    return model, "random"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "tf32", "bf16"])
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    if weights_cache_path().exists():
+        model, weights = inception_model(device)
+    else:
+        model, weights = random_inception(device)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {name}; weights: {weights}; {args.images} 32×32 images, batch {args.batch_size}")
+    inception_features(model, a[: args.batch_size], args.batch_size, device)  # warm-up
+    rows, reference = [], None
+    for precision in args.precisions:
+        if device.type == "cpu" and precision == "tf32":
+            continue  # TF32 is a CUDA matmul mode
+        t0 = time.perf_counter()
+        fa = inception_features(model, a, args.batch_size, device, precision)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        ips = len(a) / (time.perf_counter() - t0)
+        fb = inception_features(model, b, args.batch_size, device, precision)
+        sa, sb = FeatureStats.empty(fa.shape[1]), FeatureStats.empty(fb.shape[1])
+        sa.add(fa)
+        sb.add(fb)
+        fid = frechet_distance(sa, sb)
+        reference = fid if reference is None else reference
+        rows.append({"precision": precision, "images_per_s": ips, "fid": fid,
+                     "fid_delta_vs_fp32": fid - reference,
+                     "minutes_per_million": 1e6 / ips / 60})
+        print(f"{precision:5s} {ips:9.1f} img/s  FID {fid:.4f} (Δ vs fp32 {fid - reference:+.5f})"
+              f"  1M images in {1e6 / ips / 60:.1f} min")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"device": name, "weights": weights,
+                                              "images": args.images, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from pipeline import io, runtime
+from pipeline.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
+
+log = logging.getLogger("pipeline.fid_stats")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--images", required=True, help="image file (npz)")
+    p.add_argument("--out", required=True, help="statistics file (.npz)")
+    p.add_argument("--features", default="inception", choices=FEATURES)
+    p.add_argument("--dims", type=int, default=2048, help="Inception features: 64, 192, 768, 2048")
+    p.add_argument("--weights", default=None, help="FID Inception weights file (default: the "
+                   "torch.hub cache under TORCH_HOME, else pytorch-fid's download)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--batch-size", type=int, default=200)
+    runtime.add_common_args(p)
+    args = p.parse_args(argv)
+    device = runtime.setup(args)
+    t0 = time.time()
+
+    images, _ = io.load_images(args.images)
+    meta = {"features": args.features}
+    model = None
+    if args.features == "inception":
+        try:
+            model, digest = inception_model(device, args.dims, args.weights)
+        except (FileNotFoundError, RuntimeError, ValueError) as e:
+            raise SystemExit(f"fid_stats: {e}")
+        meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
+    stats = image_stats(images, args.features, model=model, batch_size=args.batch_size,
+                        device=device, precision=args.precision)
+    meta.update(dims=len(stats.total), seconds=round(time.time() - t0, 2))
+    save_stats(args.out, stats, **meta)
+    log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
+             len(stats.total), meta["seconds"])
+
+
+if __name__ == "__main__":
+    main()
