@@ -1,15 +1,43 @@
-"""Batched augmentation with per-sample random parameters (kornia), for two-view SSL.
+"""Batched two-view augmentation on the device, with per-sample random parameters and torchvision semantics.
 
-Presets follow the AdaInf paper's CIFAR configs: `standard` is the usual SimCLR recipe, `weak`
-is AdaInf's weaker one (crop min scale 0.08 → 0.2, jitter probability 0.8 → 0.4, jitter strength
-halved).
+Presets follow the AdaInf paper's CIFAR configs (docs: /work/shared/paper.md):
+
+- symmetric (SimCLR, MoCo): `standard` is the usual SimCLR recipe, `weak` is AdaInf's weaker one
+  (crop min scale 0.08 → 0.2, jitter probability 0.8 → 0.4, jitter strength halved);
+- asymmetric (BYOL, Barlow Twins): `asym_standard` and `asym_weak`, jitter 0.4/0.4/0.2/0.1, no blur,
+  and solarization on the second view only (p 0.2).
+
+Every op draws its parameters per sample, on the batch's device, from the distributions of the
+torchvision transform the SSL recipes were written with, and applies them with torchvision's formulas
+(checked to ~1e-5 against ``torchvision.transforms.functional`` in tests/test_augment.py). The ops are
+vectorised over the batch, have no host synchronisation and no per-sample Python loop.
+
+Why not the kornia ops this module used before (kornia 0.9.0, checked against torchvision 0.29):
+
+- ``K.RandomResizedCrop``: its sampler (``ResizedCropGenerator``) draws the same distribution as
+  torchvision's ``get_params`` (area fraction uniform in ``scale``, log-uniform aspect ratio, 10
+  attempts), but the fallback crop is placed at a random position instead of centred, and the resize
+  defaults to ``align_corners=True`` (torchvision resizes on the half-pixel grid, ``align_corners=False``);
+  in slice mode it also crops each sample separately. Here: the same sampler written on the device with
+  the centred fallback, and a gather-based bilinear resize on the half-pixel grid.
+- ``K.ColorJitter``: per-sample factors and torchvision's formulas, but (a) the grayscale used by
+  contrast and saturation has weights 0.299/0.587/0.114 where torchvision uses 0.2989/0.587/0.114, (b)
+  its hue goes through kornia's own HSV conversion, and (c) the order of the four adjustments is drawn
+  once per batch (torchvision draws one per call, i.e. per image) and each step is guarded by a
+  host-synchronising ``.any()``. Here: per-sample factors *and* a per-sample random order.
+- ``K.RandomGrayscale``: the 0.299 weight again; here torchvision's weights.
+- ``K.RandomGaussianBlur`` (per-sample sigma, reflect padding) and ``K.RandomSolarize(thresholds=0.0)``
+  (threshold exactly 0.5, ``x >= 0.5`` inverted) and ``K.RandomHorizontalFlip`` match torchvision; they
+  are rewritten here only so that every op shares one sampling/application interface, runs without
+  host syncs and is exactly reproducible in tests.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
-import kornia.augmentation as K
+import torch
 import torch.nn as nn
 
 
@@ -27,36 +55,402 @@ class AugParams:
     solarize_prob: float = 0.0
 
 
+# Symmetric presets: both views use the same parameters. `preset(name)` serves these.
 PRESETS = {
     "standard": AugParams(),
     "weak": AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,
                       saturation=0.4, hue=0.1),
 }
 
+_ASYM_VIEW = AugParams(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=0.0)
+# Asymmetric presets (BYOL, Barlow Twins): (view 1, view 2); only the solarization differs.
+ASYM_PRESETS = {
+    "asym_standard": (_ASYM_VIEW, replace(_ASYM_VIEW, solarize_prob=0.2)),
+    "asym_weak": (replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4),
+                  replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4, solarize_prob=0.2)),
+}
+
+VIEW_PRESETS = {**{name: (p, p) for name, p in PRESETS.items()}, **ASYM_PRESETS}
+
+_JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
+
+
+def _apply_overrides(params: AugParams, overrides: dict) -> AugParams:
+    """Field overrides (None ignored; an unknown field raises TypeError), then `jitter_strength`,
+    a multiplier of brightness/contrast/saturation/hue (the paper's Fig. 3 sweep)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    strength = overrides.pop("jitter_strength", None)
+    params = replace(params, **overrides)
+    if strength is not None:
+        if strength < 0:
+            raise ValueError(f"jitter_strength must be >= 0, got {strength}")
+        params = replace(params, **{f: getattr(params, f) * strength for f in _JITTER_FIELDS})
+    if not 0 <= params.hue <= 0.5:
+        raise ValueError(f"hue strength must be in [0, 0.5] (as in torchvision), got {params.hue}")
+    return params
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(VIEW_PRESETS)}")
+
 
 def preset(name: str, **overrides) -> AugParams:
+    """The parameters of a symmetric preset (both views alike), with `overrides` applied."""
+    if name in ASYM_PRESETS:
+        raise ValueError(f"augmentation preset {name!r} is asymmetric (its two views differ); "
+                         "use view_params()")
     if name not in PRESETS:
-        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+        raise _unknown(name)
+    return _apply_overrides(PRESETS[name], overrides)
 
 
-def build_augmentation(params: AugParams, size: int) -> nn.Module:
-    """A module mapping a float batch in [0, 1] (N×3×H×W) to one augmented view of it."""
-    p = params
-    # At CIFAR size a kernel of ~10 % of the image side, odd, as SimCLR prescribes.
-    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
-    ops = [
-        K.RandomResizedCrop((size, size), scale=(p.crop_min_scale, 1.0)),
-        K.RandomHorizontalFlip(p=p.flip_prob),
-        K.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_prob),
-        K.RandomGrayscale(p=p.grayscale_prob),
-        K.RandomGaussianBlur((kernel, kernel), sigma=(0.1, 2.0), p=p.blur_prob),
-        K.RandomSolarize(thresholds=0.0, additions=0.0, p=p.solarize_prob),
-    ]
-    # kornia samples parameters even for p=0; skip those ops entirely.
-    keep = [op for op in ops if getattr(op, "p", 1.0) > 0]
-    return nn.Sequential(*keep)
+def view_params(name: str, **overrides) -> tuple[AugParams, AugParams]:
+    """The two views' parameters of any preset, with the same `overrides` applied to both."""
+    if name not in VIEW_PRESETS:
+        raise _unknown(name)
+    return tuple(_apply_overrides(p, overrides) for p in VIEW_PRESETS[name])
 
 
 def describe(params: AugParams) -> dict:
     return asdict(params)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functional ops: batched, per-sample parameters, torchvision's formulas. x is N×C×H×W float.
+
+def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+
+
+def _select(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.to(a.device).view(-1, *([1] * (a.ndim - 1))), a, b)
+
+
+def sample_crop_params(n: int, height: int, width: int, scale: tuple[float, float],
+                       ratio: tuple[float, float] = (3 / 4, 4 / 3), device=None) -> dict:
+    """`torchvision.transforms.RandomResizedCrop.get_params` for n samples at once.
+
+    Area fraction uniform in `scale`, aspect ratio (w/h) log-uniform in `ratio`, rounded to whole
+    pixels; the first of 10 candidates that fits is taken, else torchvision's centred fallback.
+    Returns long tensors top, left, height, width of shape (n,).
+    """
+    area = height * width
+    frac = torch.empty(n, 10, device=device).uniform_(scale[0], scale[1])
+    log_r = torch.empty(n, 10, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    target, aspect = frac * area, torch.exp(log_r)
+    w = torch.round(torch.sqrt(target * aspect))  # round half to even, like Python's round
+    h = torch.round(torch.sqrt(target / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = (fits.cumsum(1) == 0).sum(1, keepdim=True).clamp(max=9)  # index of the first fit
+    found = fits.any(1)
+    w = w.gather(1, first).squeeze(1).long()
+    h = h.gather(1, first).squeeze(1).long()
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fw, fh = int(round(height * max(ratio))), height
+    else:
+        fw, fh = width, height
+    h = torch.where(found, h, torch.full_like(h, fh))
+    w = torch.where(found, w, torch.full_like(w, fw))
+    # uniform integer offsets in [0, H - h], as torch.randint(0, H - h + 1)
+    top = (torch.rand(n, device=device) * (height - h + 1)).floor().long().clamp(max=height - h)
+    left = (torch.rand(n, device=device) * (width - w + 1)).floor().long().clamp(max=width - w)
+    top = torch.where(found, top, (height - h) // 2)
+    left = torch.where(found, left, (width - w) // 2)
+    return {"top": top, "left": left, "height": h, "width": w}
+
+
+def _resize_taps(start: torch.Tensor, length: torch.Tensor, out: int, dtype):
+    """Source indices and weights of F.interpolate(bilinear, align_corners=False) from the
+    segment [start, start + length) to `out` pixels, per sample: (i0, i1, lambda), each n×out."""
+    scale = length.to(dtype) / out
+    src = (scale[:, None] * (torch.arange(out, device=start.device, dtype=dtype) + 0.5) - 0.5).clamp(min=0)
+    i0 = src.floor().long()
+    lam = src - i0
+    last = (length - 1)[:, None]
+    i0 = torch.minimum(i0, last)
+    i1 = torch.minimum(i0 + 1, last)
+    return start[:, None] + i0, start[:, None] + i1, lam
+
+
+def resized_crop(x: torch.Tensor, top, left, height, width, size: tuple[int, int]) -> torch.Tensor:
+    """Per-sample crop (top, left, height, width: (N,) tensors) resized bilinearly to `size` on the
+    half-pixel grid, as torchvision's resized_crop. Crops are never larger than the output here
+    (output size = input size), where torchvision's antialias changes nothing; a downscaling crop
+    would be resized without antialiasing."""
+    n, c, _, in_w = x.shape
+    out_h, out_w = size
+    y0, y1, ly = _resize_taps(top.to(x.device), height.to(x.device), out_h, x.dtype)
+    x0, x1, lx = _resize_taps(left.to(x.device), width.to(x.device), out_w, x.dtype)
+
+    def rows(idx):
+        return x.gather(2, idx[:, None, :, None].expand(n, c, out_h, in_w))
+
+    ly = ly[:, None, :, None]
+    r = rows(y0) * (1 - ly) + rows(y1) * ly  # N×C×out_h×W
+
+    def cols(idx):
+        return r.gather(3, idx[:, None, None, :].expand(n, c, out_h, out_w))
+
+    lx = lx[:, None, None, :]
+    return cols(x0) * (1 - lx) + cols(x1) * lx
+
+
+def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's luma (0.2989, 0.587, 0.114), one channel."""
+    r, g, b = x.unbind(dim=-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    ratio = _per_sample(ratio, a)
+    return (ratio * a + (1.0 - ratio) * b).clamp(0, 1)
+
+
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, torch.zeros_like(x), factor)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    mean = rgb_to_grayscale(x).mean(dim=(-3, -2, -1), keepdim=True)
+    return _blend(x, mean, factor)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(x, rgb_to_grayscale(x), factor)
+
+
+def _rgb2hsv(img: torch.Tensor) -> torch.Tensor:
+    # torchvision's (after Pillow's) conversion
+    r, g, b = img.unbind(dim=-3)
+    maxc = img.max(dim=-3).values
+    minc = img.min(dim=-3).values
+    eqc = maxc == minc
+    cr = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = cr / torch.where(eqc, ones, maxc)
+    cr_divisor = torch.where(eqc, ones, cr)
+    rc, gc, bc = (maxc - r) / cr_divisor, (maxc - g) / cr_divisor, (maxc - b) / cr_divisor
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return torch.stack((h, s, maxc), dim=-3)
+
+
+def _hsv2rgb(img: torch.Tensor) -> torch.Tensor:
+    # torchvision's conversion, with a gather in place of its mask einsum (no autocast, exact)
+    h, s, v = img.unbind(dim=-3)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.long() % 6
+    p = (v * (1.0 - s)).clamp(0.0, 1.0)
+    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
+    table = torch.stack([torch.stack(c, dim=-3) for c in
+                         ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))], dim=-4)
+    idx = i.unsqueeze(-3).unsqueeze(-3).expand(*i.shape[:-2], 3, 1, *i.shape[-2:])
+    return table.gather(-3, idx).squeeze(-3)
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue with a per-sample factor in [-0.5, 0.5] (a fraction of a turn)."""
+    h, s, v = _rgb2hsv(x).unbind(dim=-3)
+    h = (h + _per_sample(factor, h)) % 1.0
+    return _hsv2rgb(torch.stack((h, s, v), dim=-3))
+
+
+_COLOUR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor,
+                 enabled: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> torch.Tensor:
+    """torchvision's ColorJitter with per-sample factors (N×4: brightness, contrast, saturation, hue)
+    and a per-sample order (N×4, a permutation of 0..3 per row). Disabled adjustments are skipped
+    (torchvision skips those of strength 0). Every enabled op runs on the whole batch at each of the
+    four positions and each sample keeps the result its own order asks for there."""
+    out = x
+    for k in range(4):
+        new = out
+        for j, fn in enumerate(_COLOUR_OPS):
+            if enabled[j]:
+                new = _select(order[:, k] == j, fn(out, factors[:, j]), new)
+        out = new
+    return out
+
+
+def solarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    return torch.where(x >= threshold, 1.0 - x, x)
+
+
+def gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Per-sample 1-D kernels (N×k), torchvision's _get_gaussian_kernel1d."""
+    half = (kernel_size - 1) * 0.5
+    t = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=sigma.dtype)
+    pdf = torch.exp(-0.5 * (t / sigma[:, None]) ** 2)
+    return pdf / pdf.sum(1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """torchvision's gaussian_blur (reflect padding) with a per-sample sigma, separably, as sums of
+    shifted slices (plain float arithmetic on any device, no TF32 convolution)."""
+    k = gaussian_kernels(sigma.to(device=x.device, dtype=x.dtype), kernel_size)
+    pad = kernel_size // 2
+    height, width = x.shape[-2:]
+    xp = nn.functional.pad(x, [pad, pad, pad, pad], mode="reflect")
+    rows = sum(_per_sample(k[:, i], xp) * xp[..., :, i:i + width] for i in range(kernel_size))
+    return sum(_per_sample(k[:, i], xp) * rows[..., i:i + height, :] for i in range(kernel_size))
+
+
+# ---------------------------------------------------------------------------------------------
+# Random ops: `sample(x)` draws one set of parameters per sample (on x's device) and `apply(x, p)`
+# applies them, so that tests can look at the parameters and replay them.
+
+class RandomOp(nn.Module):
+    def sample(self, x: torch.Tensor) -> dict:
+        raise NotImplementedError
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.sample(x))
+
+
+def _coin(n: int, p: float, device) -> torch.Tensor:
+    return torch.rand(n, device=device) < p
+
+
+class RandomResizedCrop(RandomOp):
+    def __init__(self, size: int, scale: tuple[float, float] = (0.08, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+        super().__init__()
+        self.size, self.scale, self.ratio = (size, size), tuple(scale), tuple(ratio)
+
+    def sample(self, x):
+        return sample_crop_params(x.shape[0], x.shape[-2], x.shape[-1], self.scale, self.ratio,
+                                  device=x.device)
+
+    def apply(self, x, p):
+        return resized_crop(x, p["top"], p["left"], p["height"], p["width"], self.size)
+
+    def extra_repr(self):
+        return f"size={self.size}, scale={self.scale}, ratio={tuple(round(r, 4) for r in self.ratio)}"
+
+
+class _CoinOp(RandomOp):
+    """An op applied to each sample with probability p."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = p
+
+    def sample(self, x):
+        return {"apply": _coin(x.shape[0], self.p, x.device)}
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class RandomHorizontalFlip(_CoinOp):
+    def apply(self, x, p):
+        return _select(p["apply"], x.flip(-1), x)
+
+
+class RandomColorJitter(RandomOp):
+    """RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p), per sample: factors
+    uniform in [max(0, 1 - s), 1 + s] (hue in [-h, h]) and a random order of the four adjustments,
+    all drawn independently for every sample, as torchvision does for every image it is called on."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, hue: float,
+                 p: float = 1.0):
+        super().__init__()
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
+        self.strengths = (float(brightness), float(contrast), float(saturation), float(hue))
+        self.p = p
+
+    def sample(self, x):
+        n, dev = x.shape[0], x.device
+        b, c, s, h = self.strengths
+        lo = (max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h)
+        hi = (1 + b, 1 + c, 1 + s, h)
+        u = torch.rand(n, 4, device=dev)  # (python bounds: no host-to-device copy, no sync)
+        factors = torch.stack([lo[j] + (hi[j] - lo[j]) * u[:, j] for j in range(4)], dim=1)
+        order = torch.rand(n, 4, device=dev).argsort(dim=1)  # a uniform random permutation per row
+        return {"apply": _coin(n, self.p, dev), "factors": factors, "order": order}
+
+    def apply(self, x, p):
+        enabled = tuple(s > 0 for s in self.strengths)
+        return _select(p["apply"], color_jitter(x, p["factors"], p["order"], enabled), x)
+
+    def extra_repr(self):
+        return "brightness={}, contrast={}, saturation={}, hue={}, ".format(*self.strengths) + f"p={self.p}"
+
+
+class RandomGrayscale(_CoinOp):
+    def apply(self, x, p):
+        return _select(p["apply"], rgb_to_grayscale(x).expand_as(x), x)
+
+
+class RandomSolarize(_CoinOp):
+    """torchvision RandomSolarize(threshold=0.5, p) on float images."""
+
+    def apply(self, x, p):
+        return _select(p["apply"], solarize(x, 0.5), x)
+
+
+class RandomGaussianBlur(RandomOp):
+    """RandomApply([GaussianBlur(kernel_size, sigma)], p) with sigma uniform in `sigma` per sample."""
+
+    def __init__(self, kernel_size: int, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5):
+        super().__init__()
+        self.kernel_size, self.sigma, self.p = kernel_size, tuple(sigma), p
+
+    def sample(self, x):
+        n, dev = x.shape[0], x.device
+        sigma = torch.empty(n, device=dev).uniform_(*self.sigma)
+        return {"apply": _coin(n, self.p, dev), "sigma": sigma}
+
+    def apply(self, x, p):
+        # a convex combination of pixels in [0, 1]; the clamp only removes rounding past 1
+        blurred = gaussian_blur(x, p["sigma"], self.kernel_size).clamp(0, 1)
+        return _select(p["apply"], blurred, x)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
+
+
+class Augmentation(nn.Sequential):
+    """One view: the random ops in sequence. Runs in the input's precision even under autocast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            for op in self:
+                x = op(x)
+        return x
+
+
+def build_augmentation(params: AugParams, size: int) -> Augmentation:
+    """A module mapping a float batch in [0, 1] (N×3×H×W) to one augmented view of it (N×3×size×size)."""
+    p = params
+    # At CIFAR size a kernel of ~10 % of the image side, odd, as SimCLR prescribes.
+    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
+    ops = [
+        RandomResizedCrop(size, scale=(p.crop_min_scale, 1.0)),
+        RandomHorizontalFlip(p=p.flip_prob),
+        RandomColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_prob),
+        RandomGrayscale(p=p.grayscale_prob),
+        RandomGaussianBlur(kernel, sigma=(0.1, 2.0), p=p.blur_prob),
+        RandomSolarize(p=p.solarize_prob),
+    ]
+    # ops that never apply are left out (the crop always applies)
+    return Augmentation(*[op for op in ops if getattr(op, "p", 1.0) > 0])
+
+
+def build_view_augmentations(name_or_views, size: int, **overrides) -> tuple[Augmentation, Augmentation]:
+    """The two views' modules, from a preset name (with overrides) or a pair of AugParams."""
+    views = view_params(name_or_views, **overrides) if isinstance(name_or_views, str) else name_or_views
+    return tuple(build_augmentation(v, size) for v in views)

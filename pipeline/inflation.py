@@ -26,6 +26,13 @@ class InflatedIndex:
         return torch.where(virtual < cut, virtual % max(self.num_real, 1),
                            virtual - cut + self.num_real)
 
+    def state_dict(self) -> dict:
+        return {"generator": self.gen.get_state(), "order": self._order.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+        self._order = state["order"].clone()
+
     def next_batch(self, batch_size: int) -> torch.Tensor:
         """Rows of [real; generated] for the next batch; a new permutation at each epoch."""
         while len(self._order) < batch_size:

@@ -1,7 +1,9 @@
-"""Contrastive losses.
+"""Self-supervised losses: SimCLR's NT-Xent, MoCo's InfoNCE with a queue, BYOL's normalised MSE
+and Barlow Twins' redundancy reduction.
 
 Written here rather than taken from lightly: lightly's install pulls in pytorch-lightning and
-hydra for what is a few lines of tensor code.
+hydra for what is a few lines of tensor code. The formulas follow solo-learn (the code base of the
+AdaInf authors), single process: no all-gather / all-reduce across devices.
 """
 
 from __future__ import annotations
@@ -18,3 +20,51 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     logits.fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, targets)
+
+
+def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    """MoCo's InfoNCE: query i's positive is key i, its negatives are the K queued keys.
+
+    q, k: N×D; queue: K×D (one key per row). All three are L2-normalised here. The logits are
+    [q_i·k_i, q_i·queue_1, ..., q_i·queue_K] / temperature and the loss is the cross-entropy with
+    the positive at index 0, averaged over the N queries (solo-learn's moco_loss_func). Keys get
+    gradient if they carry it: the caller passes momentum-encoder keys computed without grad.
+    """
+    q = F.normalize(q, dim=1)
+    k = F.normalize(k, dim=1)
+    queue = F.normalize(queue, dim=1)
+    pos = (q * k).sum(dim=1, keepdim=True)
+    neg = q @ queue.T
+    logits = torch.cat([pos, neg], dim=1) / temperature
+    targets = torch.zeros(len(q), dtype=torch.long, device=q.device)
+    return F.cross_entropy(logits, targets)
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's loss: 2 − 2·cos(p_i, z_i), averaged over the batch (= mean squared distance of the
+    L2-normalised vectors). z is the target projection: the caller detaches it / computes it
+    without grad."""
+    return 2 - 2 * F.cosine_similarity(p, z, dim=-1).mean()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, scale: float,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """Barlow Twins' loss as solo-learn's barlow_loss_func (with scale_loss).
+
+    Each view is standardised per dimension over the batch, exactly as
+    BatchNorm1d(affine=False) in training mode does: (z − mean) / sqrt(biased var + eps). The
+    cross-correlation is c = z1ᵀz2 / N (D×D); the loss is
+    scale · (Σ_i (1 − c_ii)² + λ · Σ_{i≠j} c_ij²).
+    """
+    n, d = z1.shape
+
+    def standardise(z):
+        mean = z.mean(dim=0, keepdim=True)
+        var = z.var(dim=0, unbiased=False, keepdim=True)
+        return (z - mean) / torch.sqrt(var + eps)
+
+    c = standardise(z1).T @ standardise(z2) / n
+    on_diag = (1 - torch.diagonal(c)).pow(2).sum()
+    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    return scale * (on_diag + lambd * off_diag)

@@ -1,71 +1,113 @@
-"""Stage: SimCLR pretraining of an encoder for one inflation strategy."""
+"""Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
+
+Runs as one process, or data-parallel under `torchrun --nproc_per_node N -m pipeline.pretrain`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import time
 from pathlib import Path
 
 from pipeline import io, runtime
-from pipeline.augment import PRESETS, describe, preset
+from pipeline.augment import PRESETS, describe as describe_aug, view_params
+from pipeline.distributed import init_distributed
 from pipeline.models import save_encoder
 from pipeline.packed import open_packed
-from pipeline.training import PretrainConfig, pretrain
+from pipeline.ssl_methods import METHODS
+from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain
 
 log = logging.getLogger("pipeline.pretrain")
 
 
-def main(argv=None) -> None:
+def parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--real", required=True, help="packed real dataset folder (from pack)")
     p.add_argument("--generated", default=None, help="packed generated dataset folder, to inflate with")
     p.add_argument("--out", required=True, help="encoder checkpoint (.pt)")
     p.add_argument("--history", required=True, help="loss curve (.csv); a .json summary goes beside it")
     p.add_argument("--strategy", required=True, help="name recorded with the run")
-    p.add_argument("--method", default="simclr", choices=["simclr"])
+    p.add_argument("--method", default="simclr", choices=sorted(METHODS))
     p.add_argument("--dup", type=int, default=1, help="times the real set is replicated")
     p.add_argument("--augmentation", default="standard", choices=sorted(PRESETS))
     p.add_argument("--crop-min-scale", type=float, default=None, help="override the preset's")
+    p.add_argument("--jitter-strength", type=float, default=None,
+                   help="multiply the preset's colour-jitter strengths")
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
     p.add_argument("--steps", type=int, default=1000, help="0 saves the encoder at initialisation")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=256, help="per process")
+    p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],
+                   help="default: the method's (the paper's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate per 256 samples of the global batch (default: the method's)")
+    p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--warmup-steps", type=int, default=10)
-    p.add_argument("--temperature", type=float, default=0.2)
-    p.add_argument("--proj-hidden", type=int, default=2048)
-    p.add_argument("--proj-dim", type=int, default=256)
+    p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable)")
+    p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
+    p.add_argument("--checkpoint", default=None, help="resume from / save to this file")
+    p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
     runtime.add_common_args(p)
-    args = p.parse_args(argv)
-    device = runtime.setup(args)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    hparams = {}
+    for item in args.method_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--method-arg takes KEY=VALUE, got {item!r}")
+        hparams[key] = parse_value(value)
+    unknown = set(hparams) - set(METHODS[args.method].DEFAULTS)
+    if unknown:
+        raise SystemExit(f"unknown {args.method} setting(s) {sorted(unknown)}; valid: "
+                         f"{sorted(METHODS[args.method].DEFAULTS)}")
+    ctx = init_distributed(runtime.setup(args))
 
     real, _ = open_packed(args.real, verify=not args.no_verify).load()
     generated = None
     if args.generated:
         generated, _ = open_packed(args.generated, verify=not args.no_verify).load()
     cfg = PretrainConfig(
-        widths=args.widths, blocks=args.blocks, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, optimizer=args.optimizer,
-        warmup_steps=args.warmup_steps, temperature=args.temperature,
-        proj_hidden=args.proj_hidden, proj_dim=args.proj_dim, dup=args.dup, seed=args.seed,
+        widths=args.widths, blocks=args.blocks, method=args.method, steps=args.steps,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, hparams=hparams,
+        dup=args.dup, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        precision=args.precision,
     )
-    aug = preset(args.augmentation, crop_min_scale=args.crop_min_scale)
+    augmentation = args.augmentation
+    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
+        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
+    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
+                        jitter_strength=args.jitter_strength)
     num_gen = 0 if generated is None else len(generated)
-    log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s", args.method,
-             args.strategy, len(real), args.dup, num_gen, args.augmentation, args.steps, device)
+    log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
+             args.method, args.strategy, len(real), args.dup, num_gen, augmentation,
+             args.steps, ctx.device, ctx.world)
 
     t0 = time.time()
-    encoder, history = pretrain(cfg, aug, real, generated, device)
+    encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint)
+    if not ctx.is_main:
+        return
     meta = {
         "method": args.method, "strategy": args.strategy, "dup": args.dup,
-        "num_real": len(real), "num_generated": num_gen, "augmentation": args.augmentation,
-        "augmentation_params": describe(aug), "config": vars(cfg),
+        "num_real": len(real), "num_generated": num_gen, "augmentation": augmentation,
+        "augmentation_params": [describe_aug(v) for v in views],
+        "config": describe(cfg, ctx.world), "processes": ctx.world,
         "seconds": round(time.time() - t0, 1),
         "final_loss": history[-1]["loss"] if history else None,
     }

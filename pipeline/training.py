@@ -1,52 +1,58 @@
-"""Contrastive pretraining with data inflation (SimCLR)."""
+"""Self-supervised pretraining with data inflation: the training loop.
+
+The packed uint8 images go to the device once; each step gathers a batch by index (real images
+replicated `dup` times virtually, plus generated ones) and augments it on the device with
+per-sample random parameters. Checkpoints are written atomically every N steps and a restarted
+job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from pipeline import io
 from pipeline.augment import AugParams, build_augmentation
+from pipeline.distributed import DistContext
 from pipeline.inflation import InflatedIndex
-from pipeline.losses import nt_xent
-from pipeline.models import Encoder, projection_head
+from pipeline.models import Encoder
+from pipeline.optim import make_optimizer, scaled_lr
+from pipeline.ssl_methods import METHODS, build_method
 
 log = logging.getLogger(__name__)
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
 class PretrainConfig:
     widths: list[int]
     blocks: list[int]
+    method: str = "simclr"
     steps: int = 1000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
+    batch_size: int = 256  # per process; the global batch is batch_size × processes
+    optimizer: str | None = None  # None: the method's own (the paper's)
+    lr: float | None = None  # per 256 samples of the global batch; None: the method's own
+    weight_decay: float | None = None
     warmup_steps: int = 10
-    temperature: float = 0.2
-    proj_hidden: int = 2048
-    proj_dim: int = 256
+    hparams: dict = field(default_factory=dict)  # the method's head and loss settings
     dup: int = 1
     seed: int = 0
+    checkpoint_every: int = 0
+    precision: str = "fp32"
+    log_every: int = 50  # steps between host syncs for the loss curve and the NaN check
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     x = images.reshape(-1, 3).astype(np.float64) / 255
     return x.mean(0).tolist(), np.maximum(x.std(0), 1e-3).tolist()
-
-
-def make_optimizer(name: str, params, lr: float, weight_decay: float):
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose adamw or sgd")
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -55,40 +61,124 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def pretrain(cfg: PretrainConfig, aug: AugParams, real: np.ndarray, generated: np.ndarray | None,
-             device: torch.device) -> tuple[Encoder, list[dict]]:
-    """Train an encoder with SimCLR on real images (×dup) plus generated ones.
+def resolved_optim(cfg: PretrainConfig, world: int) -> dict:
+    defaults = METHODS[cfg.method].DEFAULTS
+    lr_256 = cfg.lr if cfg.lr is not None else defaults["lr"]
+    return {
+        "optimizer": cfg.optimizer or defaults["optimizer"],
+        "lr_per_256": lr_256,
+        "lr": scaled_lr(lr_256, cfg.batch_size * world),
+        "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults["weight_decay"],
+    }
 
-    Returns the encoder and the history (one dict per step: step, loss, lr).
+
+def _autocast(precision: str, device: torch.device):
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,
+             generated: np.ndarray | None, ctx: DistContext, *,
+             checkpoint: str | Path | None = None, callback=None) -> tuple[Encoder, list[dict]]:
+    """Train an encoder with `cfg.method` on real images (×dup) plus generated ones.
+
+    Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
+    `checkpoint`, resumes from that file when it exists and writes it every
+    `cfg.checkpoint_every` steps. `callback(step)` runs after each step.
     """
-    torch.manual_seed(cfg.seed)
+    if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
+        raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
+    device = ctx.device
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     mean, std = channel_stats(real)
     encoder = Encoder(cfg.widths, cfg.blocks, mean, std).to(device)
     if cfg.steps == 0:
         return encoder.eval(), []
-    projector = projection_head(encoder.feature_dim, cfg.proj_hidden, cfg.proj_dim).to(device)
-    params = list(encoder.parameters()) + list(projector.parameters())
-    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+    method = build_method(cfg.method, encoder, **cfg.hparams).to(device)
+    if ctx.world > 1 and device.type == "cuda":
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    o = resolved_optim(cfg, ctx.world)
+    opt = make_optimizer(o["optimizer"], method.online_parameters(), o["lr"], o["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    model = method
+    if ctx.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            method, device_ids=[device.index] if device.type == "cuda" else None)
 
     parts = [real] + ([generated] if generated is not None and len(generated) else [])
     data = torch.from_numpy(np.concatenate(parts)).to(device).permute(0, 3, 1, 2)  # uint8 NCHW
     index = InflatedIndex(len(real), len(data) - len(real), cfg.dup, cfg.seed)
-    augment = build_augmentation(aug, real.shape[1]).to(device)
+    augment = [build_augmentation(v, real.shape[1]).to(device) for v in views]
 
-    history = []
-    encoder.train(), projector.train()
-    for step in tqdm(range(cfg.steps), desc="pretrain", mininterval=5):
-        x = data[index.next_batch(cfg.batch_size).to(device)].float().div_(255)
-        z1, z2 = projector(encoder(augment(x))), projector(encoder(augment(x)))
-        loss = nt_xent(z1, z2, cfg.temperature)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}")
-        lr = opt.param_groups[0]["lr"]  # the rate this step uses, before the scheduler moves it
+    start, history = 0, []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        method.load_state_dict(state["method"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        index.load_state_dict(state["index"])
+        start, history = state["step"], state["history"]
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        log.info("resumed from %s at step %d", checkpoint, start)
+    if ctx.rank:  # augmentation randomness differs between ranks
+        torch.manual_seed(cfg.seed + 7919 * ctx.rank + start)
+
+    pending = []  # (step, lr, loss tensor) not yet copied to the host
+
+    def flush():
+        for step, lr, loss in pending:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{cfg.method} loss is {value} at step {step}")
+            history.append({"step": step, "loss": value, "lr": lr})
+        pending.clear()
+
+    model.train()
+    for step in tqdm(range(start, cfg.steps), desc=f"pretrain {cfg.method}", mininterval=5,
+                     initial=start, total=cfg.steps, disable=not ctx.is_main):
+        rows = index.next_batch(cfg.batch_size * ctx.world)
+        rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size]
+        x = data[rows.to(device)].float().div_(255)
+        with _autocast(cfg.precision, device):
+            loss = model(augment[0](x), augment[1](x)).float()
+        lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
-        history.append({"step": step + 1, "loss": loss.item(), "lr": lr})
+        method.momentum_update(step + 1, cfg.steps)
+        pending.append((step + 1, lr, loss.detach()))
+        last = step + 1 == cfg.steps
+        if len(pending) >= cfg.log_every or last or (
+                cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
+            flush()
+        if checkpoint is not None and cfg.checkpoint_every and ctx.is_main and (
+                (step + 1) % cfg.checkpoint_every == 0 or last):
+            save_checkpoint(checkpoint, step + 1, history, method, opt, sched, scaler, index,
+                            device)
+        if callback is not None:
+            callback(step + 1)
+    flush()
     return encoder.eval(), history
+
+
+def save_checkpoint(path, step, history, method, opt, sched, scaler, index, device) -> None:
+    state = {
+        "step": step, "history": history, "method": method.state_dict(),
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(), "index": index.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def describe(cfg: PretrainConfig, world: int = 1) -> dict:
+    return {**asdict(cfg), **resolved_optim(cfg, world), "global_batch": cfg.batch_size * world}

@@ -11,17 +11,19 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline import io, pretrain as pretrain_stage, training
-from pipeline.augment import preset
+from pipeline import io, pretrain as pretrain_stage, ssl_methods, training
+from pipeline.augment import view_params
+from pipeline.distributed import DistContext
 from pipeline.inflation import InflatedIndex
 from pipeline.models import Encoder, load_encoder
 from pipeline.packed import pack
 from pipeline.training import PretrainConfig, channel_stats, pretrain, warmup_cosine
 
-CPU = torch.device("cpu")
-TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, proj_hidden=16, proj_dim=8)
+CPU = DistContext(0, 1, torch.device("cpu"))
+TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw",
+            hparams={"proj_hidden": 16, "proj_dim": 8})
 TINY_ARGS = ["--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
-             "--proj-hidden", "16", "--proj-dim", "8", "--device", "cpu"]
+             "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8", "--device", "cpu"]
 
 
 def _images(n, seed, size=16):
@@ -48,13 +50,13 @@ def test_warmup_cosine_values():
 
 def test_pretrain_few_steps_finite_history():
     cfg = PretrainConfig(**TINY, steps=5, warmup_steps=2, lr=1e-3, dup=2, seed=0)
-    encoder, history = pretrain(cfg, preset("standard"), _images(20, 0), _images(10, 1), CPU)
+    encoder, history = pretrain(cfg, view_params("standard"), _images(20, 0), _images(10, 1), CPU)
     assert isinstance(encoder, Encoder) and not encoder.training
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
     assert all(math.isfinite(h["loss"]) and h["loss"] > 0 for h in history)
-    # the lr recorded for a step is the one that step used
+    # the lr recorded for a step is the one that step used: per 256, scaled to the batch of 8
     for i, h in enumerate(history):
-        assert h["lr"] == pytest.approx(1e-3 * warmup_cosine(i, 5, 2))
+        assert h["lr"] == pytest.approx(1e-3 * 8 / 256 * warmup_cosine(i, 5, 2))
     with torch.no_grad():
         out = encoder(torch.rand(2, 3, 16, 16))
     assert out.shape == (2, 16) and torch.isfinite(out).all()
@@ -64,8 +66,8 @@ def test_pretrain_changes_the_encoder():
     real = _images(16, 0)
     cfg0 = PretrainConfig(**TINY, steps=0, seed=3)
     cfg2 = PretrainConfig(**TINY, steps=2, warmup_steps=0, lr=1e-2, seed=3)
-    e0, _ = pretrain(cfg0, preset("standard"), real, None, CPU)
-    e2, _ = pretrain(cfg2, preset("standard"), real, None, CPU)
+    e0, _ = pretrain(cfg0, view_params("standard"), real, None, CPU)
+    e2, _ = pretrain(cfg2, view_params("standard"), real, None, CPU)
     w0, w2 = e0.backbone.conv1.weight, e2.backbone.conv1.weight
     assert not torch.allclose(w0, w2)
 
@@ -73,7 +75,7 @@ def test_pretrain_changes_the_encoder():
 def test_steps_zero_returns_the_initial_encoder():
     real = _images(12, 2)
     cfg = PretrainConfig(**TINY, steps=0, seed=7)
-    encoder, history = pretrain(cfg, preset("standard"), real, _images(4, 3), CPU)
+    encoder, history = pretrain(cfg, view_params("standard"), real, _images(4, 3), CPU)
     assert history == []
     assert not encoder.training
     torch.manual_seed(7)
@@ -124,7 +126,7 @@ def test_generated_images_are_used(monkeypatch, with_generated):
     real = np.random.default_rng(0).integers(0, 200, (6, 16, 16, 3), dtype=np.uint8)
     generated = np.full((4, 16, 16, 3), 255, np.uint8)  # recognisable: all white
     cfg = PretrainConfig(**TINY, steps=6, warmup_steps=0, dup=3)
-    _, history = pretrain(cfg, preset("weak"), real, generated if with_generated else None, CPU)
+    _, history = pretrain(cfg, view_params("weak"), real, generated if with_generated else None, CPU)
     assert len(history) == 6
     (index,) = indices
     assert index.dup == 3 and index.num_real == 6
@@ -143,24 +145,24 @@ def test_generated_images_are_used(monkeypatch, with_generated):
 
 def test_nan_loss_raises_naming_the_step(monkeypatch):
     calls = []
-    real_loss = training.nt_xent
+    real_loss = ssl_methods.nt_xent
 
     def flaky(z1, z2, temperature):
         calls.append(1)
         loss = real_loss(z1, z2, temperature)
         return loss * float("nan") if len(calls) == 3 else loss
 
-    monkeypatch.setattr(training, "nt_xent", flaky)
+    monkeypatch.setattr(ssl_methods, "nt_xent", flaky)
     cfg = PretrainConfig(**TINY, steps=5, warmup_steps=0)
     with pytest.raises(FloatingPointError, match=r"nan at step 3\b"):
-        pretrain(cfg, preset("standard"), _images(10, 0), None, CPU)
+        pretrain(cfg, view_params("standard"), _images(10, 0), None, CPU)
 
 
 def test_always_nan_raises_at_first_step(monkeypatch):
-    monkeypatch.setattr(training, "nt_xent", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
+    monkeypatch.setattr(ssl_methods, "nt_xent", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
     cfg = PretrainConfig(**TINY, steps=3, warmup_steps=0)
     with pytest.raises(FloatingPointError, match=r"step 1\b"):
-        pretrain(cfg, preset("standard"), _images(10, 0), None, CPU)
+        pretrain(cfg, view_params("standard"), _images(10, 0), None, CPU)
 
 
 # -- the pretrain stage ---------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def test_pretrain_cli_none(tmp_path, packed):
     assert meta["strategy"] == "none" and meta["method"] == "simclr"
     assert meta["dup"] == 1 and meta["num_generated"] == 0 and meta["num_real"] == 16
     assert meta["augmentation"] == "standard"
-    assert meta["augmentation_params"]["crop_min_scale"] == 0.08
+    assert meta["augmentation_params"][0]["crop_min_scale"] == 0.08
     assert meta["config"]["steps"] == 3 and meta["config"]["widths"] == [8, 16]
     assert meta["final_loss"] == pytest.approx(float(rows[-1]["loss"]))
     encoder, ckpt_meta = load_encoder(out)
@@ -222,8 +224,8 @@ def test_pretrain_cli_adainf(tmp_path, packed):
     assert meta["dup"] == 10 and meta["config"]["dup"] == 10
     assert meta["num_generated"] == 12 and meta["num_real"] == 16
     assert meta["augmentation"] == "weak"
-    assert meta["augmentation_params"]["crop_min_scale"] == 0.2
-    assert meta["augmentation_params"]["jitter_prob"] == 0.4
+    assert meta["augmentation_params"][0]["crop_min_scale"] == 0.2
+    assert meta["augmentation_params"][0]["jitter_prob"] == 0.4
     assert out.exists()
     assert load_encoder(out)[1]["strategy"] == "adainf"
 
@@ -237,4 +239,4 @@ def test_pretrain_cli_steps_zero_and_crop_override(tmp_path, packed):
     assert _read_history(hist) == []
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["final_loss"] is None
-    assert meta["augmentation_params"]["crop_min_scale"] == 0.5
+    assert meta["augmentation_params"][0]["crop_min_scale"] == 0.5

@@ -43,10 +43,10 @@ def test_cifar10_preset_builds_the_full_dag(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     # 1M images in shards of 50k; a pretrained generator, so no train_generator job;
-    # none/vanilla/adainf + random_init encoders, each linearly evaluated
+    # 4 methods × (none/vanilla/adainf + random_init) encoders, each linearly evaluated
     assert counts["sample"] == 20
     assert "train_generator" not in counts
-    assert counts["pretrain"] == 4 and counts["linear_eval"] == 4
+    assert counts["pretrain"] == 16 and counts["linear_eval"] == 16
     # Inception statistics per shard plus the real reference, merged by one fid job
     assert counts["fid_stats"] == 21 and counts["fid"] == 1
     assert "--model google/ddpm-cifar10-32" in snakemake(

@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import shlex
@@ -10,7 +11,8 @@ DEVICE = config["device"]
 CONDA_ENV = "../../envs/pipeline.yaml"
 # Jobs import the package from this checkout whatever their working directory (--directory).
 # (Double braces: Snakemake formats the shell command.)
-STAGE = "PYTHONPATH=" + shlex.quote(str(REPO)) + ":${{PYTHONPATH:-}} python -m pipeline."
+PYTHONPATH = "PYTHONPATH=" + shlex.quote(str(REPO)) + ":${{PYTHONPATH:-}} "
+STAGE = PYTHONPATH + "python -m pipeline."
 
 for _name in config["experiments"]["strategies"]:
     if _name not in config["strategies"]:

@@ -1,0 +1,167 @@
+"""Pretraining throughput: samples/s of our loop (data and augmentation on the device) against
+the same model fed by a torchvision DataLoader with PIL transforms on all cores, and the model
+step alone on fixed inputs (the ceiling). One sample = one image, two augmented views.
+
+    python bench/pretrain.py                           # CPU, a tiny backbone: runs anywhere
+    python bench/pretrain.py --arch resnet18 --batch-size 256 --steps 100 --precision bf16 \
+        --out bench/results/pretrain-h100.json          # the paper's CIFAR setting on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.augment import view_params  # noqa: E402
+from pipeline.distributed import DistContext  # noqa: E402
+from pipeline.models import Encoder  # noqa: E402
+from pipeline.optim import make_optimizer  # noqa: E402
+from pipeline.runtime import resolve_device  # noqa: E402
+from pipeline.ssl_methods import build_method  # noqa: E402
+from pipeline.training import AUTOCAST, PretrainConfig, _autocast, pretrain  # noqa: E402
+
+ARCHS = {"tiny": ([16, 32, 64], [1, 1, 1]), "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PILTwoViews(torch.utils.data.Dataset):
+    """The usual CPU pipeline: uint8 array → PIL → torchvision transforms, twice."""
+
+    def __init__(self, images: np.ndarray, p):
+        self.images = images
+        size = images.shape[1]
+        self.t = T.Compose([
+            T.RandomResizedCrop(size, scale=(p.crop_min_scale, 1.0)),
+            T.RandomHorizontalFlip(p.flip_prob),
+            T.RandomApply([T.ColorJitter(p.brightness, p.contrast, p.saturation, p.hue)],
+                          p=p.jitter_prob),
+            T.RandomGrayscale(p.grayscale_prob),
+            T.RandomApply([T.GaussianBlur(3, (0.1, 2.0))], p=p.blur_prob),
+            T.ToTensor(),
+        ])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        im = Image.fromarray(self.images[i])
+        return self.t(im), self.t(im)
+
+
+def make_method(widths, blocks, device):
+    torch.manual_seed(0)
+    enc = Encoder(widths, blocks, [0.5] * 3, [0.25] * 3)
+    method = build_method("simclr", enc).to(device).train()
+    opt = make_optimizer("lars", method.online_parameters(), 0.3, 1e-4)
+    return method, opt
+
+
+def step(method, opt, x1, x2, precision, device):
+    with _autocast(precision, device):
+        loss = method(x1, x2)
+    opt.zero_grad(set_to_none=True)
+    loss.float().backward()
+    opt.step()
+
+
+def bench_ours(images, widths, blocks, args, device):
+    times = {}
+
+    def mark(s):
+        if s in (args.warmup, args.warmup + args.steps):
+            sync(device)
+            times[s] = time.perf_counter()
+
+    cfg = PretrainConfig(widths=widths, blocks=blocks, steps=args.warmup + args.steps,
+                         batch_size=args.batch_size, optimizer="lars", lr=0.3,
+                         precision=args.precision, log_every=10**9)
+    pretrain(cfg, view_params("standard"), images, None, DistContext(0, 1, device), callback=mark)
+    return args.steps * args.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
+
+
+def bench_dataloader(images, widths, blocks, args, device):
+    method, opt = make_method(widths, blocks, device)
+    loader = torch.utils.data.DataLoader(
+        PILTwoViews(images, view_params("standard")[0]), batch_size=args.batch_size,
+        shuffle=True, drop_last=True, num_workers=args.workers, persistent_workers=True,
+        pin_memory=device.type == "cuda")
+    done, t0 = 0, None
+    while done < args.warmup + args.steps:
+        for x1, x2 in loader:
+            if done == args.warmup:
+                sync(device)
+                t0 = time.perf_counter()
+            step(method, opt, x1.to(device, non_blocking=True), x2.to(device, non_blocking=True),
+                 args.precision, device)
+            done += 1
+            if done == args.warmup + args.steps:
+                break
+    sync(device)
+    return args.steps * args.batch_size / (time.perf_counter() - t0)
+
+
+def bench_model_only(images, widths, blocks, args, device):
+    method, opt = make_method(widths, blocks, device)
+    size = images.shape[1]
+    x1 = torch.rand(args.batch_size, 3, size, size, device=device)
+    x2 = torch.rand(args.batch_size, 3, size, size, device=device)
+    for _ in range(args.warmup):
+        step(method, opt, x1, x2, args.precision, device)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step(method, opt, x1, x2, args.precision, device)
+    sync(device)
+    return args.steps * args.batch_size / (time.perf_counter() - t0)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--arch", default="tiny", choices=sorted(ARCHS))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--images", type=int, default=4096, help="size of the (random) data set")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    widths, blocks = ARCHS[args.arch]
+    images = np.random.default_rng(0).integers(0, 256, (args.images, args.size, args.size, 3),
+                                               dtype=np.uint8)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {name}; {args.arch}, {args.size}px, batch {args.batch_size}, "
+          f"{args.precision}, DataLoader workers {args.workers}")
+    rows = {
+        "ours (device-resident data + augmentation)": bench_ours(images, widths, blocks, args, device),
+        "torchvision DataLoader + PIL transforms": bench_dataloader(images, widths, blocks, args, device),
+        "model step only (fixed inputs)": bench_model_only(images, widths, blocks, args, device),
+    }
+    base = rows["torchvision DataLoader + PIL transforms"]
+    for k, v in rows.items():
+        print(f"{k:45s} {v:10.1f} samples/s  {v / base:6.2f}x DataLoader")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"device": name, "args": vars(args), "samples_per_s": rows,
+                                              "ratio_ours_vs_dataloader": rows[next(iter(rows))] / base},
+                                             indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
