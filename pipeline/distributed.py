@@ -34,3 +34,14 @@ def init_distributed(device: torch.device) -> DistContext:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """The batch of every rank, concatenated, with gradients flowing back to each rank's part
+    (identity in a single process): contrastive negatives and Barlow's correlation then span
+    the global batch, as in solo-learn."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    import torch.distributed.nn.functional as dist_nn
+
+    return torch.cat(dist_nn.all_gather(x))

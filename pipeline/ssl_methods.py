@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pipeline.distributed import gather
 from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
 from pipeline.models import Encoder, projection_head
 
@@ -136,7 +137,7 @@ class SimCLR(SSLMethod):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         z1 = self.projector(self.encoder(x1))
         z2 = self.projector(self.encoder(x2))
-        return nt_xent(z1, z2, self.hparams["temperature"])
+        return nt_xent(gather(z1), gather(z2), self.hparams["temperature"])
 
 
 class MoCoV2Plus(_MomentumMethod):
@@ -194,8 +195,8 @@ class MoCoV2Plus(_MomentumMethod):
         queue = self.queue.clone()  # enqueue() writes in place; autograd keeps this copy
         t = self.hparams["temperature"]
         loss = (moco_infonce(q1, k2, queue[1], t) + moco_infonce(q2, k1, queue[0], t)) / 2
-        if self.training:
-            self.enqueue(k1, k2)
+        if self.training:  # every rank enqueues the keys of the global batch
+            self.enqueue(gather(k1), gather(k2))
         return loss
 
 
@@ -247,7 +248,7 @@ class BarlowTwins(SSLMethod):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         z1 = self.projector(self.encoder(x1))
         z2 = self.projector(self.encoder(x2))
-        return barlow_twins_loss(z1, z2, self.hparams["lambd"], self.hparams["scale"])
+        return barlow_twins_loss(gather(z1), gather(z2), self.hparams["lambd"], self.hparams["scale"])
 
 
 METHODS: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "mocov2plus": MoCoV2Plus, "byol": BYOL,

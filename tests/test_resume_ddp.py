@@ -89,6 +89,12 @@ from pipeline.training import PretrainConfig, pretrain
 import pipeline.training as training
 torch.set_num_threads(1)
 ctx = init_distributed(torch.device("cpu"))
+from pipeline.distributed import gather
+z = torch.full((2, 3), float(ctx.rank), requires_grad=True)
+g = gather(z)
+assert g.shape == (4, 3) and (g[:2] == 0).all() and (g[2:] == 1).all(), g
+g.sum().backward()  # every rank's identical loss sends its gradient back to each part
+assert (z.grad == 2).all(), z.grad
 seen = []
 orig = training.InflatedIndex.next_batch
 def spy(self, n):
@@ -101,6 +107,12 @@ cfg = PretrainConfig(widths=[8, 16], blocks=[1, 1], steps=3, batch_size=4, optim
                      lr=0.1, hparams={"proj_hidden": 16, "proj_dim": 8}, seed=1, log_every=1)
 enc, hist = pretrain(cfg, view_params("standard"), real, None, ctx)
 flat = torch.cat([p.detach().flatten() for p in enc.parameters()])
+# the methods that gather across ranks (keys, correlation) also train in lockstep
+for method, extra in (("barlow", {}), ("mocov2plus", {"queue_size": 16})):
+    cfg.method, cfg.hparams = method, {"proj_hidden": 16, "proj_dim": 8, **extra}
+    e, h = pretrain(cfg, view_params("standard"), real, None, ctx)
+    flat = torch.cat([flat] + [p.detach().flatten() for p in e.parameters()])
+    assert all(np.isfinite([x["loss"] for x in h]))
 out = [None, None]
 dist.all_gather_object(out, (flat.tolist(), seen, [h["loss"] for h in hist]))
 if ctx.rank == 0:

@@ -240,3 +240,30 @@ def test_pretrain_cli_steps_zero_and_crop_override(tmp_path, packed):
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["final_loss"] is None
     assert meta["augmentation_params"][0]["crop_min_scale"] == 0.5
+
+
+TINY_HEADS = {"simclr": [], "mocov2plus": ["queue_size=32"], "byol": ["pred_hidden=16"],
+              "barlow": []}
+STRATEGIES = {"none": [], "vanilla": ["generated"], "adainf": ["generated", "--dup", "10",
+                                                              "--augmentation", "weak"]}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("method", sorted(TINY_HEADS))
+def test_every_method_trains_with_every_strategy(tmp_path, packed, method, strategy):
+    real_dir, gen_dir = packed
+    extra = [str(gen_dir) if a == "generated" else a for a in STRATEGIES[strategy]]
+    if "generated" in STRATEGIES[strategy]:
+        extra = ["--generated"] + extra
+    hist = tmp_path / "run" / "history.csv"
+    pretrain_stage.main(["--real", str(real_dir), "--out", str(tmp_path / "run" / "encoder.pt"),
+                         "--history", str(hist), "--strategy", strategy, "--method", method,
+                         "--steps", "2", *TINY_ARGS, "--optimizer", "lars",
+                         *[x for a in TINY_HEADS[method] for x in ("--method-arg", a)], *extra])
+    meta = json.loads(hist.with_suffix(".json").read_text())
+    assert meta["method"] == method and len(_read_history(hist)) == 2
+    assert all(math.isfinite(float(r["loss"])) for r in _read_history(hist))
+    asym = method in ("byol", "barlow")
+    assert meta["augmentation"].startswith("asym_") == asym
+    assert [v["solarize_prob"] for v in meta["augmentation_params"]] == ([0.0, 0.2] if asym else [0.0, 0.0])
+    assert meta["num_generated"] == (0 if strategy == "none" else 12)

@@ -14,6 +14,8 @@ rule train_generator:
     benchmark:
         "benchmarks/train_generator.tsv"
     threads: threads_for("train_generator")
+    # the generator is on the critical path: start it before the real-only pretraining jobs
+    priority: 50
     resources:
         gpu=1,
     conda:
@@ -48,6 +50,7 @@ rule sample:
     benchmark:
         "benchmarks/sample/shard_{shard}.tsv"
     threads: threads_for("sample")
+    priority: 50
     resources:
         gpu=1,
     conda:
