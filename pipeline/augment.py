@@ -1,6 +1,6 @@
 """Batched two-view augmentation on the device, with per-sample random parameters and torchvision semantics.
 
-Presets follow the AdaInf paper's CIFAR configs (docs: /work/shared/paper.md):
+Presets follow the AdaInf authors' CIFAR configs:
 
 - symmetric (SimCLR, MoCo): `standard` is the usual SimCLR recipe, `weak` is AdaInf's weaker one
   (crop min scale 0.08 → 0.2, jitter probability 0.8 → 0.4, jitter strength halved);
@@ -34,6 +34,7 @@ Why not the kornia ops this module used before (kornia 0.9.0, checked against to
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import asdict, dataclass, replace
 
@@ -308,12 +309,14 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
 # Random ops: `sample(x)` draws one set of parameters per sample (on x's device) and `apply(x, p)`
 # applies them, so that tests can look at the parameters and replay them.
 
-class RandomOp(nn.Module):
+class RandomOp(nn.Module, abc.ABC):
+    @abc.abstractmethod
     def sample(self, x: torch.Tensor) -> dict:
-        raise NotImplementedError
+        """One set of random parameters per sample."""
 
+    @abc.abstractmethod
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        raise NotImplementedError
+        """The op with the given parameters."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply(x, self.sample(x))

@@ -23,6 +23,7 @@ only, not batch-norm buffers, as solo-learn's MomentumUpdater.
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 
@@ -62,7 +63,7 @@ def cosine_tau(step: int, total_steps: int, tau_base: float, tau_final: float) -
     return tau_final - (tau_final - tau_base) * (math.cos(math.pi * frac) + 1) / 2
 
 
-class SSLMethod(nn.Module):
+class SSLMethod(nn.Module, abc.ABC):
     """Common part: hyper-parameters (DEFAULTS overridden by keyword arguments) and the online
     encoder. Subclasses define DEFAULTS, augmentation_kind, _online_modules and forward."""
 
@@ -79,8 +80,9 @@ class SSLMethod(nn.Module):
         self.hparams = {**self.DEFAULTS, **hparams}
         self.encoder = encoder
 
+    @abc.abstractmethod
     def _online_modules(self) -> list[nn.Module]:
-        raise NotImplementedError
+        """The modules the optimiser trains."""
 
     def online_parameters(self) -> list[nn.Parameter]:
         """What the optimiser trains: the online encoder and heads (targets excluded)."""
