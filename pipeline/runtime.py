@@ -1,12 +1,10 @@
-"""Things every stage's main() needs: device choice, threads, seeding, logging."""
+"""Things every stage's main() needs: device choice, threads, logging."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import random
 
-import numpy as np
 import torch
 
 log = logging.getLogger("pipeline")
@@ -20,12 +18,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"device {name!r} asked for, but CUDA is not available here")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def setup(args: argparse.Namespace) -> torch.device:
