@@ -55,3 +55,22 @@ class Standardize(nn.Module):
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu") -> float:
     pred = model(x.to(device)).argmax(1).cpu()
     return 100.0 * (pred == y).float().mean().item()
+
+
+@torch.no_grad()
+def knn_top1(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+             test_y: torch.Tensor, k: int = 20, temperature: float = 0.07,
+             chunk: int = 1024) -> float:
+    """Weighted k-NN accuracy on cosine similarity (the InstDisc / solo-learn monitor): each of
+    the k nearest training features votes for its class with weight exp(similarity / T)."""
+    train = torch.nn.functional.normalize(train_x.float(), dim=1)
+    test = torch.nn.functional.normalize(test_x.float(), dim=1)
+    num_classes = int(train_y.max()) + 1
+    k = min(k, len(train))
+    correct = 0
+    for lo in range(0, len(test), chunk):
+        sim, idx = (test[lo:lo + chunk] @ train.T).topk(k, dim=1)
+        votes = torch.zeros(len(sim), num_classes).scatter_add_(
+            1, train_y[idx], (sim / temperature).exp())
+        correct += (votes.argmax(1) == test_y[lo:lo + chunk]).sum().item()
+    return 100.0 * correct / len(test)

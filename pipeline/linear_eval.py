@@ -9,7 +9,7 @@ import time
 import torch
 
 from pipeline import io, runtime
-from pipeline.linear import extract_features, top1, train_linear
+from pipeline.linear import extract_features, knn_top1, top1, train_linear
 from pipeline.models import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
@@ -45,6 +45,8 @@ def main(argv=None) -> None:
         "method": meta["method"], "strategy": meta["strategy"],
         "linear_top1": top1(clf, test_x, torch.from_numpy(test_labels), device),
         "train_top1": top1(clf, train_x, torch.from_numpy(train_labels), device),
+        "knn_top1": knn_top1(train_x, torch.from_numpy(train_labels), test_x,
+                             torch.from_numpy(test_labels)),
         "protocol": "features", "num_train": len(train_labels), "num_test": len(test_labels),
         "epochs": args.epochs, "pretrain": meta, "seconds": round(time.time() - t0, 1),
     }

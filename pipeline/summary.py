@@ -9,6 +9,7 @@ def collect_runs(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         row = {k: r[k] for k in keep}
+        row["knn_top1"] = r.get("knn_top1")
         pre = r.get("pretrain", {})
         row.update({
             "dup": pre.get("dup"), "num_real": pre.get("num_real"),

@@ -103,3 +103,22 @@ def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which):
                           "--test", str(tmp_path / "test.npz"), "--out", str(out),
                           "--epochs", "1", "--device", "cpu"])
     assert not out.exists()
+
+
+def test_knn_top1_on_separable_clusters_and_a_hand_example():
+    from pipeline.linear import knn_top1
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(4) * 5
+    train_y = torch.arange(4).repeat(50)
+    test_y = torch.arange(4).repeat(10)
+    train_x = centres[train_y] + torch.randn(200, 4, generator=g)
+    test_x = centres[test_y] + torch.randn(40, 4, generator=g)
+    assert knn_top1(train_x, train_y, test_x, test_y, k=5) >= 95
+    # by hand: two neighbours of class 1 outvote one nearer neighbour of class 0 at high T,
+    # the nearer one wins at low T
+    train = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]])
+    labels = torch.tensor([0, 1, 1])
+    query = torch.tensor([[1.0, 0.1]])
+    assert knn_top1(train, labels, query, torch.tensor([1]), k=3, temperature=10.0) == 100.0
+    assert knn_top1(train, labels, query, torch.tensor([0]), k=3, temperature=0.01) == 100.0
