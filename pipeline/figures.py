@@ -23,20 +23,39 @@ def image_grid(images: np.ndarray, ncol: int = 16, pad: int = 1, scale: int = 1)
     return grid
 
 
-def save_loss_plot(path: str | Path, curves: dict[str, list[float]], title: str) -> None:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on clusters or CI
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    _pyplot().close(fig)
+
+
+def save_loss_plot(path: str | Path, curves: dict[str, list[float]], title: str) -> None:
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
     for name, losses in curves.items():
         ax.plot(np.arange(1, len(losses) + 1), losses, label=name, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def save_samples_figure(path: str | Path, real: np.ndarray, generated: np.ndarray,
+                        n: int = 64) -> None:
+    """Real images (top) and generated ones (bottom), titled."""
+    fig, axes = _pyplot().subplots(2, 1, figsize=(8, 4.6))
+    for ax, images, title in zip(axes, (real, generated), ("real (training split)", "generated")):
+        ax.imshow(image_grid(images[:n], ncol=16), interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    _save(fig, path)

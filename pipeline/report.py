@@ -7,10 +7,9 @@ import csv
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from pipeline import io, runtime
-from pipeline.figures import image_grid, save_loss_plot
+from pipeline.figures import save_loss_plot, save_samples_figure
 from pipeline.summary import collect_runs, markdown_table
 
 log = logging.getLogger("pipeline.report")
@@ -19,24 +18,6 @@ log = logging.getLogger("pipeline.report")
 def read_losses(path: str) -> list[float]:
     with open(path) as f:
         return [float(row["loss"]) for row in csv.DictReader(f)]
-
-
-def save_samples_figure(path: str, real: np.ndarray, generated: np.ndarray, n: int = 64) -> None:
-    """Real images (top) and generated ones (bottom), titled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(8, 4.6))
-    for ax, images, title in zip(axes, (real, generated), ("real (training split)", "generated")):
-        ax.imshow(image_grid(images[:n], ncol=16), interpolation="nearest")
-        ax.set_title(title)
-        ax.axis("off")
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:

@@ -183,12 +183,13 @@ class MoCoV2Plus(_MomentumMethod):
     @torch.no_grad()
     def enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:
         """FIFO: writes the keys (rows) at the pointer, wrapping around the end of the queue."""
-        size, ptr, n = self.queue.shape[1], int(self.queue_ptr), len(k1)
+        size, n = self.queue.shape[1], len(k1)
         keep = min(n, size)  # a batch larger than the queue: its earlier keys are overwritten
-        idx = (ptr + torch.arange(n - keep, n, device=self.queue.device)) % size
+        # the pointer stays a device tensor: no host sync in the training step
+        idx = (self.queue_ptr + torch.arange(n - keep, n, device=self.queue.device)) % size
         keys = torch.stack([k1, k2]).detach()[:, n - keep:]
         self.queue[:, idx] = F.normalize(keys, dim=-1).to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + n) % size)
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         q1 = self.projector(self.encoder(x1))
