@@ -36,84 +36,15 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import asdict, dataclass, replace
-
 import torch
 import torch.nn as nn
 
+# The presets live in a torch-free module (the Snakefile reads them); re-exported here.
+from pipeline.aug_presets import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, describe,
+                                  preset, view_params)
 
-@dataclass(frozen=True)
-class AugParams:
-    crop_min_scale: float = 0.08
-    flip_prob: float = 0.5
-    jitter_prob: float = 0.8
-    brightness: float = 0.8
-    contrast: float = 0.8
-    saturation: float = 0.8
-    hue: float = 0.2
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.5
-    solarize_prob: float = 0.0
-
-
-# Symmetric presets: both views use the same parameters. `preset(name)` serves these.
-PRESETS = {
-    "standard": AugParams(),
-    "weak": AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,
-                      saturation=0.4, hue=0.1),
-}
-
-_ASYM_VIEW = AugParams(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=0.0)
-# Asymmetric presets (BYOL, Barlow Twins): (view 1, view 2); only the solarization differs.
-ASYM_PRESETS = {
-    "asym_standard": (_ASYM_VIEW, replace(_ASYM_VIEW, solarize_prob=0.2)),
-    "asym_weak": (replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4),
-                  replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4, solarize_prob=0.2)),
-}
-
-VIEW_PRESETS = {**{name: (p, p) for name, p in PRESETS.items()}, **ASYM_PRESETS}
-
-_JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
-
-
-def _apply_overrides(params: AugParams, overrides: dict) -> AugParams:
-    """Field overrides (None ignored; an unknown field raises TypeError), then `jitter_strength`,
-    a multiplier of brightness/contrast/saturation/hue (the paper's Fig. 3 sweep)."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    strength = overrides.pop("jitter_strength", None)
-    params = replace(params, **overrides)
-    if strength is not None:
-        if strength < 0:
-            raise ValueError(f"jitter_strength must be >= 0, got {strength}")
-        params = replace(params, **{f: getattr(params, f) * strength for f in _JITTER_FIELDS})
-    if not 0 <= params.hue <= 0.5:
-        raise ValueError(f"hue strength must be in [0, 0.5] (as in torchvision), got {params.hue}")
-    return params
-
-
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(VIEW_PRESETS)}")
-
-
-def preset(name: str, **overrides) -> AugParams:
-    """The parameters of a symmetric preset (both views alike), with `overrides` applied."""
-    if name in ASYM_PRESETS:
-        raise ValueError(f"augmentation preset {name!r} is asymmetric (its two views differ); "
-                         "use view_params()")
-    if name not in PRESETS:
-        raise _unknown(name)
-    return _apply_overrides(PRESETS[name], overrides)
-
-
-def view_params(name: str, **overrides) -> tuple[AugParams, AugParams]:
-    """The two views' parameters of any preset, with the same `overrides` applied to both."""
-    if name not in VIEW_PRESETS:
-        raise _unknown(name)
-    return tuple(_apply_overrides(p, overrides) for p in VIEW_PRESETS[name])
-
-
-def describe(params: AugParams) -> dict:
-    return asdict(params)
+__all__ = ["ASYM_PRESETS", "PRESETS", "VIEW_PRESETS", "AugParams", "describe", "preset",
+           "view_params", "build_augmentation"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Figures for the report: image grids and loss curves."""
+"""Figures for the report: image grids, training curves and sweep plots."""
 
 from __future__ import annotations
 
@@ -39,14 +39,32 @@ def _save(fig, path: str | Path) -> None:
     _pyplot().close(fig)
 
 
-def save_loss_plot(path: str | Path, curves: dict[str, list[float]], title: str) -> None:
+def save_curves_plot(path: str | Path, curves: dict[str, tuple[list, list]], ylabel: str,
+                     title: str) -> None:
+    """One line per name: (steps, values)."""
     fig, ax = _pyplot().subplots(figsize=(6, 4))
-    for name, losses in curves.items():
-        ax.plot(np.arange(1, len(losses) + 1), losses, label=name, lw=1)
+    for name, (steps, values) in curves.items():
+        ax.plot(steps, values, label=name, lw=1)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def save_sweep_plot(path: str | Path, series: dict) -> None:
+    """Top-1 against the swept setting, one line per method, error bars = std over seeds."""
+    fig, ax = _pyplot().subplots(figsize=(5, 3.6))
+    for method, line in series["lines"].items():
+        ax.errorbar(line["x"], line["mean"], yerr=line["std"] if series["seeds"] > 1 else None,
+                    marker="o", capsize=3, label=method)
+    if series["setting"] == "dup":
+        ax.set_xscale("log")
+    ax.set_xlabel(series["setting"])
+    ax.set_ylabel(f"top-1 % ({series['protocol']})")
+    spread = f"mean ± std, {series['seeds']} seeds" if series["seeds"] > 1 else "one seed"
+    ax.set_title(f"{series['strategy']}: accuracy vs {series['setting']} ({spread})", fontsize=10)
+    ax.legend(fontsize="small")
     _save(fig, path)
 
 

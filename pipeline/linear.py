@@ -1,12 +1,25 @@
-"""Linear evaluation of a frozen encoder on real labelled images."""
+"""Linear evaluation of a frozen encoder on real labelled images.
+
+Two offline protocols (the online one, during pretraining, is pipeline.online_probe):
+
+- `features`: features computed once (no augmentation), an AdamW linear classifier on the
+  standardised features, plus weighted k-NN;
+- `offline`: solo-learn's linear evaluation: the frozen encoder (eval mode, no grad) runs on
+  freshly augmented training images at every epoch (random-resized-crop 0.08-1 and horizontal
+  flip, on the device) and a plain linear layer on its features is trained with SGD.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from pipeline.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
 
 
 @torch.no_grad()
@@ -52,9 +65,57 @@ class Standardize(nn.Module):
 
 
 @torch.no_grad()
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> torch.Tensor:
+    """How many rows have their label among the k highest logits, for each k (a float tensor on
+    the logits' device, no host sync). k is capped at the number of classes."""
+    k_max = min(max(ks), logits.shape[1])
+    hit = logits.topk(k_max, dim=1).indices == labels[:, None]
+    return torch.stack([hit[:, :min(k, k_max)].any(1).sum() for k in ks]).float()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu",
+             ks=(1, 5)) -> list[float]:
+    """Top-k accuracies in % of `model` on features x."""
+    return (100.0 * topk_correct(model(x.to(device)), y.to(device), ks) / len(y)).tolist()
+
+
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="cpu") -> float:
-    pred = model(x.to(device)).argmax(1).cpu()
-    return 100.0 * (pred == y).float().mean().item()
+    return accuracy(model, x, y, device, ks=(1,))[0]
+
+
+def offline_augmentation(size: int) -> Augmentation:
+    """solo-learn's linear-evaluation training transform for CIFAR: random-resized-crop (scale
+    0.08-1) and horizontal flip, no colour jitter."""
+    return Augmentation(RandomResizedCrop(size, scale=(0.08, 1.0)), RandomHorizontalFlip(p=0.5))
+
+
+def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndarray, *,
+                         epochs: int = 100, batch_size: int = 256, lr: float = 0.1,
+                         weight_decay: float = 0.0, seed: int = 0, device="cpu") -> nn.Module:
+    """A linear layer on the frozen `encoder`'s features of augmented uint8 N×H×W×3 `images`:
+    SGD (momentum 0.9, no Nesterov), lr as given (not scaled by the batch), cosine decay per
+    step. The encoder stays in eval mode and gets no gradient."""
+    torch.manual_seed(seed)
+    encoder.eval()
+    clf = nn.Linear(encoder.feature_dim, int(labels.max()) + 1).to(device)
+    opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    total = epochs * math.ceil(len(images) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(1, total))))
+    data = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)  # uint8 NCHW, moved once
+    y = torch.from_numpy(labels).to(device)
+    augment = offline_augmentation(images.shape[1]).to(device)
+    for _ in tqdm(range(epochs), desc="linear (offline)", mininterval=5):
+        for idx in torch.randperm(len(data), device=device).split(batch_size):
+            with torch.no_grad():
+                feats = encoder(augment(data[idx].float().div_(255)))
+            loss = F.cross_entropy(clf(feats), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return clf.eval()
 
 
 @torch.no_grad()

@@ -1,6 +1,8 @@
 """Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
 
 Runs as one process, or data-parallel under `torchrun --nproc_per_node N -m pipeline.pretrain`.
+With --online-test and --online-out, an online linear probe (pipeline.online_probe) trains on the
+detached features of the real images' views and is evaluated on that test split.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pipeline import io, runtime
 from pipeline.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.distributed import init_distributed
 from pipeline.models import save_encoder
+from pipeline.online_probe import OnlineProbe
 from pipeline.packed import open_packed
 from pipeline.ssl_methods import METHODS
 from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain
@@ -60,6 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
+    p.add_argument("--online-test", default=None,
+                   help="real test split (npz): train and evaluate the online linear probe")
+    p.add_argument("--online-every", type=int, default=0,
+                   help="steps between online-probe evaluations (0: only after the last step)")
+    p.add_argument("--online-lr", type=float, default=0.1,
+                   help="online-probe SGD learning rate per 256 samples of the global batch")
+    p.add_argument("--online-out", default=None, help="online-probe result (JSON)")
     runtime.add_common_args(p)
     return p.parse_args(argv)
 
@@ -76,9 +86,26 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown {args.method} setting(s) {sorted(unknown)}; valid: "
                          f"{sorted(METHODS[args.method].DEFAULTS)}")
+    if (args.online_test is None) != (args.online_out is None):
+        raise SystemExit("--online-test and --online-out go together")
+    if args.online_out is not None and args.steps == 0:
+        raise SystemExit("--online-out needs --steps > 0: with --steps 0 there is no online probe "
+                         "to train")
+    if args.online_every < 0:
+        raise SystemExit(f"--online-every must be >= 0, got {args.online_every}")
     ctx = init_distributed(runtime.setup(args))
 
-    real, _ = open_packed(args.real, verify=not args.no_verify).load()
+    real, real_labels = open_packed(args.real, verify=not args.no_verify).load()
+    probe = None
+    if args.online_test:
+        test_images, test_labels = io.load_images(args.online_test)
+        if (real_labels < 0).any() or (test_labels < 0).any():
+            raise SystemExit("the online probe takes labelled real images only; found label -1")
+        if test_images.shape[1:] != real.shape[1:]:
+            raise SystemExit(f"{args.online_test}: images {test_images.shape[1:]}, the real "
+                             f"training images {real.shape[1:]}")
+        probe = OnlineProbe(real_labels, test_images, test_labels, every=args.online_every,
+                            lr=args.online_lr)
     generated = None
     if args.generated:
         generated, _ = open_packed(args.generated, verify=not args.no_verify).load()
@@ -100,7 +127,8 @@ def main(argv=None) -> None:
              args.steps, ctx.device, ctx.world)
 
     t0 = time.time()
-    encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint)
+    encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
+                                probe=probe)
     if not ctx.is_main:
         return
     meta = {
@@ -120,6 +148,15 @@ def main(argv=None) -> None:
     save_encoder(args.out, encoder, meta)
     log.info("saved encoder to %s (%.1fs, final loss %s)", args.out, meta["seconds"],
              meta["final_loss"])
+    if probe is not None:
+        final = probe.curve[-1]
+        io.write_json(args.online_out, {
+            "method": args.method, "strategy": args.strategy, "protocol": "online",
+            "top1": final["top1"], "top5": final["top5"], "num_train": len(real),
+            "num_test": len(test_labels), "pretrain": meta, "seconds": meta["seconds"],
+            "curve": probe.curve, "every": args.online_every, "lr": args.online_lr,
+        })
+        log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", final["top1"], final["top5"])
 
 
 if __name__ == "__main__":

@@ -1,51 +1,102 @@
-"""Stage: summary JSON, Markdown table, sample grid and loss curves of all runs."""
+"""Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
+
+Figures: real vs generated samples, pretraining loss and online-probe accuracy curves (mean over
+seeds, the table's strategies), and accuracy against each swept setting.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 from pathlib import Path
 
+import numpy as np
 
 from pipeline import io, runtime
-from pipeline.figures import save_loss_plot, save_samples_figure
-from pipeline.summary import collect_runs, markdown_table
+from pipeline.design import Design
+from pipeline.figures import save_curves_plot, save_samples_figure, save_sweep_plot
+from pipeline.summary import aggregate, collect_runs, html_page, markdown, sweep_series
 
 log = logging.getLogger("pipeline.report")
 
 
-def read_losses(path: str) -> list[float]:
+def read_losses(path: str) -> tuple[list[int], list[float]]:
     with open(path) as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+
+
+def mean_curves(curves: dict[tuple[str, str], list[tuple[list, list]]],
+                keep: list[str]) -> dict[str, tuple[list, np.ndarray]]:
+    """Average each (method, strategy)'s curves over seeds, for the strategies in `keep`."""
+    out = {}
+    for (method, strategy), runs in curves.items():
+        if strategy in keep:
+            n = min(len(steps) for steps, _ in runs)
+            label = f"{method}/{strategy}" + (f" (mean of {len(runs)})" if len(runs) > 1 else "")
+            out[label] = (runs[0][0][:n], np.mean([values[:n] for _, values in runs], axis=0))
+    return out
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--linear", nargs="+", required=True, help="linear_eval JSON files")
-    p.add_argument("--histories", nargs="*", default=[], help="pretrain loss curves (.csv)")
+    p.add_argument("--results", nargs="+", required=True,
+                   help="evaluation JSON files (linear_eval's, and pretrain's online.json)")
+    p.add_argument("--histories", nargs="*", default=[],
+                   help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
+    p.add_argument("--design", required=True,
+                   help="JSON: {design: pipeline.design.Design as a dict, sampling: {...}}")
     p.add_argument("--fid", required=True)
     p.add_argument("--real", required=True, help="real training images (npz)")
     p.add_argument("--generated", required=True, help="a generated shard (npz)")
     p.add_argument("--summary", required=True, help="summary JSON")
     p.add_argument("--table", required=True, help="summary Markdown")
+    p.add_argument("--page", required=True, help="summary HTML page")
     p.add_argument("--samples", required=True, help="PNG: real (top) vs generated (bottom)")
     p.add_argument("--losses", required=True, help="PNG of the loss curves")
+    p.add_argument("--online-curves", default=None, help="PNG of the online probe's accuracy")
+    p.add_argument("--sweep-plots", nargs="*", default=[], help="one PNG per sweep, in order")
     args = p.parse_args(argv)
     runtime.setup(args)
 
-    runs = collect_runs([io.read_json(f) for f in args.linear])
+    spec = json.loads(args.design)
+    design, sampling = Design.from_dict(spec["design"]), spec["sampling"]
+    if len(args.sweep_plots) != len(design.sweeps):
+        raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "
+                         f"{len(design.sweeps)} sweeps")
+    results = [io.read_json(f) for f in args.results]
+    runs = collect_runs(results)
+    cells = aggregate(runs)
     fid = io.read_json(args.fid)
-    io.write_json(args.summary, {"runs": runs, "fid": fid})
-    table = markdown_table(runs, fid)
+    io.write_json(args.summary, {"runs": runs, "cells": cells, "fid": fid, "sampling": sampling,
+                                 "design": design.to_dict()})
+    table = markdown(design, cells, fid, sampling)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)
+    with io.atomic_path(args.page) as tmp:
+        tmp.write_text(html_page(design, cells, fid, sampling))
+
     real, _ = io.load_images(args.real)
     generated, _ = io.load_images(args.generated)
     save_samples_figure(args.samples, real, generated)
-    curves = {f"{Path(h).parent.parent.name}/{Path(h).parent.name}": read_losses(h)
-              for h in args.histories}
-    save_loss_plot(args.losses, curves, "pretraining loss")
+    losses: dict = {}
+    for h in args.histories:
+        cell = Path(h).parent
+        losses.setdefault((cell.parent.parent.name, cell.parent.name), []).append(read_losses(h))
+    save_curves_plot(args.losses, mean_curves(losses, design.strategies), "loss",
+                     "pretraining loss")
+    if args.online_curves:
+        online: dict = {}
+        for r in results:
+            if r["protocol"] == "online":
+                curve = ([c["step"] for c in r["curve"]], [c["top1"] for c in r["curve"]])
+                online.setdefault((r["method"], r["strategy"]), []).append(curve)
+        save_curves_plot(args.online_curves, mean_curves(online, design.strategies),
+                         "test top-1 %", "online linear probe")
+    for path, series in zip(args.sweep_plots, sweep_series(design, cells)):
+        save_sweep_plot(path, series)
     print(table)
 
 

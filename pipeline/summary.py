@@ -1,47 +1,144 @@
-"""Collecting run results into the summary that the report shows."""
+"""Collecting evaluation results into the summary the report shows: per-seed rows, mean ± std
+per cell, and the tables (accuracy by method × strategy, one per protocol, and one per sweep)."""
 
 from __future__ import annotations
 
+import html
+
+import numpy as np
+
+from pipeline.design import Design
+
+PROTOCOL_NAMES = {
+    "online": "online linear probe, trained during pretraining (the paper's protocol)",
+    "offline": "offline linear probe on the frozen encoder (SGD, crop + flip)",
+    "features": "linear classifier on features computed once",
+}
+
 
 def collect_runs(results: list[dict]) -> list[dict]:
-    """One row per (method, strategy), in the order given."""
-    keep = ("method", "strategy", "linear_top1", "protocol")
+    """One row per evaluation (method, strategy, seed, protocol), in the order given."""
     rows = []
     for r in results:
-        row = {k: r[k] for k in keep}
-        row["knn_top1"] = r.get("knn_top1")
         pre = r.get("pretrain", {})
-        row.update({
+        aug = (pre.get("augmentation_params") or [{}])[0]
+        rows.append({
+            "method": r["method"], "strategy": r["strategy"],
+            "seed": pre.get("config", {}).get("seed"), "protocol": r["protocol"],
+            "top1": r["top1"], "top5": r.get("top5"), "knn_top1": r.get("knn_top1"),
             "dup": pre.get("dup"), "num_real": pre.get("num_real"),
             "num_generated": pre.get("num_generated"), "augmentation": pre.get("augmentation"),
-            "steps": pre.get("config", {}).get("steps"),
+            "crop_min_scale": aug.get("crop_min_scale"), "steps": pre.get("config", {}).get("steps"),
         })
-        rows.append(row)
     return rows
 
 
-def markdown_table(runs: list[dict], fid: dict) -> str:
-    strategies = list(dict.fromkeys(r["strategy"] for r in runs))
-    methods = list(dict.fromkeys(r["method"] for r in runs))
-    acc = {(r["method"], r["strategy"]): r["linear_top1"] for r in runs}
-    lines = [
-        "# Linear evaluation (top-1 %, real test split)",
-        "",
-        "| method | " + " | ".join(strategies) + " |",
-        "|---" * (len(strategies) + 1) + "|",
-    ]
-    for m in methods:
-        cells = [f"{acc[m, s]:.2f}" if (m, s) in acc else "–" for s in strategies]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    protocols = sorted({r["protocol"] for r in runs})
-    lines += [
-        "",
-        f"Protocol: {', '.join(protocols)}. `random_init` is the same encoder before pretraining.",
-        "",
-        f"Generator FID ({fid['features']} features, {fid['num_generated']} generated vs "
-        f"{fid['num_real']} real): {fid['fid']:.3f}"
-        + ("  (pixel-space Fréchet distance: not comparable with published FIDs)"
-           if fid["features"] == "pixels" else ""),
-        "",
-    ]
+def aggregate(runs: list[dict]) -> list[dict]:
+    """Mean and sample standard deviation over seeds of each (method, strategy, protocol)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["method"], r["strategy"], r["protocol"]), []).append(r)
+    cells = []
+    for (method, strategy, protocol), rs in groups.items():
+        cell = {"method": method, "strategy": strategy, "protocol": protocol, "n": len(rs),
+                "seeds": [r["seed"] for r in rs]}
+        for key in ("top1", "top5", "knn_top1"):
+            values = [r[key] for r in rs if r.get(key) is not None]
+            if values:
+                cell[f"{key}_mean"] = float(np.mean(values))
+                cell[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        cells.append(cell)
+    return cells
+
+
+def format_cell(cell: dict | None, key: str = "top1") -> str:
+    if cell is None or f"{key}_mean" not in cell:
+        return "–"
+    if cell["n"] > 1:
+        return f"{cell[key + '_mean']:.2f} ± {cell[key + '_std']:.2f}"
+    return f"{cell[key + '_mean']:.2f}"
+
+
+def tables(design: Design, cells: list[dict]) -> list[dict]:
+    """The report's tables as {title, note, header, rows} of strings."""
+    index = {(c["method"], c["strategy"], c["protocol"]): c for c in cells}
+    seeds = len(design.seeds)
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    out = []
+    for protocol in design.protocols:
+        out.append({
+            "title": f"Linear top-1 (%), {protocol} protocol",
+            "note": f"{PROTOCOL_NAMES[protocol]}; real test split, {spread}. "
+                    "random_init is the same encoder before pretraining.",
+            "header": ["method", *design.strategies],
+            "rows": [[m, *(format_cell(index.get((m, s, protocol))) for s in design.strategies)]
+                     for m in design.methods],
+        })
+    headline = design.protocols[0]
+    for sw in design.sweeps:
+        out.append({
+            "title": f"Sweep: {sw.strategy} with {sw.setting} varied ({headline} top-1 %)",
+            "note": f"every other setting as in {sw.strategy}; {spread}.",
+            "header": ["method", *(f"{sw.setting}={v:g}" for v in sw.values)],
+            "rows": [[m, *(format_cell(index.get((m, v, headline))) for v in sw.variants)]
+                     for m in design.methods],
+        })
+    return out
+
+
+def fid_line(fid: dict, sampling: dict) -> str:
+    text = (f"Generator ({sampling['generator']}): {sampling['sampler']} sampler, "
+            f"{sampling['steps']} steps, {sampling['precision']}, {sampling['num_images']} images. "
+            f"FID ({fid['features']} features, {fid['num_generated']} generated vs "
+            f"{fid['num_real']} real): {fid['fid']:.3f}")
+    if fid["features"] == "pixels":
+        text += " (pixel-space Fréchet distance: not comparable with published FIDs)"
+    return text
+
+
+def markdown(design: Design, cells: list[dict], fid: dict, sampling: dict) -> str:
+    lines = ["# adainf-pipeline results", ""]
+    for t in tables(design, cells):
+        lines += [f"## {t['title']}", "", "| " + " | ".join(t["header"]) + " |",
+                  "|---" * len(t["header"]) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in t["rows"]]
+        lines += ["", t["note"], ""]
+    lines += ["## Generator", "", fid_line(fid, sampling), ""]
     return "\n".join(lines)
+
+
+def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict) -> str:
+    """A self-contained page: the tables and the generator's FID (shown in Snakemake's report)."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>adainf-pipeline results"
+             "</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
+             "margin:.5em 0}td,th{border:1px solid #999;padding:.25em .6em;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}.note{color:#555}</style></head><body>",
+             "<h1>adainf-pipeline results</h1>"]
+    for i, t in enumerate(tables(design, cells)):
+        table_id = "accuracy" if i == 0 else f"table-{i}"
+        parts.append(f"<h2>{html.escape(t['title'])}</h2><table id='{table_id}'><thead><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in t["header"])
+                     + "</tr></thead><tbody>")
+        for row in t["rows"]:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        parts.append(f"</tbody></table><p class='note'>{html.escape(t['note'])}</p>")
+    parts.append(f"<h2>Generator</h2><p id='fid'>{html.escape(fid_line(fid, sampling))}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def sweep_series(design: Design, cells: list[dict]) -> list[dict]:
+    """Per sweep, per method: x values with mean and std of the headline protocol's top-1."""
+    index = {(c["method"], c["strategy"], c["protocol"]): c for c in cells}
+    headline = design.protocols[0]
+    out = []
+    for sw in design.sweeps:
+        lines = {}
+        for m in design.methods:
+            pts = [(x, index[m, v, headline]) for x, v in zip(sw.values, sw.variants)
+                   if (m, v, headline) in index]
+            lines[m] = {"x": [x for x, _ in pts], "mean": [c["top1_mean"] for _, c in pts],
+                        "std": [c["top1_std"] for _, c in pts]}
+        out.append({"strategy": sw.strategy, "setting": sw.setting, "protocol": headline,
+                    "seeds": len(design.seeds), "lines": lines})
+    return out

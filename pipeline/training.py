@@ -3,7 +3,8 @@
 The packed uint8 images go to the device once; each step gathers a batch by index (real images
 replicated `dup` times virtually, plus generated ones) and augments it on the device with
 per-sample random parameters. Checkpoints are written atomically every N steps and a restarted
-job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP).
+job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP). An
+optional online linear probe (pipeline.online_probe) trains on the detached features alongside.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +28,9 @@ from pipeline.inflation import InflatedIndex
 from pipeline.models import Encoder
 from pipeline.optim import make_optimizer, scaled_lr
 from pipeline.ssl_methods import METHODS, build_method
+
+if TYPE_CHECKING:
+    from pipeline.online_probe import OnlineProbe
 
 log = logging.getLogger(__name__)
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,12 +84,15 @@ def _autocast(precision: str, device: torch.device):
 
 def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,
              generated: np.ndarray | None, ctx: DistContext, *,
-             checkpoint: str | Path | None = None, callback=None) -> tuple[Encoder, list[dict]]:
+             checkpoint: str | Path | None = None, callback=None,
+             probe: OnlineProbe | None = None) -> tuple[Encoder, list[dict]]:
     """Train an encoder with `cfg.method` on real images (×dup) plus generated ones.
 
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
     `checkpoint`, resumes from that file when it exists and writes it every
-    `cfg.checkpoint_every` steps. `callback(step)` runs after each step.
+    `cfg.checkpoint_every` steps. `callback(step)` runs after each step. With `probe`, an online
+    linear probe trains alongside (its labels are those of `real`, in order) and its
+    evaluations end up in `probe.curve`; it is part of the checkpoint.
     """
     if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
         raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
@@ -111,6 +119,11 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     data = torch.from_numpy(np.concatenate(parts)).to(device).permute(0, 3, 1, 2)  # uint8 NCHW
     index = InflatedIndex(len(real), len(data) - len(real), cfg.dup, cfg.seed)
     augment = [build_augmentation(v, real.shape[1]).to(device) for v in views]
+    if probe is not None:
+        if len(probe.train_labels) != len(real):
+            raise ValueError(f"{len(probe.train_labels)} probe labels for {len(real)} real images")
+        probe.setup(method.encoder, encoder.feature_dim, len(data) - len(real),
+                    cfg.batch_size * ctx.world, cfg.steps, ctx)
 
     start, history = 0, []
     if checkpoint is not None and Path(checkpoint).exists():
@@ -121,6 +134,11 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         scaler.load_state_dict(state["scaler"])
         index.load_state_dict(state["index"])
         start, history = state["step"], state["history"]
+        if probe is not None:
+            if state.get("probe") is None:
+                raise ValueError(f"{checkpoint} was written without the online probe; resuming "
+                                 "with it would miss its first steps (remove the checkpoint)")
+            probe.load_state_dict(state["probe"])
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
@@ -142,8 +160,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     for step in tqdm(range(start, cfg.steps), desc=f"pretrain {cfg.method}", mininterval=5,
                      initial=start, total=cfg.steps, disable=not ctx.is_main):
         rows = index.next_batch(cfg.batch_size * ctx.world)
-        rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size]
-        x = data[rows.to(device)].float().div_(255)
+        rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(device)
+        x = data[rows].float().div_(255)
         with _autocast(cfg.precision, device):
             loss = model(augment[0](x), augment[1](x)).float()
         lr = opt.param_groups[0]["lr"]
@@ -154,6 +172,10 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         sched.step()
         method.momentum_update(step + 1, cfg.steps)
         pending.append((step + 1, lr, loss.detach()))
+        if probe is not None:
+            probe.step(rows)
+            if probe.due(step + 1):
+                probe.evaluate(encoder, step + 1, lambda: _autocast(cfg.precision, device))
         last = step + 1 == cfg.steps
         if len(pending) >= cfg.log_every or last or (
                 cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
@@ -161,18 +183,22 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         if checkpoint is not None and cfg.checkpoint_every and ctx.is_main and (
                 (step + 1) % cfg.checkpoint_every == 0 or last):
             save_checkpoint(checkpoint, step + 1, history, method, opt, sched, scaler, index,
-                            device)
+                            device, probe)
         if callback is not None:
             callback(step + 1)
     flush()
+    if probe is not None:
+        probe.close()
     return encoder.eval(), history
 
 
-def save_checkpoint(path, step, history, method, opt, sched, scaler, index, device) -> None:
+def save_checkpoint(path, step, history, method, opt, sched, scaler, index, device,
+                    probe=None) -> None:
     state = {
         "step": step, "history": history, "method": method.state_dict(),
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict(), "index": index.state_dict(),
+        "probe": None if probe is None else probe.state_dict(),
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -42,3 +46,23 @@ def tiny_npz(tmp_path):
     path = tmp_path / "tiny.npz"
     save_images(path, make_images(12), np.arange(12) % 10)
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+TINY_STUDY = REPO / "tests" / "configs" / "tiny_study.yaml"
+
+
+def run_snakemake(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """The tiny config with two seeds, a crop sweep and two protocols, run end to end once."""
+    cwd = tmp_path_factory.mktemp("tiny_study")
+    r = run_snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return cwd

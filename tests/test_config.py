@@ -34,7 +34,12 @@ def test_minimal_config_gets_defaults(config):
     validate(minimal, SCHEMA)
     assert minimal["pretrain"]["steps"] == 1000
     assert minimal["pretrain"]["backbone"]["widths"] == [64, 128, 256, 512]
-    assert minimal["linear_eval"]["epochs"] == 100
+    assert minimal["linear_eval"]["protocols"] == ["features"]
+    assert minimal["linear_eval"]["features"]["epochs"] == 100
+    assert minimal["linear_eval"]["offline"] == {"epochs": 100, "batch_size": 256, "lr": 0.1,
+                                                 "weight_decay": 0.0}
+    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": 0.05}
+    assert minimal["experiments"]["seeds"] == [0] and minimal["experiments"]["sweeps"] == []
 
 
 def _mutate(config, path, value):
@@ -56,6 +61,11 @@ def _mutate(config, path, value):
     (("real", "test_fraction"), 1.0, "test_fraction"),
     (("pretrain", "backbone", "widths"), [8, 16, 32, 64, 128], "widths"),
     (("device", ), "gpu", "gpu"),
+    (("linear_eval", "protocols"), ["online", "probe"], "probe"),
+    (("experiments", "seeds"), [0, 0], "non-unique"),
+    (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "blur", "values": [1]}], "blur"),
+    (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "dup", "values": [0]}],
+     "values"),
 ])
 def test_bad_values_are_rejected_naming_them(config, path, value, named):
     bad = _mutate(config, path, value)
@@ -102,3 +112,13 @@ def test_snakemake_dry_run_rejects_bad_config(config, tmp_path):
     assert proc.returncode != 0, output[-2000:]
     assert "stepz" in output
     assert "validating config" in output.lower()
+
+
+def test_snakemake_names_an_undefined_sweep_strategy(config, tmp_path):
+    config["experiments"]["sweeps"] = [{"strategy": "adainff", "setting": "dup", "values": [2]}]
+    bad = tmp_path / "BAD.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([*_snakemake(), "-n", "--configfile", str(bad)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "strategy 'adainff', which is not defined" in proc.stdout + proc.stderr

@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from pipeline import io, linear_eval
-from pipeline.linear import extract_features, top1, train_linear
+from pipeline.augment import RandomHorizontalFlip, RandomResizedCrop
+from pipeline.linear import (accuracy, extract_features, offline_augmentation, top1, topk_correct,
+                             train_linear, train_linear_offline)
 from pipeline.models import Encoder, save_encoder
+
+KEYS = {"method", "strategy", "protocol", "top1", "top5", "num_train", "num_test", "pretrain",
+        "seconds"}
 
 
 def _blobs(n_per_class, seed, dim=10, num_classes=3):
@@ -40,6 +45,18 @@ def test_top1_counts_correct_predictions():
     assert top1(model, logits, torch.tensor([0, 1, 1, 1])) == pytest.approx(75.0)
 
 
+def test_topk_correct_by_hand():
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                           [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0],
+                           [0.0, 0.0, 9.0, 0.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([6, 4, 1])  # top-1 hit; 5th highest; neither (label 1 ties for 2nd..7th)
+    assert topk_correct(logits, labels, (1, 5)).tolist() == [1.0, 2.0]
+    assert topk_correct(logits, torch.tensor([6, 0, 2]), (1, 5)).tolist() == [3.0, 3.0]
+    # k is capped at the number of classes: top-5 of 3 classes is every row
+    assert topk_correct(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), (1, 5))[1] == 4
+    assert accuracy(torch.nn.Identity(), logits, labels) == pytest.approx([100 / 3, 200 / 3])
+
+
 def test_untrained_is_not_accurate():
     # the ≥ 95 % above comes from training: zero epochs leaves a random classifier
     x, y = _blobs(100, 0)
@@ -55,6 +72,52 @@ def test_extract_features_batches_consistently():
     b = extract_features(enc, images, batch_size=7)
     assert a.shape == (7, 8)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def _colours(n, seed, size=8):
+    """8 classes: the 3 bits of the class say which colour channels are bright."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 8
+    bits = (y[:, None] >> np.arange(3)) & 1
+    x = rng.integers(0, 60, (n, size, size, 3)) + 150 * bits[:, None, None, :]
+    return x.astype(np.uint8), y
+
+
+def test_offline_augmentation_is_crop_and_flip_only():
+    aug = offline_augmentation(16)
+    assert [type(op) for op in aug] == [RandomResizedCrop, RandomHorizontalFlip]
+    assert aug[0].scale == (0.08, 1.0) and aug[0].size == (16, 16) and aug[1].p == 0.5
+
+
+def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatch):
+    from pipeline import linear
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    enc = Encoder([8, 16], [1, 1], [0.5] * 3, [0.25] * 3)
+    enc.train()  # train_linear_offline must switch it to eval mode itself
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    (tr, ty), (te, tey) = _colours(64, 0), _colours(40, 1)
+    calls = []
+    real_aug = linear.offline_augmentation
+
+    def spy(size):
+        aug = real_aug(size)
+        aug.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+        return aug
+
+    monkeypatch.setattr(linear, "offline_augmentation", spy)
+    clf = train_linear_offline(enc, tr, ty, epochs=10, batch_size=16, lr=0.5)
+    assert calls == [16] * 4 * 10  # every batch of every epoch is augmented afresh
+    test_x = extract_features(enc, te)
+    top1_, top5_ = accuracy(clf, test_x, torch.from_numpy(tey))
+    assert top1_ >= 90 and top5_ >= top1_
+    for k, v in enc.state_dict().items():  # frozen, batch-norm statistics included
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in enc.parameters())
+    # the accuracy comes from training: no epoch leaves it at chance
+    untrained = train_linear_offline(enc, tr, ty, epochs=0)
+    assert accuracy(untrained, test_x, torch.from_numpy(tey))[0] < 50
 
 
 def _write_real(path, n, seed, labels=None):
@@ -75,24 +138,50 @@ def checkpoint(tmp_path):
     return path
 
 
-def test_linear_eval_cli(tmp_path, checkpoint):
+@pytest.mark.parametrize("protocol", ["features", "offline"])
+def test_linear_eval_cli(tmp_path, checkpoint, protocol):
     _write_real(tmp_path / "train.npz", 40, 0)
     _write_real(tmp_path / "test.npz", 20, 1)
     out = tmp_path / "linear" / "adainf.json"
     linear_eval.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
                       "--test", str(tmp_path / "test.npz"), "--out", str(out), "--epochs", "5",
-                      "--batch-size", "16", "--device", "cpu"])
+                      "--batch-size", "16", "--device", "cpu", "--protocol", protocol])
     result = json.loads(out.read_text())
+    extra = {"features": {"train_top1", "knn_top1", "epochs"}, "offline": {"train_top1", "epochs"}}
+    assert set(result) == KEYS | extra[protocol]
     assert result["method"] == "simclr"
     assert result["strategy"] == "adainf"
-    assert result["protocol"] == "features"
-    assert 0.0 <= result["linear_top1"] <= 100.0
+    assert result["protocol"] == protocol
+    assert 0.0 <= result["top1"] <= result["top5"] <= 100.0
+    assert result["top5"] == 100.0  # two classes
     assert result["num_train"] == 40 and result["num_test"] == 20 and result["epochs"] == 5
     assert result["pretrain"]["dup"] == 10
 
 
+def test_linear_eval_defaults_per_protocol(tmp_path, checkpoint, monkeypatch):
+    from pipeline import linear_eval as stage
+
+    seen = {}
+    monkeypatch.setattr(stage, "train_linear", lambda x, y, **kw: seen.update(features=kw) or
+                        torch.nn.Linear(x.shape[1], 2))
+    monkeypatch.setattr(stage, "train_linear_offline", lambda e, x, y, **kw: seen.update(offline=kw)
+                        or torch.nn.Linear(e.feature_dim, 2))
+    _write_real(tmp_path / "train.npz", 8, 0)
+    _write_real(tmp_path / "test.npz", 8, 1)
+    for protocol in ("features", "offline"):
+        stage.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
+                    "--test", str(tmp_path / "test.npz"), "--out", str(tmp_path / "o.json"),
+                    "--device", "cpu", "--protocol", protocol, "--lr", "0.5"])
+    drop = {"seed", "device"}
+    assert {k: v for k, v in seen["features"].items() if k not in drop} == {
+        "epochs": 100, "batch_size": 256, "lr": 0.5, "weight_decay": 1e-4}
+    assert {k: v for k, v in seen["offline"].items() if k not in drop} == {
+        "epochs": 100, "batch_size": 256, "lr": 0.5, "weight_decay": 0.0}
+
+
+@pytest.mark.parametrize("protocol", ["features", "offline"])
 @pytest.mark.parametrize("which", ["train", "test"])
-def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which):
+def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which, protocol):
     labels = np.arange(10) % 2
     labels[3] = -1
     _write_real(tmp_path / "train.npz", 10, 0, labels if which == "train" else None)
@@ -101,7 +190,7 @@ def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which):
     with pytest.raises(SystemExit, match="-1"):
         linear_eval.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
                           "--test", str(tmp_path / "test.npz"), "--out", str(out),
-                          "--epochs", "1", "--device", "cpu"])
+                          "--epochs", "1", "--device", "cpu", "--protocol", protocol])
     assert not out.exists()
 
 

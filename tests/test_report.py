@@ -10,106 +10,194 @@ import pytest
 from PIL import Image
 
 from pipeline import io, report
-from pipeline.summary import collect_runs, markdown_table
+from pipeline.design import plan
+from pipeline.summary import aggregate, collect_runs, html_page, markdown, sweep_series
 
-
-def _result(method, strategy, top1, dup=1, num_generated=0):
-    return {
-        "method": method, "strategy": strategy, "linear_top1": top1, "protocol": "features",
-        "train_top1": 99.0, "num_train": 10, "num_test": 5, "epochs": 3,
-        "pretrain": {"dup": dup, "num_real": 10, "num_generated": num_generated,
-                     "augmentation": "weak" if strategy == "adainf" else "standard",
-                     "config": {"steps": 7}},
-    }
-
-
-RESULTS = [
-    _result("simclr", "none", 41.25),
-    _result("simclr", "vanilla", 43.5, num_generated=20),
-    _result("simclr", "adainf", 47.125, dup=10, num_generated=20),
-    _result("simclr", "random_init", 20.0),
-]
+CONFIG = {
+    "strategies": {"none": {"dup": 1, "generated": False, "augmentation": "standard"},
+                   "vanilla": {"dup": 1, "generated": True, "augmentation": "standard"},
+                   "adainf": {"dup": 10, "generated": True, "augmentation": "weak"}},
+    "experiments": {"methods": ["simclr", "byol"], "strategies": ["none", "vanilla", "adainf"],
+                    "seeds": [0, 1],
+                    "sweeps": [{"strategy": "adainf", "setting": "crop_min_scale",
+                                "values": [0.08, 0.2, 0.5]}]},
+    "linear_eval": {"protocols": ["online", "features"]},
+}
+DESIGN = plan(CONFIG)
+SAMPLING = {"generator": "trained here", "sampler": "ddim", "steps": 25, "precision": "fp32",
+            "num_images": 20, "seed": 0}
 FID_PIXELS = {"fid": 12.3456, "features": "pixels", "num_generated": 20, "num_real": 10}
 FID_INCEPTION = {"fid": 3.5, "features": "inception", "num_generated": 20, "num_real": 10}
 
 
-def test_collect_runs():
-    runs = collect_runs(RESULTS)
-    assert [(r["method"], r["strategy"]) for r in runs] == [
-        ("simclr", "none"), ("simclr", "vanilla"), ("simclr", "adainf"), ("simclr", "random_init")]
-    adainf = runs[2]
-    assert adainf["linear_top1"] == 47.125 and adainf["dup"] == 10
-    assert adainf["num_generated"] == 20 and adainf["augmentation"] == "weak"
-    assert adainf["steps"] == 7 and adainf["protocol"] == "features"
-    assert "pretrain" not in adainf and "train_top1" not in adainf
+def _result(method, strategy, seed, protocol, top1, dup=1, num_generated=0):
+    r = {
+        "method": method, "strategy": strategy, "protocol": protocol, "top1": top1,
+        "top5": min(100.0, top1 + 20), "num_train": 10, "num_test": 5,
+        "pretrain": {"dup": dup, "num_real": 10, "num_generated": num_generated,
+                     "augmentation": "weak" if strategy.startswith("adainf") else "standard",
+                     "augmentation_params": [{"crop_min_scale": 0.2}, {"crop_min_scale": 0.2}],
+                     "config": {"steps": 7, "seed": seed}},
+    }
+    if protocol == "online":
+        r["curve"] = [{"step": s, "top1": top1 * s / 5, "top5": top1} for s in (1, 3, 5)]
+    else:
+        r["knn_top1"] = top1 - 1
+    return r
 
 
-def _table_rows(table):
+# simclr: none 40/42, vanilla 43/44, adainf 47/49 (online); byol only has seed 0 for none.
+RESULTS = [
+    _result("simclr", "none", 0, "online", 40.0), _result("simclr", "none", 1, "online", 42.0),
+    _result("simclr", "vanilla", 0, "online", 43.0, num_generated=20),
+    _result("simclr", "vanilla", 1, "online", 44.0, num_generated=20),
+    _result("simclr", "adainf", 0, "online", 47.0, dup=10, num_generated=20),
+    _result("simclr", "adainf", 1, "online", 49.0, dup=10, num_generated=20),
+    _result("simclr", "adainf+crop_min_scale=0.08", 0, "online", 45.0, dup=10),
+    _result("simclr", "adainf+crop_min_scale=0.08", 1, "online", 45.0, dup=10),
+    _result("simclr", "adainf+crop_min_scale=0.5", 0, "online", 44.0, dup=10),
+    _result("simclr", "random_init", 0, "features", 20.0),
+    _result("simclr", "random_init", 1, "features", 22.0),
+    _result("simclr", "none", 0, "features", 39.0),
+    _result("byol", "none", 0, "online", 30.0),
+]
+
+
+def _rows(text, title):
+    """The rows of the Markdown table under heading `title`."""
+    block = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
     return [[c.strip() for c in line.strip("|").split("|")]
-            for line in table.splitlines() if line.startswith("|")]
+            for line in block.splitlines() if line.startswith("|")]
 
 
-def test_markdown_table_one_row_per_method_one_column_per_strategy():
-    runs = collect_runs(RESULTS + [_result("byol", "none", 30.0)])
-    table = markdown_table(runs, FID_PIXELS)
-    header, sep, *body = _table_rows(table)
+def test_collect_runs_keeps_seed_protocol_and_settings():
+    runs = collect_runs(RESULTS)
+    assert len(runs) == len(RESULTS)
+    adainf = runs[4]
+    assert (adainf["method"], adainf["strategy"], adainf["seed"], adainf["protocol"]) == \
+        ("simclr", "adainf", 0, "online")
+    assert adainf["top1"] == 47.0 and adainf["top5"] == 67.0 and adainf["dup"] == 10
+    assert adainf["crop_min_scale"] == 0.2 and adainf["steps"] == 7
+    assert "pretrain" not in adainf and "curve" not in adainf
+
+
+def test_aggregate_mean_and_sample_std_over_seeds():
+    cells = {(c["method"], c["strategy"], c["protocol"]): c for c in aggregate(collect_runs(RESULTS))}
+    adainf = cells["simclr", "adainf", "online"]
+    assert adainf["n"] == 2 and adainf["seeds"] == [0, 1]
+    assert adainf["top1_mean"] == pytest.approx(48.0)
+    assert adainf["top1_std"] == pytest.approx(np.std([47.0, 49.0], ddof=1))
+    assert cells["byol", "none", "online"]["n"] == 1
+    assert cells["byol", "none", "online"]["top1_std"] == 0.0
+    assert "knn_top1_mean" not in adainf and cells["simclr", "none", "features"]["knn_top1_mean"] == 38.0
+
+
+def test_markdown_tables_per_protocol_and_sweep():
+    text = markdown(DESIGN, aggregate(collect_runs(RESULTS)), FID_PIXELS, SAMPLING)
+    header, sep, *body = _rows(text, "Linear top-1 (%), online protocol")
     assert header == ["method", "none", "vanilla", "adainf", "random_init"]
     assert set(sep) == {"---"} and len(sep) == 5
-    assert [row[0] for row in body] == ["simclr", "byol"]
-    assert body[0][1:] == ["41.25", "43.50", "47.12", "20.00"]
-    assert body[1][1] == "30.00" and body[1][2:] == ["–"] * 3  # missing runs are marked
-    assert "pixel" in table
-    assert "12.346" in table
+    assert body[0] == ["simclr", "41.00 ± 1.41", "43.50 ± 0.71", "48.00 ± 1.41", "–"]
+    assert body[1] == ["byol", "30.00", "–", "–", "–"]  # one seed: no ± ; missing cells marked
+    features = _rows(text, "Linear top-1 (%), features protocol")
+    assert features[2] == ["simclr", "39.00", "–", "–", "21.00 ± 1.41"]
+    sweep = _rows(text, "Sweep: adainf with crop_min_scale varied (online top-1 %)")
+    assert sweep[0] == ["method", "crop_min_scale=0.08", "crop_min_scale=0.2", "crop_min_scale=0.5"]
+    # 0.2 is adainf's own crop scale: that value is the adainf cell itself
+    assert sweep[2] == ["simclr", "45.00 ± 0.00", "48.00 ± 1.41", "44.00"]
+    assert "mean ± std over 2 seeds" in text
+    assert "pixel" in text and "12.346" in text and "ddim sampler, 25 steps" in text
 
 
-def test_markdown_table_inception_does_not_say_pixel():
-    table = markdown_table(collect_runs(RESULTS), FID_INCEPTION)
-    assert "pixel" not in table
-    assert "inception" in table and "3.500" in table
+def test_inception_fid_is_not_called_pixel():
+    text = markdown(DESIGN, aggregate(collect_runs(RESULTS)), FID_INCEPTION, SAMPLING)
+    assert "pixel" not in text and "inception" in text and "3.500" in text
+
+
+def test_html_page_has_the_tables_escaped():
+    page = html_page(DESIGN, aggregate(collect_runs(RESULTS)), FID_PIXELS, SAMPLING)
+    assert page.count("<table") == 3 and "id='accuracy'" in page
+    assert "<td>48.00 ± 1.41</td>" in page and "id='fid'" in page
+
+
+def test_sweep_series_follow_the_sweep_values():
+    (series,) = sweep_series(DESIGN, aggregate(collect_runs(RESULTS)))
+    assert series["setting"] == "crop_min_scale" and series["protocol"] == "online"
+    assert series["lines"]["simclr"]["x"] == [0.08, 0.2, 0.5]
+    assert series["lines"]["simclr"]["mean"] == [45.0, 48.0, 44.0]
+    assert series["lines"]["byol"]["x"] == []
 
 
 def _images(n, seed):
     return np.random.default_rng(seed).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
 
+def _write_history(path, scale):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "loss", "lr"])
+        w.writeheader()
+        w.writerows({"step": s, "loss": scale / s, "lr": 1e-3} for s in range(1, 6))
+
+
+def _check_png(path, min_size=50):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) > min_size
+        return im.size
+
+
 def test_report_main(tmp_path):
-    linear_files, histories = [], []
-    for r in RESULTS:
-        path = tmp_path / "linear" / r["method"] / f"{r['strategy']}.json"
+    files, histories = [], []
+    for k, r in enumerate(RESULTS):
+        path = tmp_path / "results" / f"{k}.json"
         io.write_json(path, r)
-        linear_files.append(str(path))
-        if r["strategy"] != "random_init":
-            hist = tmp_path / "pretrain" / r["method"] / r["strategy"] / "history.csv"
-            hist.parent.mkdir(parents=True)
-            with open(hist, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=["step", "loss", "lr"])
-                w.writeheader()
-                w.writerows({"step": s, "loss": 5.0 / s, "lr": 1e-3} for s in range(1, 6))
-            histories.append(str(hist))
+        files.append(str(path))
+    for seed in (0, 1):
+        for strategy in ("none", "adainf", "adainf+crop_min_scale=0.5"):
+            h = tmp_path / "pretrain" / "simclr" / strategy / f"seed{seed}" / "history.csv"
+            _write_history(h, 5.0 + seed)
+            histories.append(str(h))
     io.write_json(tmp_path / "fid.json", FID_PIXELS)
     io.save_images(tmp_path / "train.npz", _images(20, 0), np.zeros(20, np.int64))
     io.save_images(tmp_path / "shard.npz", _images(70, 1), np.full(70, -1, np.int64))
     out = tmp_path / "report"
-    report.main(["--linear", *linear_files, "--histories", *histories,
+    design = json.dumps({"design": DESIGN.to_dict(), "sampling": SAMPLING})
+    report.main(["--results", *files, "--histories", *histories, "--design", design,
                  "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
                  "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
-                 "--table", str(out / "summary.md"), "--samples", str(out / "samples.png"),
-                 "--losses", str(out / "losses.png")])
+                 "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
+                 "--samples", str(out / "samples.png"), "--losses", str(out / "losses.png"),
+                 "--online-curves", str(out / "online.png"),
+                 "--sweep-plots", str(out / "sweep.png")])
 
     summary = json.loads((out / "summary.json").read_text())
-    assert isinstance(summary["runs"], list) and len(summary["runs"]) == 4
-    for run, r in zip(summary["runs"], RESULTS):
-        assert (run["method"], run["strategy"], run["linear_top1"]) == \
-            (r["method"], r["strategy"], r["linear_top1"])
-    assert summary["fid"] == FID_PIXELS
-    table = (out / "summary.md").read_text()
-    assert "| simclr | 41.25 | 43.50 | 47.12 | 20.00 |" in table
-    assert "pixel" in table
-    for name in ("samples.png", "losses.png"):
-        with Image.open(out / name) as im:
-            im.verify()
-        with Image.open(out / name) as im:
-            assert im.format == "PNG" and im.size[0] > 50 and im.size[1] > 50
-    with Image.open(out / "samples.png") as im:
-        assert im.size[1] > im.size[0] / 3  # two rows of grids, real above generated
+    assert len(summary["runs"]) == len(RESULTS)
+    assert summary["fid"] == FID_PIXELS and summary["sampling"] == SAMPLING
+    assert {"method": "simclr", "strategy": "adainf", "protocol": "online"}.items() <= \
+        next(c for c in summary["cells"] if c["strategy"] == "adainf").items()
+    assert "| simclr | 41.00 ± 1.41 | 43.50 ± 0.71 | 48.00 ± 1.41 | – |" in (out / "summary.md").read_text()
+    assert "<table" in (out / "summary.html").read_text()
+    for name in ("losses.png", "online.png", "sweep.png"):
+        _check_png(out / name)
+    width, height = _check_png(out / "samples.png")
+    assert height > width / 3  # two rows of grids, real above generated
     assert not list(out.glob(".*.tmp*"))
+
+
+def test_report_mean_curves_average_seeds_of_the_table_strategies():
+    curves = {("simclr", "none"): [([1, 2, 3], [4.0, 2.0, 1.0]), ([1, 2, 3], [2.0, 2.0, 3.0])],
+              ("simclr", "adainf+crop_min_scale=0.5"): [([1, 2], [1.0, 1.0])]}
+    out = report.mean_curves(curves, ["none", "adainf"])
+    assert list(out) == ["simclr/none (mean of 2)"]
+    steps, values = out["simclr/none (mean of 2)"]
+    assert steps == [1, 2, 3] and values.tolist() == [3.0, 2.0, 2.0]
+
+
+def test_report_rejects_a_missing_sweep_plot(tmp_path):
+    design = json.dumps({"design": DESIGN.to_dict(), "sampling": SAMPLING})
+    with pytest.raises(SystemExit, match="1 sweeps"):
+        report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
+                     "--generated", "g", "--summary", "s", "--table", "t", "--page", "p",
+                     "--samples", "a", "--losses", "l"])

@@ -14,6 +14,7 @@ import torch
 
 from pipeline.augment import view_params
 from pipeline.distributed import DistContext
+from pipeline.online_probe import OnlineProbe
 from pipeline.training import PretrainConfig, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +38,22 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol", "mocov2plus"])
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method):
+def new_probe():
+    """An online probe on labels 0..3 of data(); evaluated at steps 3 and 6."""
+    return OnlineProbe(np.arange(24) % 4, data(12, 5), np.arange(12) % 4, every=3, lr=2.0)
+
+
+@pytest.mark.parametrize("method,with_probe", [("simclr", False), ("simclr", True),
+                                               ("byol", True), ("mocov2plus", False)])
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, with_probe):
     torch.set_num_threads(1)
     kw = dict(method=method, checkpoint_every=2)
     if method != "simclr":
         kw["hparams"] = {"proj_hidden": 16, "proj_dim": 8, **({"queue_size": 16} if method == "mocov2plus" else {"pred_hidden": 16})}
     views = view_params("standard")
-    straight_enc, straight = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU)
+    probes = [new_probe() if with_probe else None for _ in range(3)]
+    straight_enc, straight = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU,
+                                      probe=probes[0])
 
     ckpt = tmp_path / "ckpt.pt"
 
@@ -54,14 +63,40 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method):
 
     with pytest.raises(Killed):
         pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
-                 callback=kill_after_4)
+                 callback=kill_after_4, probe=probes[1])
     assert torch.load(ckpt, weights_only=False)["step"] == 4
-    enc, resumed = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt)
+    enc, resumed = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
+                            probe=probes[2])
     assert [h["step"] for h in resumed] == list(range(1, 7))  # same count, no gap
     np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
                                rtol=1e-5)
     for a, b in zip(enc.state_dict().values(), straight_enc.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    if with_probe:
+        straight_probe, resumed_probe = probes[0], probes[2]
+        assert [p["step"] for p in resumed_probe.curve] == [3, 6]  # step 3 came from before
+        for a, b in zip(resumed_probe.curve, straight_probe.curve):
+            assert a["step"] == b["step"]
+            assert a["top1"] == pytest.approx(b["top1"]) and a["top5"] == pytest.approx(b["top5"])
+        assert straight_probe.linear.weight.abs().sum() > 0
+        for a, b in zip(resumed_probe.linear.parameters(), straight_probe.linear.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert resumed_probe.sched.last_epoch == straight_probe.sched.last_epoch == 6
+
+
+def test_resuming_with_a_probe_needs_a_checkpoint_that_has_one(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+
+    def kill_after_2(step):
+        if step == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(tiny_cfg(checkpoint_every=2), view_params("standard"), data(), None, CPU,
+                 checkpoint=ckpt, callback=kill_after_2)
+    with pytest.raises(ValueError, match="without the online probe"):
+        pretrain(tiny_cfg(checkpoint_every=2), view_params("standard"), data(), None, CPU,
+                 checkpoint=ckpt, probe=new_probe())
 
 
 def test_nan_loss_stops_with_the_step(monkeypatch):
@@ -113,6 +148,19 @@ for method, extra in (("barlow", {}), ("mocov2plus", {"queue_size": 16})):
     e, h = pretrain(cfg, view_params("standard"), real, None, ctx)
     flat = torch.cat([flat] + [p.detach().flatten() for p in e.parameters()])
     assert all(np.isfinite([x["loss"] for x in h]))
+# the online probe: gradients averaged across ranks, test set split between them and reduced
+from pipeline.online_probe import OnlineProbe
+from pipeline.linear import accuracy, extract_features
+cfg.method, cfg.hparams, cfg.steps = "simclr", {"proj_hidden": 16, "proj_dim": 8}, 4
+test = np.random.default_rng(1).integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)
+probe = OnlineProbe(np.arange(16) % 4, test, np.arange(11) % 4, every=2, lr=2.0)
+e, _ = pretrain(cfg, view_params("standard"), real, None, ctx, probe=probe)
+assert [p["step"] for p in probe.curve] == [2, 4]
+pw = torch.cat([p.detach().flatten() for p in probe.linear.parameters()])
+assert pw.abs().sum() > 0
+full = accuracy(probe.linear, extract_features(e, test), torch.from_numpy(np.arange(11) % 4))
+assert np.allclose(full, [probe.curve[-1]["top1"], probe.curve[-1]["top5"]]), (full, probe.curve)
+flat = torch.cat([flat, pw])
 out = [None, None]
 dist.all_gather_object(out, (flat.tolist(), seen, [h["loss"] for h in hist]))
 if ctx.rank == 0:

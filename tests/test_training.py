@@ -267,3 +267,52 @@ def test_every_method_trains_with_every_strategy(tmp_path, packed, method, strat
     assert meta["augmentation"].startswith("asym_") == asym
     assert [v["solarize_prob"] for v in meta["augmentation_params"]] == ([0.0, 0.2] if asym else [0.0, 0.0])
     assert meta["num_generated"] == (0 if strategy == "none" else 12)
+
+
+# -- the online probe through the stage ------------------------------------------------------------
+
+def _online_args(tmp_path, real_dir, *extra, steps="3"):
+    out_dir = tmp_path / "run"
+    return ["--real", str(real_dir), "--out", str(out_dir / "encoder.pt"),
+            "--history", str(out_dir / "history.csv"), "--strategy", "vanilla",
+            "--steps", steps, *TINY_ARGS, *extra]
+
+
+def test_pretrain_cli_online_probe(tmp_path, packed):
+    real_dir, gen_dir = packed
+    test = tmp_path / "test.npz"
+    io.save_images(test, _images(7, 20), np.arange(7) % 3)
+    out = tmp_path / "online" / "simclr_vanilla.json"
+    pretrain_stage.main(_online_args(tmp_path, real_dir, "--generated", str(gen_dir),
+                                     "--online-test", str(test), "--online-every", "2",
+                                     "--online-out", str(out)))
+    result = json.loads(out.read_text())
+    assert set(result) == {"method", "strategy", "protocol", "top1", "top5", "num_train",
+                           "num_test", "pretrain", "seconds", "curve", "every", "lr"}
+    assert result["protocol"] == "online" and result["every"] == 2 and result["lr"] == 0.1
+    assert result["method"] == "simclr" and result["strategy"] == "vanilla"
+    assert result["num_train"] == 16 and result["num_test"] == 7
+    assert [p["step"] for p in result["curve"]] == [2, 3]
+    assert result["top1"] == result["curve"][-1]["top1"]
+    assert 0 <= result["top1"] <= result["top5"] <= 100
+    meta = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert result["pretrain"] == meta and result["seconds"] == meta["seconds"]
+
+
+def test_pretrain_cli_online_errors(tmp_path, packed):
+    real_dir, _ = packed
+    test = tmp_path / "test.npz"
+    io.save_images(test, _images(4, 20), np.arange(4) % 3)
+    out = tmp_path / "online.json"
+    online = ["--online-test", str(test), "--online-out", str(out)]
+    with pytest.raises(SystemExit, match="--steps 0"):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, *online, steps="0"))
+    with pytest.raises(SystemExit, match="go together"):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, "--online-test", str(test)))
+    io.save_images(test, _images(4, 20), np.array([0, 1, -1, 2]))
+    with pytest.raises(SystemExit, match="-1"):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, *online))
+    io.save_images(test, _images(4, 20, size=8), np.arange(4) % 3)
+    with pytest.raises(SystemExit, match="images"):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, *online))
+    assert not out.exists() and not (tmp_path / "run" / "encoder.pt").exists()

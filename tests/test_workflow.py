@@ -8,21 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO, TINY, TINY_STUDY, run_snakemake as snakemake
 from pipeline import io
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
-
-
-def snakemake(*args, cwd, timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(stdout: str) -> dict[str, int]:
@@ -43,14 +34,22 @@ def test_cifar10_preset_builds_the_full_dag(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     # 1M images in shards of 50k; a pretrained generator, so no train_generator job;
-    # 4 methods × (none/vanilla/adainf + random_init) encoders, each linearly evaluated
+    # 4 methods × none/vanilla/adainf encoders plus 4 random_init ones, each evaluated offline
+    # and on features (the online probe is part of pretraining)
     assert counts["sample"] == 20
     assert "train_generator" not in counts
-    assert counts["pretrain"] == 16 and counts["linear_eval"] == 16
+    assert counts["pretrain"] == 12 and counts["init_encoder"] == 4
+    assert counts["linear_eval"] == 32
     # Inception statistics per shard plus the real reference, merged by one fid job
     assert counts["fid_stats"] == 21 and counts["fid"] == 1
-    assert "--model google/ddpm-cifar10-32" in snakemake(
-        "-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=tmp_path).stdout
+    commands = snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"),
+                         cwd=tmp_path).stdout
+    assert "--model google/ddpm-cifar10-32" in commands
+    # the paper's online probe trains inside every pretraining job, not on random_init
+    assert commands.count("--online-out") == 12
+    assert "--online-every 5000 --online-lr 0.05" in commands
+    assert "--protocol offline" in commands and "--protocol features" in commands
+    assert "--seed 5" in commands
 
 
 @pytest.mark.parametrize("profile", ["workstation", "slurm"])
@@ -62,26 +61,53 @@ def test_profiles_dry_run(tmp_path, profile):
 
 
 @pytest.mark.e2e
-def test_tiny_config_end_to_end(tmp_path):
-    r = snakemake("--cores", "2", "--configfile", str(TINY), cwd=tmp_path)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-
-    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
-    runs = {(x["method"], x["strategy"]): x for x in summary["runs"]}
-    assert set(runs) == {("simclr", s) for s in ("none", "vanilla", "adainf", "random_init")}
-    assert all(0 <= x["linear_top1"] <= 100 for x in runs.values())
-    assert runs["simclr", "adainf"]["dup"] == 10 and runs["simclr", "adainf"]["num_generated"] == 48
-    assert runs["simclr", "none"]["num_generated"] == 0
+def test_tiny_study_end_to_end(tiny_study):
+    results = tiny_study / "results"
+    summary = json.loads((results / "summary.json").read_text())
+    runs = {(x["method"], x["strategy"], x["seed"], x["protocol"]): x for x in summary["runs"]}
+    variants = ("none", "vanilla", "adainf", "adainf+crop_min_scale=0.5")
+    # the online probe has nothing to train on random_init
+    assert set(runs) == (
+        {("simclr", v, s, p) for v in variants for s in (0, 1) for p in ("online", "offline")}
+        | {("simclr", "random_init", s, "offline") for s in (0, 1)})
+    assert all(0 <= x["top1"] <= x["top5"] <= 100 for x in runs.values())
+    adainf = runs["simclr", "adainf", 1, "online"]
+    assert adainf["dup"] == 10 and adainf["num_generated"] == 48 and adainf["crop_min_scale"] == 0.2
+    assert runs["simclr", "adainf+crop_min_scale=0.5", 0, "offline"]["crop_min_scale"] == 0.5
+    assert runs["simclr", "none", 0, "online"]["num_generated"] == 0
+    # different seeds train different encoders
+    assert (results / "pretrain/simclr/none/seed0/encoder.pt").read_bytes() != \
+        (results / "pretrain/simclr/none/seed1/encoder.pt").read_bytes()
+    online = json.loads((results / "pretrain/simclr/vanilla/seed0/online.json").read_text())
+    assert [c["step"] for c in online["curve"]] == [2, 3]
+    cells = {(c["strategy"], c["protocol"]): c for c in summary["cells"]}
+    assert cells["adainf", "online"]["n"] == 2 and cells["adainf", "online"]["seeds"] == [0, 1]
     assert summary["fid"]["features"] == "pixels" and summary["fid"]["num_generated"] == 48
 
-    shards = sorted((tmp_path / "results" / "samples").glob("shard_*.npz"))
+    shards = sorted((results / "samples").glob("shard_*.npz"))
     assert [len(io.load_images(s)[0]) for s in shards] == [20, 20, 8]
-    assert (tmp_path / "results" / "samples.png").stat().st_size > 0
-    assert (tmp_path / "logs" / "pretrain" / "simclr_adainf.log").exists()
+    for name in ("samples.png", "losses.png", "online.png", "sweeps/adainf_crop_min_scale.png"):
+        assert (results / name).stat().st_size > 0
+    table = (results / "summary.md").read_text()
+    assert "online protocol" in table and "offline protocol" in table and " ± " in table
+    assert (tiny_study / "logs" / "pretrain" / "simclr" / "adainf" / "seed1.log").exists()
 
-    again = snakemake("--cores", "2", "--configfile", str(TINY), "-n", cwd=tmp_path)
+    again = snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), "-n",
+                      cwd=tiny_study)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.e2e
+def test_adding_a_cell_trains_only_that_cell(tiny_study, tmp_path):
+    more = tmp_path / "more.yaml"
+    more.write_text(TINY_STUDY.read_text().replace("values: [0.2, 0.5]", "values: [0.2, 0.5, 0.8]"))
+    r = snakemake("-n", "--cores", "2", "--configfile", str(TINY), str(more), cwd=tiny_study)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # one new sweep value × two seeds: two encoders, their offline evaluations, the report
+    assert job_counts(r.stdout) == {"pretrain": 2, "linear_eval": 2, "report": 1, "all": 1,
+                                    "total": 6}
+    assert "adainf+crop_min_scale=0.8" in r.stdout
 
 
 def test_killed_stage_leaves_no_finished_output(tmp_path):

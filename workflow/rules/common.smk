@@ -3,8 +3,12 @@ import math
 import os
 import shlex
 import shutil
+import sys
 
 from snakemake.exceptions import WorkflowError
+
+sys.path.insert(0, str(REPO))
+from pipeline.design import RANDOM_INIT, plan, result_path
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -14,12 +18,7 @@ CONDA_ENV = "../../envs/pipeline.yaml"
 PYTHONPATH = "PYTHONPATH=" + shlex.quote(str(REPO)) + ":${{PYTHONPATH:-}} "
 STAGE = PYTHONPATH + "python -m pipeline."
 
-for _name in config["experiments"]["strategies"]:
-    if _name not in config["strategies"]:
-        raise ValueError(
-            f"experiments.strategies names {_name!r}, which is not defined under strategies "
-            f"(defined: {', '.join(config['strategies'])})"
-        )
+DESIGN = plan(config)  # every (method, strategy variant, seed) encoder and its evaluations
 if config["generator"]["source"] == "pretrained" and not config["generator"]["model"]:
     raise ValueError("generator.source is 'pretrained' but generator.model is not set")
 
@@ -70,17 +69,13 @@ def generator_input(wildcards):
     return [f"{OUT}/generator"] if config["generator"]["source"] == "train" else []
 
 
-def strategy(name):
-    """Settings of a strategy; `random_init` is the untrained encoder, evaluated as a baseline."""
-    if name == "random_init":
-        return {"dup": 1, "generated": False, "augmentation": "standard"}
-    return config["strategies"][name]
+def evaluation_files():
+    return [result_path(OUT, m, v, s, p) for m, v, s, p in DESIGN.evaluations()]
 
 
-def runs():
-    """(method, strategy) of every encoder the report evaluates."""
-    e = config["experiments"]
-    return [(m, s) for m in e["methods"] for s in list(e["strategies"]) + ["random_init"]]
+def history_files():
+    return [f"{OUT}/pretrain/{m}/{v}/seed{s}/history.csv"
+            for m, v, s in DESIGN.cells() if v != RANDOM_INIT]
 
 
 def opt(flag, value):
@@ -92,3 +87,10 @@ def opt(flag, value):
     if isinstance(value, (list, tuple)):
         return f"{flag} " + " ".join(shlex.quote(str(v)) for v in value)
     return f"{flag} {shlex.quote(str(value))}"
+
+
+# GPU jobs run under pipeline/gpu_slots.py: on a workstation each takes {resources.gpu} devices
+# of its own (CUDA_VISIBLE_DEVICES); under SLURM, which assigns them, it changes nothing.
+# Use as  GPU_STAGE + "sample ..."  or  PYTHONPATH + GPU_SLOTS + "{params.launcher} ...".
+GPU_SLOTS = "python -m pipeline.gpu_slots --gpus {resources.gpu} -- "
+GPU_STAGE = PYTHONPATH + GPU_SLOTS + "python -m pipeline."

@@ -21,7 +21,7 @@ rule train_generator:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "train_generator --real {input} --out {output} {params.opts}"
+        GPU_STAGE + "train_generator --real {input} --out {output} {params.opts}"
         " --layers-per-block {params.t[layers_per_block]} --steps {params.t[steps]}"
         " --batch-size {params.t[batch_size]} --lr {params.t[lr]} --ema-decay {params.t[ema_decay]}"
         " --beta-schedule {params.t[beta_schedule]} --seed {params.t[seed]}"
@@ -56,7 +56,7 @@ rule sample:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "sample --model {params.model:q} --out {output}"
+        GPU_STAGE + "sample --model {params.model:q} --out {output}"
         " --start {params.range[start]} --count {params.range[count]} --seed {params.s[seed]}"
         " --sampler {params.s[sampler]} {params.opts} --eta {params.s[eta]}"
         " --precision {params.s[precision]}"
@@ -95,7 +95,7 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "fid_stats --images {input} --out {output} --features {params.f[features]}"
+        GPU_STAGE + "fid_stats --images {input} --out {output} --features {params.f[features]}"
         " --dims {params.f[dims]} {params.weights} --precision {params.f[precision]}"
         " --batch-size {params.f[batch_size]} " + common_args("fid_stats") + " > {log} 2>&1"
 

@@ -1,20 +1,49 @@
+def sampler_description():
+    g, s = config["generator"], config["sampling"]
+    source = ("trained here on the real training split" if g["source"] == "train"
+              else f"pretrained {g['model']}")
+    return {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
+            "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
+
+
+def report_params(wildcards):
+    return shlex.quote(json.dumps({"design": DESIGN.to_dict(), "sampling": sampler_description()}))
+
+
+SWEEP_PLOTS = [f"{OUT}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in DESIGN.sweeps]
+CURVES = {"online": report(f"{OUT}/online.png", category="Training", caption="../report/online.rst",
+                           labels={"figure": "online probe accuracy"})} if ONLINE else {}
+
+
 rule report:
     input:
-        linear=[f"{OUT}/linear/{m}/{s}.json" for m, s in runs()],
-        histories=[f"{OUT}/pretrain/{m}/{s}/history.csv" for m, s in runs() if s != "random_init"],
+        results=evaluation_files(),
+        histories=history_files(),
         fid=f"{OUT}/fid.json",
         real=f"{OUT}/real/train.npz",
         generated=shard_files()[0],
     output:
         summary=f"{OUT}/summary.json",
-        table=report(f"{OUT}/summary.md", category="Results", labels={"figure": "accuracy table"}),
-        samples=report(f"{OUT}/samples.png", category="Samples", labels={"figure": "real vs generated"}),
-        losses=report(f"{OUT}/losses.png", category="Training", labels={"figure": "loss curves"}),
+        table=f"{OUT}/summary.md",
+        page=report(f"{OUT}/summary.html", category="Results", caption="../report/summary.rst",
+                    labels={"figure": "accuracy table, FID and sampler"}),
+        samples=report(f"{OUT}/samples.png", category="Samples", caption="../report/samples.rst",
+                       labels={"figure": "real vs generated"}),
+        losses=report(f"{OUT}/losses.png", category="Training", caption="../report/losses.rst",
+                      labels={"figure": "pretraining loss"}),
+        sweeps=[report(f, category="Sweeps", caption="../report/sweep.rst",
+                       labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
+        **CURVES,
+    params:
+        design=report_params,
+        curves=lambda wc, output: opt("--online-curves", output.get("online")),
     log:
         "logs/report.log",
     conda:
         CONDA_ENV
     shell:
-        STAGE + "report --linear {input.linear} --histories {input.histories} --fid {input.fid}"
-        " --real {input.real} --generated {input.generated} --summary {output.summary}"
-        " --table {output.table} --samples {output.samples} --losses {output.losses} > {log} 2>&1"
+        STAGE + "report --results {input.results} --histories {input.histories}"
+        " --design {params.design} --fid {input.fid} --real {input.real}"
+        " --generated {input.generated} --summary {output.summary} --table {output.table}"
+        " --page {output.page} --samples {output.samples} --losses {output.losses}"
+        " --sweep-plots {output.sweeps} {params.curves} > {log} 2>&1"

@@ -1,0 +1,111 @@
+"""The study's design: which encoders the workflow trains and how each is evaluated.
+
+From the config's `experiments` (methods × strategies × seeds, plus sweeps that vary one setting
+of one strategy) and `linear_eval.protocols`. Torch-free: the Snakefile plans with it.
+
+A sweep value that equals the strategy's own setting is that strategy's cell, not a new one, so a
+crop-scale sweep over adainf that includes 0.2 reuses the adainf encoder. Every other value is a
+variant named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
+config change other than that sweep value alters: adding a cell trains only that cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from pipeline.aug_presets import PRESETS
+
+RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
+SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength")
+PROTOCOLS = ("online", "offline", "features")
+
+
+def effective_setting(strategy: dict, setting: str) -> float:
+    """The value a strategy trains with: its own, else its augmentation preset's."""
+    if setting == "dup":
+        return strategy["dup"]
+    if setting == "crop_min_scale":
+        own = strategy.get("crop_min_scale")
+        return own if own is not None else PRESETS[strategy["augmentation"]].crop_min_scale
+    if setting == "jitter_strength":  # a multiplier of the preset's strengths
+        own = strategy.get("jitter_strength")
+        return own if own is not None else 1.0
+    raise ValueError(f"cannot sweep {setting!r}; sweepable: {', '.join(SWEEPABLE)}")
+
+
+def variant_name(strategy: str, setting: str, value) -> str:
+    return f"{strategy}+{setting}={value:g}"
+
+
+@dataclass
+class Sweep:
+    strategy: str
+    setting: str
+    values: list
+    variants: list[str]  # the cell of each value, in order
+
+
+@dataclass
+class Design:
+    methods: list[str]
+    strategies: list[str]  # the table's columns, random_init last
+    seeds: list[int]
+    protocols: list[str]  # the first is the headline
+    variants: dict[str, dict]  # every trained strategy or sweep variant -> its settings
+    sweeps: list[Sweep] = field(default_factory=list)
+
+    def settings(self, name: str) -> dict:
+        if name == RANDOM_INIT:
+            return {"dup": 1, "generated": False, "augmentation": "standard"}
+        return self.variants[name]
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        """(method, variant, seed) of every encoder, random_init included."""
+        names = list(self.variants) + [RANDOM_INIT]
+        return [(m, v, s) for m in self.methods for v in names for s in self.seeds]
+
+    def evaluations(self) -> list[tuple[str, str, int, str]]:
+        """(method, variant, seed, protocol) of every accuracy; the online probe needs training."""
+        return [(m, v, s, p) for m, v, s in self.cells() for p in self.protocols
+                if not (p == "online" and v == RANDOM_INIT)]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Design:
+        return cls(**{**d, "sweeps": [Sweep(**s) for s in d.get("sweeps", [])]})
+
+
+def plan(config: dict) -> Design:
+    """The design of a validated config; a one-line ValueError names what is inconsistent."""
+    e, defined = config["experiments"], config["strategies"]
+    for name in e["strategies"] + [s["strategy"] for s in e.get("sweeps", [])]:
+        if name not in defined:
+            raise ValueError(f"experiments names strategy {name!r}, which is not defined under "
+                             f"strategies (defined: {', '.join(defined)})")
+    variants = {name: dict(defined[name]) for name in e["strategies"]}
+    sweeps = []
+    for sw in e.get("sweeps", []):
+        base, setting = sw["strategy"], sw["setting"]
+        own = effective_setting(defined[base], setting)
+        names = []
+        for value in sw["values"]:
+            if value == own:
+                name = base
+            else:
+                name = variant_name(base, setting, value)
+            variants.setdefault(name, {**defined[base], setting: value})
+            names.append(name)
+        sweeps.append(Sweep(base, setting, list(sw["values"]), names))
+    protocols = list(dict.fromkeys(config["linear_eval"]["protocols"]))
+    return Design(methods=list(e["methods"]), strategies=list(e["strategies"]) + [RANDOM_INIT],
+                  seeds=list(e.get("seeds", [0])), protocols=protocols, variants=variants,
+                  sweeps=sweeps)
+
+
+def result_path(out: str, method: str, variant: str, seed: int, protocol: str) -> str:
+    """Where an evaluation's JSON lands: the online probe's beside its encoder."""
+    if protocol == "online":
+        return f"{out}/pretrain/{method}/{variant}/seed{seed}/online.json"
+    return f"{out}/linear/{method}/{variant}/seed{seed}/{protocol}.json"
