@@ -60,6 +60,9 @@ def save_sweep_plot(path: str | Path, series: dict) -> None:
                     marker="o", capsize=3, label=method)
     if series["setting"] == "dup":
         ax.set_xscale("log")
+    xs = sorted({x for line in series["lines"].values() for x in line["x"]})
+    ax.minorticks_off()
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
     ax.set_xlabel(series["setting"])
     ax.set_ylabel(f"top-1 % ({series['protocol']})")
     spread = f"mean ± std, {series['seeds']} seeds" if series["seeds"] > 1 else "one seed"
