@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pipeline.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
+from pipeline.optim import warmup_cosine
 
 
 @torch.no_grad()
@@ -102,7 +103,7 @@ def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndar
     opt = torch.optim.SGD(clf.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     total = epochs * math.ceil(len(images) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / max(1, total))))
+        opt, lambda s: warmup_cosine(s, total))
     data = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)  # uint8 NCHW, moved once
     y = torch.from_numpy(labels).to(device)
     augment = offline_augmentation(images.shape[1]).to(device)

@@ -18,7 +18,6 @@ all-reduces the counts of correct predictions.
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 
 from pipeline.distributed import DistContext
 from pipeline.linear import topk_correct
-from pipeline.optim import scaled_lr
+from pipeline.optim import scaled_lr, warmup_cosine
 
 
 class OnlineProbe:
@@ -65,7 +64,7 @@ class OnlineProbe:
         self.opt = torch.optim.SGD(self.linear.parameters(), lr=self.lr, momentum=0.9,
                                    weight_decay=0.0)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(1, steps))))
+            self.opt, lambda s: warmup_cosine(s, steps))
         # rows of [real; generated] → label; generated images are -1
         self.labels = torch.cat([torch.from_numpy(self.train_labels),
                                  torch.full((num_generated,), -1, dtype=torch.long)]).to(device)

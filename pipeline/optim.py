@@ -3,6 +3,7 @@ and the linear learning-rate scaling rule."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -12,6 +13,14 @@ from torch.optim import Optimizer
 def scaled_lr(lr_per_256: float, global_batch: int) -> float:
     """The linear scaling rule of the paper's configs: lr = lr_per_256 · global_batch / 256."""
     return lr_per_256 * global_batch / 256
+
+
+def warmup_cosine(step: int, total: int, warmup: int = 0) -> float:
+    """The learning-rate factor at `step`: linear warm-up, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    step = min(step, total)
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 class LARS(Optimizer):

@@ -51,6 +51,10 @@ def aggregate(runs: list[dict]) -> list[dict]:
     return cells
 
 
+def by_cell(cells: list[dict]) -> dict[tuple[str, str, str], dict]:
+    return {(c["method"], c["strategy"], c["protocol"]): c for c in cells}
+
+
 def format_cell(cell: dict | None, key: str = "top1") -> str:
     if cell is None or f"{key}_mean" not in cell:
         return "–"
@@ -61,7 +65,7 @@ def format_cell(cell: dict | None, key: str = "top1") -> str:
 
 def tables(design: Design, cells: list[dict]) -> list[dict]:
     """The report's tables as {title, note, header, rows} of strings."""
-    index = {(c["method"], c["strategy"], c["protocol"]): c for c in cells}
+    index = by_cell(cells)
     seeds = len(design.seeds)
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     out = []
@@ -129,7 +133,7 @@ def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict) -> s
 
 def sweep_series(design: Design, cells: list[dict]) -> list[dict]:
     """Per sweep, per method: x values with mean and std of the headline protocol's top-1."""
-    index = {(c["method"], c["strategy"], c["protocol"]): c for c in cells}
+    index = by_cell(cells)
     headline = design.protocols[0]
     out = []
     for sw in design.sweeps:

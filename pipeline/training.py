@@ -26,7 +26,7 @@ from pipeline.augment import AugParams, build_augmentation
 from pipeline.distributed import DistContext
 from pipeline.inflation import InflatedIndex
 from pipeline.models import Encoder
-from pipeline.optim import make_optimizer, scaled_lr
+from pipeline.optim import make_optimizer, scaled_lr, warmup_cosine
 from pipeline.ssl_methods import METHODS, build_method
 
 if TYPE_CHECKING:
@@ -58,12 +58,6 @@ class PretrainConfig:
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     x = images.reshape(-1, 3).astype(np.float64) / 255
     return x.mean(0).tolist(), np.maximum(x.std(0), 1e-3).tolist()
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def resolved_optim(cfg: PretrainConfig, world: int) -> dict:

@@ -6,8 +6,7 @@ def sampler_description():
             "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
 
 
-def report_params(wildcards):
-    return shlex.quote(json.dumps({"design": DESIGN.to_dict(), "sampling": sampler_description()}))
+REPORT_DESIGN = shlex.quote(json.dumps({"design": DESIGN.to_dict(), "sampling": sampler_description()}))
 
 
 SWEEP_PLOTS = [f"{OUT}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in DESIGN.sweeps]
@@ -35,7 +34,7 @@ rule report:
                        labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
         **CURVES,
     params:
-        design=report_params,
+        design=REPORT_DESIGN,
         curves=lambda wc, output: opt("--online-curves", output.get("online")),
     log:
         "logs/report.log",
