@@ -14,7 +14,7 @@ log = logging.getLogger("pipeline.fid_stats")
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--images", required=True, help="image file (npz)")
+    p.add_argument("--images", required=True, help="image file: npz, or a sample shard's manifest (.json)")
     p.add_argument("--out", required=True, help="statistics file (.npz)")
     p.add_argument("--features", default="inception", choices=FEATURES)
     p.add_argument("--dims", type=int, default=2048, help="Inception features: 64, 192, 768, 2048")
@@ -45,4 +45,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    runtime.run(main)

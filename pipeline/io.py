@@ -2,7 +2,8 @@
 
 Every stage writes through these helpers: the data goes to a temporary name in the target's
 folder and is renamed into place only once complete, so a killed job never leaves a file that
-looks finished to Snakemake or to the next stage.
+looks finished to Snakemake or to the next stage. The temporary files of a write that was
+killed (SIGKILL leaves no chance to clean up) are removed by the next write of the same target.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +26,20 @@ def _umask() -> int:
     return mask
 
 
+def remove_stale_temporaries(target: Path) -> None:
+    """Delete what an earlier, killed write of `target` left: `.NAME.XXXXXXXX.tmp*` beside it
+    (mkstemp/mkdtemp names). Snakemake runs one job per output, so none is still being written."""
+    pattern = re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
+    if not target.parent.is_dir():
+        return
+    for entry in target.parent.iterdir():
+        if pattern.match(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds.
@@ -33,6 +49,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if suffix is None else suffix),
         dir=target.parent,
@@ -52,6 +69,7 @@ def atomic_dir(target: str | os.PathLike):
     """Yield a temporary folder beside `target`; it replaces `target` if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
@@ -84,6 +102,11 @@ def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray)
 
 
 def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of an npz file, or of a sample shard's manifest (.json), verified."""
+    if str(path).endswith(".json"):
+        from pipeline.packed import load_packed  # packed builds on this module
+
+        return load_packed(path)
     with np.load(path) as f:
         missing = {"image", "label"} - set(f.files)
         if missing:

@@ -14,7 +14,7 @@ log = logging.getLogger("pipeline.pack")
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--part", required=True, choices=PARTS)
-    p.add_argument("--inputs", required=True, nargs="+", help="npz image files, one shard each")
+    p.add_argument("--inputs", required=True, nargs="+", help="npz image files (copied, one shard each) or sample shard manifests (.json, referenced in place)")
     p.add_argument("--out", required=True, help="dataset folder")
     args = p.parse_args(argv)
     runtime.setup(args)
@@ -24,4 +24,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    runtime.run(main)

@@ -1,13 +1,22 @@
 """Packed datasets that pretraining reads: memory-mappable .npy shards plus a manifest.
 
 One folder holds one part, `real` or `generated`, so real-only runs never wait for sampling:
-    manifest.json                 part, count, image shape, a sha256 per file
+    manifest.json                 part, count, image shape, a sha256 and a size per file
     00000.images.npy / 00000.labels.npy, 00001...   (generated images have label -1)
+
+A sample shard is written once, already in this format: `shard_00000.images.npy`,
+`shard_00000.labels.npy` and their manifest `shard_00000.json` (written last). Packing the
+generated part then writes only a manifest whose file names point at the shards (relative
+paths), so the generated set exists once on disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,44 +24,199 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline import io
+from pipeline.errors import UserError
 
 FORMAT = "adainf-packed-v1"
 PARTS = ("real", "generated")
+CHUNK = 1 << 22  # bytes read (and hashed) at a time
 
 
-class ChecksumError(ValueError):
-    pass
+class ChecksumError(UserError, ValueError):
+    """A damaged file of a packed dataset or sample shard."""
+
+
+def _file_entry(path: Path) -> tuple[str, int]:
+    return io.sha256_file(path), path.stat().st_size
+
+
+def write_shard(manifest_path: str | Path, images: np.ndarray, labels: np.ndarray,
+                part: str = "generated") -> dict:
+    """Write one shard in the packed format beside `manifest_path` (NAME.json): NAME.images.npy,
+    NAME.labels.npy, then the manifest with their checksums, each file atomically."""
+    images, labels = io.check_images(images, labels)
+    manifest_path = Path(manifest_path)
+    stem = manifest_path.name.removesuffix(".json")
+    names = {"images": f"{stem}.images.npy", "labels": f"{stem}.labels.npy"}
+    sha, size = {}, {}
+    for key, array in (("images", images), ("labels", labels)):
+        target = manifest_path.parent / names[key]
+        with io.atomic_path(target) as tmp:
+            np.save(tmp, array)
+            sha[names[key]], size[names[key]] = _file_entry(tmp)
+    manifest = {"format": FORMAT, "part": part, "count": len(images),
+                "image_shape": list(images.shape[1:]), "shards": [{**names, "count": len(images)}],
+                "sha256": sha, "bytes": size}
+    io.write_json(manifest_path, manifest)
+    return manifest
 
 
 def pack(out_dir: str | Path, part: str, files: list[str]) -> dict:
-    """Pack npz image files into a dataset folder, one shard per file, atomically.
+    """Pack image files into a dataset folder, atomically: shard manifests (.json, from
+    write_shard) are referenced in place; npz files are copied, one shard per file.
 
-    Generated images get label -1 whatever their file says.
+    Generated images read as label -1 whatever their file says.
     """
     if part not in PARTS:
         raise ValueError(f"unknown dataset part {part!r}; valid: {', '.join(PARTS)}")
-    shards, checksums, shape = [], {}, None
+    out_dir = Path(out_dir)
+    shards, checksums, sizes, shape = [], {}, {}, None
+
+    def check_shape(path, image_shape):
+        nonlocal shape
+        if shape is not None and tuple(image_shape) != shape:
+            raise ValueError(f"{path}: image shape {tuple(image_shape)} differs from the "
+                             f"{shape} of earlier shards")
+        shape = tuple(image_shape)
+
     with io.atomic_dir(out_dir) as tmp:
         for k, path in enumerate(tqdm(files, desc=f"pack {part}", mininterval=5)):
+            if str(path).endswith(".json"):
+                manifest, base = read_manifest(path)
+                check_shape(path, manifest["image_shape"])
+                check_sizes(manifest, base)  # a truncated shard is caught here, cheaply
+                # names relative to the final folder, so the output folder can move as a whole
+                rel = {n: os.path.relpath(base / n, out_dir) for n in manifest["sha256"]}
+                for s in manifest["shards"]:
+                    shards.append({**s, "images": rel[s["images"]], "labels": rel[s["labels"]]})
+                checksums.update({rel[n]: d for n, d in manifest["sha256"].items()})
+                sizes.update({rel[n]: b for n, b in manifest.get("bytes", {}).items()})
+                continue
             images, labels = io.load_images(path)
-            if shape is not None and images.shape[1:] != shape:
-                raise ValueError(f"{path}: image shape {images.shape[1:]} differs from the "
-                                 f"{shape} of earlier shards")
-            shape = images.shape[1:]
+            check_shape(path, images.shape[1:])
             if part == "generated":
                 labels = np.full(len(images), -1, np.int64)
             names = {"images": f"{k:05d}.images.npy", "labels": f"{k:05d}.labels.npy"}
             np.save(tmp / names["images"], images)
             np.save(tmp / names["labels"], labels)
             for name in names.values():
-                checksums[name] = io.sha256_file(tmp / name)
+                checksums[name], sizes[name] = _file_entry(tmp / name)
             shards.append({**names, "count": len(images)})
         manifest = {
             "format": FORMAT, "part": part, "count": sum(s["count"] for s in shards),
             "image_shape": list(shape) if shape else None, "shards": shards, "sha256": checksums,
+            "bytes": sizes,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def read_manifest(path: str | Path) -> tuple[dict, Path]:
+    """A dataset folder's manifest.json, or a shard's manifest file; and the folder that the
+    file names in it are relative to."""
+    path = Path(path)
+    manifest_path = path / "manifest.json" if path.is_dir() or not path.suffix else path
+    if not manifest_path.exists():
+        what = "not a packed dataset (no manifest.json)" if manifest_path != path else "missing"
+        raise FileNotFoundError(f"{path}: {what}")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest, manifest_path.parent
+
+
+def _owner(path: Path, base: Path) -> Path:
+    """What to move aside when `path` is corrupt, so that Snakemake rebuilds it: a sample shard's
+    file itself (an output of its sample job), or the whole folder of a packed dataset (a
+    directory output of pack)."""
+    if path.parent == base and (base / "manifest.json").exists():
+        return base
+    return path
+
+
+def _corrupt(path: Path, base: Path, problem: str) -> ChecksumError:
+    """Move the damaged output aside (to NAME.corrupt) and describe it in one line."""
+    target = _owner(path, base)
+    aside = target.with_name(target.name + ".corrupt")
+    try:
+        if aside.is_dir():
+            shutil.rmtree(aside)
+        os.replace(target, aside)
+        moved = f"; moved {target} aside to {aside.name}: the next run regenerates it"
+    except OSError:  # another job moved it first
+        moved = "; the next run regenerates it"
+    return ChecksumError(f"{path}: {problem}{moved}")
+
+
+def check_sizes(manifest: dict, base: Path) -> None:
+    """Every file exists with its recorded size: catches truncation without reading the data."""
+    for name, size in manifest.get("bytes", {}).items():
+        path = base / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing (listed in the manifest of {base})")
+        actual = path.stat().st_size
+        if actual != size:
+            raise _corrupt(path, base, f"{actual} bytes, the manifest says {size} (truncated?)")
+
+
+def _read_npy_into(path: Path, out: np.ndarray, digest: str | None, base: Path) -> None:
+    """Read an .npy file into `out` (a contiguous array of its shape and dtype), hashing the
+    bytes as they arrive: one pass over the file instead of one to verify and one to load."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        if tuple(shape) != out.shape or dtype != out.dtype or fortran:
+            raise _corrupt(path, base, f"holds {dtype} {shape}, the manifest says "
+                                       f"{out.dtype} {out.shape}")
+        header_len = f.tell()
+        f.seek(0)
+        h.update(f.read(header_len))
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos = 0
+        while pos < len(view):
+            n = f.readinto(view[pos:pos + CHUNK])
+            if not n:
+                raise _corrupt(path, base, f"truncated: {header_len + pos} bytes")
+            if digest is not None:
+                h.update(view[pos:pos + n])
+            pos += n
+        if digest is not None:
+            h.update(f.read())  # trailing bytes, if any, count against the checksum
+    if digest is not None and h.hexdigest() != digest:
+        raise _corrupt(path, base, f"sha256 {h.hexdigest()[:12]}... does not match the "
+                                   f"manifest's {digest[:12]}...")
+
+
+def load_packed(path: str | Path, verify: bool = True,
+                workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All of a packed dataset (folder or shard manifest) in memory: images and labels.
+
+    With `verify`, each file's sha256 is computed while it is read; files are read by parallel
+    threads (reading and hashing release the GIL). A damaged file raises ChecksumError naming
+    it, and is moved aside so that the next run rebuilds it.
+    """
+    manifest, base = read_manifest(path)
+    n, shape = manifest["count"], tuple(manifest["image_shape"] or (0, 0, 3))
+    images, labels = np.empty((n, *shape), np.uint8), np.empty(n, np.int64)
+    jobs, offset = [], 0
+    for s in manifest["shards"]:
+        rows = slice(offset, offset + s["count"])
+        jobs += [(s["images"], images[rows]), (s["labels"], labels[rows])]
+        offset += s["count"]
+    if offset != n:
+        raise ValueError(f"{path}: shards hold {offset} images, the manifest says {n}")
+
+    def read(job):
+        name, out = job
+        _read_npy_into(base / name, out, manifest["sha256"][name] if verify else None, base)
+
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(read, jobs))
+    if manifest["part"] == "generated":
+        labels.fill(-1)
+    return images, labels
 
 
 @dataclass
@@ -65,28 +229,32 @@ class PackedDataset:
         return sum(len(x) for x in self.images)
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
-        """All shards concatenated into memory."""
-        return np.concatenate(self.images), np.concatenate(self.labels)
+        """All shards concatenated into memory (generated images with label -1)."""
+        labels = np.concatenate(self.labels)
+        if self.part == "generated":
+            labels = np.full(len(labels), -1, np.int64)
+        return np.concatenate(self.images), labels
 
 
 def open_packed(folder: str | Path, verify: bool = True) -> PackedDataset:
-    """Memory-map a packed dataset; with `verify`, check every file's sha256 first."""
-    folder = Path(folder)
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{folder} is not a packed dataset (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    """Memory-map a packed dataset (folder or shard manifest); with `verify`, check every
+    file's sha256 first (in parallel). A damaged file is moved aside (see load_packed)."""
+    manifest, base = read_manifest(folder)
     if verify:
-        for name, digest in manifest["sha256"].items():
-            actual = io.sha256_file(folder / name)
+        check_sizes(manifest, base)
+
+        def check(item):
+            name, digest = item
+            actual = io.sha256_file(base / name)
             if actual != digest:
-                raise ChecksumError(f"{folder / name}: sha256 {actual[:12]}... does not match the "
-                                    f"manifest's {digest[:12]}...; re-run the pack stage")
+                raise _corrupt(base / name, base, f"sha256 {actual[:12]}... does not match the "
+                                                  f"manifest's {digest[:12]}...")
+
+        with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(check, manifest["sha256"].items()))
     shards = manifest["shards"]
     return PackedDataset(
         manifest["part"],
-        [np.load(folder / s["images"], mmap_mode="r") for s in shards],
-        [np.load(folder / s["labels"], mmap_mode="r") for s in shards],
+        [np.load(base / s["images"], mmap_mode="r") for s in shards],
+        [np.load(base / s["labels"], mmap_mode="r") for s in shards],
     )

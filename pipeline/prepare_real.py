@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.io import save_images
 from pipeline.real_data import SOURCES, load_real
-from pipeline.runtime import add_common_args, log, setup
+from pipeline.runtime import add_common_args, log, run, setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,4 +42,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

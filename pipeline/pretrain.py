@@ -19,7 +19,7 @@ from pipeline.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.distributed import init_distributed
 from pipeline.models import save_encoder
 from pipeline.online_probe import OnlineProbe
-from pipeline.packed import open_packed
+from pipeline.packed import load_packed
 from pipeline.ssl_methods import METHODS
 from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain
 
@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable)")
     p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
-    p.add_argument("--checkpoint", default=None, help="resume from / save to this file")
+    p.add_argument("--checkpoint", default=None, help="resume from / save to this file (removed "
+                   "once the outputs are written; one of other settings is ignored)")
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
@@ -95,7 +96,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"--online-every must be >= 0, got {args.online_every}")
     ctx = init_distributed(runtime.setup(args))
 
-    real, real_labels = open_packed(args.real, verify=not args.no_verify).load()
+    real, real_labels = load_packed(args.real, verify=not args.no_verify)
     probe = None
     if args.online_test:
         test_images, test_labels = io.load_images(args.online_test)
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
                             lr=args.online_lr)
     generated = None
     if args.generated:
-        generated, _ = open_packed(args.generated, verify=not args.no_verify).load()
+        generated, _ = load_packed(args.generated, verify=not args.no_verify)
     cfg = PretrainConfig(
         widths=args.widths, blocks=args.blocks, method=args.method, steps=args.steps,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -157,7 +158,11 @@ def main(argv=None) -> None:
             "curve": probe.curve, "every": args.online_every, "lr": args.online_lr,
         })
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", final["top1"], final["top5"])
+    if args.checkpoint:
+        # The run is complete and its outputs record it: without this, a forced rerun
+        # (`snakemake -R pretrain`) would resume at the last step and train nothing.
+        Path(args.checkpoint).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
-    main()
+    runtime.run(main)

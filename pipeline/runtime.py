@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from pathlib import Path
 
 import torch
+
+from pipeline.errors import UserError
 
 log = logging.getLogger("pipeline")
 
@@ -34,3 +38,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return parser
+
+
+def run(main) -> None:
+    """Run a stage's main(): bad input (UserError, a missing file) ends it with one line naming
+    the problem on stderr and exit status 1, no traceback; the workflow shows that line."""
+    try:
+        main()
+    except (UserError, FileNotFoundError) as e:
+        sys.exit(f"{Path(sys.argv[0]).stem}: {e}")

@@ -9,6 +9,7 @@ import time
 from pipeline import io, runtime
 from pipeline.diffusion import load_generator
 from pipeline.edm import EDMSettings
+from pipeline.packed import write_shard
 from pipeline.sampling import PRECISIONS, SAMPLERS, SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
@@ -17,7 +18,8 @@ log = logging.getLogger("pipeline.sample")
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="generator: hub id or local folder")
-    p.add_argument("--out", required=True, help="shard file (.npz with image, label)")
+    p.add_argument("--out", required=True, help="shard manifest (NAME.json); the images go to "
+                   "NAME.images.npy and NAME.labels.npy beside it (pipeline.packed's format)")
     p.add_argument("--start", type=int, required=True, help="global index of the first image")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -36,6 +38,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     runtime.add_common_args(p)
     args = p.parse_args(argv)
+    if not args.out.endswith(".json"):
+        raise SystemExit(f"--out names the shard's manifest, NAME.json; got {args.out!r}")
     if args.start < 0 or args.count < 1:
         raise SystemExit(f"need start >= 0 and count >= 1, got start={args.start} count={args.count}")
     device = runtime.setup(args)
@@ -54,10 +58,10 @@ def main(argv=None) -> None:
                                   seed=args.seed, settings=settings,
                                   batch_size=args.batch_size, device=device)
     seconds = time.time() - t0
-    io.save_images(args.out, images, labels)
+    write_shard(args.out, images, labels)
     log.info("wrote %d images to %s in %.1fs (%.1f img/s)", len(images), args.out, seconds,
              len(images) / seconds)
 
 
 if __name__ == "__main__":
-    main()
+    runtime.run(main)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from pipeline.distributed import gather
 from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.method_defaults import METHOD_DEFAULTS
 from pipeline.models import Encoder, projection_head
 
 
@@ -124,8 +125,7 @@ class _MomentumMethod(SSLMethod):
 class SimCLR(SSLMethod):
     name = "simclr"
     augmentation_kind = "symmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.2, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 256, "temperature": 0.2}
+    DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
@@ -153,9 +153,7 @@ class MoCoV2Plus(_MomentumMethod):
 
     name = "mocov2plus"
     augmentation_kind = "symmetric"
-    DEFAULTS = {"optimizer": "sgd", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 256, "temperature": 0.2, "queue_size": 32768, "tau_base": 0.99,
-                "tau_final": 0.999}
+    DEFAULTS = METHOD_DEFAULTS[name]
 
     queue: torch.Tensor
     queue_ptr: torch.Tensor
@@ -209,8 +207,7 @@ class BYOL(_MomentumMethod):
 
     name = "byol"
     augmentation_kind = "asymmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.5, "weight_decay": 1e-5, "proj_hidden": 4096,
-                "proj_dim": 256, "pred_hidden": 4096, "tau_base": 0.99, "tau_final": 1.0}
+    DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
@@ -237,8 +234,7 @@ class BYOL(_MomentumMethod):
 class BarlowTwins(SSLMethod):
     name = "barlow"
     augmentation_kind = "asymmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1}
+    DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)

@@ -10,6 +10,8 @@ optional online linear probe (pipeline.online_probe) trains on the detached feat
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -71,6 +73,28 @@ def resolved_optim(cfg: PretrainConfig, world: int) -> dict:
     }
 
 
+# Settings that change when and how often things happen, not what is computed: resuming under
+# other values continues the same run.
+_NOT_IN_RUN_KEY = ("checkpoint_every", "log_every")
+
+
+def run_key(cfg: PretrainConfig, views, world: int, real: np.ndarray,
+            generated: np.ndarray | None, probe: OnlineProbe | None = None) -> str:
+    """A hash of everything that determines a run: what a checkpoint records, so that a resume
+    under other settings or data is caught. The data enters as shapes plus a strided sample of
+    images (cheap at 1M images, and different for regenerated data)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_RUN_KEY}
+    h = hashlib.sha256(json.dumps({
+        "config": settings, "world": world, "views": [asdict(v) for v in views],
+        "probe": None if probe is None else {"every": probe.every, "lr": probe.lr_per_256},
+    }, sort_keys=True, default=str).encode())
+    for part in (real, generated):
+        if part is not None and len(part):
+            h.update(repr(part.shape).encode())
+            h.update(np.ascontiguousarray(part[::max(1, len(part) // 1024)]).tobytes())
+    return h.hexdigest()
+
+
 def _autocast(precision: str, device: torch.device):
     dtype = AUTOCAST[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
@@ -84,7 +108,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
 
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
     `checkpoint`, resumes from that file when it exists and writes it every
-    `cfg.checkpoint_every` steps. `callback(step)` runs after each step. With `probe`, an online
+    `cfg.checkpoint_every` steps; a checkpoint of other settings or data (see run_key) is
+    ignored with a warning and the run starts fresh. `callback(step)` runs after each step. With `probe`, an online
     linear probe trains alongside (its labels are those of `real`, in order) and its
     evaluations end up in `probe.curve`; it is part of the checkpoint.
     """
@@ -120,8 +145,15 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
                     cfg.batch_size * ctx.world, cfg.steps, ctx)
 
     start, history = 0, []
+    key = run_key(cfg, views, ctx.world, real, generated, probe)
+    state = None
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("run_key") != key:
+            log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
+                        "starting fresh", checkpoint, str(state.get("run_key"))[:12], key[:12])
+            state = None
+    if state is not None:
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -177,7 +209,7 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         if checkpoint is not None and cfg.checkpoint_every and ctx.is_main and (
                 (step + 1) % cfg.checkpoint_every == 0 or last):
             save_checkpoint(checkpoint, step + 1, history, method, opt, sched, scaler, index,
-                            device, probe)
+                            device, probe, run_key=key)
         if callback is not None:
             callback(step + 1)
     flush()
@@ -187,9 +219,9 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
 
 
 def save_checkpoint(path, step, history, method, opt, sched, scaler, index, device,
-                    probe=None) -> None:
+                    probe=None, run_key: str | None = None) -> None:
     state = {
-        "step": step, "history": history, "method": method.state_dict(),
+        "run_key": run_key, "step": step, "history": history, "method": method.state_dict(),
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict(), "index": index.state_dict(),
         "probe": None if probe is None else probe.state_dict(),

@@ -18,6 +18,7 @@ from torchvision.transforms import ToTensor
 from pipeline import fid, fid_stats, frechet, io
 from pipeline.frechet import FeatureStats, frechet_distance, image_stats
 from pipeline.io import save_images
+from pipeline.packed import write_shard
 
 from conftest import make_images
 
@@ -97,12 +98,13 @@ def test_unknown_features_are_rejected_by_name():
 def test_fid_cli_with_pixel_features(tmp_path):
     real = make_images(60, size=4, seed=0, high=200)
     save_images(tmp_path / "real.npz", real, np.zeros(60))
-    save_images(tmp_path / "g0.npz", real[:25] + np.uint8(20), np.full(25, -1))
-    save_images(tmp_path / "g1.npz", real[25:] + np.uint8(20), np.full(35, -1))
+    # the generated images as the sample stage writes them: shards in the packed format
+    write_shard(tmp_path / "g0.json", real[:25] + np.uint8(20), np.full(25, -1))
+    write_shard(tmp_path / "g1.json", real[25:] + np.uint8(20), np.full(35, -1))
     stats = []
-    for name in ("real", "g0", "g1"):
-        stats.append(tmp_path / f"{name}.stats.npz")
-        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out", str(stats[-1]),
+    for name in ("real.npz", "g0.json", "g1.json"):
+        stats.append(tmp_path / f"{name.split('.')[0]}.stats.npz")
+        fid_stats.main(["--images", str(tmp_path / name), "--out", str(stats[-1]),
                         "--features", "pixels", "--device", "cpu"])
     out = tmp_path / "fid.json"
     fid.main(["--real", str(stats[0]), "--generated", str(stats[1]), str(stats[2]),

@@ -160,3 +160,22 @@ def test_atomic_outputs_get_the_umask_mode_not_the_temp_file_mode(tmp_path, umas
         (tmp / "w.bin").write_bytes(b"w")
     assert stat.S_IMODE(os.stat(tmp_path / "a.json").st_mode) == 0o640
     assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o750
+
+
+def test_a_killed_writes_temporaries_are_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves `.NAME.XXXXXXXX.tmp*` behind; the next write of NAME removes it (and only
+    what belongs to NAME)."""
+    target = tmp_path / "shard.npz"
+    stale = [tmp_path / ".shard.npz.abcd1234.tmp.npz", tmp_path / ".shard.npz.zz_9x8y7.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    (tmp_path / ".generator.q1w2e3r4.tmp").mkdir()
+    other = tmp_path / ".shard.npz.old.abcd1234.tmp"  # a different target's name
+    other.write_bytes(b"x")
+    with io.atomic_path(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert not any(p.exists() for p in stale)
+    assert other.exists() and (tmp_path / ".generator.q1w2e3r4.tmp").exists()
+    with io.atomic_dir(tmp_path / "generator") as tmp:
+        (tmp / "x").write_text("1")
+    assert not (tmp_path / ".generator.q1w2e3r4.tmp").exists()

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline import pack as pack_stage
 from pipeline.io import save_images
-from pipeline.packed import FORMAT, ChecksumError, open_packed, pack
+from pipeline import io
+from pipeline.packed import FORMAT, ChecksumError, load_packed, open_packed, pack, write_shard
 
 from conftest import make_images
 
@@ -76,7 +77,8 @@ def test_corrupted_shard_raises_checksum_error_naming_the_file(tmp_path, shard_f
     victim.write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match=r"00001\.images\.npy"):
         open_packed(out)
-    assert len(open_packed(out, verify=False)) == 12  # the data itself still loads unverified
+    # the damaged dataset (pack's directory output) is moved aside, so the next run repacks it
+    assert not out.exists() and (tmp_path / "ds.corrupt" / "00001.images.npy").exists()
 
 
 def test_missing_manifest_is_file_not_found(tmp_path, shard_files):
@@ -124,3 +126,57 @@ def test_pack_cli(tmp_path, shard_files):
     np.testing.assert_array_equal(ds.images[2], _images(2, 5))
     with pytest.raises(SystemExit):
         pack_stage.main(["--part", "fake", "--inputs", str(shard_files[0]), "--out", str(out)])
+
+
+@pytest.fixture
+def sample_shards(tmp_path):
+    """Two sample shards as the sample stage writes them (packed format, labels -1)."""
+    folder = tmp_path / "samples"
+    for k, n in enumerate([4, 3]):
+        write_shard(folder / f"shard_{k:05d}.json", make_images(n, seed=k), np.full(n, -1))
+    return sorted(folder.glob("shard_*.json"))
+
+
+def test_packing_sample_shards_references_them_without_a_copy(tmp_path, sample_shards):
+    out = tmp_path / "dataset" / "generated"
+    manifest = pack(out, "generated", [str(p) for p in sample_shards])
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # no second copy
+    assert manifest["count"] == 7
+    assert manifest["shards"][0]["images"] == "../../samples/shard_00000.images.npy"
+    images, labels = load_packed(out)
+    np.testing.assert_array_equal(images, np.concatenate([make_images(4), make_images(3, seed=1)]))
+    np.testing.assert_array_equal(labels, np.full(7, -1))
+    np.testing.assert_array_equal(open_packed(out).load()[0], images)
+    # a shard's own manifest reads like any image file
+    np.testing.assert_array_equal(io.load_images(sample_shards[1])[0], make_images(3, seed=1))
+
+
+def test_load_packed_equals_the_memory_mapped_concatenation(tmp_path, shard_files):
+    out = tmp_path / "real"
+    pack(out, "real", [str(p) for p in shard_files])
+    fast = load_packed(out, workers=2)
+    slow = open_packed(out).load()
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_sample_shard_is_named_and_moved_aside(tmp_path, sample_shards, damage):
+    out = tmp_path / "dataset" / "generated"
+    pack(out, "generated", [str(p) for p in sample_shards])
+    victim = tmp_path / "samples" / "shard_00001.images.npy"
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-10] if damage == "truncate" else data[:-5] + b"\xff" + data[-4:])
+    with pytest.raises(ChecksumError, match=r"shard_00001\.images\.npy.*next run regenerates"):
+        load_packed(out)
+    # the sample job's output is now missing, so Snakemake reruns that job (and pack after it)
+    assert not victim.exists() and victim.with_name(victim.name + ".corrupt").exists()
+    assert (tmp_path / "samples" / "shard_00000.images.npy").exists()
+
+
+def test_pack_catches_a_truncated_shard_by_its_size(tmp_path, sample_shards):
+    victim = tmp_path / "samples" / "shard_00000.images.npy"
+    victim.write_bytes(victim.read_bytes()[:-3])
+    with pytest.raises(ChecksumError, match=r"shard_00000\.images\.npy: \d+ bytes"):
+        pack(tmp_path / "gen", "generated", [str(p) for p in sample_shards])
+    assert not (tmp_path / "gen").exists()

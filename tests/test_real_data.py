@@ -278,3 +278,20 @@ def test_cli_failure_writes_nothing(tmp_path, args, named):
     msg = str(e.value.code)
     assert named in msg and "\n" not in msg
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, -1, 2] * 3, r"label -1 in the real data"),
+    ([0, 5, 1000, 5] * 3, r"3 classes labelled \{0, 5, 1000\}, not 0\.\.2"),
+])
+def test_real_labels_must_be_0_to_k_minus_1(tmp_path, labels, message):
+    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", image=images, label=np.array(labels))
+    np.savez(tmp_path / "test.npz", image=images[:4], label=np.array(labels[:4]))
+    with pytest.raises(ValueError, match=message):
+        load_real("npz", tmp_path, 8)
+    # the stage: one line naming the file, no traceback
+    with pytest.raises(SystemExit, match=f"prepare_real: npz {tmp_path}"):
+        prepare_real.main(["--source", "npz", "--root", str(tmp_path), "--resolution", "8",
+                           "--train-out", str(tmp_path / "a.npz"),
+                           "--test-out", str(tmp_path / "b.npz")])

@@ -84,19 +84,67 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, wi
         assert resumed_probe.sched.last_epoch == straight_probe.sched.last_epoch == 6
 
 
-def test_resuming_with_a_probe_needs_a_checkpoint_that_has_one(tmp_path):
-    ckpt = tmp_path / "ckpt.pt"
-
+def _killed_at_2(ckpt, **kw):
     def kill_after_2(step):
         if step == 2:
             raise Killed
 
     with pytest.raises(Killed):
-        pretrain(tiny_cfg(checkpoint_every=2), view_params("standard"), data(), None, CPU,
+        pretrain(tiny_cfg(checkpoint_every=2, **kw), view_params("standard"), data(), None, CPU,
                  checkpoint=ckpt, callback=kill_after_2)
-    with pytest.raises(ValueError, match="without the online probe"):
-        pretrain(tiny_cfg(checkpoint_every=2), view_params("standard"), data(), None, CPU,
-                 checkpoint=ckpt, probe=new_probe())
+    assert torch.load(ckpt, weights_only=False)["step"] == 2
+
+
+@pytest.mark.parametrize("change", ["probe", "lr", "data"])
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, change):
+    """Resuming a checkpoint written under other settings (or data) starts fresh, with a log
+    line, and gives the encoder of an uninterrupted run with the new settings."""
+    torch.set_num_threads(1)
+    ckpt = tmp_path / "ckpt.pt"
+    _killed_at_2(ckpt)
+    kw = {"lr": 0.01} if change == "lr" else {}
+    real = data(seed=9) if change == "data" else data()
+    make_probe = new_probe if change == "probe" else lambda: None
+    with caplog.at_level("WARNING", logger="pipeline.training"):
+        enc, history = pretrain(tiny_cfg(**kw), view_params("standard"), real, None, CPU,
+                                checkpoint=ckpt, probe=make_probe())
+    assert "starting fresh" in caplog.text
+    straight, expected = pretrain(tiny_cfg(**kw), view_params("standard"), real, None, CPU,
+                                  probe=make_probe())
+    np.testing.assert_allclose([h["loss"] for h in history], [h["loss"] for h in expected],
+                               rtol=1e-5)
+    for a, b in zip(enc.state_dict().values(), straight.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_interval_is_not_part_of_the_run(tmp_path, caplog):
+    ckpt = tmp_path / "ckpt.pt"
+    _killed_at_2(ckpt)
+    with caplog.at_level("INFO", logger="pipeline.training"):
+        _, history = pretrain(tiny_cfg(checkpoint_every=3), view_params("standard"), data(),
+                              None, CPU, checkpoint=ckpt)
+    assert "resumed from" in caplog.text and len(history) == 6
+
+
+def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
+    """`snakemake -R pretrain` after a finished run must train again, not resume at the end."""
+    from pipeline import pretrain as stage
+    from pipeline.packed import pack
+    from pipeline.io import save_images
+
+    save_images(tmp_path / "real.npz", data(), np.arange(24) % 4)
+    pack(tmp_path / "real", "real", [str(tmp_path / "real.npz")])
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    argv = ["--real", str(tmp_path / "real"), "--out", str(tmp_path / "run" / "encoder.pt"),
+            "--history", str(tmp_path / "run" / "history.csv"), "--strategy", "none",
+            "--widths", "8", "16", "--blocks", "1", "1", "--steps", "3", "--batch-size", "8",
+            "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8",
+            "--checkpoint", str(ckpt), "--checkpoint-every", "2", "--device", "cpu"]
+    stage.main(argv)
+    assert not ckpt.exists()
+    first = (tmp_path / "run" / "history.csv").read_text()
+    stage.main(argv)  # the forced rerun
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == first.count("\n") == 4
 
 
 def test_nan_loss_stops_with_the_step(monkeypatch):

@@ -91,7 +91,7 @@ def test_unknown_sampler_is_rejected_by_name(tiny_unet, tiny_scheduler):
 
 def test_sample_cli_writes_unlabelled_shard(tmp_path, tiny_unet, tiny_scheduler):
     save_generator(tmp_path / "gen", tiny_unet, tiny_scheduler)
-    out = tmp_path / "shard.npz"
+    out = tmp_path / "shard.json"  # with shard.images.npy and shard.labels.npy (packed format)
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "4",
                  "--count", "3", "--seed", "2", "--sampler", "ddim", "--steps", "3",
                  "--batch-size", "2", "--device", "cpu"])
@@ -100,11 +100,13 @@ def test_sample_cli_writes_unlabelled_shard(tmp_path, tiny_unet, tiny_scheduler)
     np.testing.assert_array_equal(labels, [-1, -1, -1])
     expected = _sample(tiny_unet, tiny_scheduler.config, 4, 3, seed=2, num_steps=3, batch_size=2)
     np.testing.assert_array_equal(images, expected)
+    assert sorted(p.name for p in tmp_path.glob("shard*")) == [
+        "shard.images.npy", "shard.json", "shard.labels.npy"]
 
 
 @pytest.mark.parametrize("bad", [["--count", "0"], ["--count", "2", "--start", "-1"]])
 def test_sample_cli_rejects_empty_or_negative_range(tmp_path, bad):
-    argv = ["--model", str(tmp_path / "unused"), "--out", str(tmp_path / "x.npz"), "--start", "0"]
+    argv = ["--model", str(tmp_path / "unused"), "--out", str(tmp_path / "x.json"), "--start", "0"]
     with pytest.raises(SystemExit, match="count >= 1"):
         sample.main(argv + bad)
-    assert not (tmp_path / "x.npz").exists()
+    assert not (tmp_path / "x.json").exists()

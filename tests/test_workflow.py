@@ -110,6 +110,58 @@ def test_adding_a_cell_trains_only_that_cell(tiny_study, tmp_path):
     assert "adainf+crop_min_scale=0.8" in r.stdout
 
 
+# Settings changed over the finished tiny study, and the jobs each must rerun (a dry run's counts).
+# Study: 4 trained variants (none, vanilla, adainf, adainf+crop_min_scale=0.5) × 2 seeds, plus
+# random_init × 2; protocols online (inside pretraining) and offline; 3 sample shards.
+RERUNS = {
+    "pretrain": ("pretrain: {lr: 0.004}",
+                 {"pretrain": 8, "linear_eval": 8}),
+    "strategy": ("strategies: {adainf: {dup: 3, generated: true, augmentation: weak}}",
+                 {"pretrain": 4, "linear_eval": 4}),  # adainf and its sweep variant
+    "sampling": ("sampling: {steps: 4}",
+                 {"sample": 3, "fid_stats": 3, "fid": 1, "pack": 1, "pretrain": 6,
+                  "linear_eval": 6}),
+    "linear_eval": ("linear_eval: {offline: {epochs: 2}}", {"linear_eval": 10}),
+    "online_probe": ("linear_eval: {online: {lr: 0.1}}", {"pretrain": 8, "linear_eval": 8}),
+    # none of these changes a result
+    "speed_only": ("fid: {batch_size: 7}\nthreads: {default: 2, sample: 2}\ndevice: cpu\n"
+                   "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}", {}),
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage", RERUNS)
+def test_a_changed_setting_reruns_exactly_its_dependents(tiny_study, tmp_path, stage):
+    change, expected = RERUNS[stage]
+    (tmp_path / "change.yaml").write_text(change + "\n")
+    r = snakemake("-n", "--configfile", str(TINY), str(TINY_STUDY), str(tmp_path / "change.yaml"),
+                  cwd=tiny_study)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if not expected:
+        assert "Nothing to be done" in r.stdout + r.stderr, r.stdout
+        return
+    counts = job_counts(r.stdout)
+    total = sum(expected.values()) + 2
+    assert counts == {**expected, "report": 1, "all": 1, "total": total}
+
+
+@pytest.mark.e2e
+def test_a_shard_moved_aside_as_corrupt_is_regenerated(tiny_study):
+    """What load_packed does to a damaged shard (tests/test_packed.py) makes the next run
+    regenerate that shard and repack, nothing else upstream."""
+    victim = tiny_study / "results" / "samples" / "shard_00001.images.npy"
+    aside = victim.with_name(victim.name + ".corrupt")
+    victim.rename(aside)
+    try:
+        r = snakemake("-n", "--configfile", str(TINY), str(TINY_STUDY), cwd=tiny_study)
+    finally:
+        aside.rename(victim)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    assert counts["sample"] == 1 and counts["pack"] == 1 and counts["fid_stats"] == 1
+    assert "train_generator" not in counts and "prepare_real" not in counts
+
+
 def test_killed_stage_leaves_no_finished_output(tmp_path):
     """SIGKILL in the middle of training: the generator folder must not exist afterwards."""
     images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8)
@@ -135,11 +187,31 @@ def test_killed_stage_leaves_no_finished_output(tmp_path):
     assert all(name.startswith(".generator.") and name.endswith(".tmp") for name in leftovers)
 
 
-def test_run_stops_before_any_job_when_samples_cannot_fit_on_disk(tmp_path):
+@pytest.mark.parametrize("num_images,shard_size,message", [
+    (100000000000, 1000000000, "not enough disk space"),
+    # a DAG of 5e9 jobs would exhaust memory: refused when the config is read
+    (100000000000, 20, "sampling.shard_size: 100000000000 images in shards of 20"),
+])
+def test_dry_run_refuses_what_cannot_fit_before_the_dag(tmp_path, num_images, shard_size, message):
     huge = tmp_path / "huge.yaml"
-    huge.write_text(TINY.read_text().replace("num_images: 48", "num_images: 100000000000")
-                    .replace("shard_size: 20", "shard_size: 1000000000"))
-    r = snakemake("--cores", "1", "--configfile", str(huge), cwd=tmp_path)
+    huge.write_text(TINY.read_text().replace("num_images: 48", f"num_images: {num_images}")
+                    .replace("shard_size: 20", f"shard_size: {shard_size}"))
+    r = snakemake("-n", "--configfile", str(huge), cwd=tmp_path, timeout=120)
     assert r.returncode != 0
-    assert "not enough disk space" in r.stdout + r.stderr
+    assert message in r.stdout + r.stderr
+    assert "Building DAG" not in r.stdout + r.stderr
     assert not (tmp_path / "results" / "real").exists()  # no job ran
+
+
+@pytest.mark.e2e
+def test_a_stage_failing_on_bad_input_shows_one_line_on_the_console(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "real.npz", image=images, label=np.array([0, 1, -1] * 4))
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"real: {{source: npz, root: {tmp_path / 'real.npz'}, resolution: 8}}\n")
+    r = snakemake("--cores", "1", "--configfile", str(TINY), str(config), "--until",
+                  "prepare_real", cwd=tmp_path, timeout=300)
+    assert r.returncode != 0
+    line = f"prepare_real: npz {tmp_path / 'real.npz'}: label -1 in the real data"
+    assert line in r.stdout + r.stderr
+    assert "Traceback" not in (tmp_path / "logs" / "prepare_real.log").read_text()

@@ -1,14 +1,17 @@
 import json
-import math
 import os
 import shlex
-import shutil
 import sys
 
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(REPO))
+from pipeline.config_check import ConfigError, check_disk, num_shards as count_shards
 from pipeline.design import RANDOM_INIT, plan, result_path
+from pipeline.job_params import (
+    fid_stats_args, fid_stats_untracked_args, opt, pretrain_args, pretrain_untracked_args,
+    sample_args, sample_untracked_args, untracked,
+)
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -19,38 +22,35 @@ PYTHONPATH = "PYTHONPATH=" + shlex.quote(str(REPO)) + ":${{PYTHONPATH:-}} "
 STAGE = PYTHONPATH + "python -m pipeline."
 
 DESIGN = plan(config)  # every (method, strategy variant, seed) encoder and its evaluations
-if config["generator"]["source"] == "pretrained" and not config["generator"]["model"]:
-    raise ValueError("generator.source is 'pretrained' but generator.model is not set")
 
 
 def check_disk_space():
-    """Before a run: the missing shards, and their packed copy, must fit in output_dir."""
-    missing = [f for f in shard_files() if not os.path.exists(f)]
-    if not missing:
-        return
-    res = config["real"]["resolution"]
-    need = 2 * len(missing) * config["sampling"]["shard_size"] * res * res * 3
-    os.makedirs(OUT, exist_ok=True)
-    free = shutil.disk_usage(OUT).free
-    if free < 1.1 * need:
-        raise WorkflowError(f"not enough disk space in {OUT}: {len(missing)} shards and their "
-                            f"packed copy need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free")
+    """When the config is read (so `-n` reports it too): room for the missing sample shards."""
+    missing = sum(not os.path.exists(f) for f in shard_files())
+    try:
+        check_disk(config, missing, OUT)
+    except ConfigError as e:
+        raise WorkflowError(str(e)) from None
 
 
 def threads_for(rule_name):
     return config["threads"].get(rule_name, config["threads"].get("default", 1))
 
 
-def common_args(rule_name):
-    return f"--device {DEVICE} --threads {threads_for(rule_name)}"
+# Neither the device nor the thread count changes what a job computes: they stay out of both
+# the rule's code (`{threads}` is filled in per job) and its tracked params.
+RUNTIME = " --device {params.device} --threads {threads}"
+# The log gets everything; on failure its last line (a stage's one-line error) reaches the console.
+LOG = " > {log} 2>&1 || {{ rc=$?; tail -n 1 {log} >&2; exit $rc; }}"
 
 
 def num_shards():
-    return math.ceil(config["sampling"]["num_images"] / config["sampling"]["shard_size"])
+    return count_shards(config["sampling"])
 
 
 def shard_files():
-    return [f"{OUT}/samples/shard_{i:05d}.npz" for i in range(num_shards())]
+    """Each sample shard's manifest (written last, beside its .images.npy and .labels.npy)."""
+    return [f"{OUT}/samples/shard_{i:05d}.json" for i in range(num_shards())]
 
 
 def shard_range(wildcards):
@@ -76,17 +76,6 @@ def evaluation_files():
 def history_files():
     return [f"{OUT}/pretrain/{m}/{v}/seed{s}/history.csv"
             for m, v, s in DESIGN.cells() if v != RANDOM_INIT]
-
-
-def opt(flag, value):
-    """A command-line option, or nothing when the value is unset."""
-    if value is None or value is False:
-        return ""
-    if value is True:
-        return flag
-    if isinstance(value, (list, tuple)):
-        return f"{flag} " + " ".join(shlex.quote(str(v)) for v in value)
-    return f"{flag} {shlex.quote(str(value))}"
 
 
 # GPU jobs run under pipeline/gpu_slots.py: on a workstation each takes {resources.gpu} devices

@@ -4,10 +4,10 @@ rule prepare_real:
         test=f"{OUT}/real/test.npz",
     params:
         real=config["real"],
-        opts=lambda wc: " ".join([
-            opt("--root", config["real"]["root"]),
-            opt("--download", config["real"]["download"]),
-        ]),
+        root=opt("--root", config["real"]["root"]),
+        # fetching CIFAR or finding it on disk gives the same data
+        download=untracked(opt("--download", config["real"]["download"])),
+        device=untracked(DEVICE),
     log:
         "logs/prepare_real.log",
     benchmark:
@@ -16,12 +16,14 @@ rule prepare_real:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "prepare_real --source {params.real[source]} {params.opts}"
+        STAGE + "prepare_real --source {params.real[source]} {params.root} {params.download}"
         " --resolution {params.real[resolution]} --test-fraction {params.real[test_fraction]}"
         " --seed {params.real[seed]} --train-out {output.train} --test-out {output.test}"
-        " " + common_args("prepare_real") + " > {log} 2>&1"
+        + RUNTIME + LOG
 
 
+# The generated part references the sample shards in place (they are written in the packed
+# format with their checksums), so packing it writes only a manifest.
 rule pack:
     input:
         lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else shard_files(),
@@ -36,4 +38,4 @@ rule pack:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "pack --part {wildcards.part} --inputs {input} --out {output} > {log} 2>&1"
+        STAGE + "pack --part {wildcards.part} --inputs {input} --out {output}" + LOG

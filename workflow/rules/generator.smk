@@ -5,10 +5,11 @@ rule train_generator:
         directory(f"{OUT}/generator"),
     params:
         t=config["generator"]["train"],
-        opts=lambda wc: " ".join([
+        opts=" ".join([
             opt("--channels", config["generator"]["train"]["channels"]),
             opt("--attention", config["generator"]["train"]["attention"]),
         ]),
+        device=untracked(DEVICE),
     log:
         "logs/train_generator.log",
     benchmark:
@@ -25,26 +26,24 @@ rule train_generator:
         " --layers-per-block {params.t[layers_per_block]} --steps {params.t[steps]}"
         " --batch-size {params.t[batch_size]} --lr {params.t[lr]} --ema-decay {params.t[ema_decay]}"
         " --beta-schedule {params.t[beta_schedule]} --seed {params.t[seed]}"
-        " " + common_args("train_generator") + " > {log} 2>&1"
+        + RUNTIME + LOG
 
 
 rule sample:
     input:
         generator_input,
     output:
-        f"{OUT}/samples/shard_{{shard}}.npz",
+        images=f"{OUT}/samples/shard_{{shard}}.images.npy",
+        labels=f"{OUT}/samples/shard_{{shard}}.labels.npy",
+        manifest=f"{OUT}/samples/shard_{{shard}}.json",
     wildcard_constraints:
         shard=r"\d{5}",
     params:
-        s=config["sampling"],
         model=generator_model(),
         range=shard_range,
-        opts=lambda wc: " ".join([
-            opt("--steps", config["sampling"]["steps"]),
-            opt("--channels-last", config["sampling"]["channels_last"]),
-            opt("--compile", config["sampling"]["compile"]),
-            *(opt(f"--{k.replace('_', '-')}", v) for k, v in config["sampling"]["edm"].items()),
-        ]),
+        opts=sample_args(config),
+        speed=untracked(sample_untracked_args(config)),
+        device=untracked(DEVICE),
     log:
         "logs/sample/shard_{shard}.log",
     benchmark:
@@ -56,17 +55,15 @@ rule sample:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "sample --model {params.model:q} --out {output}"
-        " --start {params.range[start]} --count {params.range[count]} --seed {params.s[seed]}"
-        " --sampler {params.s[sampler]} {params.opts} --eta {params.s[eta]}"
-        " --precision {params.s[precision]}"
-        " --batch-size {params.s[batch_size]} " + common_args("sample") + " > {log} 2>&1"
+        GPU_STAGE + "sample --model {params.model:q} --out {output.manifest}"
+        " --start {params.range[start]} --count {params.range[count]} {params.opts}"
+        " {params.speed}" + RUNTIME + LOG
 
 
 def fid_stats_input(wildcards):
     if wildcards.name == "real":
         return f"{OUT}/real/train.npz"
-    return f"{OUT}/samples/{wildcards.name}.npz"
+    return f"{OUT}/samples/{wildcards.name}.json"
 
 
 def real_fid_reference():
@@ -83,8 +80,9 @@ rule fid_stats:
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:
-        f=config["fid"],
-        weights=lambda wc: opt("--weights", config["fid"]["weights"]),
+        opts=fid_stats_args(config),
+        speed=untracked(fid_stats_untracked_args(config)),
+        device=untracked(DEVICE),
     log:
         "logs/fid_stats/{name}.log",
     benchmark:
@@ -95,9 +93,8 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "fid_stats --images {input} --out {output} --features {params.f[features]}"
-        " --dims {params.f[dims]} {params.weights} --precision {params.f[precision]}"
-        " --batch-size {params.f[batch_size]} " + common_args("fid_stats") + " > {log} 2>&1"
+        GPU_STAGE + "fid_stats --images {input} --out {output} {params.opts} {params.speed}"
+        + RUNTIME + LOG
 
 
 rule fid:
@@ -111,4 +108,4 @@ rule fid:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "fid --real {input.real} --generated {input.generated} --out {output} > {log} 2>&1"
+        STAGE + "fid --real {input.real} --generated {input.generated} --out {output}" + LOG

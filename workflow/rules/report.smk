@@ -45,4 +45,4 @@ rule report:
         " --design {params.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
-        " --sweep-plots {output.sweeps} {params.curves} > {log} 2>&1"
+        " --sweep-plots {output.sweeps} {params.curves}" + LOG

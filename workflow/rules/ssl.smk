@@ -11,31 +11,6 @@ def pretrain_inputs(wildcards):
     return inputs
 
 
-def pretrain_opts(wildcards, input, output):
-    s = DESIGN.settings(wildcards.variant)
-    p = config["pretrain"]
-    steps = 0 if wildcards.variant == RANDOM_INIT else p["steps"]
-    method_args = p["method_args"].get(wildcards.method, {})
-    online = {}
-    if output.get("online"):
-        online = {"test": input.test, "out": output.online, **config["linear_eval"]["online"]}
-    return " ".join([
-        opt("--generated", input.get("generated")),
-        opt("--dup", s["dup"]),
-        opt("--augmentation", s["augmentation"]),
-        opt("--crop-min-scale", s.get("crop_min_scale")),
-        opt("--jitter-strength", s.get("jitter_strength")),
-        opt("--widths", p["backbone"]["widths"]),
-        opt("--blocks", p["backbone"]["blocks"]),
-        opt("--steps", steps),
-        *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
-          ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision",
-           "checkpoint_every")),
-        *(opt("--method-arg", f"{k}={json.dumps(v)}") for k, v in method_args.items()),
-        *(opt(f"--online-{k}", v) for k, v in online.items()),
-    ])
-
-
 def pretrain_launcher(wildcards):
     n = config["pretrain"]["processes"]
     if n == 1 or wildcards.variant == RANDOM_INIT:
@@ -46,8 +21,8 @@ def pretrain_launcher(wildcards):
 PRETRAIN_SHELL = (
     PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
     " --history {output.history} --method {wildcards.method} --strategy {wildcards.variant}"
-    " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint}"
-    " " + common_args("pretrain") + " > {log} 2>&1"
+    " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
+    + RUNTIME + LOG
 )
 
 
@@ -63,7 +38,10 @@ rule pretrain:
         variant=f"(?!{RANDOM_INIT}/)[^/]+",
         seed=r"\d+",
     params:
-        opts=pretrain_opts,
+        # a function of the wildcards only, so that Snakemake's params check sees every setting
+        opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.variant, wc.seed),
+        speed=untracked(pretrain_untracked_args(config)),
+        device=untracked(DEVICE),
         launcher=pretrain_launcher,
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
@@ -104,6 +82,7 @@ rule linear_eval:
         seed=r"\d+",
     params:
         l=lambda wc: config["linear_eval"][wc.protocol],
+        device=untracked(DEVICE),
     log:
         "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
     benchmark:
@@ -118,4 +97,4 @@ rule linear_eval:
         " --train {input.train} --test {input.test} --out {output} --seed {wildcards.seed}"
         " --epochs {params.l[epochs]} --batch-size {params.l[batch_size]}"
         " --lr {params.l[lr]} --weight-decay {params.l[weight_decay]}"
-        " " + common_args("linear_eval") + " > {log} 2>&1"
+        + RUNTIME + LOG

@@ -1,0 +1,154 @@
+"""Config checks that run when the Snakefile reads the config, before any DAG or job exists.
+
+`schema_errors` gives short messages (`pretrain.steps: 'ten' is not of type 'integer'`) instead
+of Snakemake's dump of the whole schema and config; `check_config` catches what the schema
+cannot: per-method `method_args` keys, augmentation overrides that the presets refuse, missing
+local paths, an unworkable shard count. `check_disk` asks for room for the missing shards.
+Torch-free: the Snakefile calls these on every parse.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from pipeline.aug_presets import view_params
+from pipeline.method_defaults import METHOD_DEFAULTS
+
+# Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
+MAX_SHARDS = 100_000
+SHARD_DIGITS = 5
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def schema_errors(config: dict, schema_path: str | os.PathLike, limit: int = 3) -> list[str]:
+    """One short line per violation of the schema (at most `limit`), each naming its key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    lines = []
+    for e in errors[:limit]:
+        message = e.message if len(e.message) <= 160 else e.message[:157] + "..."
+        lines.append(f"{_key(e.absolute_path)}: {message}")
+    if len(errors) > limit:
+        lines.append(f"... and {len(errors) - limit} more")
+    return lines
+
+
+def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
+    lines = schema_errors(config, schema_path)
+    if lines:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+
+
+def num_shards(sampling: dict) -> int:
+    return math.ceil(sampling["num_images"] / sampling["shard_size"])
+
+
+def looks_local(model: str) -> bool:
+    """A generator reference that is a path rather than a hub id (`org/name`)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if os.path.isabs(model) or model.startswith(("~", ".")) or os.path.exists(model):
+        return True
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return True
+    return False
+
+
+def config_problems(config: dict) -> list[str]:
+    """What the schema cannot check, as `key: problem` lines (empty when the config is fine).
+
+    Expects a config that passed the schema, with its defaults filled in.
+    """
+    problems = []
+    for method, args in config["pretrain"].get("method_args", {}).items():
+        unknown = sorted(set(args) - set(METHOD_DEFAULTS[method]))
+        if unknown:
+            problems.append(f"pretrain.method_args.{method}: unknown key(s) {unknown}; valid: "
+                            f"{sorted(METHOD_DEFAULTS[method])}")
+    strategies = config["strategies"]
+    overrides = [(f"strategies.{name}", s["augmentation"], {k: s[k] for k in
+                  ("crop_min_scale", "jitter_strength") if s.get(k) is not None})
+                 for name, s in strategies.items()]
+    for i, sw in enumerate(config["experiments"].get("sweeps", [])):
+        base = strategies.get(sw["strategy"])
+        if base is None:
+            continue  # design.plan names an undefined strategy
+        for value in sw["values"]:
+            key = f"experiments.sweeps[{i}].values"
+            if sw["setting"] == "dup" and (value != int(value) or value < 1):
+                problems.append(f"{key}: dup must be a positive integer, got {value}")
+            elif sw["setting"] == "crop_min_scale" and not 0 < value <= 1:
+                problems.append(f"{key}: crop_min_scale must be in (0, 1], got {value}")
+            elif sw["setting"] != "dup":
+                overrides.append((key, base["augmentation"], {sw["setting"]: value}))
+    for key, augmentation, kw in overrides:
+        try:
+            view_params(augmentation, **kw)
+        except ValueError as e:  # e.g. a jitter_strength that takes the hue past 0.5
+            problems.append(f"{key}: {kw}: {e}")
+
+    g = config["generator"]
+    if g["source"] == "pretrained":
+        if not g.get("model"):
+            problems.append("generator.model: not set, but generator.source is 'pretrained'")
+        elif looks_local(g["model"]) and not Path(g["model"]).expanduser().exists():
+            problems.append(f"generator.model: no such folder {g['model']!r} (not a hub id "
+                            "either, which looks like org/name)")
+    r = config["real"]
+    if r["source"] != "digits":
+        if not r.get("root"):
+            problems.append(f"real.root: not set, but real.source {r['source']!r} needs a data path")
+        elif not Path(r["root"]).expanduser().exists() and not (
+                r["source"].startswith("cifar") and r.get("download")):
+            problems.append(f"real.root: no such file or folder {r['root']!r} "
+                            f"(real.source is {r['source']!r})")
+
+    n = num_shards(config["sampling"])
+    if n > MAX_SHARDS:
+        s = config["sampling"]
+        problems.append(f"sampling.shard_size: {s['num_images']} images in shards of "
+                        f"{s['shard_size']} make {n} shards; at most {MAX_SHARDS} are supported "
+                        "(raise shard_size)")
+    return problems
+
+
+def check_config(config: dict) -> None:
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def shard_bytes(config: dict, count: int) -> int:
+    """Disk bytes of a sample shard of `count` images (uint8 images, int64 labels)."""
+    res = config["real"]["resolution"]
+    return count * (res * res * 3 + 8)
+
+
+def check_disk(config: dict, missing: int, folder: str | os.PathLike, margin: float = 1.1) -> None:
+    """Room for `missing` shards: one copy, since packing only references the shard files."""
+    if not missing:
+        return
+    need = missing * shard_bytes(config, config["sampling"]["shard_size"])
+    folder = Path(folder)
+    while not folder.exists():  # the output folder may not exist yet: ask its file system
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < margin * need:
+        raise ConfigError(f"not enough disk space for {config['output_dir']}: {missing} sample "
+                          f"shards need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free")

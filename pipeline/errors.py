@@ -1,0 +1,5 @@
+"""The exception for bad input that a stage reports as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """Bad input (a file, a value) that the user can fix; the message names it."""

@@ -1,0 +1,107 @@
+"""Command-line options of the workflow's jobs, split by whether they change what a job computes.
+
+Snakemake reruns a job when a param changes, but only params that are plain values or functions
+of the wildcards: a param computed from `input` or `output` is "derived" and left out of the
+check (that is how `pretrain.lr` once changed nothing). So a rule passes
+
+- the settings that determine its outputs as plain params or functions of the wildcards, built
+  here from the config alone, and
+- the settings that change how fast, not what (threads, the device, FID and sampling batch
+  sizes, checkpoint intervals), through `untracked`, so changing them reruns nothing.
+
+Torch-free: the Snakefile imports it on every parse.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from pipeline.design import RANDOM_INIT, Design
+
+
+def opt(flag: str, value) -> str:
+    """A command-line option, or nothing when the value is unset."""
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return flag
+    if isinstance(value, (list, tuple)):
+        return f"{flag} " + " ".join(shlex.quote(str(v)) for v in value)
+    return f"{flag} {shlex.quote(str(value))}"
+
+
+def opts(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def untracked(value):
+    """A rule param that Snakemake leaves out of its rerun check (a function of `input` is a
+    derived param), for settings that do not change a job's outputs."""
+    return lambda wildcards, input: value
+
+
+def cell_dir(out: str, method: str, variant: str, seed) -> str:
+    return f"{out}/pretrain/{method}/{variant}/seed{seed}"
+
+
+def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
+    """The options of one pretrain job that determine its encoder, history and online result."""
+    out = config["output_dir"].rstrip("/")
+    s, p = design.settings(variant), config["pretrain"]
+    backbone = opts(opt("--widths", p["backbone"]["widths"]), opt("--blocks", p["backbone"]["blocks"]))
+    if variant == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
+        return opts(backbone, opt("--steps", 0))
+    online = {}
+    if "online" in design.protocols:
+        online = {"test": f"{out}/real/test.npz",
+                  "out": f"{cell_dir(out, method, variant, seed)}/online.json",
+                  **config["linear_eval"]["online"]}
+    return opts(
+        opt("--generated", f"{out}/dataset/generated" if s["generated"] else None),
+        opt("--dup", s["dup"]),
+        opt("--augmentation", s["augmentation"]),
+        opt("--crop-min-scale", s.get("crop_min_scale")),
+        opt("--jitter-strength", s.get("jitter_strength")),
+        backbone,
+        opt("--steps", p["steps"]),
+        *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
+          ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision")),
+        *(opt("--method-arg", f"{k}={json.dumps(v)}")
+          for k, v in p["method_args"].get(method, {}).items()),
+        *(opt(f"--online-{k}", v) for k, v in online.items()),
+    )
+
+
+def pretrain_untracked_args(config: dict) -> str:
+    # resuming is exact, so where the checkpoints fall changes no result
+    return opt("--checkpoint-every", config["pretrain"]["checkpoint_every"])
+
+
+SAMPLE_UNTRACKED = ("batch_size", "channels_last", "compile")
+
+
+def sample_args(config: dict) -> str:
+    """Sampling options that determine the images (an image's noise depends only on its index,
+    so the batch size, channels_last and compile change how fast, not what)."""
+    s = config["sampling"]
+    return opts(
+        opt("--seed", s["seed"]), opt("--sampler", s["sampler"]), opt("--steps", s["steps"]),
+        opt("--eta", s["eta"]), opt("--precision", s["precision"]),
+        *(opt(f"--{k.replace('_', '-')}", v) for k, v in s["edm"].items()),
+    )
+
+
+def sample_untracked_args(config: dict) -> str:
+    s = config["sampling"]
+    return opts(*(opt(f"--{k.replace('_', '-')}", s[k]) for k in SAMPLE_UNTRACKED))
+
+
+def fid_stats_args(config: dict) -> str:
+    f = config["fid"]
+    return opts(opt("--features", f["features"]), opt("--dims", f["dims"]),
+                opt("--weights", f["weights"]), opt("--precision", f["precision"]))
+
+
+def fid_stats_untracked_args(config: dict) -> str:
+    return opt("--batch-size", config["fid"]["batch_size"])

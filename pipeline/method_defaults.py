@@ -1,0 +1,19 @@
+"""Each SSL method's default hyper-parameters (the paper's / solo-learn's), torch-free.
+
+The method classes in pipeline.ssl_methods take their DEFAULTS from here, and the workflow reads
+the same table when it checks `pretrain.method_args` at config time without importing torch.
+"""
+
+from __future__ import annotations
+
+METHOD_DEFAULTS: dict[str, dict] = {
+    "simclr": {"optimizer": "lars", "lr": 0.2, "weight_decay": 1e-4, "proj_hidden": 2048,
+               "proj_dim": 256, "temperature": 0.2},
+    "mocov2plus": {"optimizer": "sgd", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
+                   "proj_dim": 256, "temperature": 0.2, "queue_size": 32768, "tau_base": 0.99,
+                   "tau_final": 0.999},
+    "byol": {"optimizer": "lars", "lr": 0.5, "weight_decay": 1e-5, "proj_hidden": 4096,
+             "proj_dim": 256, "pred_hidden": 4096, "tau_base": 0.99, "tau_final": 1.0},
+    "barlow": {"optimizer": "lars", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
+               "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1},
+}
