@@ -124,27 +124,32 @@ def read_manifest(path: str | Path) -> tuple[dict, Path]:
     return manifest, manifest_path.parent
 
 
-def _owner(path: Path, base: Path) -> Path:
-    """What to move aside when `path` is corrupt, so that Snakemake rebuilds it: a sample shard's
-    file itself (an output of its sample job), or the whole folder of a packed dataset (a
-    directory output of pack)."""
-    if path.parent == base and (base / "manifest.json").exists():
-        return base
-    return path
-
-
-def _corrupt(path: Path, base: Path, problem: str) -> ChecksumError:
-    """Move the damaged output aside (to NAME.corrupt) and describe it in one line."""
-    target = _owner(path, base)
+def _move_aside(target: Path) -> str:
     aside = target.with_name(target.name + ".corrupt")
     try:
         if aside.is_dir():
             shutil.rmtree(aside)
         os.replace(target, aside)
-        moved = f"; moved {target} aside to {aside.name}: the next run regenerates it"
     except OSError:  # another job moved it first
-        moved = "; the next run regenerates it"
-    return ChecksumError(f"{path}: {problem}{moved}")
+        return ""
+    return f"; moved {os.path.normpath(target)} aside to {aside.name}"
+
+
+def _corrupt(path: Path, base: Path, problem: str) -> ChecksumError:
+    """Move the damaged output aside (to NAME.corrupt) so that Snakemake rebuilds it, and
+    describe it in one line.
+
+    Snakemake reruns a job for a missing output only when a job downstream has to run, so the
+    packed dataset being read (a directory output of pack) goes aside too: then pack reruns and
+    asks for the shard again. A damaged file of a sample shard (outside that folder) goes aside
+    itself, which reruns its sample job.
+    """
+    dataset = (base / "manifest.json").exists()  # a packed dataset folder, not a shard manifest
+    moved = _move_aside(path) if path.parent != base or not dataset else ""
+    if dataset:
+        moved += _move_aside(base)
+    return ChecksumError(f"{os.path.normpath(path)}: {problem}{moved}; the next run "
+                         "regenerates it")
 
 
 def check_sizes(manifest: dict, base: Path) -> None:

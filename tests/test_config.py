@@ -110,8 +110,10 @@ def test_snakemake_dry_run_rejects_bad_config(config, tmp_path):
     # Snakemake 9 prints its error report on stdout, not stderr: look at both
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-2000:]
-    assert "stepz" in output
-    assert "validating config" in output.lower()
+    # one short line naming the key, not the whole schema and config
+    assert "invalid config:\n  pretrain: Additional properties are not allowed ('stepz' was " \
+           "unexpected)" in output
+    assert "exclusiveMinimum" not in output and len(output) < 3000
 
 
 def test_snakemake_names_an_undefined_sweep_strategy(config, tmp_path):
@@ -122,3 +124,60 @@ def test_snakemake_names_an_undefined_sweep_strategy(config, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "strategy 'adainff', which is not defined" in proc.stdout + proc.stderr
+
+
+def _problems(config, path, value):
+    from pipeline.config_check import config_problems
+
+    c = _mutate(config, path, value)
+    validate(c, SCHEMA)  # the defaults, as the Snakefile fills them before these checks
+    return config_problems(c)
+
+
+@pytest.mark.parametrize("path,value,named", [
+    (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "dup", "values": [2.5]}],
+     "experiments.sweeps[0].values: dup must be a positive integer, got 2.5"),
+    (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "crop_min_scale",
+                                  "values": [0.5, 1.5]}],
+     "experiments.sweeps[0].values: crop_min_scale must be in (0, 1], got 1.5"),
+    # the standard preset's hue 0.2 × 3 = 0.6 > 0.5
+    (("experiments", "sweeps"), [{"strategy": "none", "setting": "jitter_strength",
+                                  "values": [3]}], "experiments.sweeps[0].values: {'jitter"),
+    (("strategies", "adainf", "jitter_strength"), 6, "strategies.adainf: {'jitter_strength': 6}"),
+    (("pretrain", "method_args"), {"simclr": {"proj_dimm": 8}},
+     "pretrain.method_args.simclr: unknown key(s) ['proj_dimm']; valid: ['lr', 'optimizer', "
+     "'proj_dim'"),
+    (("generator",), {"source": "pretrained", "model": "./models/missing"},
+     "generator.model: no such folder './models/missing'"),
+    (("generator",), {"source": "pretrained", "model": "/nowhere/ddpm"}, "generator.model"),
+    (("generator",), {"source": "pretrained"}, "generator.model: not set"),
+    (("real",), {"source": "npz", "root": "data/missing.npz"},
+     "real.root: no such file or folder 'data/missing.npz'"),
+    (("real",), {"source": "imagefolder", "root": "data/missing"}, "real.root: no such file"),
+    (("real",), {"source": "npz"}, "real.root: not set"),
+    (("sampling", "shard_size"), 1, "sampling.shard_size: 2000 images in shards of 1 make 2000"),
+])
+def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
+    monkeypatch.setattr("pipeline.config_check.MAX_SHARDS", 1000)
+    problems = _problems(config, path, value)
+    assert len(problems) == 1 and problems[0].startswith(named), problems
+
+
+@pytest.mark.parametrize("path,value", [
+    (("generator",), {"source": "pretrained", "model": "google/ddpm-cifar10-32"}),  # a hub id
+    (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "jitter_strength",
+                                  "values": [0.5, 5]}]),  # weak: hue 0.1 × 5 = 0.5
+    (("pretrain", "method_args"), {"byol": {"pred_hidden": 16, "lr": 0.1}}),
+])
+def test_valid_settings_pass_the_config_checks(config, path, value):
+    assert _problems(config, path, value) == []
+
+
+def test_schema_errors_are_short_and_name_the_key(config):
+    from pipeline.config_check import schema_errors
+
+    bad = _mutate(_mutate(config, ("pretrain", "steps"), "ten"), ("sampling", "num_images"), 0)
+    assert schema_errors(bad, SCHEMA) == [
+        "pretrain.steps: 'ten' is not of type 'integer'",
+        "sampling.num_images: 0 is less than the minimum of 1",
+    ]

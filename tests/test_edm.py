@@ -94,7 +94,7 @@ def test_heun_on_a_point_mass_lands_on_the_point():
 
 def test_edm_cli_and_bf16_precision(tmp_path, tiny_unet, tiny_scheduler):
     save_generator(tmp_path / "gen", tiny_unet, tiny_scheduler)
-    out = tmp_path / "shard.npz"
+    out = tmp_path / "shard.json"
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "0",
                  "--count", "4", "--sampler", "edm", "--steps", "3", "--precision", "bf16",
                  "--batch-size", "4", "--device", "cpu"])

@@ -169,8 +169,10 @@ def test_a_damaged_sample_shard_is_named_and_moved_aside(tmp_path, sample_shards
     victim.write_bytes(data[:-10] if damage == "truncate" else data[:-5] + b"\xff" + data[-4:])
     with pytest.raises(ChecksumError, match=r"shard_00001\.images\.npy.*next run regenerates"):
         load_packed(out)
-    # the sample job's output is now missing, so Snakemake reruns that job (and pack after it)
+    # the sample job's output and the dataset are now missing: Snakemake reruns pack, which asks
+    # for the shard again, so its sample job reruns
     assert not victim.exists() and victim.with_name(victim.name + ".corrupt").exists()
+    assert not out.exists() and (out.parent / "generated.corrupt" / "manifest.json").exists()
     assert (tmp_path / "samples" / "shard_00000.images.npy").exists()
 
 

@@ -84,7 +84,7 @@ def test_tiny_study_end_to_end(tiny_study):
     assert cells["adainf", "online"]["n"] == 2 and cells["adainf", "online"]["seeds"] == [0, 1]
     assert summary["fid"]["features"] == "pixels" and summary["fid"]["num_generated"] == 48
 
-    shards = sorted((results / "samples").glob("shard_*.npz"))
+    shards = sorted((results / "samples").glob("shard_*.json"))
     assert [len(io.load_images(s)[0]) for s in shards] == [20, 20, 8]
     for name in ("samples.png", "losses.png", "online.png", "sweeps/adainf_crop_min_scale.png"):
         assert (results / name).stat().st_size > 0
@@ -146,19 +146,29 @@ def test_a_changed_setting_reruns_exactly_its_dependents(tiny_study, tmp_path, s
 
 
 @pytest.mark.e2e
-def test_a_shard_moved_aside_as_corrupt_is_regenerated(tiny_study):
-    """What load_packed does to a damaged shard (tests/test_packed.py) makes the next run
-    regenerate that shard and repack, nothing else upstream."""
-    victim = tiny_study / "results" / "samples" / "shard_00001.images.npy"
-    aside = victim.with_name(victim.name + ".corrupt")
-    victim.rename(aside)
+def test_a_damaged_shard_is_regenerated_by_the_next_run(tiny_study):
+    """Pretraining finds a damaged shard: it is named and moved aside with the dataset that
+    references it, and the next run regenerates that shard, repacks and retrains, nothing else
+    upstream."""
+    from pipeline.packed import ChecksumError, load_packed
+
+    results = tiny_study / "results"
+    victim = results / "samples" / "shard_00001.images.npy"
+    original, stat = victim.read_bytes(), victim.stat()
+    victim.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     try:
+        with pytest.raises(ChecksumError, match="shard_00001.images.npy"):
+            load_packed(results / "dataset" / "generated")
         r = snakemake("-n", "--configfile", str(TINY), str(TINY_STUDY), cwd=tiny_study)
-    finally:
-        aside.rename(victim)
+    finally:  # put the finished study back for the other tests
+        victim.write_bytes(original)
+        os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as old as it was
+        (results / "dataset" / "generated.corrupt").rename(results / "dataset" / "generated")
+        victim.with_name(victim.name + ".corrupt").unlink()
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     assert counts["sample"] == 1 and counts["pack"] == 1 and counts["fid_stats"] == 1
+    assert counts["pretrain"] == 6  # the encoders that use generated images
     assert "train_generator" not in counts and "prepare_real" not in counts
 
 

@@ -53,6 +53,13 @@ def shard_files():
     return [f"{OUT}/samples/shard_{i:05d}.json" for i in range(num_shards())]
 
 
+def shard_data(manifest):
+    """The files a shard's manifest lists. Consumers ask for them too: Snakemake reruns a job
+    for a missing output only when some job asks for that output."""
+    stem = manifest.removesuffix(".json")
+    return [f"{stem}.images.npy", f"{stem}.labels.npy"]
+
+
 def shard_range(wildcards):
     size, total = config["sampling"]["shard_size"], config["sampling"]["num_images"]
     start = int(wildcards.shard) * size
@@ -67,6 +74,21 @@ def generator_model():
 
 def generator_input(wildcards):
     return [f"{OUT}/generator"] if config["generator"]["source"] == "train" else []
+
+
+def intermediate_files():
+    """Every job's outputs that the report does not name. Rule `all` asks for them because
+    Snakemake rebuilds a missing file only when some job asks for it or a job after it runs:
+    with them, a plain rerun rebuilds any output that went missing (or was moved aside as
+    damaged) after a finished run, and what depends on it."""
+    files = [f"{OUT}/dataset/real", f"{OUT}/real/test.npz", f"{OUT}/fid.json"]
+    if DESIGN.variants and any(DESIGN.settings(v)["generated"] for v in DESIGN.variants):
+        files.append(f"{OUT}/dataset/generated")
+    for manifest in shard_files():
+        files += [manifest, *shard_data(manifest),
+                  f"{OUT}/fid/{Path(manifest).stem}.stats.npz"]
+    files += [f"{OUT}/pretrain/{m}/{v}/seed{s}/encoder.pt" for m, v, s in DESIGN.cells()]
+    return files
 
 
 def evaluation_files():

@@ -26,7 +26,8 @@ rule prepare_real:
 # format with their checksums), so packing it writes only a manifest.
 rule pack:
     input:
-        lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else shard_files(),
+        files=lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else shard_files(),
+        data=lambda wc: [] if wc.part == "real" else [f for m in shard_files() for f in shard_data(m)],
     output:
         directory(f"{OUT}/dataset/{{part}}"),
     wildcard_constraints:
@@ -38,4 +39,4 @@ rule pack:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "pack --part {wildcards.part} --inputs {input} --out {output}" + LOG
+        STAGE + "pack --part {wildcards.part} --inputs {input.files} --out {output}" + LOG

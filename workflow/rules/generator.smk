@@ -62,8 +62,9 @@ rule sample:
 
 def fid_stats_input(wildcards):
     if wildcards.name == "real":
-        return f"{OUT}/real/train.npz"
-    return f"{OUT}/samples/{wildcards.name}.json"
+        return {"images": f"{OUT}/real/train.npz"}
+    manifest = f"{OUT}/samples/{wildcards.name}.json"
+    return {"images": manifest, "data": shard_data(manifest)}
 
 
 def real_fid_reference():
@@ -74,7 +75,7 @@ def real_fid_reference():
 # One job per shard, so the Inception work scales with the sampling jobs.
 rule fid_stats:
     input:
-        fid_stats_input,
+        unpack(fid_stats_input),
     output:
         f"{OUT}/fid/{{name}}.stats.npz",
     wildcard_constraints:
@@ -93,7 +94,7 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "fid_stats --images {input} --out {output} {params.opts} {params.speed}"
+        GPU_STAGE + "fid_stats --images {input.images} --out {output} {params.opts} {params.speed}"
         + RUNTIME + LOG
 
 

@@ -1,0 +1,64 @@
+"""Tests of pipeline.job_params: which settings a job's tracked params carry."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from pipeline.design import RANDOM_INIT, plan
+from pipeline.job_params import (
+    pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, untracked,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config():
+    c = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(c, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return c
+
+
+def _changed(config, section, key, value):
+    c = copy.deepcopy(config)
+    c[section][key] = value
+    return c
+
+
+def _pretrain(config, variant="adainf"):
+    return pretrain_args(config, plan(config), "simclr", variant, 0)
+
+
+@pytest.mark.parametrize("key,value", [("lr", 0.004), ("steps", 300), ("warmup_steps", 3),
+                                       ("method_args", {"simclr": {"proj_dim": 32}})])
+def test_pretrain_settings_are_in_the_tracked_args(config, key, value):
+    before = _pretrain(config)
+    assert _pretrain(_changed(config, "pretrain", key, value)) != before
+    # the untrained baseline depends on none of them
+    assert _pretrain(_changed(config, "pretrain", key, value), RANDOM_INIT) == \
+        _pretrain(config, RANDOM_INIT)
+
+
+def test_strategy_and_online_probe_settings_are_tracked(config):
+    before = _pretrain(config)
+    c = copy.deepcopy(config)
+    c["strategies"]["adainf"]["dup"] = 3
+    assert "--dup 3" in _pretrain(c) and _pretrain(c) != before
+    c = _changed(config, "linear_eval", "online", {"every": 50, "lr": 0.1})
+    assert "--online-lr 0.1" in _pretrain(c)
+
+
+def test_speed_settings_are_untracked(config):
+    c = _changed(_changed(config, "pretrain", "checkpoint_every", 7), "sampling", "batch_size", 3)
+    c["fid"]["batch_size"] = 5
+    assert _pretrain(c) == _pretrain(config)
+    assert sample_args(c) == sample_args(config) and fid_stats_args(c) == fid_stats_args(config)
+    assert pretrain_untracked_args(c) == "--checkpoint-every 7"
+    # Snakemake leaves a param out of its rerun check when it is a function of `input`
+    assert "input" in inspect.signature(untracked(1)).parameters
