@@ -27,6 +27,9 @@ from pipeline.runtime import resolve_device  # noqa: E402
 from pipeline.sampling import Sampler, SamplerSettings, prepare_unet  # noqa: E402
 
 ARCHS = {
+    "smoke": dict(sample_size=8, block_out_channels=(8, 16), layers_per_block=1,
+                  norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "UpBlock2D")),
     "tiny": dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
                  norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
                  up_block_types=("UpBlock2D", "UpBlock2D")),

@@ -30,7 +30,7 @@ def pretrain_opts(wildcards, input, output):
         opt("--steps", steps),
         *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
           ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision",
-           "checkpoint_every")),
+           "checkpoint_every", "compile", "channels_last")),
         *(opt("--method-arg", f"{k}={json.dumps(v)}") for k, v in method_args.items()),
         *(opt(f"--online-{k}", v) for k, v in online.items()),
     ])
