@@ -61,7 +61,7 @@ SIZES = {
     # compile is off in the smoke run: Inductor's first compile takes minutes on a CPU; the
     # compiled paths are tested on CPU by tests/test_gpu_paths.py
     "smoke": dict(arch="smoke", sample_batch=4, sample_images=4, pipeline_images=1,
-                  fid_images=8, fid_batch=4, encoder="tiny", batch=8, steps=2, warmup=1,
+                  fid_images=4, fid_batch=4, encoder="tiny", batch=8, steps=2, warmup=1,
                   workers=0, real=48, generated=64, ddp_steps=4, compile=False),
 }
 

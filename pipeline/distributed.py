@@ -23,12 +23,12 @@ class DistContext:
 
 
 def init_distributed(device: torch.device) -> DistContext:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); else a single process.
+    """Join the process group torchrun describes (it sets LOCAL_RANK, also for one process,
+    which then runs DDP and SyncBN as N would); a plain `python` process stays single.
 
     NCCL on CUDA (one device per local rank), gloo on CPU.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if "LOCAL_RANK" not in os.environ:
         return DistContext(0, 1, device)
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
