@@ -28,7 +28,7 @@ from pipeline.frechet import (FeatureStats, autocast_for,  # noqa: E402
 from pipeline.runtime import resolve_device  # noqa: E402
 
 
-def random_inception(device):
+def random_inception(device, dims: int = 2048):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.pth"
         torch.manual_seed(0)
@@ -37,13 +37,16 @@ def random_inception(device):
             if isinstance(m, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
         torch.save(net.state_dict(), path)
-        model, _ = inception_model(device, weights=path)
+        model, _ = inception_model(device, dims, weights=path)
     return model, "random"
 
 
-def fid_model(device):
-    """The real FID Inception when its weights are cached, else the random-weight one."""
-    return inception_model(device) if weights_cache_path().exists() else random_inception(device)
+def fid_model(device, dims: int = 2048):
+    """The real FID Inception (up to the block giving `dims` features) when its weights are
+    cached, else the random-weight one."""
+    if weights_cache_path().exists():
+        return inception_model(device, dims)
+    return random_inception(device, dims)
 
 
 def two_sets(n: int, size: int = 32):

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,10 +36,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-import fid as bench_fid  # noqa: E402
 import pretrain as bench_pretrain  # noqa: E402
-import sample as bench_sample  # noqa: E402
-from diffusers import DDPMScheduler, UNet2DModel  # noqa: E402
 
 from pipeline.augment import view_params  # noqa: E402
 from pipeline.distributed import DistContext, init_distributed  # noqa: E402
@@ -55,20 +53,29 @@ TARGETS = {"sampling_fraction_of_peak": 0.40, "sampling_minutes_per_million": 25
            "pretrain_samples_per_s": 10_000.0, "pretrain_vs_dataloader": 3.0}
 SIZES = {
     "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=8192,
-                 pipeline_images=1, fid_images=10_000, fid_batch=1000, encoder="resnet18",
-                 batch=512, steps=50, warmup=10, workers=os.cpu_count(), real=50_000,
-                 generated=1_000_000, ddp_steps=20, compile=True),
-    # compile is off in the smoke run: Inductor's first compile takes minutes on a CPU; the
-    # compiled paths are tested on CPU by tests/test_gpu_paths.py
-    "smoke": dict(arch="smoke", sample_batch=4, sample_images=4, pipeline_images=1,
-                  fid_images=4, fid_batch=4, encoder="tiny", batch=8, steps=2, warmup=1,
-                  workers=0, real=48, generated=64, ddp_steps=4, compile=False),
+                 pipeline_images=1, pipeline_steps=1000, fid_images=10_000, fid_batch=1000, fid_dims=2048,
+                 encoder="resnet18", batch=512, pretrain_images=4096, steps=50, warmup=10,
+                 workers=os.cpu_count(), real=50_000, generated=1_000_000, ddp_steps=20,
+                 compile=True),
+    # Every section's code path in seconds of CPU: compile is off (Inductor's first compile
+    # takes minutes on a CPU; the compiled paths are tested by tests/test_gpu_paths.py) and FID
+    # uses the 64-d first Inception block (a 2048-d matrix square root alone costs ~30 s here).
+    "smoke": dict(arch="smoke", sample_batch=2, sample_images=2, pipeline_images=1,
+                  pipeline_steps=10, fid_images=2, fid_batch=2, fid_dims=64, encoder="smoke", batch=4,
+                  pretrain_images=16, steps=1, warmup=1, workers=0, real=48, generated=64,
+                  ddp_steps=4, compile=False),
 }
 
 
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the torchrun of ddp())."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def bf16_peak(name: str) -> float | None:
@@ -80,11 +87,17 @@ def device_name(device) -> str:
 
 
 def sampling(s, device) -> dict:
+    # imported here, as in fid(): the torchrun worker of ddp() needs neither diffusers nor
+    # pytorch-fid, and each import costs seconds of CPU
+    import sample as bench_sample
+    from diffusers import DDPMScheduler, UNet2DModel
+
     torch.manual_seed(0)
     unet = UNet2DModel(**bench_sample.ARCHS[s["arch"]]).to(device).eval().requires_grad_(False)
     config = DDPMScheduler(num_train_timesteps=1000).config
     flops = bench_sample.unet_flops(unet, device)
-    base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device)
+    base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device,
+                                      s["pipeline_steps"])
     ips, nfe = bench_sample.time_ours(unet, config, "edm", "bf16", s["sample_batch"],
                                       s["sample_images"], device, s["compile"])
     peak = bf16_peak(device_name(device))
@@ -92,16 +105,19 @@ def sampling(s, device) -> dict:
     return {"arch": s["arch"], "batch": s["sample_batch"], "evaluations": nfe,
             "gflop_per_evaluation": flops / 1e9, "images_per_s": ips, "tflops": tflops,
             "bf16_peak_tflops": peak, "fraction_of_peak": tflops / peak if peak else None,
-            "ddpmpipeline_images_per_s": base, "vs_ddpmpipeline": ips / base,
+            "ddpmpipeline_steps": s["pipeline_steps"], "ddpmpipeline_images_per_s": base,
+            "vs_ddpmpipeline": ips / base,
             "minutes_per_million": 1e6 / ips / 60}
 
 
 def fid(s, device) -> dict:
-    model, weights = bench_fid.fid_model(device)
+    import fid as bench_fid
+
+    model, weights = bench_fid.fid_model(device, s["fid_dims"])
     a, b = bench_fid.two_sets(s["fid_images"])
     rows = bench_fid.measure(model, a, b, s["fid_batch"], device, ["fp32", "tf32", "bf16"])
-    return {"weights": weights if weights == "random" else "pytorch-fid", "images": len(a),
-            "rows": rows}
+    return {"weights": weights if weights == "random" else "pytorch-fid", "dims": s["fid_dims"],
+            "images": len(a), "rows": rows}
 
 
 def pretraining(s, device) -> dict:
@@ -109,7 +125,7 @@ def pretraining(s, device) -> dict:
     args = SimpleNamespace(batch_size=s["batch"], steps=s["steps"], warmup=s["warmup"],
                            precision="bf16", workers=s["workers"], compile=s["compile"],
                            channels_last=device.type == "cuda")
-    images = np.random.default_rng(0).integers(0, 256, (max(4096, 4 * s["batch"]), 32, 32, 3),
+    images = np.random.default_rng(0).integers(0, 256, (s["pretrain_images"], 32, 32, 3),
                                                dtype=np.uint8)
     rates = {"ours": bench_pretrain.bench_ours(images, widths, blocks, args, device),
              "dataloader": bench_pretrain.bench_dataloader(images, widths, blocks, args, device),
@@ -158,7 +174,8 @@ def ddp(s, device) -> dict:
                "--nproc_per_node", "1", str(Path(__file__).resolve()), "--ddp-worker", str(out),
                "--device", str(device), "--encoder", s["encoder"], "--steps",
                str(s["ddp_steps"]), "--batch", str(s["batch"])]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # as the parent
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         if r.returncode != 0:
             raise RuntimeError(f"torchrun failed ({r.returncode}): {r.stderr[-2000:]}")
         return json.loads(out.read_text())
@@ -246,7 +263,8 @@ def report_lines(r) -> list[str]:
             else "no bf16 peak known for this device"
         lines.append(f"sampling  EDM {sm['evaluations']} evals bf16 batch {sm['batch']}: "
                      f"{sm['images_per_s']:.1f} img/s, {sm['tflops']:.2f} TFLOP/s ({peak}), "
-                     f"{sm['vs_ddpmpipeline']:.0f}× DDPMPipeline per image, 1M images in "
+                     f"{sm['vs_ddpmpipeline']:.0f}× DDPMPipeline ({sm['ddpmpipeline_steps']} "
+                     f"steps) per image, 1M images in "
                      f"{sm['minutes_per_million']:.1f} min")
     for row in r.get("fid", {}).get("rows", []):
         lines.append(f"fid       {row['precision']:5s} {row['images_per_s']:9.1f} img/s  "
@@ -282,8 +300,10 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:1 ...")
     p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS),
                    help="which parts to run (default: all)")
-    p.add_argument("--out-dir", default=str(HERE / "results"),
-                   help="folder for gpu-<device>.json and .txt")
+    p.add_argument("--out-dir", default=None,
+                   help="folder for gpu-<device>.json and .txt (default: bench/results, or a new "
+                        "temporary folder with --smoke so a smoke run never lands beside the "
+                        "committed figures)")
     p.add_argument("--ddp-worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--encoder", default="resnet18", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
@@ -294,26 +314,35 @@ def main(argv=None):
     device = resolve_device(args.device)
     size = "smoke" if args.smoke else "real"
     s = SIZES[size]
+    if args.smoke:
+        # tiny tensors gain nothing from intra-op threads, and on a busy machine each op waits
+        # for a descheduled OpenMP thread: two threads ran the smoke 20× slower than one
+        torch.set_num_threads(1)
     name = device_name(device)
     t0 = time.perf_counter()
     result = {"device": name, "torch": torch.__version__, "size": size, "sizes": s,
               "seconds_per_section": {}}
     for section in args.sections:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), cpu_seconds()
         result[section] = SECTIONS[section](s, device)
         sync(device)
         result["seconds_per_section"][section] = round(time.perf_counter() - t, 1)
-        print(f"[{section}: {result['seconds_per_section'][section]} s]", flush=True)
+        print(f"[{section}: {result['seconds_per_section'][section]} s, "
+              f"{cpu_seconds() - cpu:.1f} s of CPU]", flush=True)
     result["seconds"] = time.perf_counter() - t0
     result["targets"] = verdicts(result)
     lines = report_lines(result)
     print("\n".join(lines))
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
-    out = Path(args.out_dir)
+    if args.out_dir:
+        out = Path(args.out_dir)
+    else:
+        out = Path(tempfile.mkdtemp(prefix="gpu-smoke-")) if args.smoke else HERE / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu-{slug}" + ("-smoke" if args.smoke else "")
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / stem}.json and .txt")
     return result
 
 

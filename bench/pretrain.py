@@ -30,7 +30,8 @@ from pipeline.runtime import resolve_device  # noqa: E402
 from pipeline.ssl_methods import build_method  # noqa: E402
 from pipeline.training import AUTOCAST, PretrainConfig, _autocast, pretrain  # noqa: E402
 
-ARCHS = {"tiny": ([16, 32, 64], [1, 1, 1]), "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
+ARCHS = {"smoke": ([8, 16], [1, 1]), "tiny": ([16, 32, 64], [1, 1, 1]),
+         "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
 
 
 def sync(device):

@@ -73,14 +73,16 @@ def time_ours(unet, config, sampler, precision, batch_size, images, device, comp
     return n / seconds, s.evaluations_per_image
 
 
-def time_pipeline(unet, config, images, device):
+def time_pipeline(unet, config, images, device, steps: int = 1000):
+    """images/s of DDPMPipeline at batch 1; `steps` 1000 is its default (fewer only in smoke
+    runs, where the figure is not compared)."""
     pipe = DDPMPipeline(unet=unet.to(device), scheduler=DDPMScheduler.from_config(config))
     pipe.set_progress_bar_config(disable=True)
     pipe(num_inference_steps=2)  # warm-up
     sync(device)
     t0 = time.perf_counter()
     for _ in range(images):
-        pipe()  # its defaults: batch_size 1, 1000 steps
+        pipe(num_inference_steps=steps)  # its defaults: batch_size 1, 1000 steps
     sync(device)
     return images / (time.perf_counter() - t0)
 
