@@ -97,7 +97,7 @@ def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
     if cfg.compile:
         for m in method.modules():
             if isinstance(m, Encoder):
-                m.compile()
+                m.compile(dynamic=False)  # static shapes: one batch size, the fastest kernels
 
 
 def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,

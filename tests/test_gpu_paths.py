@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DModel
 
+from conftest import pretrain_killed_after
 from pipeline import io, memory, pretrain as pretrain_stage, sample
 from pipeline.augment import view_params
 from pipeline.diffusion import save_generator
@@ -17,6 +19,22 @@ from pipeline.ssl_methods import build_method
 from pipeline.training import PretrainConfig, plan_memory, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
+
+
+@pytest.fixture
+def inductor():
+    """Inductor on CPU, cold, at the least CPU it costs: one intra-op thread (so kernels are
+    generated without OpenMP regions, and none waits on a descheduled thread on a busy machine)
+    and C++ compiled in this process (a worker pool would start more Pythons). With the small
+    models below, the two tests went from 102 s + 28 s to 55 s + 13 s on 2 busy cores (cold
+    cache); g++ on the generated kernels is most of what is left."""
+    threads = torch.get_num_threads()
+    torch._dynamo.reset()
+    torch.set_num_threads(1)
+    with torch._inductor.config.patch(compile_threads=1):
+        yield
+    torch._dynamo.reset()
+    torch.set_num_threads(threads)
 
 
 def tiny_cfg(**kw):
@@ -30,10 +48,6 @@ def data(n=24, seed=0, size=8):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
 
-class Killed(Exception):
-    pass
-
-
 # -- sampling ---------------------------------------------------------------------------------------
 
 def _shard(tmp_path, gen, name, *flags):
@@ -45,10 +59,15 @@ def _shard(tmp_path, gen, name, *flags):
 
 
 @pytest.mark.compile
-def test_sampling_with_compile_and_channels_last_gives_the_same_images(tmp_path, tiny_unet,
-                                                                       tiny_scheduler):
-    torch._dynamo.reset()
-    save_generator(tmp_path / "gen", tiny_unet, tiny_scheduler)
+def test_sampling_with_compile_and_channels_last_gives_the_same_images(tmp_path, tiny_scheduler,
+                                                                       inductor):
+    # the smallest UNet2DModel with the real block types (ResnetBlock2D down/up, the attention
+    # mid block): compile time grows with the graph, and one level is the least that has them
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, block_out_channels=(8,), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D",),
+                       up_block_types=("UpBlock2D",)).eval()
+    save_generator(tmp_path / "gen", unet, tiny_scheduler)
     eager = _shard(tmp_path, tmp_path / "gen", "eager")
     fast = _shard(tmp_path, tmp_path / "gen", "fast", "--compile", "--channels-last")
     # fp32 everywhere: Inductor's fused kernels and the NHWC layout only reorder float sums
@@ -83,13 +102,7 @@ def test_bf16_channels_last_step_and_resume_equal_an_uninterrupted_run(tmp_path)
 
     ckpt = tmp_path / "ckpt.pt"
 
-    def kill_after_2(step):
-        if step == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        pretrain(tiny_cfg(**cfg), views, data(), data(10, 1), CPU, checkpoint=ckpt,
-                 callback=kill_after_2)
+    pretrain_killed_after(2, tiny_cfg(**cfg), views, data(), data(10, 1), CPU, checkpoint=ckpt)
     enc, resumed = pretrain(tiny_cfg(**cfg), views, data(), data(10, 1), CPU, checkpoint=ckpt)
     assert [h["step"] for h in resumed] == [1, 2, 3, 4]
     np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
@@ -99,11 +112,11 @@ def test_bf16_channels_last_step_and_resume_equal_an_uninterrupted_run(tmp_path)
 
 
 @pytest.mark.compile
-def test_compiled_channels_last_training_equals_eager():
-    torch._dynamo.reset()
+def test_compiled_channels_last_training_equals_eager(inductor):
     views = view_params("standard")
-    eager_enc, eager = pretrain(tiny_cfg(steps=2), views, data(), None, CPU)
-    fast_enc, fast = pretrain(tiny_cfg(steps=2, compile=True, channels_last=True), views,
+    one_block = dict(widths=[8], blocks=[1], steps=2)  # the least encoder: compile time ∝ graph
+    eager_enc, eager = pretrain(tiny_cfg(**one_block), views, data(), None, CPU)
+    fast_enc, fast = pretrain(tiny_cfg(**one_block, compile=True, channels_last=True), views,
                               data(), None, CPU)
     # fp32: compiled kernels reorder float sums (~1e-6 relative); two SGD steps keep that small
     np.testing.assert_allclose([h["loss"] for h in fast], [h["loss"] for h in eager], rtol=1e-4)
