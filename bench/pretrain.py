@@ -30,7 +30,8 @@ from pipeline.runtime import resolve_device  # noqa: E402
 from pipeline.ssl_methods import build_method  # noqa: E402
 from pipeline.training import AUTOCAST, PretrainConfig, _autocast, pretrain  # noqa: E402
 
-ARCHS = {"tiny": ([16, 32, 64], [1, 1, 1]), "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
+ARCHS = {"smoke": ([8, 16], [1, 1]), "tiny": ([16, 32, 64], [1, 1, 1]),
+         "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
 
 
 def sync(device):
@@ -88,7 +89,8 @@ def bench_ours(images, widths, blocks, args, device):
 
     cfg = PretrainConfig(widths=widths, blocks=blocks, steps=args.warmup + args.steps,
                          batch_size=args.batch_size, optimizer="lars", lr=0.3,
-                         precision=args.precision, log_every=10**9)
+                         precision=args.precision, log_every=10**9, compile=args.compile,
+                         channels_last=args.channels_last)
     pretrain(cfg, view_params("standard"), images, None, DistContext(0, 1, device), callback=mark)
     return args.steps * args.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
 
@@ -97,7 +99,8 @@ def bench_dataloader(images, widths, blocks, args, device):
     method, opt = make_method(widths, blocks, device)
     loader = torch.utils.data.DataLoader(
         PILTwoViews(images, view_params("standard")[0]), batch_size=args.batch_size,
-        shuffle=True, drop_last=True, num_workers=args.workers, persistent_workers=True,
+        shuffle=True, drop_last=True, num_workers=args.workers,
+        persistent_workers=args.workers > 0,
         pin_memory=device.type == "cuda")
     done, t0 = 0, None
     while done < args.warmup + args.steps:
@@ -140,6 +143,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
     p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoder (our loop)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last (our loop)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = resolve_device(args.device)

@@ -27,6 +27,9 @@ from pipeline.runtime import resolve_device  # noqa: E402
 from pipeline.sampling import Sampler, SamplerSettings, prepare_unet  # noqa: E402
 
 ARCHS = {
+    "smoke": dict(sample_size=8, block_out_channels=(8, 16), layers_per_block=1,
+                  norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "UpBlock2D")),
     "tiny": dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
                  norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
                  up_block_types=("UpBlock2D", "UpBlock2D")),
@@ -70,14 +73,16 @@ def time_ours(unet, config, sampler, precision, batch_size, images, device, comp
     return n / seconds, s.evaluations_per_image
 
 
-def time_pipeline(unet, config, images, device):
+def time_pipeline(unet, config, images, device, steps: int = 1000):
+    """images/s of DDPMPipeline at batch 1; `steps` 1000 is its default (fewer only in smoke
+    runs, where the figure is not compared)."""
     pipe = DDPMPipeline(unet=unet.to(device), scheduler=DDPMScheduler.from_config(config))
     pipe.set_progress_bar_config(disable=True)
     pipe(num_inference_steps=2)  # warm-up
     sync(device)
     t0 = time.perf_counter()
     for _ in range(images):
-        pipe()  # its defaults: batch_size 1, 1000 steps
+        pipe(num_inference_steps=steps)  # its defaults: batch_size 1, 1000 steps
     sync(device)
     return images / (time.perf_counter() - t0)
 

@@ -74,8 +74,11 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
 
 
 def pretrain_untracked_args(config: dict) -> str:
-    # resuming is exact, so where the checkpoints fall changes no result
-    return opt("--checkpoint-every", config["pretrain"]["checkpoint_every"])
+    # resuming is exact, so where the checkpoints fall changes no result; compile and
+    # channels_last change the speed (and float summation order), not the method
+    p = config["pretrain"]
+    return opts(opt("--checkpoint-every", p["checkpoint_every"]), opt("--compile", p["compile"]),
+                opt("--channels-last", p["channels_last"]))
 
 
 SAMPLE_UNTRACKED = ("batch_size", "channels_last", "compile")

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline import io, runtime
 from pipeline.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.distributed import init_distributed
+from pipeline.memory import MemoryPlanError
 from pipeline.models import save_encoder
 from pipeline.online_probe import OnlineProbe
 from pipeline.packed import load_packed
@@ -59,6 +60,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable)")
     p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder (the 32 px ResNet step is launch-bound on a GPU)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels_last weights and views (tensor-core convolutions on a GPU)")
+    p.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                   help="device memory the run may plan for (default: the CUDA device's free "
+                        "memory; none on CPU); a larger plan stops before training starts")
     p.add_argument("--checkpoint", default=None, help="resume from / save to this file (removed "
                    "once the outputs are written; one of other settings is ignored)")
     p.add_argument("--checkpoint-every", type=int, default=0)
@@ -115,7 +123,7 @@ def main(argv=None) -> None:
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, hparams=hparams,
         dup=args.dup, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        precision=args.precision,
+        precision=args.precision, compile=args.compile, channels_last=args.channels_last,
     )
     augmentation = args.augmentation
     if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
@@ -128,8 +136,12 @@ def main(argv=None) -> None:
              args.steps, ctx.device, ctx.world)
 
     t0 = time.time()
-    encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
-                                probe=probe)
+    budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)
+    try:
+        encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
+                                    probe=probe, memory_budget=budget)
+    except MemoryPlanError as e:
+        raise SystemExit(f"pretrain: {e}")
     if not ctx.is_main:
         return
     meta = {

@@ -155,5 +155,6 @@ def prepare_unet(unet, device, *, channels_last: bool = False, compile: bool = F
     if channels_last:
         unet = unet.to(memory_format=torch.channels_last)
     if compile:
-        unet = torch.compile(unet)
+        # static shapes: the fastest kernels, and at most two batch sizes (full and last)
+        unet = torch.compile(unet, dynamic=False)
     return unet

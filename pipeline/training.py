@@ -10,6 +10,7 @@ optional online linear probe (pipeline.online_probe) trains on the detached feat
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 
 from pipeline import io
 from pipeline.augment import AugParams, build_augmentation
-from pipeline.distributed import DistContext
+from pipeline.distributed import DistContext, local_only
 from pipeline.inflation import InflatedIndex
+from pipeline.memory import check_fits, device_budget, memory_plan
 from pipeline.models import Encoder
 from pipeline.optim import make_optimizer, scaled_lr, warmup_cosine
 from pipeline.ssl_methods import METHODS, build_method
@@ -55,6 +57,8 @@ class PretrainConfig:
     checkpoint_every: int = 0
     precision: str = "fp32"
     log_every: int = 50  # steps between host syncs for the loss curve and the NaN check
+    compile: bool = False  # torch.compile the encoder(s): the 32 px step is launch-bound on GPUs
+    channels_last: bool = False  # channels_last weights and views (tensor-core convolutions)
 
 
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
@@ -75,7 +79,7 @@ def resolved_optim(cfg: PretrainConfig, world: int) -> dict:
 
 # Settings that change when and how often things happen, not what is computed: resuming under
 # other values continues the same run.
-_NOT_IN_RUN_KEY = ("checkpoint_every", "log_every")
+_NOT_IN_RUN_KEY = {"checkpoint_every", "log_every", "compile", "channels_last"}  # speed, not results
 
 
 def run_key(cfg: PretrainConfig, views, world: int, real: np.ndarray,
@@ -100,10 +104,31 @@ def _autocast(precision: str, device: torch.device):
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
+def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape, world: int):
+    """The device memory plan of this run (pipeline.memory), measured on a CPU copy."""
+    o = resolved_optim(cfg, world)
+    with local_only():
+        return memory_plan(num_images=num_images, image_shape=image_shape,
+                           method=copy.deepcopy(method).cpu(), optimizer=o["optimizer"],
+                           batch_size=cfg.batch_size, precision_dtype=AUTOCAST[cfg.precision])
+
+
+def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
+    """channels_last weights and/or torch.compile of every encoder (online and momentum ones),
+    in place: Module.compile keeps the state_dict keys, so checkpoints do not change."""
+    if cfg.channels_last:
+        method.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        for m in method.modules():
+            if isinstance(m, Encoder):
+                m.compile(dynamic=False)  # static shapes: one batch size, the fastest kernels
+
+
 def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,
              generated: np.ndarray | None, ctx: DistContext, *,
              checkpoint: str | Path | None = None, callback=None,
-             probe: OnlineProbe | None = None) -> tuple[Encoder, list[dict]]:
+             probe: OnlineProbe | None = None,
+             memory_budget: int | None = None) -> tuple[Encoder, list[dict]]:
     """Train an encoder with `cfg.method` on real images (×dup) plus generated ones.
 
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
@@ -111,7 +136,9 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     `cfg.checkpoint_every` steps; a checkpoint of other settings or data (see run_key) is
     ignored with a warning and the run starts fresh. `callback(step)` runs after each step. With `probe`, an online
     linear probe trains alongside (its labels are those of `real`, in order) and its
-    evaluations end up in `probe.curve`; it is part of the checkpoint.
+    evaluations end up in `probe.curve`; it is part of the checkpoint. A run whose memory plan
+    exceeds `memory_budget` bytes (default: the CUDA device's free memory) raises
+    MemoryPlanError before any data goes to the device.
     """
     if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
         raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
@@ -122,15 +149,20 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     if cfg.steps == 0:
         return encoder.eval(), []
     method = build_method(cfg.method, encoder, **cfg.hparams).to(device)
-    if ctx.world > 1 and device.type == "cuda":
+    num_images = len(real) + (0 if generated is None else len(generated))
+    budget = memory_budget if memory_budget is not None else device_budget(device)
+    if budget is not None:
+        check_fits(plan_memory(cfg, method, num_images, real.shape[1:], ctx.world), budget, device)
+    if ctx.group and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    accelerate(method, cfg)
     o = resolved_optim(cfg, ctx.world)
     opt = make_optimizer(o["optimizer"], method.online_parameters(), o["lr"], o["weight_decay"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     model = method
-    if ctx.world > 1:
+    if ctx.group:
         model = nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -188,8 +220,11 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         rows = index.next_batch(cfg.batch_size * ctx.world)
         rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(device)
         x = data[rows].float().div_(255)
+        x1, x2 = augment[0](x), augment[1](x)
+        if cfg.channels_last:
+            x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
         with _autocast(cfg.precision, device):
-            loss = model(augment[0](x), augment[1](x)).float()
+            loss = model(x1, x2).float()
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -12,6 +12,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from pipeline.io import save_images
+from pipeline.training import pretrain
 
 
 def make_tiny_unet(seed: int = 0) -> UNet2DModel:
@@ -46,6 +47,21 @@ def tiny_npz(tmp_path):
     path = tmp_path / "tiny.npz"
     save_images(path, make_images(12), np.arange(12) % 10)
     return path
+
+
+class Killed(Exception):
+    """What a job killed mid-run looks like to the test."""
+
+
+def pretrain_killed_after(step: int, *args, **kwargs) -> None:
+    """pretrain(*args, **kwargs), killed as soon as `step` has finished (and been checkpointed
+    when the config checkpoints at that step)."""
+    def kill(s):
+        if s == step:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(*args, callback=kill, **kwargs)
 
 
 REPO = Path(__file__).resolve().parents[1]

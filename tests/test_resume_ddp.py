@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import pretrain_killed_after
 from pipeline.augment import view_params
 from pipeline.distributed import DistContext
 from pipeline.online_probe import OnlineProbe
@@ -34,10 +35,6 @@ def data(n=24, seed=0):
 CPU = DistContext(0, 1, torch.device("cpu"))
 
 
-class Killed(Exception):
-    pass
-
-
 def new_probe():
     """An online probe on labels 0..3 of data(); evaluated at steps 3 and 6."""
     return OnlineProbe(np.arange(24) % 4, data(12, 5), np.arange(12) % 4, every=3, lr=2.0)
@@ -57,13 +54,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, wi
 
     ckpt = tmp_path / "ckpt.pt"
 
-    def kill_after_4(step):
-        if step == 4:
-            raise Killed
-
-    with pytest.raises(Killed):
-        pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
-                 callback=kill_after_4, probe=probes[1])
+    pretrain_killed_after(4, tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
+                          probe=probes[1])
     assert torch.load(ckpt, weights_only=False)["step"] == 4
     enc, resumed = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
                             probe=probes[2])
@@ -85,13 +77,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, wi
 
 
 def _killed_at_2(ckpt, **kw):
-    def kill_after_2(step):
-        if step == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        pretrain(tiny_cfg(checkpoint_every=2, **kw), view_params("standard"), data(), None, CPU,
-                 checkpoint=ckpt, callback=kill_after_2)
+    pretrain_killed_after(2, tiny_cfg(checkpoint_every=2, **kw), view_params("standard"), data(),
+                          None, CPU, checkpoint=ckpt)
     assert torch.load(ckpt, weights_only=False)["step"] == 2
 
 
