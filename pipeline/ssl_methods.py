@@ -37,8 +37,13 @@ from pipeline.models import Encoder, projection_head
 
 
 def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """Linear-BN-ReLU-Linear (BYOL's projector and predictor, SimCLR's and MoCo's projector)."""
+    """Linear-BN-ReLU-Linear (BYOL's projector and predictor)."""
     return projection_head(in_dim, hidden_dim, out_dim)
+
+
+def linear_relu_linear(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
+    """Linear-ReLU-Linear, no batch-norm (SimCLR's and MoCo V2+'s projector in solo-learn)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
 
 
 def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
@@ -124,14 +129,13 @@ class _MomentumMethod(SSLMethod):
 class SimCLR(SSLMethod):
     name = "simclr"
     augmentation_kind = "symmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.2, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 256, "temperature": 0.2}
+    DEFAULTS = {"optimizer": "lars", "lr": 0.2, "classifier_lr": 0.05, "weight_decay": 1e-4,
+                "proj_hidden": 2048, "proj_dim": 256, "temperature": 0.2}
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
         h = self.hparams
-        self.projector = nn.Sequential(nn.Linear(encoder.feature_dim, h["proj_hidden"]), nn.ReLU(),
-                                       nn.Linear(h["proj_hidden"], h["proj_dim"]))
+        self.projector = linear_relu_linear(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
 
     def _online_modules(self):
         return [self.encoder, self.projector]
@@ -153,9 +157,9 @@ class MoCoV2Plus(_MomentumMethod):
 
     name = "mocov2plus"
     augmentation_kind = "symmetric"
-    DEFAULTS = {"optimizer": "sgd", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 256, "temperature": 0.2, "queue_size": 32768, "tau_base": 0.99,
-                "tau_final": 0.999}
+    DEFAULTS = {"optimizer": "sgd", "lr": 0.15, "classifier_lr": 0.15, "weight_decay": 1e-4,
+                "proj_hidden": 2048, "proj_dim": 256, "temperature": 0.2, "queue_size": 32768,
+                "tau_base": 0.99, "tau_final": 0.999}
 
     queue: torch.Tensor
     queue_ptr: torch.Tensor
@@ -163,7 +167,7 @@ class MoCoV2Plus(_MomentumMethod):
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
         h = self.hparams
-        self.projector = mlp2(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
+        self.projector = linear_relu_linear(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
         self.target_encoder = momentum_copy(self.encoder)
         self.target_projector = momentum_copy(self.projector)
         self.momentum_pairs = [(self.encoder, self.target_encoder),
@@ -178,7 +182,7 @@ class MoCoV2Plus(_MomentumMethod):
 
     @torch.no_grad()
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.target_projector(self.target_encoder(x)), dim=-1)
+        return F.normalize(self.target_projector(self.target_encoder(x)).float(), dim=-1)
 
     @torch.no_grad()
     def enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:
@@ -209,8 +213,8 @@ class BYOL(_MomentumMethod):
 
     name = "byol"
     augmentation_kind = "asymmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.5, "weight_decay": 1e-5, "proj_hidden": 4096,
-                "proj_dim": 256, "pred_hidden": 4096, "tau_base": 0.99, "tau_final": 1.0}
+    DEFAULTS = {"optimizer": "lars", "lr": 0.5, "classifier_lr": 0.05, "weight_decay": 1e-5,
+                "proj_hidden": 4096, "proj_dim": 256, "pred_hidden": 4096, "tau_base": 0.99, "tau_final": 1.0}
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
@@ -237,8 +241,8 @@ class BYOL(_MomentumMethod):
 class BarlowTwins(SSLMethod):
     name = "barlow"
     augmentation_kind = "asymmetric"
-    DEFAULTS = {"optimizer": "lars", "lr": 0.15, "weight_decay": 1e-4, "proj_hidden": 2048,
-                "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1}
+    DEFAULTS = {"optimizer": "lars", "lr": 0.15, "classifier_lr": 0.05, "weight_decay": 1e-4,
+                "proj_hidden": 2048, "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1}
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
