@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="multiply the preset's colour-jitter strengths")
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
+    p.add_argument("--stem-padding", type=int, default=None,
+                   help="padding of the 3×3 stem conv (default: the authors' 2, "
+                        "pipeline.models.STEM_PADDING)")
     p.add_argument("--steps", type=int, default=1000, help="0 saves the encoder at initialisation")
     p.add_argument("--batch-size", type=int, default=256, help="per process")
     p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],
@@ -67,8 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="real test split (npz): train and evaluate the online linear probe")
     p.add_argument("--online-every", type=int, default=0,
                    help="steps between online-probe evaluations (0: only after the last step)")
-    p.add_argument("--online-lr", type=float, default=0.1,
-                   help="online-probe SGD learning rate per 256 samples of the global batch")
+    p.add_argument("--online-lr", type=float, default=None,
+                   help="online-probe learning rate per 256 samples of the global batch, in the "
+                        "method's optimiser (default: the method's classifier_lr)")
     p.add_argument("--online-out", default=None, help="online-probe result (JSON)")
     runtime.add_common_args(p)
     return p.parse_args(argv)
@@ -110,7 +114,8 @@ def main(argv=None) -> None:
     if args.generated:
         generated, _ = open_packed(args.generated, verify=not args.no_verify).load()
     cfg = PretrainConfig(
-        widths=args.widths, blocks=args.blocks, method=args.method, steps=args.steps,
+        widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
+        method=args.method, steps=args.steps,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, hparams=hparams,
         dup=args.dup, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -154,7 +159,7 @@ def main(argv=None) -> None:
             "method": args.method, "strategy": args.strategy, "protocol": "online",
             "top1": final["top1"], "top5": final["top5"], "num_train": len(real),
             "num_test": len(test_labels), "pretrain": meta, "seconds": meta["seconds"],
-            "curve": probe.curve, "every": args.online_every, "lr": args.online_lr,
+            "curve": probe.curve, "every": args.online_every, "lr": probe.lr_per_256,
         })
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", final["top1"], final["top5"])
 
