@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(REPO))
 from pipeline.design import RANDOM_INIT, plan, result_path
+from pipeline.npz_source import image_shape, npz_files
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -21,6 +22,8 @@ STAGE = PYTHONPATH + "python -m pipeline."
 DESIGN = plan(config)  # every (method, strategy variant, seed) encoder and its evaluations
 if config["generator"]["source"] == "pretrained" and not config["generator"]["model"]:
     raise ValueError("generator.source is 'pretrained' but generator.model is not set")
+if config["generator"]["source"] == "npz" and not config["generator"].get("path"):
+    raise ValueError("generator.source is 'npz' but generator.path is not set")
 
 
 def check_disk_space():
@@ -45,8 +48,17 @@ def common_args(rule_name):
     return f"--device {DEVICE} --threads {threads_for(rule_name)}"
 
 
+def num_generated():
+    """Images in the generated set: sampling.num_images, or with generator.source npz the
+    files' own count if smaller (read from their headers; see rules/npz_source.smk)."""
+    if config["generator"]["source"] == "npz":
+        total = image_shape(npz_files(config["generator"]["path"]))[0]
+        return min(config["sampling"]["num_images"], total)
+    return config["sampling"]["num_images"]
+
+
 def num_shards():
-    return math.ceil(config["sampling"]["num_images"] / config["sampling"]["shard_size"])
+    return math.ceil(num_generated() / config["sampling"]["shard_size"])
 
 
 def shard_files():
@@ -54,7 +66,7 @@ def shard_files():
 
 
 def shard_range(wildcards):
-    size, total = config["sampling"]["shard_size"], config["sampling"]["num_images"]
+    size, total = config["sampling"]["shard_size"], num_generated()
     start = int(wildcards.shard) * size
     return {"start": start, "count": min(size, total - start)}
 

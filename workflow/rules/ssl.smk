@@ -27,6 +27,7 @@ def pretrain_opts(wildcards, input, output):
         opt("--jitter-strength", s.get("jitter_strength")),
         opt("--widths", p["backbone"]["widths"]),
         opt("--blocks", p["backbone"]["blocks"]),
+        opt("--stem-padding", p["backbone"].get("stem_padding")),
         opt("--steps", steps),
         *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
           ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision",
