@@ -17,11 +17,12 @@ from pathlib import Path
 from pipeline import io, runtime
 from pipeline.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.distributed import init_distributed
-from pipeline.models import save_encoder
+from pipeline.models import STEM_PADDING, save_encoder
 from pipeline.online_probe import OnlineProbe
+from pipeline.optim import scaled_lr
 from pipeline.packed import open_packed
 from pipeline.ssl_methods import METHODS
-from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain
+from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -78,8 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def method_hparams(args: argparse.Namespace) -> dict:
+    """The --method-arg settings, checked against the method's known ones."""
     hparams = {}
     for item in args.method_arg:
         key, sep, value = item.partition("=")
@@ -90,6 +91,57 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown {args.method} setting(s) {sorted(unknown)}; valid: "
                          f"{sorted(METHODS[args.method].DEFAULTS)}")
+    return hparams
+
+
+def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
+    """What a command line trains: the config, the augmentation preset's name and both views."""
+    cfg = PretrainConfig(
+        widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
+        method=args.method, steps=args.steps,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+        hparams=method_hparams(args), dup=args.dup, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, precision=args.precision,
+    )
+    augmentation = args.augmentation
+    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
+        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
+    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
+                        jitter_strength=args.jitter_strength)
+    return cfg, augmentation, views
+
+
+def effective_settings(args: argparse.Namespace, world: int) -> dict:
+    """Every setting a command line trains with, defaults resolved, as one flat dict (what the
+    README's table of the cifar10 preset lists; tests/test_preset.py compares the two)."""
+    cfg, augmentation, views = run_config(args)
+    optim = resolved_optim(cfg, world)
+    global_batch = cfg.batch_size * world
+    probe_lr = args.online_lr if args.online_lr is not None else optim["classifier_lr_per_256"]
+    out = {
+        "method": cfg.method, "steps": cfg.steps, "global_batch": global_batch,
+        "optimizer": optim["optimizer"], "lr_per_256": optim["lr_per_256"], "lr": optim["lr"],
+        "weight_decay": optim["weight_decay"], "warmup_steps": cfg.warmup_steps,
+        "schedule": "warmup_cosine", "precision": cfg.precision, "dup": cfg.dup,
+        "generated": args.generated is not None,
+        "stem_padding": STEM_PADDING if cfg.stem_padding is None else cfg.stem_padding,
+        **{k: v for k, v in {**METHODS[cfg.method].DEFAULTS, **cfg.hparams}.items()
+           if k not in ("optimizer", "lr", "weight_decay", "classifier_lr")},
+        "probe_optimizer": optim["optimizer"], "probe_lr_per_256": probe_lr,
+        "probe_lr": scaled_lr(probe_lr, global_batch), "probe_weight_decay": 0.0,
+        "probe_every": args.online_every if args.online_out else None,
+        "augmentation": augmentation, "crop_interpolation": "bicubic (Pillow)",
+        "blur": "PIL GaussianBlur", "blur_sigma": (0.1, 2.0),
+    }
+    for i, view in enumerate(views, 1):
+        out.update({f"view{i}.{k}": v for k, v in describe_aug(view).items()})
+    return out
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    method_hparams(args)  # bad --method-arg: stop before any work
     if (args.online_test is None) != (args.online_out is None):
         raise SystemExit("--online-test and --online-out go together")
     if args.online_out is not None and args.steps == 0:
@@ -113,19 +165,7 @@ def main(argv=None) -> None:
     generated = None
     if args.generated:
         generated, _ = open_packed(args.generated, verify=not args.no_verify).load()
-    cfg = PretrainConfig(
-        widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
-        method=args.method, steps=args.steps,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, hparams=hparams,
-        dup=args.dup, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        precision=args.precision,
-    )
-    augmentation = args.augmentation
-    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
-        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
-    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
-                        jitter_strength=args.jitter_strength)
+    cfg, augmentation, views = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
              args.method, args.strategy, len(real), args.dup, num_gen, augmentation,
