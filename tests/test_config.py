@@ -38,7 +38,7 @@ def test_minimal_config_gets_defaults(config):
     assert minimal["linear_eval"]["features"]["epochs"] == 100
     assert minimal["linear_eval"]["offline"] == {"epochs": 100, "batch_size": 256, "lr": 0.1,
                                                  "weight_decay": 0.0}
-    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": 0.05}
+    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": None}  # the method's own
     assert minimal["experiments"]["seeds"] == [0] and minimal["experiments"]["sweeps"] == []
 
 
