@@ -23,14 +23,20 @@ PINNED_ELSEWHERE = {"loss_precision": "tests/test_losses.py"}
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory) -> dict:
-    """{(method, strategy): effective settings} from `snakemake -n -p --configfile cifar10.yaml`."""
+def commands(tmp_path_factory) -> list[str]:
+    """The pretraining commands of `snakemake -n -p --configfile configs/cifar10.yaml`."""
     cwd = tmp_path_factory.mktemp("preset")
     r = run_snakemake("-n", "-p", "--configfile", str(PRESET), cwd=cwd)
     assert r.returncode == 0, r.stdout + r.stderr
+    return [line for line in r.stdout.splitlines() if "-m pipeline.pretrain " in line]
+
+
+@pytest.fixture(scope="module")
+def planned(commands) -> dict:
+    """{(method, strategy): effective settings} of the preset's planned pretraining commands."""
     cells = {}
-    for line in r.stdout.splitlines():
-        if "-m pipeline.pretrain " not in line or "--strategy random_init" in line:
+    for line in commands:
+        if "--strategy random_init" in line:
             continue
         words = shlex.split(line)
         world = int(words[words.index("--nproc_per_node") + 1]) if "torchrun" in words else 1
@@ -94,11 +100,18 @@ def test_the_preset_inherits_nothing_toy_from_the_embedded_default():
     assert "method_args" not in merged["pretrain"] or not merged["pretrain"]["method_args"]
 
 
-def test_dry_run_commands_have_the_papers_heads_and_batch(planned, tmp_path):
+def test_dry_run_commands_have_the_papers_heads_and_batch(planned, commands):
     """Today's leak, seen in the shell commands: the digits default's proj_hidden=256."""
-    r = run_snakemake("-n", "-p", "--configfile", str(PRESET), cwd=tmp_path)
-    pretrain = [line for line in r.stdout.splitlines() if "-m pipeline.pretrain " in line]
+    pretrain = commands
     assert len(pretrain) == 16
     assert not any("--method-arg" in line for line in pretrain)
     assert all(re.search(r"--batch-size 512\b", line) for line in pretrain)
     assert planned["simclr", "none"]["proj_hidden"] == 2048
+
+
+def test_two_processes_of_256_are_the_same_run(planned, commands):
+    """processes: 2 with batch_size: 256 (the authors' two GPUs) resolves to the same settings."""
+    line = next(c for c in commands if "--method mocov2plus" in c and "--strategy adainf" in c)
+    words = shlex.split(line.replace("--batch-size 512", "--batch-size 256"))
+    args = parse_args(words[words.index("pipeline.pretrain") + 1:words.index(">")])
+    assert effective_settings(args, 2) == planned["mocov2plus", "adainf"]
