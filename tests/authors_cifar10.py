@@ -59,6 +59,10 @@ METHOD_ROWS = [
     ("probe_lr", _m(0.1, 0.3, 0.1, 0.1), "classifier_lr × 512/256", None, ""),
     ("probe_weight_decay", _all(0.0), "solo-learn/solo/methods/base.py learnable_params", None, ""),
     ("probe_every", _all(200), "cifar/{m}.yaml val_check_interval", None, ""),
+    ("probe_init", _all("nn.Linear default"), "solo-learn/solo/methods/base.py classifier",
+     _all("zeros"), "draws nothing from the RNG, so the backbone trains alike with or without it"),
+    ("warmup_start_lr", _all("3e-05"), "solo-learn/solo/methods/base.py scheduler.warmup_start_lr",
+     _all("lr/1000"), "linear from lr/warmup_steps (pipeline.optim.warmup_cosine)"),
 ]
 
 # Strategy → (dup, generated, augmentation file by method kind); scripts/run_simclr.sh and

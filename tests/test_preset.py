@@ -19,7 +19,9 @@ from pipeline.pretrain import effective_settings, parse_args
 
 PRESET = REPO / "configs" / "cifar10.yaml"
 # table rows that are not a command-line setting, and the test that pins them
-PINNED_ELSEWHERE = {"loss_precision": "tests/test_losses.py"}
+PINNED_ELSEWHERE = {"loss_precision": "tests/test_losses.py",
+                    "probe_init": "tests/test_online_probe.py (lr 0 stays at chance)",
+                    "warmup_start_lr": "tests/test_training.py::test_warmup_cosine_values"}
 
 
 @pytest.fixture(scope="module")
