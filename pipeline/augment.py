@@ -116,7 +116,8 @@ def _pil_taps(start: torch.Tensor, length: torch.Tensor, out: int, max_length: i
 
     As Pillow: centre (i + 0.5)·scale, support 2·max(scale, 1), taps truncated at the segment's
     ends and renormalised (no edge replication), coefficients computed in double and rounded to
-    22-bit integers. Returns (index, weight), each n×out×taps long; unused taps weigh 0."""
+    22-bit integers. Returns (index: long, weight: integer-valued float64), each n×out×taps;
+    unused taps weigh 0."""
     dev = start.device
     scale = length.to(torch.float64) / out
     filterscale = scale.clamp(min=1.0)
