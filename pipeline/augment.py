@@ -8,28 +8,36 @@ Presets follow the AdaInf authors' CIFAR configs:
   and solarization on the second view only (p 0.2).
 
 Every op draws its parameters per sample, on the batch's device, from the distributions of the
-torchvision transform the SSL recipes were written with, and applies them with torchvision's formulas
-(checked to ~1e-5 against ``torchvision.transforms.functional`` in tests/test_augment.py). The ops are
-vectorised over the batch, have no host synchronisation and no per-sample Python loop.
+torchvision transform the SSL recipes were written with. The colour ops apply torchvision's tensor
+formulas (checked to ~1e-5 against ``torchvision.transforms.functional`` in tests/test_augment.py).
+The resize of RandomResizedCrop and the Gaussian blur follow what the authors' pipeline ran: PIL
+images, i.e. Pillow's bicubic resample and Pillow's GaussianBlur (three extended box blurs per
+axis), each pass rounded to uint8; they agree with PIL on uint8 images to within one grey level
+(tests/test_augment.py). The ops are vectorised over the batch, have no host synchronisation and
+no per-sample Python loop.
+
+Where this still differs from the authors' PIL pipeline: the colour ops run in float (PIL's
+ColorJitter rounds to uint8 after each adjustment and uses its own grey weights), and the image
+stays float between ops; only the resize and blur passes are rounded to the 8-bit grid.
 
 Why not the kornia ops this module used before (kornia 0.9.0, checked against torchvision 0.29):
 
 - ``K.RandomResizedCrop``: its sampler (``ResizedCropGenerator``) draws the same distribution as
   torchvision's ``get_params`` (area fraction uniform in ``scale``, log-uniform aspect ratio, 10
-  attempts), but the fallback crop is placed at a random position instead of centred, and the resize
-  defaults to ``align_corners=True`` (torchvision resizes on the half-pixel grid, ``align_corners=False``);
-  in slice mode it also crops each sample separately. Here: the same sampler written on the device with
-  the centred fallback, and a gather-based bilinear resize on the half-pixel grid.
+  attempts), but the fallback crop is placed at a random position instead of centred, and its
+  resize is not Pillow's bicubic. Here: the same sampler written on the device with the centred
+  fallback, and Pillow's bicubic resample written as per-sample taps.
 - ``K.ColorJitter``: per-sample factors and torchvision's formulas, but (a) the grayscale used by
   contrast and saturation has weights 0.299/0.587/0.114 where torchvision uses 0.2989/0.587/0.114, (b)
   its hue goes through kornia's own HSV conversion, and (c) the order of the four adjustments is drawn
   once per batch (torchvision draws one per call, i.e. per image) and each step is guarded by a
   host-synchronising ``.any()``. Here: per-sample factors *and* a per-sample random order.
 - ``K.RandomGrayscale``: the 0.299 weight again; here torchvision's weights.
-- ``K.RandomGaussianBlur`` (per-sample sigma, reflect padding) and ``K.RandomSolarize(thresholds=0.0)``
-  (threshold exactly 0.5, ``x >= 0.5`` inverted) and ``K.RandomHorizontalFlip`` match torchvision; they
-  are rewritten here only so that every op shares one sampling/application interface, runs without
-  host syncs and is exactly reproducible in tests.
+- ``K.RandomGaussianBlur`` is a true Gaussian kernel of a fixed size (a 3-tap kernel at 32 px
+  spreads under 0.8 px whatever sigma); PIL's blur, which the authors used, spreads ~2 px at
+  sigma 2. ``K.RandomSolarize(thresholds=0.0)`` and ``K.RandomHorizontalFlip`` match torchvision;
+  they are rewritten here only so that every op shares one sampling/application interface, runs
+  without host syncs and is exactly reproducible in tests.
 """
 
 from __future__ import annotations
@@ -94,40 +102,77 @@ def sample_crop_params(n: int, height: int, width: int, scale: tuple[float, floa
     return {"top": top, "left": left, "height": h, "width": w}
 
 
-def _resize_taps(start: torch.Tensor, length: torch.Tensor, out: int, dtype):
-    """Source indices and weights of F.interpolate(bilinear, align_corners=False) from the
-    segment [start, start + length) to `out` pixels, per sample: (i0, i1, lambda), each n×out."""
-    scale = length.to(dtype) / out
-    src = (scale[:, None] * (torch.arange(out, device=start.device, dtype=dtype) + 0.5) - 0.5).clamp(min=0)
-    i0 = src.floor().long()
-    lam = src - i0
-    last = (length - 1)[:, None]
-    i0 = torch.minimum(i0, last)
-    i1 = torch.minimum(i0 + 1, last)
-    return start[:, None] + i0, start[:, None] + i1, lam
+def _bicubic(t: torch.Tensor, a: float = -0.5) -> torch.Tensor:
+    """Pillow's bicubic filter (a = -0.5; PyTorch's bicubic uses a = -0.75)."""
+    t = t.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = (((t - 5) * t + 8) * t - 4) * a
+    return torch.where(t < 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
+
+
+def _pil_taps(start: torch.Tensor, length: torch.Tensor, out: int, max_length: int):
+    """Source indices and fixed-point weights of Pillow's bicubic resample (ImagingResample on
+    8-bit images) from the segment [start, start + length) to `out` pixels, per sample.
+
+    As Pillow: centre (i + 0.5)·scale, support 2·max(scale, 1), taps truncated at the segment's
+    ends and renormalised (no edge replication), coefficients computed in double and rounded to
+    22-bit integers. Returns (index: long, weight: integer-valued float64), each n×out×taps;
+    unused taps weigh 0."""
+    dev = start.device
+    scale = length.to(torch.float64) / out
+    filterscale = scale.clamp(min=1.0)
+    support = 2.0 * filterscale
+    taps = int(math.ceil(2.0 * max(max_length / out, 1.0))) * 2 + 1
+    centre = (torch.arange(out, device=dev, dtype=torch.float64) + 0.5) * scale[:, None]
+    xmin = torch.floor(centre - support[:, None] + 0.5).clamp(min=0)  # C's (int) of a value >= 0
+    xmax = torch.minimum(torch.trunc(centre + support[:, None] + 0.5), length[:, None].double())
+    j = xmin[..., None] + torch.arange(taps, device=dev, dtype=torch.float64)
+    w = _bicubic((j - centre[..., None] + 0.5) / filterscale[:, None, None])
+    w = torch.where(j < xmax[..., None], w, torch.zeros_like(w))
+    w = w / w.sum(-1, keepdim=True) * (1 << _PIL_BITS)
+    w = torch.where(w < 0, torch.ceil(w - 0.5), torch.floor(w + 0.5))  # (int)(w ± 0.5)
+    idx = torch.minimum(start[:, None, None] + j.long(), (start + length - 1)[:, None, None])
+    return idx, w
+
+
+_PIL_BITS = 22  # Pillow's PRECISION_BITS for 8-bit images
+
+
+# Pillow's integer arithmetic is done here in float64, exact for these integers (< 2^53) and
+# faster than int64 on CPUs and GPUs.
+def _to_levels(x: torch.Tensor) -> torch.Tensor:
+    """Float [0, 1] to integer grey levels (as float64), rounded as an 8-bit image stores them."""
+    return torch.floor(x.double() * 255 + 0.5).clamp_(0, 255)
+
+
+def _shift_down(acc: torch.Tensor, bits: int) -> torch.Tensor:
+    """acc >> bits for integer-valued float64, then clipped to uint8 as Pillow's clip8."""
+    return torch.floor(acc / (1 << bits)).clamp_(0, 255)
 
 
 def resized_crop(x: torch.Tensor, top, left, height, width, size: tuple[int, int]) -> torch.Tensor:
-    """Per-sample crop (top, left, height, width: (N,) tensors) resized bilinearly to `size` on the
-    half-pixel grid, as torchvision's resized_crop. Crops are never larger than the output here
-    (output size = input size), where torchvision's antialias changes nothing; a downscaling crop
-    would be resized without antialiasing."""
-    n, c, _, in_w = x.shape
+    """Per-sample crop (top, left, height, width: (N,) tensors) resized to `size` as the authors'
+    RandomResizedCrop on PIL images does it: torchvision crops, then Pillow's bicubic resample
+    (a = -0.5, antialiased support when shrinking, taps truncated at the crop's edges),
+    horizontally then vertically, in Pillow's fixed-point integer arithmetic, each pass rounded to
+    uint8. The input is read on the 8-bit grid (as the uint8 images it comes from); the output
+    equals PIL's (tests/test_augment.py allow one grey level)."""
+    n, c, in_h, in_w = x.shape
     out_h, out_w = size
-    y0, y1, ly = _resize_taps(top.to(x.device), height.to(x.device), out_h, x.dtype)
-    x0, x1, lx = _resize_taps(left.to(x.device), width.to(x.device), out_w, x.dtype)
-
-    def rows(idx):
-        return x.gather(2, idx[:, None, :, None].expand(n, c, out_h, in_w))
-
-    ly = ly[:, None, :, None]
-    r = rows(y0) * (1 - ly) + rows(y1) * ly  # N×C×out_h×W
-
-    def cols(idx):
-        return r.gather(3, idx[:, None, None, :].expand(n, c, out_h, out_w))
-
-    lx = lx[:, None, None, :]
-    return cols(x0) * (1 - lx) + cols(x1) * lx
+    xi, xw = _pil_taps(left.to(x.device), width.to(x.device), out_w, in_w)
+    yi, yw = _pil_taps(top.to(x.device), height.to(x.device), out_h, in_h)
+    v = _to_levels(x)
+    half = 1 << (_PIL_BITS - 1)
+    cols = half
+    for t in range(xi.shape[-1]):  # horizontal pass: N×C×H×out_w
+        idx = xi[:, None, None, :, t].expand(n, c, in_h, out_w)
+        cols = cols + v.gather(3, idx) * xw[:, None, None, :, t]
+    cols = _shift_down(cols, _PIL_BITS)
+    out = half
+    for t in range(yi.shape[-1]):  # vertical pass: N×C×out_h×out_w
+        idx = yi[:, None, :, None, t].expand(n, c, out_h, out_w)
+        out = out + cols.gather(2, idx) * yw[:, None, :, None, t]
+    return (_shift_down(out, _PIL_BITS) / 255).to(x.dtype)
 
 
 def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -217,23 +262,50 @@ def solarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return torch.where(x >= threshold, 1.0 - x, x)
 
 
-def gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Per-sample 1-D kernels (N×k), torchvision's _get_gaussian_kernel1d."""
-    half = (kernel_size - 1) * 0.5
-    t = torch.linspace(-half, half, kernel_size, device=sigma.device, dtype=sigma.dtype)
-    pdf = torch.exp(-0.5 * (t / sigma[:, None]) ** 2)
-    return pdf / pdf.sum(1, keepdim=True)
+def pil_box_radius(sigma: torch.Tensor, passes: int = 3) -> torch.Tensor:
+    """The extended-box radius Pillow's GaussianBlur(radius=sigma) uses for each of its `passes`
+    box blurs (Gwosdek et al. 2011, Pillow's _gaussian_blur_radius), in float32 as Pillow."""
+    s2 = sigma.float() ** 2 / passes
+    length = torch.sqrt(12 * s2 + 1)
+    l = torch.floor((length - 1) / 2)
+    return l + (2 * l + 1) * (l * (l + 1) - 3 * s2) / (6 * (s2 - (l + 1) ** 2))
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """torchvision's gaussian_blur (reflect padding) with a per-sample sigma, separably, as sums of
-    shifted slices (plain float arithmetic on any device, no TF32 convolution)."""
-    k = gaussian_kernels(sigma.to(device=x.device, dtype=x.dtype), kernel_size)
-    pad = kernel_size // 2
-    height, width = x.shape[-2:]
-    xp = nn.functional.pad(x, [pad, pad, pad, pad], mode="reflect")
-    rows = sum(_per_sample(k[:, i], xp) * xp[..., :, i:i + width] for i in range(kernel_size))
-    return sum(_per_sample(k[:, i], xp) * rows[..., i:i + height, :] for i in range(kernel_size))
+def _box_blur_pass(v: torch.Tensor, radius: torch.Tensor, dim: int, reach: int) -> torch.Tensor:
+    """One pass of Pillow's extended box blur (ImagingHorizontalBoxBlur) along `dim` on integer
+    grey levels v (float64), per-sample float radius r: weight ww = 2^24/(2r+1) (float32 division,
+    as Pillow) on the 2⌊r⌋+1 centre taps, the remainder fw split over the next two; edges
+    replicated; (Σ + 2^23) >> 24, i.e. rounded to uint8 as Pillow stores each pass."""
+    r = radius.float()
+    whole = torch.floor(r)
+    ww = torch.floor(torch.tensor(2.0 ** 24, device=r.device) / (2 * r + 1)).double()
+    whole = whole.double()
+    fw = torch.floor((2 ** 24 - (2 * whole + 1) * ww) / 2)
+    pad = [0, 0, reach, reach] if dim == -2 else [reach, reach, 0, 0]
+    vp = nn.functional.pad(v, pad, mode="replicate")
+    size = v.shape[dim]
+    out = 1 << 23
+    for i in range(-reach, reach + 1):
+        w = torch.where(whole >= abs(i), ww, torch.where(whole + 1 == abs(i), fw, 0.0))
+        out = out + w.view(-1, 1, 1, 1) * vp.narrow(dim, reach + i, size)
+    return _shift_down(out, 24)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -> torch.Tensor:
+    """PIL's ImageFilter.GaussianBlur(radius=sigma) with a per-sample sigma: three extended box
+    blurs horizontally, then three vertically, in Pillow's integer arithmetic, each rounded to
+    uint8, edges replicated (Pillow's ImagingGaussianBlur). The input is read on the 8-bit grid
+    (PIL blurs uint8 images); the output equals PIL's (tests allow one grey level). `max_sigma`
+    bounds the taps (default: the batch's largest sigma, which costs a host sync)."""
+    sigma = sigma.to(x.device)
+    top = float(sigma.max()) if max_sigma is None else max_sigma
+    reach = int(pil_box_radius(torch.tensor(top)).floor()) + 1
+    radius = pil_box_radius(sigma)
+    v = _to_levels(x)
+    for dim in (-1, -2):
+        for _ in range(3):
+            v = _box_blur_pass(v, radius, dim, reach)
+    return (v / 255).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,11 +409,12 @@ class RandomSolarize(_CoinOp):
 
 
 class RandomGaussianBlur(RandomOp):
-    """RandomApply([GaussianBlur(kernel_size, sigma)], p) with sigma uniform in `sigma` per sample."""
+    """RandomApply([PIL GaussianBlur(radius=sigma)], p) with sigma uniform in `sigma` per sample,
+    as the authors' solo-learn pipeline on PIL images."""
 
-    def __init__(self, kernel_size: int, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5):
+    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0), p: float = 0.5):
         super().__init__()
-        self.kernel_size, self.sigma, self.p = kernel_size, tuple(sigma), p
+        self.sigma, self.p = tuple(sigma), p
 
     def sample(self, x):
         n, dev = x.shape[0], x.device
@@ -349,12 +422,10 @@ class RandomGaussianBlur(RandomOp):
         return {"apply": _coin(n, self.p, dev), "sigma": sigma}
 
     def apply(self, x, p):
-        # a convex combination of pixels in [0, 1]; the clamp only removes rounding past 1
-        blurred = gaussian_blur(x, p["sigma"], self.kernel_size).clamp(0, 1)
-        return _select(p["apply"], blurred, x)
+        return _select(p["apply"], gaussian_blur(x, p["sigma"], max_sigma=self.sigma[1]), x)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, sigma={self.sigma}, p={self.p}"
+        return f"sigma={self.sigma}, p={self.p}"
 
 
 class Augmentation(nn.Sequential):
@@ -370,14 +441,12 @@ class Augmentation(nn.Sequential):
 def build_augmentation(params: AugParams, size: int) -> Augmentation:
     """A module mapping a float batch in [0, 1] (N×3×H×W) to one augmented view of it (N×3×size×size)."""
     p = params
-    # At CIFAR size a kernel of ~10 % of the image side, odd, as SimCLR prescribes.
-    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
     ops = [
         RandomResizedCrop(size, scale=(p.crop_min_scale, 1.0)),
         RandomHorizontalFlip(p=p.flip_prob),
         RandomColorJitter(p.brightness, p.contrast, p.saturation, p.hue, p=p.jitter_prob),
         RandomGrayscale(p=p.grayscale_prob),
-        RandomGaussianBlur(kernel, sigma=(0.1, 2.0), p=p.blur_prob),
+        RandomGaussianBlur(sigma=(0.1, 2.0), p=p.blur_prob),
         RandomSolarize(p=p.solarize_prob),
     ]
     # ops that never apply are left out (the crop always applies)

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from pipeline.aug_presets import view_params
-from pipeline.method_defaults import METHOD_DEFAULTS
+from pipeline.method_defaults import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
 MAX_SHARDS = 100_000
@@ -53,8 +53,10 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
 
 
-def num_shards(sampling: dict) -> int:
-    return math.ceil(sampling["num_images"] / sampling["shard_size"])
+def num_shards(sampling: dict, num_images: int | None = None) -> int:
+    """Shards of `num_images` generated images (default: sampling.num_images)."""
+    total = sampling["num_images"] if num_images is None else num_images
+    return math.ceil(total / sampling["shard_size"])
 
 
 def looks_local(model: str) -> bool:
@@ -77,10 +79,10 @@ def config_problems(config: dict) -> list[str]:
     """
     problems = []
     for method, args in config["pretrain"].get("method_args", {}).items():
-        unknown = sorted(set(args) - set(METHOD_DEFAULTS[method]))
+        unknown = sorted(set(args) - set(head_keys(method)))
         if unknown:
             problems.append(f"pretrain.method_args.{method}: unknown key(s) {unknown}; valid: "
-                            f"{sorted(METHOD_DEFAULTS[method])}")
+                            f"{head_keys(method)}")
     strategies = config["strategies"]
     overrides = [(f"strategies.{name}", s["augmentation"], {k: s[k] for k in
                   ("crop_min_scale", "jitter_strength") if s.get(k) is not None})
@@ -110,6 +112,11 @@ def config_problems(config: dict) -> list[str]:
         elif looks_local(g["model"]) and not Path(g["model"]).expanduser().exists():
             problems.append(f"generator.model: no such folder {g['model']!r} (not a hub id "
                             "either, which looks like org/name)")
+    if g["source"] == "npz":
+        if not g.get("path"):
+            problems.append("generator.path: not set, but generator.source is 'npz'")
+        elif not Path(g["path"]).expanduser().exists():
+            problems.append(f"generator.path: no such npz file or folder {g['path']!r}")
     r = config["real"]
     if r["source"] != "digits":
         if not r.get("root"):

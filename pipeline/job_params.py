@@ -49,7 +49,9 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
     s, p = design.settings(variant), config["pretrain"]
-    backbone = opts(opt("--widths", p["backbone"]["widths"]), opt("--blocks", p["backbone"]["blocks"]))
+    b = p["backbone"]
+    backbone = opts(opt("--widths", b["widths"]), opt("--blocks", b["blocks"]),
+                    opt("--stem-padding", b.get("stem_padding")))
     if variant == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
         return opts(backbone, opt("--steps", 0))
     online = {}

@@ -3,15 +3,37 @@ and Barlow Twins' redundancy reduction.
 
 Written here rather than taken from lightly: lightly's install pulls in pytorch-lightning and
 hydra for what is a few lines of tensor code. The formulas follow solo-learn (the code base of the
-AdaInf authors), single process: no all-gather / all-reduce across devices.
+AdaInf authors), single process: no all-gather / all-reduce across devices. Every loss runs in
+float32 (`fp32`), also under autocast.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 
 
+def fp32(loss):
+    """Run a loss in float32 whatever the autocast context: floating-point tensor arguments are
+    cast up and autocast is off inside. Under bf16 autocast the logits and the Barlow
+    cross-correlation would otherwise be bf16 (8 bits of mantissa, coarser than the authors' fp16
+    mixed precision); in fp32 they are finer than both, a deliberate difference. Float64 stays."""
+
+    @functools.wraps(loss)
+    def wrapper(*args, **kwargs):
+        up = [a.to(torch.promote_types(a.dtype, torch.float32))  # float64 stays float64
+              if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        device = next((a.device.type for a in up if torch.is_tensor(a)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return loss(*up, **kwargs)
+
+    return wrapper
+
+
+
+@fp32
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent: each view's positive is its other view; the 2N-2 others are negatives."""
     z = F.normalize(torch.cat([z1, z2]), dim=1)
@@ -22,6 +44,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(logits, targets)
 
 
+@fp32
 def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
                  temperature: float) -> torch.Tensor:
     """MoCo's InfoNCE: query i's positive is key i, its negatives are the K queued keys.
@@ -41,6 +64,7 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor,
     return F.cross_entropy(logits, targets)
 
 
+@fp32
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's loss: 2 − 2·cos(p_i, z_i), averaged over the batch (= mean squared distance of the
     L2-normalised vectors). z is the target projection: the caller detaches it / computes it
@@ -48,6 +72,7 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 2 - 2 * F.cosine_similarity(p, z, dim=-1).mean()
 
 
+@fp32
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, scale: float,
                       eps: float = 1e-5) -> torch.Tensor:
     """Barlow Twins' loss as solo-learn's barlow_loss_func (with scale_loss).

@@ -11,19 +11,26 @@ from torchvision.models.resnet import BasicBlock
 from pipeline import io
 
 
+# The authors' CIFAR stem (solo-learn's base.py, PKU-ML/adainf solo-learn/solo/methods/base.py):
+# Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False), max-pool removed. Padding 2 (a
+# quirk: a 32 px image becomes 34 px) is the default for every config; 1 is the usual CIFAR stem.
+STEM_PADDING = 2
+
+
 class CifarResNet(nn.Module):
     """torchvision's ResNet (its BasicBlock, layer names and initialisation) with the CIFAR stem:
-    3×3 conv, stride 1, no max-pool; no classifier. torchvision fixes the widths at 64..512, so
+    3×3 conv, stride 1, padding `stem_padding`, no max-pool; no classifier. torchvision fixes the widths at 64..512, so
     the stages are built here to allow any width and depth: widths [64, 128, 256, 512] with blocks
     [2, 2, 2, 2] is ResNet-18, parameter for parameter.
     """
 
-    def __init__(self, widths: list[int], blocks: list[int]):
+    def __init__(self, widths: list[int], blocks: list[int], stem_padding: int = STEM_PADDING):
         super().__init__()
         if len(widths) != len(blocks) or not 1 <= len(widths) <= 4:
             raise ValueError(f"widths {widths} and blocks {blocks} must be of equal length, "
                              "1 to 4 stages")
-        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(3, widths[0], kernel_size=3, stride=1,
+                               padding=stem_padding, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         in_c = widths[0]
@@ -53,20 +60,21 @@ class CifarResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def cifar_resnet(widths: list[int], blocks: list[int]) -> nn.Module:
-    return CifarResNet(widths, blocks)
+def cifar_resnet(widths: list[int], blocks: list[int], stem_padding: int = STEM_PADDING) -> nn.Module:
+    return CifarResNet(widths, blocks, stem_padding)
 
 
 class Encoder(nn.Module):
     """Normalisation + backbone: maps float images in [0, 1] (N×3×H×W) to features."""
 
-    def __init__(self, widths: list[int], blocks: list[int], mean: list[float], std: list[float]):
+    def __init__(self, widths: list[int], blocks: list[int], mean: list[float], std: list[float],
+                 stem_padding: int = STEM_PADDING):
         super().__init__()
         self.arch = {"widths": list(widths), "blocks": list(blocks), "mean": list(mean),
-                     "std": list(std)}
+                     "std": list(std), "stem_padding": int(stem_padding)}
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.backbone = cifar_resnet(widths, blocks)
+        self.backbone = cifar_resnet(widths, blocks, stem_padding)
         self.feature_dim = widths[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +82,7 @@ class Encoder(nn.Module):
 
 
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """SimCLR's projector as in solo-learn: Linear-BN-ReLU-Linear."""
+    """Linear-BN-ReLU-Linear: BYOL's projector and predictor in solo-learn."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(),
                          nn.Linear(hidden_dim, out_dim))
 
@@ -86,6 +94,7 @@ def save_encoder(path: str | Path, encoder: Encoder, meta: dict) -> None:
 
 def load_encoder(path: str | Path, device="cpu") -> tuple[Encoder, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    encoder = Encoder(**ckpt["arch"])
+    # encoders saved before the stem padding was an option were built with padding 1
+    encoder = Encoder(**{"stem_padding": 1, **ckpt["arch"]})
     encoder.load_state_dict(ckpt["state_dict"])
     return encoder.to(device).eval(), ckpt["meta"]

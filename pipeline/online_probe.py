@@ -2,17 +2,19 @@
 
 During pretraining a linear layer is trained on the DETACHED backbone features of both augmented
 views of each batch, with cross-entropy on the real labels; generated images (label -1) are
-ignored. It has its own optimiser: SGD, momentum 0.9, no weight decay, lr per 256 scaled by the
-global batch like the main lr, cosine decay over the run without warm-up (the probe is convex and
-starts from zero weights, so there is nothing for a warm-up to protect). solo-learn puts the
-classifier in the main optimiser instead (LARS, lr 0.1 per 256, no weight decay, the main warm-up
-cosine); a separate SGD keeps the backbone's optimiser, and so its training, untouched.
+ignored. As in solo-learn (PKU-ML/adainf solo-learn/solo/methods/base.py, `learnable_params`),
+its parameters are a param group of the method's own optimizer (LARS for SimCLR, BYOL and Barlow
+Twins; SGD for MoCo V2+) with the method's `classifier_lr` per 256 (0.05; 0.15 for MoCo V2+,
+solo-learn/scripts/pretrain/cifar/*.yaml) scaled by the global batch, no weight decay, and the
+same warm-up + cosine schedule. Being its own param group of a per-parameter optimiser, it does
+not change the backbone's update; being fed detached features, it gives the backbone no gradient.
 
 The weights start at zero (no draw from the global RNG, so the augmentation stream and hence the
-backbone's training are the same with or without the probe). Under DDP the gradient sums and the
-labelled counts are all-reduced, so every rank takes the same step: the mean cross-entropy over
-the labelled images of the global batch. Evaluation splits the test set between the ranks and
-all-reduces the counts of correct predictions.
+backbone's training are the same with or without the probe; solo-learn draws nn.Linear's default
+initialisation). Under DDP the gradient sums and the labelled counts are all-reduced, so every rank
+takes the same step: the mean cross-entropy over the labelled images of the global batch.
+Evaluation splits the test set between the ranks and all-reduces the counts of correct
+predictions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 
 from pipeline.distributed import DistContext
 from pipeline.linear import topk_correct
-from pipeline.optim import scaled_lr, warmup_cosine
+from pipeline.optim import scaled_lr
 
 
 class OnlineProbe:
@@ -35,7 +37,9 @@ class OnlineProbe:
     {"step", "top1", "top5"} per evaluation (top-k in % of the test split)."""
 
     def __init__(self, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                 every: int = 0, lr: float = 0.1, eval_batch_size: int = 512):
+                 every: int = 0, lr: float | None = None, eval_batch_size: int = 512):
+        """lr: per 256 samples of the global batch; None: the method's classifier_lr (given to
+        setup by the training loop)."""
         self.train_labels = np.asarray(train_labels, np.int64)
         self.test_images, self.test_labels = test_images, np.asarray(test_labels, np.int64)
         if (self.test_labels < 0).any():
@@ -51,20 +55,21 @@ class OnlineProbe:
         self._hook = None
 
     def setup(self, encoder: nn.Module, feature_dim: int, num_generated: int, global_batch: int,
-              steps: int, ctx: DistContext) -> None:
-        """Build the layer and its optimiser on ctx.device and start capturing `encoder`'s
-        outputs (in training mode only, so evaluation is not captured)."""
+              steps: int, ctx: DistContext, default_lr: float | None = None) -> None:
+        """Build the layer on ctx.device, fix its learning rate (lr, else `default_lr`, per 256
+        samples) and start capturing `encoder`'s outputs (in training mode only, so evaluation is
+        not captured). The training loop then puts `param_group()` in its optimiser."""
         self.ctx, self.steps = ctx, steps
+        if self.lr_per_256 is None:
+            if default_lr is None:
+                raise ValueError("the online probe needs a learning rate")
+            self.lr_per_256 = default_lr
         device = ctx.device
         # skip_init: nn.Linear's own initialisation would draw from the global RNG
         self.linear = nn.utils.skip_init(nn.Linear, feature_dim, self.num_classes, device=device)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.lr = scaled_lr(self.lr_per_256, global_batch)
-        self.opt = torch.optim.SGD(self.linear.parameters(), lr=self.lr, momentum=0.9,
-                                   weight_decay=0.0)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: warmup_cosine(s, steps))
         # rows of [real; generated] → label; generated images are -1
         self.labels = torch.cat([torch.from_numpy(self.train_labels),
                                  torch.full((num_generated,), -1, dtype=torch.long)]).to(device)
@@ -82,24 +87,31 @@ class OnlineProbe:
             self._hook = None
         self._feats.clear()
 
-    def step(self, rows: torch.Tensor) -> None:
-        """One update on the views the encoder saw since the last call; `rows` are the batch's
-        rows of [real; generated] (on the device)."""
+    def param_group(self) -> dict:
+        """The probe's param group for the method's optimiser: its rate, no weight decay."""
+        return {"params": list(self.linear.parameters()), "lr": self.lr, "weight_decay": 0.0}
+
+    def backward(self, rows: torch.Tensor, scaler=None) -> None:
+        """The gradient of one update on the views the encoder saw since the last call; `rows`
+        are the batch's rows of [real; generated] (on the device). The optimiser's step, shared
+        with the method, applies it."""
         feats, self._feats = self._feats, []
         if not feats or sum(len(f) for f in feats) != len(feats) * len(rows):
             raise RuntimeError(f"online probe: captured {[len(f) for f in feats]} features for "
                                f"a batch of {len(rows)}")
-        self.update(feats, self.labels[rows])
+        self.accumulate(feats, self.labels[rows], scaler)
 
-    def update(self, feats: list[torch.Tensor], labels: torch.Tensor) -> None:
-        """SGD step on mean cross-entropy over the labelled (>= 0) images of every view, across
-        ranks. No host sync; a step without any labelled image has a zero gradient."""
+    def accumulate(self, feats: list[torch.Tensor], labels: torch.Tensor, scaler=None) -> None:
+        """Sets the layer's .grad to that of the mean cross-entropy over the labelled (>= 0)
+        images of every view, across ranks (scaled by `scaler`, a GradScaler, if given, as the
+        method's loss). No host sync; a step without any labelled image has a zero gradient."""
         x = torch.cat(feats).float()
         y = labels.repeat(len(feats))
         with torch.autocast(x.device.type, enabled=False):
             loss = F.cross_entropy(self.linear(x), y, ignore_index=-1, reduction="sum")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for p in self.linear.parameters():
+            p.grad = None
+        (loss if scaler is None else scaler.scale(loss)).backward()
         params = list(self.linear.parameters())
         flat = torch.cat([p.grad.flatten() for p in params] + [(y >= 0).sum().float().view(1)])
         if self.ctx.world > 1:
@@ -107,8 +119,6 @@ class OnlineProbe:
         flat = flat[:-1] / flat[-1].clamp_min(1)
         for p, g in zip(params, flat.split([p.numel() for p in params])):
             p.grad.copy_(g.view_as(p))
-        self.opt.step()
-        self.sched.step()
 
     def due(self, step: int) -> bool:
         return step == self.steps or (self.every > 0 and step % self.every == 0)
@@ -136,11 +146,9 @@ class OnlineProbe:
         return point
 
     def state_dict(self) -> dict:
-        return {"linear": self.linear.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "curve": list(self.curve)}
+        # its optimiser state is the method optimiser's (checkpointed with it)
+        return {"linear": self.linear.state_dict(), "curve": list(self.curve)}
 
     def load_state_dict(self, state: dict) -> None:
         self.linear.load_state_dict(state["linear"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
         self.curve = list(state["curve"])

@@ -18,11 +18,13 @@ from pipeline import io, runtime
 from pipeline.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.distributed import init_distributed
 from pipeline.memory import MemoryPlanError
-from pipeline.models import save_encoder
+from pipeline.method_defaults import head_keys
+from pipeline.models import STEM_PADDING, save_encoder
 from pipeline.online_probe import OnlineProbe
+from pipeline.optim import scaled_lr
 from pipeline.packed import load_packed
 from pipeline.ssl_methods import METHODS
-from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain
+from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -49,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="multiply the preset's colour-jitter strengths")
     p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
+    p.add_argument("--stem-padding", type=int, default=None,
+                   help="padding of the 3×3 stem conv (default: the authors' 2, "
+                        "pipeline.models.STEM_PADDING)")
     p.add_argument("--steps", type=int, default=1000, help="0 saves the encoder at initialisation")
     p.add_argument("--batch-size", type=int, default=256, help="per process")
     p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],
@@ -76,25 +81,78 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="real test split (npz): train and evaluate the online linear probe")
     p.add_argument("--online-every", type=int, default=0,
                    help="steps between online-probe evaluations (0: only after the last step)")
-    p.add_argument("--online-lr", type=float, default=0.1,
-                   help="online-probe SGD learning rate per 256 samples of the global batch")
+    p.add_argument("--online-lr", type=float, default=None,
+                   help="online-probe learning rate per 256 samples of the global batch, in the "
+                        "method's optimiser (default: the method's classifier_lr)")
     p.add_argument("--online-out", default=None, help="online-probe result (JSON)")
     runtime.add_common_args(p)
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def method_hparams(args: argparse.Namespace) -> dict:
+    """The --method-arg settings, checked against the method's known ones."""
     hparams = {}
     for item in args.method_arg:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--method-arg takes KEY=VALUE, got {item!r}")
         hparams[key] = parse_value(value)
-    unknown = set(hparams) - set(METHODS[args.method].DEFAULTS)
+    unknown = set(hparams) - set(head_keys(args.method))
     if unknown:
         raise SystemExit(f"unknown {args.method} setting(s) {sorted(unknown)}; valid: "
-                         f"{sorted(METHODS[args.method].DEFAULTS)}")
+                         f"{head_keys(args.method)}")
+    return hparams
+
+
+def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
+    """What a command line trains: the config, the augmentation preset's name and both views."""
+    cfg = PretrainConfig(
+        widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
+        method=args.method, steps=args.steps,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+        hparams=method_hparams(args), dup=args.dup, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, precision=args.precision,
+        compile=args.compile, channels_last=args.channels_last,
+    )
+    augmentation = args.augmentation
+    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
+        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
+    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
+                        jitter_strength=args.jitter_strength)
+    return cfg, augmentation, views
+
+
+def effective_settings(args: argparse.Namespace, world: int) -> dict:
+    """Every setting a command line trains with, defaults resolved, as one flat dict (what the
+    README's table of the cifar10 preset lists; tests/test_preset.py compares the two)."""
+    cfg, augmentation, views = run_config(args)
+    optim = resolved_optim(cfg, world)
+    global_batch = cfg.batch_size * world
+    probe_lr = args.online_lr if args.online_lr is not None else optim["classifier_lr_per_256"]
+    out = {
+        "method": cfg.method, "steps": cfg.steps, "global_batch": global_batch,
+        "optimizer": optim["optimizer"], "lr_per_256": optim["lr_per_256"], "lr": optim["lr"],
+        "weight_decay": optim["weight_decay"], "warmup_steps": cfg.warmup_steps,
+        "schedule": "warmup_cosine", "precision": cfg.precision, "dup": cfg.dup,
+        "generated": args.generated is not None,
+        "stem_padding": STEM_PADDING if cfg.stem_padding is None else cfg.stem_padding,
+        **{k: v for k, v in {**METHODS[cfg.method].DEFAULTS, **cfg.hparams}.items()
+           if k not in ("optimizer", "lr", "weight_decay", "classifier_lr")},
+        "probe_optimizer": optim["optimizer"], "probe_lr_per_256": probe_lr,
+        "probe_lr": scaled_lr(probe_lr, global_batch), "probe_weight_decay": 0.0,
+        "probe_every": args.online_every if args.online_out else None,
+        "augmentation": augmentation, "crop_interpolation": "bicubic (Pillow)",
+        "blur": "PIL GaussianBlur", "blur_sigma": (0.1, 2.0),
+    }
+    for i, view in enumerate(views, 1):
+        out.update({f"view{i}.{k}": v for k, v in describe_aug(view).items()})
+    return out
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    method_hparams(args)  # bad --method-arg: stop before any work
     if (args.online_test is None) != (args.online_out is None):
         raise SystemExit("--online-test and --online-out go together")
     if args.online_out is not None and args.steps == 0:
@@ -118,18 +176,7 @@ def main(argv=None) -> None:
     generated = None
     if args.generated:
         generated, _ = load_packed(args.generated, verify=not args.no_verify)
-    cfg = PretrainConfig(
-        widths=args.widths, blocks=args.blocks, method=args.method, steps=args.steps,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, hparams=hparams,
-        dup=args.dup, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        precision=args.precision, compile=args.compile, channels_last=args.channels_last,
-    )
-    augmentation = args.augmentation
-    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
-        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
-    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
-                        jitter_strength=args.jitter_strength)
+    cfg, augmentation, views = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
              args.method, args.strategy, len(real), args.dup, num_gen, augmentation,
@@ -167,7 +214,7 @@ def main(argv=None) -> None:
             "method": args.method, "strategy": args.strategy, "protocol": "online",
             "top1": final["top1"], "top5": final["top5"], "num_train": len(real),
             "num_test": len(test_labels), "pretrain": meta, "seconds": meta["seconds"],
-            "curve": probe.curve, "every": args.online_every, "lr": args.online_lr,
+            "curve": probe.curve, "every": args.online_every, "lr": probe.lr_per_256,
         })
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", final["top1"], final["top5"])
     if args.checkpoint:

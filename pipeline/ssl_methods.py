@@ -38,8 +38,13 @@ from pipeline.models import Encoder, projection_head
 
 
 def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """Linear-BN-ReLU-Linear (BYOL's projector and predictor, SimCLR's and MoCo's projector)."""
+    """Linear-BN-ReLU-Linear (BYOL's projector and predictor)."""
     return projection_head(in_dim, hidden_dim, out_dim)
+
+
+def linear_relu_linear(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
+    """Linear-ReLU-Linear, no batch-norm (SimCLR's and MoCo V2+'s projector in solo-learn)."""
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
 
 
 def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
@@ -130,8 +135,7 @@ class SimCLR(SSLMethod):
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
         h = self.hparams
-        self.projector = nn.Sequential(nn.Linear(encoder.feature_dim, h["proj_hidden"]), nn.ReLU(),
-                                       nn.Linear(h["proj_hidden"], h["proj_dim"]))
+        self.projector = linear_relu_linear(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
 
     def _online_modules(self):
         return [self.encoder, self.projector]
@@ -161,7 +165,7 @@ class MoCoV2Plus(_MomentumMethod):
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
         h = self.hparams
-        self.projector = mlp2(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
+        self.projector = linear_relu_linear(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
         self.target_encoder = momentum_copy(self.encoder)
         self.target_projector = momentum_copy(self.projector)
         self.momentum_pairs = [(self.encoder, self.target_encoder),
@@ -176,7 +180,7 @@ class MoCoV2Plus(_MomentumMethod):
 
     @torch.no_grad()
     def _keys(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.target_projector(self.target_encoder(x)), dim=-1)
+        return F.normalize(self.target_projector(self.target_encoder(x)).float(), dim=-1)
 
     @torch.no_grad()
     def enqueue(self, k1: torch.Tensor, k2: torch.Tensor) -> None:

@@ -44,6 +44,7 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class PretrainConfig:
     widths: list[int]
     blocks: list[int]
+    stem_padding: int | None = None  # None: pipeline.models.STEM_PADDING (the authors' 2)
     method: str = "simclr"
     steps: int = 1000
     batch_size: int = 256  # per process; the global batch is batch_size × processes
@@ -74,6 +75,7 @@ def resolved_optim(cfg: PretrainConfig, world: int) -> dict:
         "lr_per_256": lr_256,
         "lr": scaled_lr(lr_256, cfg.batch_size * world),
         "weight_decay": cfg.weight_decay if cfg.weight_decay is not None else defaults["weight_decay"],
+        "classifier_lr_per_256": defaults["classifier_lr"],  # the online probe's, unless given
     }
 
 
@@ -97,6 +99,21 @@ def run_key(cfg: PretrainConfig, views, world: int, real: np.ndarray,
             h.update(repr(part.shape).encode())
             h.update(np.ascontiguousarray(part[::max(1, len(part) // 1024)]).tobytes())
     return h.hexdigest()
+
+
+def build_optimizer(cfg: PretrainConfig, method: nn.Module, world: int,
+                    probe: OnlineProbe | None = None):
+    """The method's optimiser over its online parameters and, as a second param group, the
+    online probe's layer (solo-learn's `learnable_params`), with one warm-up + cosine schedule
+    for both. Call probe.setup first."""
+    o = resolved_optim(cfg, world)
+    groups = [{"params": method.online_parameters()}]
+    if probe is not None:
+        groups.append(probe.param_group())
+    opt = make_optimizer(o["optimizer"], groups, o["lr"], o["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
+    return opt, sched
 
 
 def _autocast(precision: str, device: torch.device):
@@ -145,7 +162,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     device = ctx.device
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     mean, std = channel_stats(real)
-    encoder = Encoder(cfg.widths, cfg.blocks, mean, std).to(device)
+    stem = {} if cfg.stem_padding is None else {"stem_padding": cfg.stem_padding}
+    encoder = Encoder(cfg.widths, cfg.blocks, mean, std, **stem).to(device)
     if cfg.steps == 0:
         return encoder.eval(), []
     method = build_method(cfg.method, encoder, **cfg.hparams).to(device)
@@ -156,25 +174,24 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     if ctx.group and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     accelerate(method, cfg)
-    o = resolved_optim(cfg, ctx.world)
-    opt = make_optimizer(o["optimizer"], method.online_parameters(), o["lr"], o["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
+    parts = [real] + ([generated] if generated is not None and len(generated) else [])
+    num_generated = sum(len(p) for p in parts[1:])
+    if probe is not None:
+        if len(probe.train_labels) != len(real):
+            raise ValueError(f"{len(probe.train_labels)} probe labels for {len(real)} real images")
+        probe.setup(method.encoder, encoder.feature_dim, num_generated,
+                    cfg.batch_size * ctx.world, cfg.steps, ctx,
+                    default_lr=resolved_optim(cfg, ctx.world)["classifier_lr_per_256"])
+    opt, sched = build_optimizer(cfg, method, ctx.world, probe)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     model = method
     if ctx.group:
         model = nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None)
 
-    parts = [real] + ([generated] if generated is not None and len(generated) else [])
     data = torch.from_numpy(np.concatenate(parts)).to(device).permute(0, 3, 1, 2)  # uint8 NCHW
-    index = InflatedIndex(len(real), len(data) - len(real), cfg.dup, cfg.seed)
+    index = InflatedIndex(len(real), num_generated, cfg.dup, cfg.seed)
     augment = [build_augmentation(v, real.shape[1]).to(device) for v in views]
-    if probe is not None:
-        if len(probe.train_labels) != len(real):
-            raise ValueError(f"{len(probe.train_labels)} probe labels for {len(real)} real images")
-        probe.setup(method.encoder, encoder.feature_dim, len(data) - len(real),
-                    cfg.batch_size * ctx.world, cfg.steps, ctx)
 
     start, history = 0, []
     key = run_key(cfg, views, ctx.world, real, generated, probe)
@@ -193,9 +210,6 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         index.load_state_dict(state["index"])
         start, history = state["step"], state["history"]
         if probe is not None:
-            if state.get("probe") is None:
-                raise ValueError(f"{checkpoint} was written without the online probe; resuming "
-                                 "with it would miss its first steps (remove the checkpoint)")
             probe.load_state_dict(state["probe"])
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
@@ -228,13 +242,14 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         lr = opt.param_groups[0]["lr"]
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if probe is not None:  # its gradient joins the method's in the same optimiser step
+            probe.backward(rows, scaler)
         scaler.step(opt)
         scaler.update()
         sched.step()
         method.momentum_update(step + 1, cfg.steps)
         pending.append((step + 1, lr, loss.detach()))
         if probe is not None:
-            probe.step(rows)
             if probe.due(step + 1):
                 probe.evaluate(encoder, step + 1, lambda: _autocast(cfg.precision, device))
         last = step + 1 == cfg.steps

@@ -38,7 +38,7 @@ def test_minimal_config_gets_defaults(config):
     assert minimal["linear_eval"]["features"]["epochs"] == 100
     assert minimal["linear_eval"]["offline"] == {"epochs": 100, "batch_size": 256, "lr": 0.1,
                                                  "weight_decay": 0.0}
-    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": 0.05}
+    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": None}  # the method's own
     assert minimal["experiments"]["seeds"] == [0] and minimal["experiments"]["sweeps"] == []
 
 
@@ -145,8 +145,12 @@ def _problems(config, path, value):
                                   "values": [3]}], "experiments.sweeps[0].values: {'jitter"),
     (("strategies", "adainf", "jitter_strength"), 6, "strategies.adainf: {'jitter_strength': 6}"),
     (("pretrain", "method_args"), {"simclr": {"proj_dimm": 8}},
-     "pretrain.method_args.simclr: unknown key(s) ['proj_dimm']; valid: ['lr', 'optimizer', "
-     "'proj_dim'"),
+     "pretrain.method_args.simclr: unknown key(s) ['proj_dimm']; valid: ['proj_dim', "
+     "'proj_hidden', 'temperature']"),
+    (("pretrain", "method_args"), {"simclr": {"lr": 0.1}},  # pretrain.lr's job, else ignored
+     "pretrain.method_args.simclr: unknown key(s) ['lr']"),
+    (("generator",), {"source": "npz", "path": "/nowhere/gen.npz"},
+     "generator.path: no such npz file or folder '/nowhere/gen.npz'"),
     (("generator",), {"source": "pretrained", "model": "./models/missing"},
      "generator.model: no such folder './models/missing'"),
     (("generator",), {"source": "pretrained", "model": "/nowhere/ddpm"}, "generator.model"),
@@ -167,7 +171,7 @@ def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
     (("generator",), {"source": "pretrained", "model": "google/ddpm-cifar10-32"}),  # a hub id
     (("experiments", "sweeps"), [{"strategy": "adainf", "setting": "jitter_strength",
                                   "values": [0.5, 5]}]),  # weak: hue 0.1 × 5 = 0.5
-    (("pretrain", "method_args"), {"byol": {"pred_hidden": 16, "lr": 0.1}}),
+    (("pretrain", "method_args"), {"byol": {"pred_hidden": 16, "tau_base": 0.9}}),
 ])
 def test_valid_settings_pass_the_config_checks(config, path, value):
     assert _problems(config, path, value) == []

@@ -85,3 +85,28 @@ def test_gradients_flow_and_are_finite():
     z2 = torch.randn(4, 8, requires_grad=True)
     nt_xent(z1, z2, 0.2).backward()
     assert torch.isfinite(z1.grad).all() and z1.grad.abs().sum() > 0
+
+
+def test_every_loss_is_computed_in_fp32_under_bf16_autocast():
+    """The heads' outputs are cast up and the loss runs without autocast: the same value as in
+    plain fp32 (under bf16 autocast the logits' matmul would otherwise be bf16)."""
+    from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g)
+    queue = torch.randn(256, 32, generator=g)
+    calls = {
+        "nt_xent": lambda a, b: nt_xent(a, b, 0.2),
+        "moco": lambda a, b: moco_infonce(a, b, queue, 0.2),
+        "byol": byol_loss,
+        "barlow": lambda a, b: barlow_twins_loss(a, b, 0.0051, 0.1),
+    }
+    for name, loss in calls.items():
+        expected = loss(z1, z2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = loss(z1, z2)
+            from_bf16 = loss(z1.bfloat16(), z2.bfloat16())  # heads' outputs in bf16
+        assert got.dtype == torch.float32 and from_bf16.dtype == torch.float32, name
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6, msg=name)
+        expected16 = loss(z1.bfloat16().float(), z2.bfloat16().float())
+        torch.testing.assert_close(from_bf16, expected16, rtol=1e-6, atol=1e-6, msg=name)

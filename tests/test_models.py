@@ -39,8 +39,19 @@ def test_resnet18_matches_torchvision_with_cifar_stem():
     with torch.no_grad():
         out = net(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 512)
-    # stem stride 1 and no max-pool: 32 → 32 → 16 → 8 → 4 (with a max-pool it would be 2×2)
-    assert tuple(spatial["layer4"]) == (4, 4)
+    # the authors' stem: stride 1, padding 2 (solo-learn base.py), no max-pool:
+    # 32 → 34 → 17 → 9 → 5 (padding 1 would give 4×4, a max-pool 2×2)
+    assert net.conv1.padding == (2, 2)
+    assert tuple(spatial["layer4"]) == (5, 5)
+    assert cifar_resnet([8], [1], stem_padding=1).conv1.padding == (1, 1)
+
+
+def test_encoder_checkpoint_keeps_its_stem_padding(tmp_path):
+    enc = Encoder([8], [1], [0.5] * 3, [0.25] * 3, stem_padding=1)
+    assert enc.arch["stem_padding"] == 1
+    save_encoder(tmp_path / "e.pt", enc, {})
+    assert load_encoder(tmp_path / "e.pt")[0].backbone.conv1.padding == (1, 1)
+    assert Encoder([8], [1], [0.5] * 3, [0.25] * 3).backbone.conv1.padding == (2, 2)
 
 
 @pytest.mark.parametrize("widths,blocks", [([8, 16], [1, 1]), ([8], [2]), ([4, 8, 12, 16], [1, 1, 1, 1])])

@@ -11,6 +11,9 @@ from pipeline.augment import view_params
 from pipeline.distributed import DistContext
 from pipeline.linear import accuracy, extract_features
 from pipeline.online_probe import OnlineProbe
+from pipeline.models import Encoder
+from pipeline.optim import LARS, warmup_cosine
+from pipeline.ssl_methods import METHODS
 from pipeline.training import PretrainConfig, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
@@ -70,10 +73,22 @@ def test_probe_does_not_change_the_backbone_training(method):
         assert torch.equal(a[k], b[k]), k
 
 
-def _probe(num_generated=0, dim=4, classes=3):
-    probe = OnlineProbe(np.arange(6) % classes, toy(4, 0)[0], np.arange(4) % classes, lr=25.6)
-    probe.setup(nn.Identity(), dim, num_generated, 256, 10, CPU)
-    return probe
+class _Probe:
+    """A probe set up on its own, with a plain SGD over its param group (lr 25.6 × 256/256)."""
+
+    def __init__(self, num_generated=0, dim=4, classes=3):
+        self.probe = OnlineProbe(np.arange(6) % classes, toy(4, 0)[0], np.arange(4) % classes,
+                                 lr=25.6)
+        self.probe.setup(nn.Identity(), dim, num_generated, 256, 10, CPU)
+        self.linear, self.labels = self.probe.linear, self.probe.labels
+        self.opt = torch.optim.SGD([self.probe.param_group()], lr=1.0, momentum=0.9)
+
+    def update(self, feats, labels):
+        self.probe.accumulate(feats, labels)
+        self.opt.step()
+
+
+_probe = _Probe
 
 
 def test_label_minus_one_is_ignored():
@@ -114,3 +129,36 @@ def test_evaluation_steps(every, steps):
 def test_rejects_unlabelled_test_images():
     with pytest.raises(ValueError, match="-1"):
         OnlineProbe(np.zeros(2), toy(2, 0)[0], np.array([0, -1]))
+
+
+@pytest.mark.parametrize("method,optimizer,lr", [("simclr", LARS, 0.05), ("byol", LARS, 0.05),
+                                                 ("barlow", LARS, 0.05),
+                                                 ("mocov2plus", torch.optim.SGD, 0.15)])
+def test_probe_is_a_param_group_of_the_methods_optimiser(method, optimizer, lr):
+    """solo-learn's learnable_params: the classifier in the method's optimiser, classifier_lr per
+    256 (PKU-ML/adainf solo-learn/scripts/pretrain/cifar/*.yaml), no weight decay, one schedule."""
+    from pipeline.ssl_methods import build_method
+    from pipeline.training import build_optimizer
+
+    c = cfg(method=method, optimizer=None, lr=None, batch_size=128, steps=100, warmup_steps=10,
+            hparams={})
+    encoder = Encoder([8, 16], [1, 1], [0.5] * 3, [0.25] * 3)
+    heads = {"proj_hidden": 16, "proj_dim": 8, **({"pred_hidden": 16} if method == "byol" else {})}
+    m = build_method(method, encoder, **heads)
+    probe = OnlineProbe(np.arange(6) % 3, toy(4, 0)[0], np.arange(4) % 3)
+    world = 2  # global batch 256
+    probe.setup(encoder, 16, 0, c.batch_size * world, c.steps, CPU,
+                default_lr=METHODS[method].DEFAULTS["classifier_lr"])
+    opt, sched = build_optimizer(c, m, world, probe)
+    assert type(opt) is optimizer
+    main, head = opt.param_groups
+    assert head["params"] == list(probe.linear.parameters())
+    assert head["weight_decay"] == 0.0 and main["weight_decay"] == METHODS[method].DEFAULTS[
+        "weight_decay"]
+    assert head["initial_lr"] == pytest.approx(lr)  # × 256/256
+    for _ in range(37):
+        opt.step()
+        sched.step()
+    factor = warmup_cosine(37, 100, 10)
+    assert head["lr"] == pytest.approx(lr * factor)
+    assert main["lr"] == pytest.approx(METHODS[method].DEFAULTS["lr"] * factor)

@@ -73,7 +73,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, wi
         assert straight_probe.linear.weight.abs().sum() > 0
         for a, b in zip(resumed_probe.linear.parameters(), straight_probe.linear.parameters()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-        assert resumed_probe.sched.last_epoch == straight_probe.sched.last_epoch == 6
+        # (its momentum and schedule are the method optimiser's, checkpointed with it)
 
 
 def _killed_at_2(ckpt, **kw):

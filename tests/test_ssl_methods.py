@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
 from pipeline.models import Encoder
@@ -139,19 +140,70 @@ def test_barlow_twins_loss_matches_batchnorm_and_rewards_identical_views():
 def test_registry_and_defaults_follow_the_paper():
     assert METHODS == {"simclr": SimCLR, "mocov2plus": MoCoV2Plus, "byol": BYOL,
                        "barlow": BarlowTwins}
-    assert SimCLR.DEFAULTS == {"optimizer": "lars", "lr": 0.2, "weight_decay": 1e-4,
+    assert SimCLR.DEFAULTS == {"optimizer": "lars", "lr": 0.2, "classifier_lr": 0.05, "weight_decay": 1e-4,
                                "proj_hidden": 2048, "proj_dim": 256, "temperature": 0.2}
-    assert MoCoV2Plus.DEFAULTS == {"optimizer": "sgd", "lr": 0.15, "weight_decay": 1e-4,
+    assert MoCoV2Plus.DEFAULTS == {"optimizer": "sgd", "lr": 0.15, "classifier_lr": 0.15,
+                                   "weight_decay": 1e-4,
                                    "proj_hidden": 2048, "proj_dim": 256, "temperature": 0.2,
                                    "queue_size": 32768, "tau_base": 0.99, "tau_final": 0.999}
-    assert BYOL.DEFAULTS == {"optimizer": "lars", "lr": 0.5, "weight_decay": 1e-5,
+    assert BYOL.DEFAULTS == {"optimizer": "lars", "lr": 0.5, "classifier_lr": 0.05, "weight_decay": 1e-5,
                              "proj_hidden": 4096, "proj_dim": 256, "pred_hidden": 4096,
                              "tau_base": 0.99, "tau_final": 1.0}
-    assert BarlowTwins.DEFAULTS == {"optimizer": "lars", "lr": 0.15, "weight_decay": 1e-4,
+    assert BarlowTwins.DEFAULTS == {"optimizer": "lars", "lr": 0.15, "classifier_lr": 0.05,
+                                    "weight_decay": 1e-4,
                                     "proj_hidden": 2048, "proj_dim": 2048, "lambd": 0.0051,
                                     "scale": 0.1}
     assert [METHODS[m].augmentation_kind for m in METHODS] == [
         "symmetric", "symmetric", "asymmetric", "asymmetric"]
+
+
+def _layers(module):
+    """A head as [(layer type, in, out)] (widths for Linear / BatchNorm1d, None otherwise)."""
+    out = []
+    for m in module:
+        if isinstance(m, nn.Linear):
+            out.append(("Linear", m.in_features, m.out_features))
+        elif isinstance(m, nn.BatchNorm1d):
+            out.append(("BatchNorm1d", m.num_features, m.num_features))
+        else:
+            out.append((type(m).__name__, None, None))
+    return out
+
+
+def _lin(i, o):
+    return ("Linear", i, o)
+
+
+def _bn(n):
+    return ("BatchNorm1d", n, n)
+
+
+RELU = ("ReLU", None, None)
+# The heads at the paper's widths behind a ResNet-18 (512 features), as solo-learn builds them
+# (PKU-ML/adainf solo-learn/solo/methods/{simclr,mocov2plus,byol,barlow_twins}.py and the widths
+# of solo-learn/scripts/pretrain/cifar/*.yaml).
+HEADS = {
+    "simclr": {"projector": [_lin(512, 2048), RELU, _lin(2048, 256)]},
+    "mocov2plus": {"projector": [_lin(512, 2048), RELU, _lin(2048, 256)],
+                   "target_projector": [_lin(512, 2048), RELU, _lin(2048, 256)]},
+    "byol": {"projector": [_lin(512, 4096), _bn(4096), RELU, _lin(4096, 256)],
+             "predictor": [_lin(256, 4096), _bn(4096), RELU, _lin(4096, 256)],
+             "target_projector": [_lin(512, 4096), _bn(4096), RELU, _lin(4096, 256)]},
+    "barlow": {"projector": [_lin(512, 2048), _bn(2048), RELU, _lin(2048, 2048), _bn(2048), RELU,
+                             _lin(2048, 2048)]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_heads_are_the_authors_layer_for_layer(name):
+    encoder = Encoder(widths=[8, 16, 32, 512], blocks=[1, 1, 1, 1], mean=[0.5] * 3, std=[0.25] * 3)
+    method = build_method(name, encoder)
+    heads = {n: _layers(m) for n, m in method.named_children() if isinstance(m, nn.Sequential)}
+    assert heads == HEADS[name]
+    if name in ("mocov2plus", "byol"):  # the momentum copies: same layers, no gradient
+        assert isinstance(method.target_encoder, Encoder)
+        assert not any(p.requires_grad for p in method.target_projector.parameters())
+        assert not any(p.requires_grad for p in method.target_encoder.parameters())
 
 
 def test_unknown_method_and_hyper_parameter_are_named():

@@ -47,7 +47,8 @@ def test_cifar10_preset_builds_the_full_dag(tmp_path):
     assert "--model google/ddpm-cifar10-32" in commands
     # the paper's online probe trains inside every pretraining job, not on random_init
     assert commands.count("--online-out") == 12
-    assert "--online-every 5000 --online-lr 0.05" in commands
+    # every 200 steps as the authors' val_check_interval, at each method's own classifier_lr
+    assert "--online-every 200" in commands and "--online-lr" not in commands
     assert "--protocol offline" in commands and "--protocol features" in commands
     assert "--seed 5" in commands
 

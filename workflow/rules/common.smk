@@ -12,6 +12,7 @@ from pipeline.job_params import (
     fid_stats_args, fid_stats_untracked_args, opt, pretrain_args, pretrain_untracked_args,
     sample_args, sample_untracked_args, untracked,
 )
+from pipeline.npz_source import image_shape, npz_files
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -44,8 +45,17 @@ RUNTIME = " --device {params.device} --threads {threads}"
 LOG = " > {log} 2>&1 || {{ rc=$?; tail -n 1 {log} >&2; exit $rc; }}"
 
 
+def num_generated():
+    """Images in the generated set: sampling.num_images, or with generator.source npz the
+    files' own count if smaller (read from their headers; see rules/npz_source.smk)."""
+    if config["generator"]["source"] == "npz":
+        total = image_shape(npz_files(config["generator"]["path"]))[0]
+        return min(config["sampling"]["num_images"], total)
+    return config["sampling"]["num_images"]
+
+
 def num_shards():
-    return count_shards(config["sampling"])
+    return count_shards(config["sampling"], num_generated())
 
 
 def shard_files():
@@ -61,7 +71,7 @@ def shard_data(manifest):
 
 
 def shard_range(wildcards):
-    size, total = config["sampling"]["shard_size"], config["sampling"]["num_images"]
+    size, total = config["sampling"]["shard_size"], num_generated()
     start = int(wildcards.shard) * size
     return {"start": start, "count": min(size, total - start)}
 

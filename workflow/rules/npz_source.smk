@@ -1,0 +1,27 @@
+# generator.source npz: generated images brought as npz files (the authors' EDM/STF sets) are cut
+# into the sample shards by one job; no generator is trained and nothing is sampled, and FID,
+# packing and pretraining read the shards as they read sampled ones.
+if config["generator"]["source"] == "npz":
+
+    ruleorder: cut_npz > sample
+
+    rule cut_npz:
+        input:
+            [str(f) for f in npz_files(config["generator"]["path"])],
+        output:
+            [f for m in shard_files() for f in (m, *shard_data(m))],
+        params:
+            source=config["generator"]["path"],
+            num_images=num_generated(),
+            manifests=shard_files(),
+        log:
+            "logs/cut_npz.log",
+        benchmark:
+            "benchmarks/cut_npz.tsv"
+        conda:
+            CONDA_ENV
+        shell:
+            STAGE + "cut_npz --source {params.source:q} --out {params.manifests}"
+            " --shard-size " + str(config["sampling"]["shard_size"]) +
+            " --num-images {params.num_images} --resolution " + str(config["real"]["resolution"])
+            + LOG
