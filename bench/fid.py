@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.frechet import (FeatureStats, autocast_for,  # noqa: E402
+from pipeline.evaluation.frechet import (FeatureStats, autocast_for,  # noqa: E402
                               fid_inception_architecture, frechet_distance, inception_features,
                               inception_model, weights_cache_path)
-from pipeline.runtime import resolve_device  # noqa: E402
+from pipeline.core.runtime import resolve_device  # noqa: E402
 
 
 def random_inception(device, dims: int = 2048):

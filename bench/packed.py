@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import io  # noqa: E402
-from pipeline.packed import PackedDataset, load_packed, pack, read_manifest, write_shard  # noqa: E402
+from pipeline.data.dataset import PackedDataset, load_packed, pack, read_manifest, write_shard  # noqa: E402
 
 
 def sequential_load(folder: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.runtime import resolve_device  # noqa: E402
-from pipeline.sampling import Sampler, SamplerSettings, prepare_unet  # noqa: E402
+from pipeline.core.runtime import resolve_device  # noqa: E402
+from pipeline.generation.samplers import Sampler, SamplerSettings, prepare_unet  # noqa: E402
 
 ARCHS = {
     "smoke": dict(sample_size=8, block_out_channels=(8, 16), layers_per_block=1,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline import runtime
-from pipeline.npz_source import cut_into_shards, npz_files
+from pipeline.core import runtime
+from pipeline.data.npz_source import cut_into_shards, npz_files
 
 log = logging.getLogger("pipeline.cut_npz")
 

@@ -8,8 +8,8 @@ import time
 
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from pipeline import io, runtime
-from pipeline.frechet import load_reference, load_stats
+from pipeline.core import io, runtime
+from pipeline.evaluation.frechet import load_reference, load_stats
 
 log = logging.getLogger("pipeline.fid")
 

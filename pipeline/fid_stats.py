@@ -6,8 +6,8 @@ import argparse
 import logging
 import time
 
-from pipeline import io, runtime
-from pipeline.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
+from pipeline.core import io, runtime
+from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
 
 log = logging.getLogger("pipeline.fid_stats")
 

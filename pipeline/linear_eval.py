@@ -1,6 +1,6 @@
 """Stage: linear evaluation of a frozen encoder on the real train/test split.
 
-Protocols (see pipeline.linear): `features` (features computed once, AdamW on standardised
+Protocols (see pipeline.evaluation.linear): `features` (features computed once, AdamW on standardised
 features, plus weighted k-NN) and `offline` (solo-learn's: SGD on features of freshly augmented
 images each epoch). The `online` protocol runs inside pretraining (pretrain --online-test).
 """
@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from pipeline import io, runtime
-from pipeline.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
+from pipeline.core import io, runtime
+from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
-from pipeline.models import load_encoder
+from pipeline.ssl.encoders import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
 

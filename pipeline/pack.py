@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline import runtime
-from pipeline.packed import PARTS, pack
+from pipeline.core import runtime
+from pipeline.data.dataset import PARTS, pack
 
 log = logging.getLogger("pipeline.pack")
 

@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 
-from pipeline.io import save_images
-from pipeline.real_data import SOURCES, load_real
-from pipeline.runtime import add_common_args, log, run, setup
+from pipeline.core.io import save_images
+from pipeline.data.sources import SOURCES, load_real
+from pipeline.core.runtime import add_common_args, log, run, setup
 
 
 def parse_args(argv=None) -> argparse.Namespace:

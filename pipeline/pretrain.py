@@ -1,7 +1,7 @@
 """Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
 
 Runs as one process, or data-parallel under `torchrun --nproc_per_node N -m pipeline.pretrain`.
-With --online-test and --online-out, an online linear probe (pipeline.online_probe) trains on the
+With --online-test and --online-out, an online linear probe (pipeline.ssl.online_probe) trains on the
 detached features of the real images' views and is evaluated on that test split.
 """
 
@@ -14,17 +14,17 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline import io, runtime
-from pipeline.augment import PRESETS, describe as describe_aug, view_params
-from pipeline.distributed import init_distributed
-from pipeline.memory import MemoryPlanError
-from pipeline.method_defaults import head_keys
-from pipeline.models import STEM_PADDING, save_encoder
-from pipeline.online_probe import OnlineProbe
-from pipeline.optim import scaled_lr
-from pipeline.packed import load_packed
-from pipeline.ssl_methods import METHODS
-from pipeline.training import AUTOCAST, PretrainConfig, describe, pretrain, resolved_optim
+from pipeline.core import io, runtime
+from pipeline.ssl.augment import PRESETS, describe as describe_aug, view_params
+from pipeline.ssl.distributed import init_distributed
+from pipeline.ssl.memory import MemoryPlanError
+from pipeline.ssl.defaults import head_keys
+from pipeline.ssl.encoders import STEM_PADDING, save_encoder
+from pipeline.ssl.online_probe import OnlineProbe
+from pipeline.ssl.optim import scaled_lr
+from pipeline.data.dataset import load_packed
+from pipeline.ssl.methods import METHODS
+from pipeline.ssl.loop import AUTOCAST, PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -53,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
     p.add_argument("--stem-padding", type=int, default=None,
                    help="padding of the 3×3 stem conv (default: the authors' 2, "
-                        "pipeline.models.STEM_PADDING)")
+                        "pipeline.ssl.encoders.STEM_PADDING)")
     p.add_argument("--steps", type=int, default=1000, help="0 saves the encoder at initialisation")
     p.add_argument("--batch-size", type=int, default=256, help="per process")
     p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import io, runtime
-from pipeline.design import Design
-from pipeline.figures import save_curves_plot, save_samples_figure, save_sweep_plot
-from pipeline.summary import aggregate, collect_runs, html_page, markdown, sweep_series
+from pipeline.core import io, runtime
+from pipeline.study.design import Design
+from pipeline.study.figures import save_curves_plot, save_samples_figure, save_sweep_plot
+from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
 log = logging.getLogger("pipeline.report")
 
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     p.add_argument("--histories", nargs="*", default=[],
                    help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
     p.add_argument("--design", required=True,
-                   help="JSON: {design: pipeline.design.Design as a dict, sampling: {...}}")
+                   help="JSON: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
     p.add_argument("--fid", required=True)
     p.add_argument("--real", required=True, help="real training images (npz)")
     p.add_argument("--generated", required=True, help="a generated shard (npz)")

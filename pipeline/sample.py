@@ -6,11 +6,11 @@ import argparse
 import logging
 import time
 
-from pipeline import io, runtime
-from pipeline.diffusion import load_generator
-from pipeline.edm import EDMSettings
-from pipeline.packed import write_shard
-from pipeline.sampling import PRECISIONS, SAMPLERS, SamplerSettings, prepare_unet, sample_range
+from pipeline.core import io, runtime
+from pipeline.generation.unet import load_generator
+from pipeline.generation.edm import EDMSettings
+from pipeline.data.dataset import write_shard
+from pipeline.generation.samplers import PRECISIONS, SAMPLERS, SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
 
@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True, help="generator: hub id or local folder")
     p.add_argument("--out", required=True, help="shard manifest (NAME.json); the images go to "
-                   "NAME.images.npy and NAME.labels.npy beside it (pipeline.packed's format)")
+                   "NAME.images.npy and NAME.labels.npy beside it (pipeline.data.dataset's format)")
     p.add_argument("--start", type=int, required=True, help="global index of the first image")
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)

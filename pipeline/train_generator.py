@@ -6,8 +6,8 @@ import argparse
 import logging
 import time
 
-from pipeline import io, runtime
-from pipeline.diffusion import save_generator, train_unet
+from pipeline.core import io, runtime
+from pipeline.generation.unet import save_generator, train_unet
 
 log = logging.getLogger("pipeline.train_generator")
 

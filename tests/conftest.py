@@ -11,8 +11,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from pipeline.io import save_images
-from pipeline.training import pretrain
+from pipeline.core.io import save_images
+from pipeline.ssl.loop import pretrain
 
 
 def make_tiny_unet(seed: int = 0) -> UNet2DModel:

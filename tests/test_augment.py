@@ -1,4 +1,4 @@
-"""Tests of pipeline.augment: the presets of the AdaInf paper and the batched on-device pipeline,
+"""Tests of pipeline.ssl.augment: the presets of the AdaInf paper and the batched on-device pipeline,
 whose parameter distributions and formulas are checked against torchvision's."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 
-from pipeline import augment as A
-from pipeline.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
+from pipeline.ssl import augment as A
+from pipeline.ssl.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
                               describe, preset, view_params)
 
 

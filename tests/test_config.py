@@ -127,7 +127,7 @@ def test_snakemake_names_an_undefined_sweep_strategy(config, tmp_path):
 
 
 def _problems(config, path, value):
-    from pipeline.config_check import config_problems
+    from pipeline.dag.config_check import config_problems
 
     c = _mutate(config, path, value)
     validate(c, SCHEMA)  # the defaults, as the Snakefile fills them before these checks
@@ -162,7 +162,7 @@ def _problems(config, path, value):
     (("sampling", "shard_size"), 1, "sampling.shard_size: 2000 images in shards of 1 make 2000"),
 ])
 def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
-    monkeypatch.setattr("pipeline.config_check.MAX_SHARDS", 1000)
+    monkeypatch.setattr("pipeline.dag.config_check.MAX_SHARDS", 1000)
     problems = _problems(config, path, value)
     assert len(problems) == 1 and problems[0].startswith(named), problems
 
@@ -178,7 +178,7 @@ def test_valid_settings_pass_the_config_checks(config, path, value):
 
 
 def test_schema_errors_are_short_and_name_the_key(config):
-    from pipeline.config_check import schema_errors
+    from pipeline.dag.config_check import schema_errors
 
     bad = _mutate(_mutate(config, ("pretrain", "steps"), "ten"), ("sampling", "num_images"), 0)
     assert schema_errors(bad, SCHEMA) == [

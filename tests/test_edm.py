@@ -10,10 +10,10 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from pipeline import sample
-from pipeline.diffusion import save_generator
-from pipeline.edm import EDMSettings, VPDenoiser, edm_sample, karras_sigmas
-from pipeline.io import load_images
-from pipeline.sampling import Sampler, SamplerSettings, image_generators, sample_range
+from pipeline.generation.unet import save_generator
+from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample, karras_sigmas
+from pipeline.core.io import load_images
+from pipeline.generation.samplers import Sampler, SamplerSettings, image_generators, sample_range
 
 DDPM_CIFAR10 = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02).config
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.frechet and the fid stage.
+"""Tests of pipeline.evaluation.frechet and the fid stage.
 
 The Inception tests use a RANDOM state dict of pytorch-fid's FID Inception, written where
 torch.hub caches the real weights, so they run offline and check that the cache is what is read.
@@ -15,10 +15,12 @@ import torch.hub
 from pytorch_fid.fid_score import calculate_frechet_distance
 from torchvision.transforms import ToTensor
 
-from pipeline import fid, fid_stats, frechet, io
-from pipeline.frechet import FeatureStats, frechet_distance, image_stats
-from pipeline.io import save_images
-from pipeline.packed import write_shard
+from pipeline import fid, fid_stats
+from pipeline.evaluation import frechet
+from pipeline.core import io
+from pipeline.evaluation.frechet import FeatureStats, frechet_distance, image_stats
+from pipeline.core.io import save_images
+from pipeline.data.dataset import write_shard
 
 from conftest import make_images
 

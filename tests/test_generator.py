@@ -1,4 +1,4 @@
-"""Tests of pipeline.diffusion and the train_generator stage, with tiny UNets on 8×8 images."""
+"""Tests of pipeline.generation.unet and the train_generator stage, with tiny UNets on 8×8 images."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from pipeline import train_generator
-from pipeline.diffusion import (
+from pipeline.generation.unet import (
     build_unet, load_generator, save_generator, to_model_range, to_uint8, train_unet,
 )
-from pipeline.io import load_images
+from pipeline.core.io import load_images
 
 from conftest import make_images
 

@@ -9,14 +9,16 @@ import torch
 from diffusers import UNet2DModel
 
 from conftest import pretrain_killed_after
-from pipeline import io, memory, pretrain as pretrain_stage, sample
-from pipeline.augment import view_params
-from pipeline.diffusion import save_generator
-from pipeline.distributed import DistContext
-from pipeline.models import Encoder
-from pipeline.packed import pack
-from pipeline.ssl_methods import build_method
-from pipeline.training import PretrainConfig, plan_memory, pretrain
+from pipeline.core import io
+from pipeline.ssl import memory
+from pipeline import pretrain as pretrain_stage, sample
+from pipeline.ssl.augment import view_params
+from pipeline.generation.unet import save_generator
+from pipeline.ssl.distributed import DistContext
+from pipeline.ssl.encoders import Encoder
+from pipeline.data.dataset import pack
+from pipeline.ssl.methods import build_method
+from pipeline.ssl.loop import PretrainConfig, plan_memory, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 

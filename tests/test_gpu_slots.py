@@ -1,4 +1,4 @@
-"""pipeline.gpu_slots on CPU with a fake GPU count: concurrent jobs never share a device."""
+"""pipeline.core.gpu_slots on CPU with a fake GPU count: concurrent jobs never share a device."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def env(**extra):
 
 
 def launcher(lock_dir, gpus, count, *extra):
-    return [sys.executable, "-m", "pipeline.gpu_slots", "--gpus", str(gpus), "--count", str(count),
+    return [sys.executable, "-m", "pipeline.core.gpu_slots", "--gpus", str(gpus), "--count", str(count),
             "--lock-dir", str(lock_dir), *extra, "--"]
 
 
@@ -90,7 +90,7 @@ def test_no_gpu_chosen_devices_and_impossible_requests(tmp_path):
     too_many = run(tmp_path, 2, 1)
     assert too_many.returncode != 0 and "asks for 2 GPU(s), this machine has 1" in too_many.stderr
     # the count may come from the environment (no torch needed)
-    r = subprocess.run([sys.executable, "-m", "pipeline.gpu_slots", "--gpus", "1", "--lock-dir",
+    r = subprocess.run([sys.executable, "-m", "pipeline.core.gpu_slots", "--gpus", "1", "--lock-dir",
                         str(tmp_path), "--", sys.executable, "-c",
                         "import os; print(os.environ['CUDA_VISIBLE_DEVICES'])"],
                        capture_output=True, text=True, env=env(ADAINF_GPU_COUNT="1"), timeout=60)

@@ -1,4 +1,4 @@
-"""Tests of pipeline.inflation.InflatedIndex."""
+"""Tests of pipeline.data.inflation.InflatedIndex."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from pipeline.inflation import InflatedIndex
+from pipeline.data.inflation import InflatedIndex
 
 
 @pytest.mark.parametrize("num_real,num_gen,dup", [(7, 5, 3), (10, 0, 2), (4, 9, 1), (0, 6, 4)])

@@ -1,4 +1,4 @@
-"""Tests of pipeline.io: atomic outputs and the npz image format."""
+"""Tests of pipeline.core.io: atomic outputs and the npz image format."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from pipeline import io
+from pipeline.core import io
 
 from conftest import make_images
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.job_params: which settings a job's tracked params carry."""
+"""Tests of pipeline.dag.job_params: which settings a job's tracked params carry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from pipeline.design import RANDOM_INIT, plan
-from pipeline.job_params import (
+from pipeline.study.design import RANDOM_INIT, plan
+from pipeline.dag.job_params import (
     pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, untracked,
 )
 

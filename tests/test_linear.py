@@ -1,4 +1,4 @@
-"""Tests of pipeline.linear and the linear_eval stage."""
+"""Tests of pipeline.evaluation.linear and the linear_eval stage."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import io, linear_eval
-from pipeline.augment import RandomHorizontalFlip, RandomResizedCrop
-from pipeline.linear import (accuracy, extract_features, offline_augmentation, top1, topk_correct,
+from pipeline.core import io
+from pipeline import linear_eval
+from pipeline.ssl.augment import RandomHorizontalFlip, RandomResizedCrop
+from pipeline.evaluation.linear import (accuracy, extract_features, offline_augmentation, top1, topk_correct,
                              train_linear, train_linear_offline)
-from pipeline.models import Encoder, save_encoder
+from pipeline.ssl.encoders import Encoder, save_encoder
 
 KEYS = {"method", "strategy", "protocol", "top1", "top5", "num_train", "num_test", "pretrain",
         "seconds"}
@@ -90,7 +91,7 @@ def test_offline_augmentation_is_crop_and_flip_only():
 
 
 def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatch):
-    from pipeline import linear
+    from pipeline.evaluation import linear
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -195,7 +196,7 @@ def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which, protocol):
 
 
 def test_knn_top1_on_separable_clusters_and_a_hand_example():
-    from pipeline.linear import knn_top1
+    from pipeline.evaluation.linear import knn_top1
 
     g = torch.Generator().manual_seed(0)
     centres = torch.eye(4) * 5

@@ -1,4 +1,4 @@
-"""Tests of pipeline.losses.nt_xent against a value computed by hand."""
+"""Tests of pipeline.ssl.losses.nt_xent against a value computed by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import nt_xent
+from pipeline.ssl.losses import nt_xent
 
 
 def _nt_xent_by_hand(z1, z2, temperature):
@@ -90,7 +90,7 @@ def test_gradients_flow_and_are_finite():
 def test_every_loss_is_computed_in_fp32_under_bf16_autocast():
     """The heads' outputs are cast up and the loss runs without autocast: the same value as in
     plain fp32 (under bf16 autocast the logits' matmul would otherwise be bf16)."""
-    from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce
+    from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce
 
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from conftest import TINY, make_images, run_snakemake
-from pipeline import io
-from pipeline.npz_source import cut_into_shards, image_shape, npz_files
-from pipeline.packed import open_packed
+from pipeline.core import io
+from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files
+from pipeline.data.dataset import open_packed
 
 
 def _write_folder(folder, sizes, size=8):

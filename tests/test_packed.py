@@ -1,4 +1,4 @@
-"""Tests of pipeline.packed and the pack stage."""
+"""Tests of pipeline.data.dataset and the pack stage."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline import pack as pack_stage
-from pipeline.io import save_images
-from pipeline import io
-from pipeline.packed import FORMAT, ChecksumError, load_packed, open_packed, pack, write_shard
+from pipeline.core.io import save_images
+from pipeline.core import io
+from pipeline.data.dataset import FORMAT, ChecksumError, load_packed, open_packed, pack, write_shard
 
 from conftest import make_images
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.real_data and the prepare_real stage, on files written in the real formats."""
+"""Tests of pipeline.data.sources and the prepare_real stage, on files written in the real formats."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from pipeline import prepare_real
-from pipeline.io import load_images
-from pipeline.real_data import load_real
+from pipeline.core.io import load_images
+from pipeline.data.sources import load_real
 
 
 # -- CIFAR in its real on-disk format -------------------------------------------------------------

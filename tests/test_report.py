@@ -1,4 +1,4 @@
-"""Tests of pipeline.summary and the report stage."""
+"""Tests of pipeline.study.tables and the report stage."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import io, report
-from pipeline.design import plan
-from pipeline.summary import aggregate, collect_runs, html_page, markdown, sweep_series
+from pipeline.core import io
+from pipeline import report
+from pipeline.study.design import plan
+from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
 CONFIG = {
     "strategies": {"none": {"dup": 1, "generated": False, "augmentation": "standard"},

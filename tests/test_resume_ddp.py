@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from conftest import pretrain_killed_after
-from pipeline.augment import view_params
-from pipeline.distributed import DistContext
-from pipeline.online_probe import OnlineProbe
-from pipeline.training import PretrainConfig, pretrain
+from pipeline.ssl.augment import view_params
+from pipeline.ssl.distributed import DistContext
+from pipeline.ssl.online_probe import OnlineProbe
+from pipeline.ssl.loop import PretrainConfig, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, change)
     kw = {"lr": 0.01} if change == "lr" else {}
     real = data(seed=9) if change == "data" else data()
     make_probe = new_probe if change == "probe" else lambda: None
-    with caplog.at_level("WARNING", logger="pipeline.training"):
+    with caplog.at_level("WARNING", logger="pipeline.ssl.loop"):
         enc, history = pretrain(tiny_cfg(**kw), view_params("standard"), real, None, CPU,
                                 checkpoint=ckpt, probe=make_probe())
     assert "starting fresh" in caplog.text
@@ -107,7 +107,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, change)
 def test_checkpoint_interval_is_not_part_of_the_run(tmp_path, caplog):
     ckpt = tmp_path / "ckpt.pt"
     _killed_at_2(ckpt)
-    with caplog.at_level("INFO", logger="pipeline.training"):
+    with caplog.at_level("INFO", logger="pipeline.ssl.loop"):
         _, history = pretrain(tiny_cfg(checkpoint_every=3), view_params("standard"), data(),
                               None, CPU, checkpoint=ckpt)
     assert "resumed from" in caplog.text and len(history) == 6
@@ -116,8 +116,8 @@ def test_checkpoint_interval_is_not_part_of_the_run(tmp_path, caplog):
 def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
     """`snakemake -R pretrain` after a finished run must train again, not resume at the end."""
     from pipeline import pretrain as stage
-    from pipeline.packed import pack
-    from pipeline.io import save_images
+    from pipeline.data.dataset import pack
+    from pipeline.core.io import save_images
 
     save_images(tmp_path / "real.npz", data(), np.arange(24) % 4)
     pack(tmp_path / "real", "real", [str(tmp_path / "real.npz")])
@@ -135,7 +135,7 @@ def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
 
 
 def test_nan_loss_stops_with_the_step(monkeypatch):
-    from pipeline import ssl_methods
+    from pipeline.ssl import methods as ssl_methods
 
     calls = {"n": 0}
     original = ssl_methods.SimCLR.forward
@@ -153,13 +153,13 @@ def test_nan_loss_stops_with_the_step(monkeypatch):
 DDP_WORKER = r"""
 import sys, torch, numpy as np, torch.distributed as dist
 sys.path.insert(0, sys.argv[1])
-from pipeline.augment import view_params
-from pipeline.distributed import init_distributed
-from pipeline.training import PretrainConfig, pretrain
-import pipeline.training as training
+from pipeline.ssl.augment import view_params
+from pipeline.ssl.distributed import init_distributed
+from pipeline.ssl.loop import PretrainConfig, pretrain
+import pipeline.ssl.loop as training
 torch.set_num_threads(1)
 ctx = init_distributed(torch.device("cpu"))
-from pipeline.distributed import gather
+from pipeline.ssl.distributed import gather
 z = torch.full((2, 3), float(ctx.rank), requires_grad=True)
 g = gather(z)
 assert g.shape == (4, 3) and (g[:2] == 0).all() and (g[2:] == 1).all(), g
@@ -184,8 +184,8 @@ for method, extra in (("barlow", {}), ("mocov2plus", {"queue_size": 16})):
     flat = torch.cat([flat] + [p.detach().flatten() for p in e.parameters()])
     assert all(np.isfinite([x["loss"] for x in h]))
 # the online probe: gradients averaged across ranks, test set split between them and reduced
-from pipeline.online_probe import OnlineProbe
-from pipeline.linear import accuracy, extract_features
+from pipeline.ssl.online_probe import OnlineProbe
+from pipeline.evaluation.linear import accuracy, extract_features
 cfg.method, cfg.hparams, cfg.steps = "simclr", {"proj_hidden": 16, "proj_dim": 8}, 4
 test = np.random.default_rng(1).integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)
 probe = OnlineProbe(np.arange(16) % 4, test, np.arange(11) % 4, every=2, lr=2.0)

@@ -1,4 +1,4 @@
-"""Tests of pipeline.sampling and the sample stage: per-image seeding, shard invariance, and
+"""Tests of pipeline.generation.samplers and the sample stage: per-image seeding, shard invariance, and
 agreement with diffusers' own DDPMPipeline."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 
 from pipeline import sample
-from pipeline.diffusion import save_generator
-from pipeline.edm import EDMSettings
-from pipeline.io import load_images
-from pipeline.sampling import (SamplerSettings, image_generators, image_seed, make_scheduler,
+from pipeline.generation.unet import save_generator
+from pipeline.generation.edm import EDMSettings
+from pipeline.core.io import load_images
+from pipeline.generation.samplers import (SamplerSettings, image_generators, image_seed, make_scheduler,
                                sample_range)
 
 

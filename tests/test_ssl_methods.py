@@ -1,4 +1,4 @@
-"""Tests of the SSL losses (against values computed by hand) and of pipeline.ssl_methods."""
+"""Tests of the SSL losses (against values computed by hand) and of pipeline.ssl.methods."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
-from pipeline.models import Encoder
-from pipeline.optim import make_optimizer
-from pipeline.ssl_methods import (METHODS, BYOL, BarlowTwins, MoCoV2Plus, SimCLR, build_method,
+from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.ssl.encoders import Encoder
+from pipeline.ssl.optim import make_optimizer
+from pipeline.ssl.methods import (METHODS, BYOL, BarlowTwins, MoCoV2Plus, SimCLR, build_method,
                                   cosine_tau)
 
 F64 = torch.float64

@@ -1,4 +1,4 @@
-"""Tests of pipeline.training (SimCLR with data inflation) and the pretrain stage."""
+"""Tests of pipeline.ssl.loop (SimCLR with data inflation) and the pretrain stage."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline import io, pretrain as pretrain_stage, ssl_methods, training
-from pipeline.augment import view_params
-from pipeline.distributed import DistContext
-from pipeline.inflation import InflatedIndex
-from pipeline.models import Encoder, load_encoder
-from pipeline.packed import pack
-from pipeline.training import PretrainConfig, channel_stats, pretrain, warmup_cosine
+from pipeline.core import io
+from pipeline import pretrain as pretrain_stage
+from pipeline.ssl import methods as ssl_methods, loop as training
+from pipeline.ssl.augment import view_params
+from pipeline.ssl.distributed import DistContext
+from pipeline.data.inflation import InflatedIndex
+from pipeline.ssl.encoders import Encoder, load_encoder
+from pipeline.data.dataset import pack
+from pipeline.ssl.loop import PretrainConfig, channel_stats, pretrain, warmup_cosine
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw",

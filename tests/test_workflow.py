@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, TINY_STUDY, run_snakemake as snakemake
-from pipeline import io
+from pipeline.core import io
 
 
 def job_counts(stdout: str) -> dict[str, int]:
@@ -151,7 +151,7 @@ def test_a_damaged_shard_is_regenerated_by_the_next_run(tiny_study):
     """Pretraining finds a damaged shard: it is named and moved aside with the dataset that
     references it, and the next run regenerates that shard, repacks and retrains, nothing else
     upstream."""
-    from pipeline.packed import ChecksumError, load_packed
+    from pipeline.data.dataset import ChecksumError, load_packed
 
     results = tiny_study / "results"
     victim = results / "samples" / "shard_00001.images.npy"

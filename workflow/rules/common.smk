@@ -6,13 +6,13 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(REPO))
-from pipeline.config_check import ConfigError, check_disk, num_shards as count_shards
-from pipeline.design import RANDOM_INIT, plan, result_path
-from pipeline.job_params import (
+from pipeline.dag.config_check import ConfigError, check_disk, num_shards as count_shards
+from pipeline.study.design import RANDOM_INIT, plan, result_path
+from pipeline.dag.job_params import (
     fid_stats_args, fid_stats_untracked_args, opt, pretrain_args, pretrain_untracked_args,
     sample_args, sample_untracked_args, untracked,
 )
-from pipeline.npz_source import image_shape, npz_files
+from pipeline.data.npz_source import image_shape, npz_files
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]
@@ -113,5 +113,5 @@ def history_files():
 # GPU jobs run under pipeline/gpu_slots.py: on a workstation each takes {resources.gpu} devices
 # of its own (CUDA_VISIBLE_DEVICES); under SLURM, which assigns them, it changes nothing.
 # Use as  GPU_STAGE + "sample ..."  or  PYTHONPATH + GPU_SLOTS + "{params.launcher} ...".
-GPU_SLOTS = "python -m pipeline.gpu_slots --gpus {resources.gpu} -- "
+GPU_SLOTS = "python -m pipeline.core.gpu_slots --gpus {resources.gpu} -- "
 GPU_STAGE = PYTHONPATH + GPU_SLOTS + "python -m pipeline."

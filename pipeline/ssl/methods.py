@@ -1,6 +1,6 @@
 """The four self-supervised methods of the AdaInf paper: SimCLR, MoCo V2+, BYOL, Barlow Twins.
 
-Each method is an nn.Module around an online `encoder` (pipeline.models.Encoder) with its heads
+Each method is an nn.Module around an online `encoder` (pipeline.ssl.encoders.Encoder) with its heads
 (and, for MoCo and BYOL, momentum "target" copies), following solo-learn (the authors' code base):
 
     method = build_method("byol", encoder, proj_hidden=16)   # hparams override DEFAULTS
@@ -31,10 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.distributed import gather
-from pipeline.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
-from pipeline.method_defaults import METHOD_DEFAULTS
-from pipeline.models import Encoder, projection_head
+from pipeline.ssl.distributed import gather
+from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.ssl.defaults import METHOD_DEFAULTS
+from pipeline.ssl.encoders import Encoder, projection_head
 
 
 def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:

@@ -27,9 +27,9 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.distributed import DistContext
-from pipeline.linear import topk_correct
-from pipeline.optim import scaled_lr
+from pipeline.ssl.distributed import DistContext
+from pipeline.evaluation.linear import topk_correct
+from pipeline.ssl.optim import scaled_lr
 
 
 class OnlineProbe:

@@ -3,7 +3,7 @@
 The AdaInf authors distribute their generated sets (EDM, STF: not diffusers models) as npz files
 with `image` (uint8 N×H×W×3) and `label`. This module reads one such file or a folder of them
 (sorted by name, read as one sequence) and writes the same shards the sample stage writes, through
-the same writer (pipeline.packed.write_shard), so FID, packing and pretraining run unchanged. The
+the same writer (pipeline.data.dataset.write_shard), so FID, packing and pretraining run unchanged. The
 labels are kept in the shards for reference; packing sets generated labels to -1 for training.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import io
-from pipeline.packed import write_shard
+from pipeline.core import io
+from pipeline.data.dataset import write_shard
 
 
 def npz_files(path: str | Path) -> list[Path]:

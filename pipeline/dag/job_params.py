@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from pipeline.design import RANDOM_INIT, Design
+from pipeline.study.design import RANDOM_INIT, Design
 
 
 def opt(flag: str, value) -> str:

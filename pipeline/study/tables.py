@@ -7,7 +7,7 @@ import html
 
 import numpy as np
 
-from pipeline.design import Design
+from pipeline.study.design import Design
 
 PROTOCOL_NAMES = {
     "online": "online linear probe, trained during pretraining (the paper's protocol)",

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline import io
-from pipeline.errors import UserError
+from pipeline.core import io
+from pipeline.core.errors import UserError
 
 FORMAT = "adainf-packed-v1"
 PARTS = ("real", "generated")

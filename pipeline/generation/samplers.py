@@ -17,8 +17,8 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
-from pipeline.diffusion import to_uint8
-from pipeline.edm import EDMSettings, VPDenoiser, edm_sample
+from pipeline.generation.unet import to_uint8
+from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample
 
 SAMPLERS = ("ddpm", "ddim", "edm")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -4,7 +4,7 @@ The packed uint8 images go to the device once; each step gathers a batch by inde
 replicated `dup` times virtually, plus generated ones) and augments it on the device with
 per-sample random parameters. Checkpoints are written atomically every N steps and a restarted
 job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP). An
-optional online linear probe (pipeline.online_probe) trains on the detached features alongside.
+optional online linear probe (pipeline.ssl.online_probe) trains on the detached features alongside.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pipeline import io
-from pipeline.augment import AugParams, build_augmentation
-from pipeline.distributed import DistContext, local_only
-from pipeline.inflation import InflatedIndex
-from pipeline.memory import check_fits, device_budget, memory_plan
-from pipeline.models import Encoder
-from pipeline.optim import make_optimizer, scaled_lr, warmup_cosine
-from pipeline.ssl_methods import METHODS, build_method
+from pipeline.core import io
+from pipeline.ssl.augment import AugParams, build_augmentation
+from pipeline.ssl.distributed import DistContext, local_only
+from pipeline.data.inflation import InflatedIndex
+from pipeline.ssl.memory import check_fits, device_budget, memory_plan
+from pipeline.ssl.encoders import Encoder
+from pipeline.ssl.optim import make_optimizer, scaled_lr, warmup_cosine
+from pipeline.ssl.methods import METHODS, build_method
 
 if TYPE_CHECKING:
-    from pipeline.online_probe import OnlineProbe
+    from pipeline.ssl.online_probe import OnlineProbe
 
 log = logging.getLogger(__name__)
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,7 +44,7 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class PretrainConfig:
     widths: list[int]
     blocks: list[int]
-    stem_padding: int | None = None  # None: pipeline.models.STEM_PADDING (the authors' 2)
+    stem_padding: int | None = None  # None: pipeline.ssl.encoders.STEM_PADDING (the authors' 2)
     method: str = "simclr"
     steps: int = 1000
     batch_size: int = 256  # per process; the global batch is batch_size × processes
@@ -122,7 +122,7 @@ def _autocast(precision: str, device: torch.device):
 
 
 def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape, world: int):
-    """The device memory plan of this run (pipeline.memory), measured on a CPU copy."""
+    """The device memory plan of this run (pipeline.ssl.memory), measured on a CPU copy."""
     o = resolved_optim(cfg, world)
     with local_only():
         return memory_plan(num_images=num_images, image_shape=image_shape,

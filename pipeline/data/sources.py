@@ -52,21 +52,31 @@ def load_real(
         splits = _imagefolder(Path(root), resolution, test_fraction, seed)
 
     tr_x, tr_y, te_x, te_y = splits
-    check_labels(tr_y, te_y, f"{source} {root}" if root else source)
+    check_labels(tr_y, te_y, f"{source} {root}" if root else source, NUM_CLASSES.get(source))
     return _resize(tr_x, resolution), tr_y, _resize(te_x, resolution), te_y
 
 
-def check_labels(train: np.ndarray, test: np.ndarray, source: str) -> None:
-    """Real labels must be the classes 0..K-1: -1 marks generated images, and a gap would give
-    the probes more classes than the data has. Rejected (not remapped), so that a label always
-    means what the user's file says."""
+# Sources whose class count is known: a subset of their classes is still labelled 0..K-1.
+NUM_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+
+
+def check_labels(train: np.ndarray, test: np.ndarray, source: str,
+                 num_classes: int | None = None) -> None:
+    """Real labels must be the classes 0..K-1 (K = `num_classes` when the source defines it, else
+    the number of distinct labels): -1 marks generated images, and a gap would give the probes
+    more classes than the data has. Rejected (not remapped), so that a label always means what
+    the user's file says."""
     labels = np.union1d(train, test)
     if not labels.size:
         return
     if labels[0] < 0:
         raise ValueError(f"{source}: label {labels[0]} in the real data; real labels are 0..K-1 "
                          "(-1 marks generated images)")
-    if labels[-1] != len(labels) - 1:
+    if num_classes is not None:
+        if labels[-1] >= num_classes:
+            raise ValueError(f"{source}: label {labels[-1]}, but {source.split()[0]} has "
+                             f"{num_classes} classes (0..{num_classes - 1})")
+    elif labels[-1] != len(labels) - 1:
         shown = ", ".join(map(str, labels[:8])) + (", ..." if len(labels) > 8 else "")
         raise ValueError(f"{source}: {len(labels)} classes labelled {{{shown}}}, not "
                          f"0..{len(labels) - 1}; relabel them (a probe would get "

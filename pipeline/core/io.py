@@ -104,7 +104,7 @@ def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray)
 def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of an npz file, or of a sample shard's manifest (.json), verified."""
     if str(path).endswith(".json"):
-        from pipeline.packed import load_packed  # packed builds on this module
+        from pipeline.data.dataset import load_packed  # packed builds on this module
 
         return load_packed(path)
     with np.load(path) as f:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import io
+from pipeline.core import io
 
 
 def image_grid(images: np.ndarray, ncol: int = 16, pad: int = 1, scale: int = 1) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pipeline.aug_presets import PRESETS
+from pipeline.ssl.presets import PRESETS
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength")

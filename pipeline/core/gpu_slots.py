@@ -1,4 +1,4 @@
-"""Run a command on GPUs of its own: `python -m pipeline.gpu_slots --gpus K -- CMD ...`.
+"""Run a command on GPUs of its own: `python -m pipeline.core.gpu_slots --gpus K -- CMD ...`.
 
 Snakemake's `--resources gpu=N` only counts GPUs; it never says which device a job gets. This
 launcher takes K free devices of this machine by locking one file per device (flock), sets

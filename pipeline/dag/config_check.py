@@ -17,8 +17,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from pipeline.aug_presets import view_params
-from pipeline.method_defaults import head_keys
+from pipeline.ssl.presets import view_params
+from pipeline.ssl.defaults import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
 MAX_SHARDS = 100_000

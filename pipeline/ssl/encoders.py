@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock
 
-from pipeline import io
+from pipeline.core import io
 
 
 # The authors' CIFAR stem (solo-learn's base.py, PKU-ML/adainf solo-learn/solo/methods/base.py):

@@ -18,7 +18,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import FID_WEIGHTS_URL
 from tqdm.auto import tqdm
 
-from pipeline import io
+from pipeline.core import io
 
 FEATURES = ("inception", "pixels")
 PRECISIONS = ("fp32", "tf32", "bf16")
