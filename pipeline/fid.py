@@ -8,18 +8,22 @@ import time
 
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.evaluation.frechet import load_reference, load_stats
 
 log = logging.getLogger("pipeline.fid")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--generated", required=True, nargs="+", help="statistics files of the shards")
     p.add_argument("--real", required=True, help="real statistics: ours, or an npz of mu/sigma")
     p.add_argument("--out", required=True, help="JSON result")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     runtime.setup(args)
     t0 = time.time()
 

@@ -6,24 +6,30 @@ import argparse
 import logging
 import time
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
 
 log = logging.getLogger("pipeline.fid_stats")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--images", required=True, help="image file: npz, or a sample shard's manifest (.json)")
     p.add_argument("--out", required=True, help="statistics file (.npz)")
-    p.add_argument("--features", default="inception", choices=FEATURES)
-    p.add_argument("--dims", type=int, default=2048, help="Inception features: 64, 192, 768, 2048")
+    p.add_argument("--features", required=True, choices=FEATURES,
+                   help="inception (pytorch-fid's Inception-V3) or pixels (an offline stand-in)")
+    p.add_argument("--dims", type=int, required=True,
+                   help="Inception features: 64, 192, 768, 2048 (only 2048 is comparable)")
     p.add_argument("--weights", default=None, help="FID Inception weights file (default: the "
                    "torch.hub cache under TORCH_HOME, else pytorch-fid's download)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--batch-size", type=int, default=200)
-    runtime.add_common_args(p)
-    args = p.parse_args(argv)
+    p.add_argument("--precision", required=True, choices=PRECISIONS,
+                   help="precision of the Inception network")
+    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
+    return runtime.add_common_args(p)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     device = runtime.setup(args)
     t0 = time.time()
 

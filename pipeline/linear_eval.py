@@ -13,37 +13,38 @@ import time
 
 import torch
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
 from pipeline.ssl.encoders import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
 
-DEFAULTS = {
-    "features": {"epochs": 100, "batch_size": 256, "lr": 1e-2, "weight_decay": 1e-4},
-    "offline": {"epochs": 100, "batch_size": 256, "lr": 0.1, "weight_decay": 0.0},
-}
+PROTOCOLS = ("features", "offline")
+HPARAMS = ("epochs", "batch_size", "lr", "weight_decay")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """Each protocol's settings default to config.yaml's linear_eval.PROTOCOL (the workflow
+    passes them), hence required here."""
+    p = cli.parser(__doc__)
     p.add_argument("--encoder", required=True, help="encoder checkpoint (from pretrain)")
     p.add_argument("--train", required=True, help="real training images (npz)")
     p.add_argument("--test", required=True, help="real test images (npz)")
     p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--protocol", default="features", choices=sorted(DEFAULTS))
-    for name, kind in (("epochs", int), ("batch-size", int), ("lr", float),
-                       ("weight-decay", float)):
-        key = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=kind, default=None, help="default: " + ", ".join(
-            f"{proto} {d[key]}" for proto, d in DEFAULTS.items()))
-    p.add_argument("--seed", type=int, default=0)
-    runtime.add_common_args(p)
-    args = p.parse_args(argv)
-    hp = {k: v if (v := getattr(args, k)) is not None else default
-          for k, default in DEFAULTS[args.protocol].items()}
+    p.add_argument("--protocol", required=True, choices=PROTOCOLS, help="see above")
+    p.add_argument("--epochs", type=int, required=True, help="passes over the training images")
+    p.add_argument("--batch-size", type=int, required=True, help="images per step")
+    p.add_argument("--lr", type=float, required=True,
+                   help="learning rate (features: AdamW, offline: SGD)")
+    p.add_argument("--weight-decay", type=float, required=True, help="weight decay")
+    p.add_argument("--seed", type=int, required=True, help="seed of the classifier and batches")
+    return runtime.add_common_args(p)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    hp = {k: getattr(args, k) for k in HPARAMS}
     device = runtime.setup(args)
     t0 = time.time()
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 
-from pipeline.core import runtime
+from pipeline.core import cli, runtime
 from pipeline.data.dataset import PARTS, pack
 
 log = logging.getLogger("pipeline.pack")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--part", required=True, choices=PARTS)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
+    p.add_argument("--part", required=True, choices=PARTS, help="which dataset the images form")
     p.add_argument("--inputs", required=True, nargs="+", help="npz image files (copied, one shard each) or sample shard manifests (.json, referenced in place)")
     p.add_argument("--out", required=True, help="dataset folder")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     runtime.setup(args)
     manifest = pack(args.out, args.part, args.inputs)
     log.info("packed %d %s images in %d shards into %s", manifest["count"], args.part,

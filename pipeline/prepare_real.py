@@ -6,23 +6,28 @@ import argparse
 
 import numpy as np
 
+from pipeline.core import cli
 from pipeline.core.io import save_images
 from pipeline.data.sources import SOURCES, load_real
 from pipeline.core.runtime import add_common_args, log, run, setup
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--source", required=True, help=f"one of {', '.join(SOURCES)}")
-    p.add_argument("--root", default=None, help="data path (unused for digits)")
+    p.add_argument("--root", default=None, help="data path (default: none, for digits)")
     p.add_argument("--resolution", type=int, required=True, help="output image side, pixels")
-    p.add_argument("--test-fraction", type=float, default=0.2,
+    p.add_argument("--test-fraction", type=float, required=True,
                    help="held-out share where the source has no test split")
-    p.add_argument("--seed", type=int, default=0, help="seed of that split")
+    p.add_argument("--seed", type=int, required=True, help="seed of that split")
     p.add_argument("--download", action="store_true", help="fetch CIFAR if absent")
-    p.add_argument("--train-out", required=True)
-    p.add_argument("--test-out", required=True)
-    return add_common_args(p).parse_args(argv)
+    p.add_argument("--train-out", required=True, help="training images (npz)")
+    p.add_argument("--test-out", required=True, help="test images (npz)")
+    return add_common_args(p)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None) -> None:

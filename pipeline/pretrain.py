@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.ssl.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.ssl.distributed import init_distributed
 from pipeline.ssl.memory import MemoryPlanError
@@ -36,35 +36,56 @@ def parse_value(text: str):
         return text
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+# Passed by the workflow to every job that trains, but not to random_init's (--steps 0), whose
+# untrained encoder they cannot change: required unless --steps 0 (then PretrainConfig's own).
+TRAINING_OPTIONS = ("dup", "augmentation", "batch_size", "warmup_steps", "precision")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options the workflow passes are required (config.yaml holds their defaults); None means
+    unset: the method's own (optimizer, lr, weight decay), the authors' stem padding, no
+    inflation with generated images, no online probe, no checkpoint."""
+    p = cli.parser(__doc__)
     p.add_argument("--real", required=True, help="packed real dataset folder (from pack)")
-    p.add_argument("--generated", default=None, help="packed generated dataset folder, to inflate with")
+    p.add_argument("--generated", default=None,
+                   help="packed generated dataset folder, to inflate with (default: none)")
     p.add_argument("--out", required=True, help="encoder checkpoint (.pt)")
     p.add_argument("--history", required=True, help="loss curve (.csv); a .json summary goes beside it")
     p.add_argument("--strategy", required=True, help="name recorded with the run")
-    p.add_argument("--method", default="simclr", choices=sorted(METHODS))
-    p.add_argument("--dup", type=int, default=1, help="times the real set is replicated")
-    p.add_argument("--augmentation", default="standard", choices=sorted(PRESETS))
-    p.add_argument("--crop-min-scale", type=float, default=None, help="override the preset's")
+    p.add_argument("--method", required=True, choices=sorted(METHODS), help="the SSL method")
+    p.add_argument("--dup", type=int, default=None,
+                   help="times the real set is replicated (required unless --steps 0)")
+    p.add_argument("--augmentation", default=None, choices=sorted(PRESETS),
+                   help="augmentation preset; BYOL and Barlow Twins take its asymmetric variant "
+                        "(required unless --steps 0)")
+    p.add_argument("--crop-min-scale", type=float, default=None,
+                   help="override the preset's crop scale (default: the preset's)")
     p.add_argument("--jitter-strength", type=float, default=None,
-                   help="multiply the preset's colour-jitter strengths")
-    p.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
-    p.add_argument("--blocks", type=int, nargs="+", default=[2, 2, 2, 2])
+                   help="multiply the preset's colour-jitter strengths (default: the preset's)")
+    p.add_argument("--widths", type=int, nargs="+", required=True,
+                   help="ResNet channels per stage")
+    p.add_argument("--blocks", type=int, nargs="+", required=True,
+                   help="ResNet basic blocks per stage")
     p.add_argument("--stem-padding", type=int, default=None,
                    help="padding of the 3×3 stem conv (default: the authors' 2, "
                         "pipeline.ssl.encoders.STEM_PADDING)")
-    p.add_argument("--steps", type=int, default=1000, help="0 saves the encoder at initialisation")
-    p.add_argument("--batch-size", type=int, default=256, help="per process")
+    p.add_argument("--steps", type=int, required=True,
+                   help="training steps; 0 saves the encoder at initialisation")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="per process (required unless --steps 0)")
     p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],
                    help="default: the method's (the paper's)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate per 256 samples of the global batch (default: the method's)")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="default: the method's (the paper's)")
+    p.add_argument("--warmup-steps", type=int, default=None,
+                   help="linear warm-up before the cosine decay (required unless --steps 0)")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable)")
-    p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
+                   help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable; "
+                        "default: the method's, pipeline.ssl.defaults)")
+    p.add_argument("--precision", default=None, choices=sorted(AUTOCAST),
+                   help="autocast precision (required unless --steps 0)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (the 32 px ResNet step is launch-bound on a GPU)")
     p.add_argument("--channels-last", action="store_true",
@@ -73,20 +94,35 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="device memory the run may plan for (default: the CUDA device's free "
                         "memory; none on CPU); a larger plan stops before training starts")
     p.add_argument("--checkpoint", default=None, help="resume from / save to this file (removed "
-                   "once the outputs are written; one of other settings is ignored)")
-    p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+                   "once the outputs are written; one of other settings is ignored; "
+                   "default: none, no resuming)")
+    p.add_argument("--checkpoint-every", type=int, required=True,
+                   help="steps between checkpoints (0: none)")
+    p.add_argument("--seed", type=int, required=True,
+                   help="seed of the initial weights, batches and augmentations")
     p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
     p.add_argument("--online-test", default=None,
-                   help="real test split (npz): train and evaluate the online linear probe")
-    p.add_argument("--online-every", type=int, default=0,
-                   help="steps between online-probe evaluations (0: only after the last step)")
+                   help="real test split (npz): train and evaluate the online linear probe "
+                        "(default: no probe)")
+    p.add_argument("--online-every", type=int, default=None,
+                   help="steps between online-probe evaluations (0: only after the last step; "
+                        "required with --online-test)")
     p.add_argument("--online-lr", type=float, default=None,
                    help="online-probe learning rate per 256 samples of the global batch, in the "
                         "method's optimiser (default: the method's classifier_lr)")
-    p.add_argument("--online-out", default=None, help="online-probe result (JSON)")
-    runtime.add_common_args(p)
-    return p.parse_args(argv)
+    p.add_argument("--online-out", default=None,
+                   help="online-probe result (JSON; default: none, with no --online-test)")
+    return runtime.add_common_args(p)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = build_parser()
+    args = p.parse_args(argv)
+    missing = [k for k in TRAINING_OPTIONS if getattr(args, k) is None]
+    if args.steps != 0 and missing:
+        p.error("the following arguments are required unless --steps 0: "
+                + ", ".join("--" + k.replace("_", "-") for k in missing))
+    return args
 
 
 def method_hparams(args: argparse.Namespace) -> dict:
@@ -106,7 +142,7 @@ def method_hparams(args: argparse.Namespace) -> dict:
 
 def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
     """What a command line trains: the config, the augmentation preset's name and both views."""
-    cfg = PretrainConfig(
+    given = dict(
         widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
         method=args.method, steps=args.steps,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
@@ -115,7 +151,12 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
         checkpoint_every=args.checkpoint_every, precision=args.precision,
         compile=args.compile, channels_last=args.channels_last,
     )
+    # unset: PretrainConfig's None (the method's, the authors'), or with --steps 0 a training
+    # option that the untrained encoder does not depend on
+    cfg = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
     augmentation = args.augmentation
+    if augmentation is None:  # --steps 0: no views
+        return cfg, None, ()
     if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
         augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
     views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
@@ -158,7 +199,9 @@ def main(argv=None) -> None:
     if args.online_out is not None and args.steps == 0:
         raise SystemExit("--online-out needs --steps > 0: with --steps 0 there is no online probe "
                          "to train")
-    if args.online_every < 0:
+    if (args.online_test is None) != (args.online_every is None):
+        raise SystemExit("--online-test and --online-every go together")
+    if args.online_every is not None and args.online_every < 0:
         raise SystemExit(f"--online-every must be >= 0, got {args.online_every}")
     ctx = init_distributed(runtime.setup(args))
 
@@ -179,7 +222,7 @@ def main(argv=None) -> None:
     cfg, augmentation, views = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
-             args.method, args.strategy, len(real), args.dup, num_gen, augmentation,
+             args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
              args.steps, ctx.device, ctx.world)
 
     t0 = time.time()
@@ -192,7 +235,7 @@ def main(argv=None) -> None:
     if not ctx.is_main:
         return
     meta = {
-        "method": args.method, "strategy": args.strategy, "dup": args.dup,
+        "method": args.method, "strategy": args.strategy, "dup": cfg.dup,
         "num_real": len(real), "num_generated": num_gen, "augmentation": augmentation,
         "augmentation_params": [describe_aug(v) for v in views],
         "config": describe(cfg, ctx.world), "processes": ctx.world,

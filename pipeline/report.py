@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.study.design import Design
 from pipeline.study.figures import save_curves_plot, save_samples_figure, save_sweep_plot
 from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
@@ -40,15 +40,15 @@ def mean_curves(curves: dict[tuple[str, str], list[tuple[list, list]]],
     return out
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--results", nargs="+", required=True,
                    help="evaluation JSON files (linear_eval's, and pretrain's online.json)")
-    p.add_argument("--histories", nargs="*", default=[],
+    p.add_argument("--histories", nargs="*", required=True,
                    help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
     p.add_argument("--design", required=True,
                    help="JSON: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
-    p.add_argument("--fid", required=True)
+    p.add_argument("--fid", required=True, help="FID result (JSON, from fid)")
     p.add_argument("--real", required=True, help="real training images (npz)")
     p.add_argument("--generated", required=True, help="a generated shard (npz)")
     p.add_argument("--summary", required=True, help="summary JSON")
@@ -56,9 +56,15 @@ def main(argv=None) -> None:
     p.add_argument("--page", required=True, help="summary HTML page")
     p.add_argument("--samples", required=True, help="PNG: real (top) vs generated (bottom)")
     p.add_argument("--losses", required=True, help="PNG of the loss curves")
-    p.add_argument("--online-curves", default=None, help="PNG of the online probe's accuracy")
-    p.add_argument("--sweep-plots", nargs="*", default=[], help="one PNG per sweep, in order")
-    args = p.parse_args(argv)
+    p.add_argument("--online-curves", default=None,
+                   help="PNG of the online probe's accuracy (default: none drawn)")
+    p.add_argument("--sweep-plots", nargs="*", required=True,
+                   help="one PNG per sweep, in order (none without sweeps)")
+    return p
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     runtime.setup(args)
 
     spec = json.loads(args.design)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.generation.unet import load_generator
 from pipeline.generation.edm import EDMSettings
 from pipeline.data.dataset import write_shard
@@ -15,29 +15,42 @@ from pipeline.generation.samplers import PRECISIONS, SAMPLERS, SamplerSettings, 
 log = logging.getLogger("pipeline.sample")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+# EDM's settings: config.yaml's sampling.edm (EDM's own values) is their one default.
+EDM_OPTIONS = {"sigma_min": "lowest noise level", "sigma_max": "highest noise level",
+               "rho": "time-step exponent", "s_churn": "stochasticity (0: deterministic)",
+               "s_min": "lowest noise level with churn", "s_max": "highest noise level with churn",
+               "s_noise": "noise inflation with churn"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--model", required=True, help="generator: hub id or local folder")
     p.add_argument("--out", required=True, help="shard manifest (NAME.json); the images go to "
                    "NAME.images.npy and NAME.labels.npy beside it (pipeline.data.dataset's format)")
     p.add_argument("--start", type=int, required=True, help="global index of the first image")
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default="ddim", choices=SAMPLERS)
+    p.add_argument("--count", type=int, required=True, help="images in the shard")
+    p.add_argument("--seed", type=int, required=True,
+                   help="base seed: an image's noise depends only on it and the image's index")
+    p.add_argument("--sampler", required=True, choices=SAMPLERS, help="the solver")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default: ddpm all training steps, ddim 50, edm 18)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    p.add_argument("--eta", type=float, required=True, help="DDIM eta (0: deterministic)")
     e = p.add_argument_group("edm (Karras et al. 2022, Algorithm 2)")
-    d = EDMSettings()
-    for name in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise"):
-        e.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
-    p.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS),
+    for name, what in EDM_OPTIONS.items():
+        e.add_argument(f"--{name.replace('_', '-')}", type=float, required=True,
+                       help=f"{name}: {what}")
+    p.add_argument("--precision", required=True, choices=sorted(PRECISIONS),
                    help="autocast precision of the UNet")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels_last UNet weights (speed only)")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    p.add_argument("--batch-size", type=int, default=256)
-    runtime.add_common_args(p)
-    args = p.parse_args(argv)
+    p.add_argument("--batch-size", type=int, required=True,
+                   help="images per forward pass (speed only)")
+    return runtime.add_common_args(p)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     if not args.out.endswith(".json"):
         raise SystemExit(f"--out names the shard's manifest, NAME.json; got {args.out!r}")
     if args.start < 0 or args.count < 1:

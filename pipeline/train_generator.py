@@ -6,29 +6,38 @@ import argparse
 import logging
 import time
 
-from pipeline.core import io, runtime
+from pipeline.core import cli, io, runtime
 from pipeline.generation.unet import save_generator, train_unet
 
 log = logging.getLogger("pipeline.train_generator")
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__)
     p.add_argument("--real", required=True, help="real training images (npz from prepare_real)")
     p.add_argument("--out", required=True, help="output folder (diffusers DDPMPipeline layout)")
-    p.add_argument("--channels", type=int, nargs="+", default=[32, 64])
-    p.add_argument("--layers-per-block", type=int, default=1)
-    p.add_argument("--attention", action="store_true")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--ema-decay", type=float, default=0.995)
-    p.add_argument("--num-train-timesteps", type=int, default=1000)
-    p.add_argument("--beta-schedule", default="squaredcos_cap_v2",
-                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"])
-    p.add_argument("--seed", type=int, default=0)
-    runtime.add_common_args(p)
-    args = p.parse_args(argv)
+    p.add_argument("--channels", type=int, nargs="+", required=True,
+                   help="UNet channels per resolution level")
+    p.add_argument("--layers-per-block", type=int, required=True, help="ResNet layers per level")
+    p.add_argument("--attention", action="store_true",
+                   help="self-attention at the lowest resolution")
+    p.add_argument("--steps", type=int, required=True, help="training steps")
+    p.add_argument("--batch-size", type=int, required=True, help="images per step")
+    p.add_argument("--lr", type=float, required=True, help="AdamW learning rate")
+    p.add_argument("--ema-decay", type=float, required=True,
+                   help="decay of the weights' moving average (the saved model)")
+    # not a config key: the workflow's generators all use diffusers' 1000
+    p.add_argument("--num-train-timesteps", type=int, default=1000,
+                   help="diffusion timesteps of the noise schedule")
+    p.add_argument("--beta-schedule", required=True,
+                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
+                   help="noise schedule (diffusers' beta_schedule)")
+    p.add_argument("--seed", type=int, required=True, help="seed of weights, noise and batches")
+    return runtime.add_common_args(p)
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     device = runtime.setup(args)
 
     images, _ = io.load_images(args.real)

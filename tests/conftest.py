@@ -82,3 +82,20 @@ def tiny_study(tmp_path_factory) -> Path:
     r = run_snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cwd
+
+
+# The options the workflow passes to every job of a stage are required on its command line
+# (config.yaml holds their defaults; tests/test_defaults.py checks both). Tests calling a stage
+# put these first and their own options after them (argparse keeps the last).
+RUNTIME_ARGS = ["--device", "cpu", "--threads", "1"]
+EDM_ARGS = ["--sigma-min", "0.002", "--sigma-max", "80", "--rho", "7", "--s-churn", "0",
+            "--s-min", "0", "--s-max", "1e9", "--s-noise", "1"]
+SAMPLE_ARGS = ["--seed", "0", "--sampler", "ddim", "--eta", "0", *EDM_ARGS, "--precision", "fp32",
+               "--batch-size", "256", *RUNTIME_ARGS]
+FID_STATS_ARGS = ["--features", "pixels", "--dims", "2048", "--precision", "fp32",
+                  "--batch-size", "200", *RUNTIME_ARGS]
+PRETRAIN_ARGS = ["--method", "simclr", "--seed", "0", "--dup", "1", "--augmentation", "standard",
+                 "--warmup-steps", "10", "--precision", "fp32", "--checkpoint-every", "0",
+                 *RUNTIME_ARGS]
+LINEAR_ARGS = ["--protocol", "features", "--seed", "0", "--epochs", "100", "--batch-size", "256",
+               "--lr", "0.01", "--weight-decay", "0.0001", *RUNTIME_ARGS]

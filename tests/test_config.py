@@ -23,23 +23,23 @@ def config():
 
 def test_repo_config_is_valid(config):
     validate(config, SCHEMA)
-    # defaults are filled in for keys the file leaves out
     assert config["device"] == "auto"
 
 
-def test_minimal_config_gets_defaults(config):
-    minimal = {k: config[k] for k in ("output_dir", "real", "generator", "sampling", "strategies",
-                                      "experiments")}
-    minimal.update(fid={}, pretrain={}, linear_eval={})
-    validate(minimal, SCHEMA)
-    assert minimal["pretrain"]["steps"] == 1000
-    assert minimal["pretrain"]["backbone"]["widths"] == [64, 128, 256, 512]
-    assert minimal["linear_eval"]["protocols"] == ["features"]
-    assert minimal["linear_eval"]["features"]["epochs"] == 100
-    assert minimal["linear_eval"]["offline"] == {"epochs": 100, "batch_size": 256, "lr": 0.1,
-                                                 "weight_decay": 0.0}
-    assert minimal["linear_eval"]["online"] == {"every": 0, "lr": None}  # the method's own
-    assert minimal["experiments"]["seeds"] == [0] and minimal["experiments"]["sweeps"] == []
+def test_a_config_file_leaving_out_nested_keys_gets_them_from_config_yaml(config):
+    """The schema fills in nothing: config.yaml is read first and a --configfile is merged over
+    it key by key (Snakemake's update_config), so what a file leaves out is config.yaml's."""
+    from snakemake.utils import update_config
+
+    merged = copy.deepcopy(config)
+    update_config(merged, {"pretrain": {"steps": 5, "backbone": {"widths": [8]}},
+                           "linear_eval": {"offline": {"epochs": 2}}})
+    validate(merged, SCHEMA)
+    assert merged["pretrain"]["steps"] == 5 and merged["pretrain"]["backbone"]["widths"] == [8]
+    assert merged["pretrain"]["backbone"]["blocks"] == config["pretrain"]["backbone"]["blocks"]
+    assert merged["pretrain"]["batch_size"] == config["pretrain"]["batch_size"]
+    assert merged["linear_eval"]["offline"] == {**config["linear_eval"]["offline"], "epochs": 2}
+    assert merged["sampling"]["edm"] == config["sampling"]["edm"]
 
 
 def _mutate(config, path, value):

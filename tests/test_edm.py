@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from conftest import SAMPLE_ARGS
 from pipeline import sample
 from pipeline.generation.unet import save_generator
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample, karras_sigmas
@@ -96,7 +97,7 @@ def test_edm_cli_and_bf16_precision(tmp_path, tiny_unet, tiny_scheduler):
     save_generator(tmp_path / "gen", tiny_unet, tiny_scheduler)
     out = tmp_path / "shard.json"
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "0",
-                 "--count", "4", "--sampler", "edm", "--steps", "3", "--precision", "bf16",
+                 *SAMPLE_ARGS, "--count", "4", "--sampler", "edm", "--steps", "3", "--precision", "bf16",
                  "--batch-size", "4", "--device", "cpu"])
     images, labels = load_images(out)
     assert images.shape == (4, 8, 8, 3) and (labels == -1).all()

@@ -22,7 +22,7 @@ from pipeline.evaluation.frechet import FeatureStats, frechet_distance, image_st
 from pipeline.core.io import save_images
 from pipeline.data.dataset import write_shard
 
-from conftest import make_images
+from conftest import FID_STATS_ARGS, make_images
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -106,7 +106,7 @@ def test_fid_cli_with_pixel_features(tmp_path):
     stats = []
     for name in ("real.npz", "g0.json", "g1.json"):
         stats.append(tmp_path / f"{name.split('.')[0]}.stats.npz")
-        fid_stats.main(["--images", str(tmp_path / name), "--out", str(stats[-1]),
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / name), "--out", str(stats[-1]),
                         "--features", "pixels", "--device", "cpu"])
     out = tmp_path / "fid.json"
     fid.main(["--real", str(stats[0]), "--generated", str(stats[1]), str(stats[2]),
@@ -123,7 +123,7 @@ def test_merged_shard_statistics_equal_one_pass(tmp_path):
     for name, part in (("a", images[:13]), ("b", images[13:])):
         save_images(tmp_path / f"{name}.npz", part, np.zeros(len(part)))
     for name in ("all", "a", "b"):
-        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / f"{name}.npz"), "--out",
                         str(tmp_path / f"{name}.stats.npz"), "--features", "pixels"])
     whole, _ = frechet.load_stats(tmp_path / "all.stats.npz")
     merged = frechet.load_stats(tmp_path / "a.stats.npz")[0].merge(
@@ -138,7 +138,7 @@ def test_mu_sigma_reference_gives_the_same_fid(tmp_path):
     save_images(tmp_path / "real.npz", real, np.zeros(40))
     save_images(tmp_path / "gen.npz", gen, np.zeros(40))
     for name in ("real", "gen"):
-        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / f"{name}.npz"), "--out",
                         str(tmp_path / f"{name}.stats.npz"), "--features", "pixels"])
     mu, sigma = frechet.load_stats(tmp_path / "real.stats.npz")[0].mean_cov()
     np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma)  # pytorch-fid's save_fid_stats format
@@ -220,7 +220,7 @@ def test_fid_stats_cli_with_inception_features(tmp_path, offline_inception):
     generated = make_images(2, size=16, seed=1)
     for k in range(2):
         save_images(tmp_path / f"g{k}.npz", generated[k:k + 1], np.full(1, -1))
-        fid_stats.main(["--images", str(tmp_path / f"g{k}.npz"), "--out",
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / f"g{k}.npz"), "--out",
                         str(tmp_path / f"g{k}.stats.npz"), "--features", "inception",
                         "--batch-size", "2", "--device", "cpu"])
     (a, meta), (b, _) = (frechet.load_stats(tmp_path / f"g{k}.stats.npz") for k in range(2))
@@ -246,7 +246,7 @@ def test_fid_equals_pytorch_fid_on_png_files(tmp_path, offline_inception):
         for k, im in enumerate(images):
             Image.fromarray(im).save(tmp_path / name / f"{k:03d}.png")
         save_images(tmp_path / f"{name}.npz", images, np.zeros(len(images)))
-        fid_stats.main(["--images", str(tmp_path / f"{name}.npz"), "--out",
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / f"{name}.npz"), "--out",
                         str(tmp_path / f"{name}.stats.npz"), "--features", "inception",
                         "--dims", "64", "--batch-size", "50", "--device", "cpu"])
     fid.main(["--real", str(tmp_path / "real.stats.npz"), "--generated",
@@ -281,7 +281,7 @@ def test_no_weights_offline_says_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     save_images(tmp_path / "x.npz", make_images(2, size=8), np.zeros(2))
     with pytest.raises(SystemExit) as e:
-        fid_stats.main(["--images", str(tmp_path / "x.npz"), "--out", str(tmp_path / "x.stats.npz"),
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "x.npz"), "--out", str(tmp_path / "x.stats.npz"),
                         "--features", "inception", "--device", "cpu"])
     message = str(e.value)
     assert str(tmp_path / "home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in message

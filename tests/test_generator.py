@@ -15,7 +15,7 @@ from pipeline.generation.unet import (
 )
 from pipeline.core.io import load_images
 
-from conftest import make_images
+from conftest import RUNTIME_ARGS, make_images
 
 
 def _train(images, steps=4, seed=0):
@@ -123,7 +123,8 @@ def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path, tiny_npz):
     train_generator.main([
         "--real", str(tiny_npz), "--out", str(out), "--steps", "3", "--channels", "8", "16",
         "--batch-size", "4", "--num-train-timesteps", "40", "--beta-schedule", "squaredcos_cap_v2",
-        "--lr", "2e-3", "--ema-decay", "0.99", "--seed", "5", "--device", "cpu",
+        "--lr", "2e-3", "--ema-decay", "0.99", "--seed", "5", "--layers-per-block", "1",
+        *RUNTIME_ARGS,
     ])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder
     pipe = DDPMPipeline.from_pretrained(str(out))

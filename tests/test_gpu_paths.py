@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from conftest import pretrain_killed_after
+from conftest import PRETRAIN_ARGS, SAMPLE_ARGS, pretrain_killed_after
 from pipeline.core import io
 from pipeline.ssl import memory
 from pipeline import pretrain as pretrain_stage, sample
@@ -54,7 +54,7 @@ def data(n=24, seed=0, size=8):
 
 def _shard(tmp_path, gen, name, *flags):
     out = tmp_path / f"{name}.json"
-    sample.main(["--model", str(gen), "--out", str(out), "--start", "0", "--count", "6",
+    sample.main(["--model", str(gen), "--out", str(out), "--start", "0", *SAMPLE_ARGS, "--count", "6",
                  "--sampler", "edm", "--steps", "3", "--batch-size", "6", "--device", "cpu",
                  *flags])
     return io.load_images(out)[0].astype(int)
@@ -197,7 +197,7 @@ def test_pretrain_refuses_a_plan_over_the_budget(tmp_path):
     pack(tmp_path / "real", "real", files)
     out = tmp_path / "run" / "encoder.pt"
     with pytest.raises(SystemExit, match=r"^pretrain: pretraining needs about [^\n]* 0\.00 GB "):
-        pretrain_stage.main(["--real", str(tmp_path / "real"), "--out", str(out),
+        pretrain_stage.main(["--real", str(tmp_path / "real"), "--out", str(out), *PRETRAIN_ARGS,
                              "--history", str(tmp_path / "run" / "h.csv"), "--strategy", "none",
                              "--steps", "1", "--widths", "8", "16", "--blocks", "1", "1",
                              "--batch-size", "8", "--method-arg", "proj_hidden=16",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import LINEAR_ARGS
 from pipeline.core import io
 from pipeline import linear_eval
 from pipeline.ssl.augment import RandomHorizontalFlip, RandomResizedCrop
@@ -144,7 +145,7 @@ def test_linear_eval_cli(tmp_path, checkpoint, protocol):
     _write_real(tmp_path / "train.npz", 40, 0)
     _write_real(tmp_path / "test.npz", 20, 1)
     out = tmp_path / "linear" / "adainf.json"
-    linear_eval.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
+    linear_eval.main([*LINEAR_ARGS, "--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
                       "--test", str(tmp_path / "test.npz"), "--out", str(out), "--epochs", "5",
                       "--batch-size", "16", "--device", "cpu", "--protocol", protocol])
     result = json.loads(out.read_text())
@@ -159,7 +160,7 @@ def test_linear_eval_cli(tmp_path, checkpoint, protocol):
     assert result["pretrain"]["dup"] == 10
 
 
-def test_linear_eval_defaults_per_protocol(tmp_path, checkpoint, monkeypatch):
+def test_linear_eval_passes_its_settings_to_each_protocol(tmp_path, checkpoint, monkeypatch):
     from pipeline import linear_eval as stage
 
     seen = {}
@@ -170,14 +171,13 @@ def test_linear_eval_defaults_per_protocol(tmp_path, checkpoint, monkeypatch):
     _write_real(tmp_path / "train.npz", 8, 0)
     _write_real(tmp_path / "test.npz", 8, 1)
     for protocol in ("features", "offline"):
-        stage.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
+        stage.main([*LINEAR_ARGS, "--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
                     "--test", str(tmp_path / "test.npz"), "--out", str(tmp_path / "o.json"),
-                    "--device", "cpu", "--protocol", protocol, "--lr", "0.5"])
-    drop = {"seed", "device"}
-    assert {k: v for k, v in seen["features"].items() if k not in drop} == {
-        "epochs": 100, "batch_size": 256, "lr": 0.5, "weight_decay": 1e-4}
-    assert {k: v for k, v in seen["offline"].items() if k not in drop} == {
-        "epochs": 100, "batch_size": 256, "lr": 0.5, "weight_decay": 0.0}
+                    "--protocol", protocol, "--epochs", "7", "--batch-size", "32", "--lr", "0.5",
+                    "--weight-decay", "0.001", "--seed", "3"])
+    for protocol in ("features", "offline"):
+        assert {k: v for k, v in seen[protocol].items() if k != "device"} == {
+            "epochs": 7, "batch_size": 32, "lr": 0.5, "weight_decay": 0.001, "seed": 3}
 
 
 @pytest.mark.parametrize("protocol", ["features", "offline"])
@@ -189,7 +189,8 @@ def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which, protocol):
     _write_real(tmp_path / "test.npz", 10, 1, labels if which == "test" else None)
     out = tmp_path / "out.json"
     with pytest.raises(SystemExit, match="-1"):
-        linear_eval.main(["--encoder", str(checkpoint), "--train", str(tmp_path / "train.npz"),
+        linear_eval.main([*LINEAR_ARGS, "--encoder", str(checkpoint),
+                          "--train", str(tmp_path / "train.npz"),
                           "--test", str(tmp_path / "test.npz"), "--out", str(out),
                           "--epochs", "1", "--device", "cpu", "--protocol", protocol])
     assert not out.exists()

@@ -81,14 +81,17 @@ def _leaves(d: dict, prefix=()) -> dict:
 # Keys of the embedded default (config.yaml) the preset does not restate, so inherits through
 # Snakemake's key-by-key merge of --configfile. None of them changes the preset's results: the
 # split and generator-training keys are unused with CIFAR-10's own test split and a pretrained
-# generator, eta only applies to DDIM, experiments.sweeps is empty, threads only set parallelism.
+# generator, eta only applies to DDIM, EDM's s_min/s_max/s_noise only act with s_churn > 0 (the
+# preset's is 0) and are EDM's own, stem_padding null is the authors' 2, experiments.sweeps is
+# empty, threads and pretrain's compile / channels_last only set speed.
 # A new key in config.yaml that the preset would inherit fails here until it is judged.
 INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.train.channels",
              "generator.train.layers_per_block", "generator.train.attention",
              "generator.train.steps", "generator.train.batch_size", "generator.train.lr",
              "generator.train.ema_decay", "generator.train.beta_schedule",
-             "generator.train.seed", "sampling.eta", "threads.train_generator",
-             "experiments.sweeps"}
+             "generator.train.seed", "sampling.eta", "sampling.edm.s_min", "sampling.edm.s_max",
+             "sampling.edm.s_noise", "pretrain.backbone.stem_padding", "pretrain.compile",
+             "pretrain.channels_last", "threads.train_generator", "experiments.sweeps"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():

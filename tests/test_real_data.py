@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import RUNTIME_ARGS
 from pipeline import prepare_real
 from pipeline.core.io import load_images
 from pipeline.data.sources import load_real
@@ -257,7 +258,7 @@ def test_cli_end_to_end(tmp_path):
     train, test = tmp_path / "real" / "train.npz", tmp_path / "real" / "test.npz"
     prepare_real.main(["--source", "digits", "--resolution", "16", "--test-fraction", "0.2",
                        "--seed", "0", "--train-out", str(train), "--test-out", str(test),
-                       "--device", "cpu"])
+                       *RUNTIME_ARGS])
     tr_x, tr_y = load_images(train)
     te_x, te_y = load_images(test)
     assert tr_x.shape == (1437, 16, 16, 3) and te_x.shape == (360, 16, 16, 3)
@@ -273,8 +274,9 @@ def test_cli_end_to_end(tmp_path):
 def test_cli_failure_writes_nothing(tmp_path, args, named):
     out = tmp_path / "real"
     with pytest.raises(SystemExit) as e:
-        prepare_real.main(args + ["--resolution", "8", "--train-out", str(out / "train.npz"),
-                                  "--test-out", str(out / "test.npz")])
+        prepare_real.main(["--test-fraction", "0.2", "--seed", "0", *RUNTIME_ARGS, *args,
+                           "--resolution", "8", "--train-out", str(out / "train.npz"),
+                           "--test-out", str(out / "test.npz")])
     msg = str(e.value.code)
     assert named in msg and "\n" not in msg
     assert not out.exists() or not any(out.iterdir())
@@ -293,5 +295,6 @@ def test_real_labels_must_be_0_to_k_minus_1(tmp_path, labels, message):
     # the stage: one line naming the file, no traceback
     with pytest.raises(SystemExit, match=f"prepare_real: npz {tmp_path}"):
         prepare_real.main(["--source", "npz", "--root", str(tmp_path), "--resolution", "8",
+                           "--test-fraction", "0.2", "--seed", "0", *RUNTIME_ARGS,
                            "--train-out", str(tmp_path / "a.npz"),
                            "--test-out", str(tmp_path / "b.npz")])

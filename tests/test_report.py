@@ -201,4 +201,4 @@ def test_report_rejects_a_missing_sweep_plot(tmp_path):
     with pytest.raises(SystemExit, match="1 sweeps"):
         report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
                      "--generated", "g", "--summary", "s", "--table", "t", "--page", "p",
-                     "--samples", "a", "--losses", "l"])
+                     "--samples", "a", "--losses", "l", "--histories", "--sweep-plots"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pretrain_killed_after
+from conftest import PRETRAIN_ARGS, pretrain_killed_after
 from pipeline.ssl.augment import view_params
 from pipeline.ssl.distributed import DistContext
 from pipeline.ssl.online_probe import OnlineProbe
@@ -122,7 +122,7 @@ def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
     save_images(tmp_path / "real.npz", data(), np.arange(24) % 4)
     pack(tmp_path / "real", "real", [str(tmp_path / "real.npz")])
     ckpt = tmp_path / "run" / "checkpoint.pt"
-    argv = ["--real", str(tmp_path / "real"), "--out", str(tmp_path / "run" / "encoder.pt"),
+    argv = [*PRETRAIN_ARGS, "--real", str(tmp_path / "real"), "--out", str(tmp_path / "run" / "encoder.pt"),
             "--history", str(tmp_path / "run" / "history.csv"), "--strategy", "none",
             "--widths", "8", "16", "--blocks", "1", "1", "--steps", "3", "--batch-size", "8",
             "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8",

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from diffusers import DDPMPipeline, DDPMScheduler
 
+from conftest import SAMPLE_ARGS
 from pipeline import sample
 from pipeline.generation.unet import save_generator
 from pipeline.generation.edm import EDMSettings
@@ -93,7 +94,7 @@ def test_sample_cli_writes_unlabelled_shard(tmp_path, tiny_unet, tiny_scheduler)
     save_generator(tmp_path / "gen", tiny_unet, tiny_scheduler)
     out = tmp_path / "shard.json"  # with shard.images.npy and shard.labels.npy (packed format)
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "4",
-                 "--count", "3", "--seed", "2", "--sampler", "ddim", "--steps", "3",
+                 *SAMPLE_ARGS, "--count", "3", "--seed", "2", "--sampler", "ddim", "--steps", "3",
                  "--batch-size", "2", "--device", "cpu"])
     images, labels = load_images(out)
     assert images.shape == (3, 8, 8, 3)
@@ -106,7 +107,8 @@ def test_sample_cli_writes_unlabelled_shard(tmp_path, tiny_unet, tiny_scheduler)
 
 @pytest.mark.parametrize("bad", [["--count", "0"], ["--count", "2", "--start", "-1"]])
 def test_sample_cli_rejects_empty_or_negative_range(tmp_path, bad):
-    argv = ["--model", str(tmp_path / "unused"), "--out", str(tmp_path / "x.json"), "--start", "0"]
+    argv = ["--model", str(tmp_path / "unused"), "--out", str(tmp_path / "x.json"), "--start", "0",
+            *SAMPLE_ARGS]
     with pytest.raises(SystemExit, match="count >= 1"):
         sample.main(argv + bad)
     assert not (tmp_path / "x.json").exists()

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import PRETRAIN_ARGS
 from pipeline.core import io
 from pipeline import pretrain as pretrain_stage
 from pipeline.ssl import methods as ssl_methods, loop as training
@@ -24,8 +25,8 @@ from pipeline.ssl.loop import PretrainConfig, channel_stats, pretrain, warmup_co
 CPU = DistContext(0, 1, torch.device("cpu"))
 TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw",
             hparams={"proj_hidden": 16, "proj_dim": 8})
-TINY_ARGS = ["--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
-             "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8", "--device", "cpu"]
+TINY_ARGS = [*PRETRAIN_ARGS, "--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
+             "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8"]
 
 
 def _images(n, seed, size=16):
@@ -193,8 +194,8 @@ def test_pretrain_cli_none(tmp_path, packed):
     real_dir, _ = packed
     out = tmp_path / "run" / "encoder.pt"
     hist = tmp_path / "run" / "history.csv"
-    pretrain_stage.main(["--real", str(real_dir), "--out", str(out), "--history", str(hist),
-                         "--strategy", "none", "--steps", "3", "--warmup-steps", "1", *TINY_ARGS])
+    pretrain_stage.main([*TINY_ARGS, "--real", str(real_dir), "--out", str(out), "--history",
+                         str(hist), "--strategy", "none", "--steps", "3", "--warmup-steps", "1"])
     rows = _read_history(hist)
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
     assert set(rows[0]) == {"step", "loss", "lr"}
@@ -217,9 +218,9 @@ def test_pretrain_cli_adainf(tmp_path, packed):
     real_dir, gen_dir = packed
     out = tmp_path / "run" / "encoder.pt"
     hist = tmp_path / "run" / "history.csv"
-    pretrain_stage.main(["--real", str(real_dir), "--generated", str(gen_dir), "--out", str(out),
-                         "--history", str(hist), "--strategy", "adainf", "--dup", "10",
-                         "--augmentation", "weak", "--steps", "2", *TINY_ARGS])
+    pretrain_stage.main([*TINY_ARGS, "--real", str(real_dir), "--generated", str(gen_dir),
+                         "--out", str(out), "--history", str(hist), "--strategy", "adainf",
+                         "--dup", "10", "--augmentation", "weak", "--steps", "2"])
     assert len(_read_history(hist)) == 2
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["strategy"] == "adainf"
@@ -307,7 +308,7 @@ def test_pretrain_cli_online_errors(tmp_path, packed):
     test = tmp_path / "test.npz"
     io.save_images(test, _images(4, 20), np.arange(4) % 3)
     out = tmp_path / "online.json"
-    online = ["--online-test", str(test), "--online-out", str(out)]
+    online = ["--online-test", str(test), "--online-every", "0", "--online-out", str(out)]
     with pytest.raises(SystemExit, match="--steps 0"):
         pretrain_stage.main(_online_args(tmp_path, real_dir, *online, steps="0"))
     with pytest.raises(SystemExit, match="go together"):

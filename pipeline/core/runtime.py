@@ -35,8 +35,11 @@ def setup(args: argparse.Namespace) -> torch.device:
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    """--device and --threads: the workflow always passes them (config device, threads), so
+    they are required, as every option the workflow passes is (its default is config.yaml's)."""
+    parser.add_argument("--device", required=True,
+                        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
     return parser
 
 

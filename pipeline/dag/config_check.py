@@ -75,7 +75,7 @@ def looks_local(model: str) -> bool:
 def config_problems(config: dict) -> list[str]:
     """What the schema cannot check, as `key: problem` lines (empty when the config is fine).
 
-    Expects a config that passed the schema, with its defaults filled in.
+    Expects a config that passed the schema, merged over config.yaml (so every key is there).
     """
     problems = []
     for method, args in config["pretrain"].get("method_args", {}).items():
