@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -47,7 +46,7 @@ def main(argv=None) -> None:
     p.add_argument("--histories", nargs="*", default=[],
                    help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
     p.add_argument("--design", required=True,
-                   help="JSON: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
+                   help="JSON file: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
     p.add_argument("--fid", required=True)
     p.add_argument("--real", required=True, help="real training images (npz)")
     p.add_argument("--generated", required=True, help="a generated shard (npz)")
@@ -61,7 +60,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     runtime.setup(args)
 
-    spec = json.loads(args.design)
+    spec = io.read_json(args.design)
     design, sampling = Design.from_dict(spec["design"]), spec["sampling"]
     if len(args.sweep_plots) != len(design.sweeps):
         raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "
