@@ -82,3 +82,13 @@ def tiny_study(tmp_path_factory) -> Path:
     r = run_snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cwd
+
+
+@pytest.fixture(scope="session")
+def cifar10_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`snakemake -n -p --configfile configs/cifar10.yaml`, planned once for the whole session
+    (its job counts and commands are checked in test_workflow.py and test_preset.py)."""
+    cwd = tmp_path_factory.mktemp("cifar10_dry_run")
+    r = run_snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=cwd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
