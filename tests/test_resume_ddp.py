@@ -156,6 +156,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_with_gloo():
     script = REPO / "tests" / "ddp_worker.py"
     r = subprocess.run(

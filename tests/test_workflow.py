@@ -170,6 +170,7 @@ def test_a_damaged_shard_is_regenerated_by_the_next_run(tiny_study):
     assert "train_generator" not in counts and "prepare_real" not in counts
 
 
+@pytest.mark.slow
 def test_killed_stage_leaves_no_finished_output(tmp_path):
     """SIGKILL in the middle of training: the generator folder must not exist afterwards."""
     images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8)
