@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -47,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--histories", nargs="*", required=True,
                    help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
     p.add_argument("--design", required=True,
-                   help="JSON: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
+                   help="JSON file: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
     p.add_argument("--fid", required=True, help="FID result (JSON, from fid)")
     p.add_argument("--real", required=True, help="real training images (npz)")
-    p.add_argument("--generated", required=True, help="a generated shard (npz)")
+    p.add_argument("--generated", required=True, help="a generated shard (its .json manifest)")
     p.add_argument("--summary", required=True, help="summary JSON")
     p.add_argument("--table", required=True, help="summary Markdown")
     p.add_argument("--page", required=True, help="summary HTML page")
@@ -67,7 +66,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     runtime.setup(args)
 
-    spec = json.loads(args.design)
+    spec = io.read_json(args.design)
     design, sampling = Design.from_dict(spec["design"]), spec["sampling"]
     if len(args.sweep_plots) != len(design.sweeps):
         raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
 
     unet, scheduler_config = load_generator(args.model, device)
     size = unet.config.sample_size
-    io.check_free_space(args.out, args.count * size * size * 3)
+    io.check_free_space(args.out, io.image_bytes(args.count, size))
     unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)
     settings = SamplerSettings(
         sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,

@@ -99,3 +99,13 @@ PRETRAIN_ARGS = ["--method", "simclr", "--seed", "0", "--dup", "1", "--augmentat
                  *RUNTIME_ARGS]
 LINEAR_ARGS = ["--protocol", "features", "--seed", "0", "--epochs", "100", "--batch-size", "256",
                "--lr", "0.01", "--weight-decay", "0.0001", *RUNTIME_ARGS]
+
+
+@pytest.fixture(scope="session")
+def cifar10_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`snakemake -n -p --configfile configs/cifar10.yaml`, planned once for the whole session
+    (its job counts and commands are checked in test_workflow.py and test_preset.py)."""
+    cwd = tmp_path_factory.mktemp("cifar10_dry_run")
+    r = run_snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=cwd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r

@@ -154,7 +154,6 @@ def _problems(config, path, value):
     (("generator",), {"source": "pretrained", "model": "./models/missing"},
      "generator.model: no such folder './models/missing'"),
     (("generator",), {"source": "pretrained", "model": "/nowhere/ddpm"}, "generator.model"),
-    (("generator",), {"source": "pretrained"}, "generator.model: not set"),
     (("real",), {"source": "npz", "root": "data/missing.npz"},
      "real.root: no such file or folder 'data/missing.npz'"),
     (("real",), {"source": "imagefolder", "root": "data/missing"}, "real.root: no such file"),
@@ -185,3 +184,17 @@ def test_schema_errors_are_short_and_name_the_key(config):
         "pretrain.steps: 'ten' is not of type 'integer'",
         "sampling.num_images: 0 is less than the minimum of 1",
     ]
+
+
+@pytest.mark.parametrize("generator,line", [
+    ({"source": "pretrained"}, "generator: 'model' is a required property"),
+    ({"source": "pretrained", "model": None}, "generator.model: None is not of type 'string'"),
+    ({"source": "npz"}, "generator: 'path' is a required property"),
+    ({"source": "npz", "path": ""}, "generator.path: '' should be non-empty"),
+])
+def test_schema_requires_the_generators_model_or_path(config, generator, line):
+    from pipeline.dag.config_check import schema_errors
+
+    assert schema_errors(_mutate(config, ("generator",), generator), SCHEMA) == [line]
+    assert schema_errors(_mutate(config, ("generator",), {**generator, "source": "train"}),
+                         SCHEMA) == []

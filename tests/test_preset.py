@@ -14,7 +14,7 @@ import yaml
 from snakemake.utils import update_config
 
 from authors_cifar10 import METHODS, STRATEGIES, expected, markdown
-from conftest import REPO, run_snakemake
+from conftest import REPO
 from pipeline.pretrain import effective_settings, parse_args
 
 PRESET = REPO / "configs" / "cifar10.yaml"
@@ -25,12 +25,9 @@ PINNED_ELSEWHERE = {"loss_precision": "tests/test_losses.py",
 
 
 @pytest.fixture(scope="module")
-def commands(tmp_path_factory) -> list[str]:
+def commands(cifar10_dry_run) -> list[str]:
     """The pretraining commands of `snakemake -n -p --configfile configs/cifar10.yaml`."""
-    cwd = tmp_path_factory.mktemp("preset")
-    r = run_snakemake("-n", "-p", "--configfile", str(PRESET), cwd=cwd)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return [line for line in r.stdout.splitlines() if "-m pipeline.pretrain " in line]
+    return [line for line in cifar10_dry_run.stdout.splitlines() if "-m pipeline.pretrain " in line]
 
 
 @pytest.fixture(scope="module")

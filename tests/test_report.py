@@ -164,7 +164,8 @@ def test_report_main(tmp_path):
     io.save_images(tmp_path / "train.npz", _images(20, 0), np.zeros(20, np.int64))
     io.save_images(tmp_path / "shard.npz", _images(70, 1), np.full(70, -1, np.int64))
     out = tmp_path / "report"
-    design = json.dumps({"design": DESIGN.to_dict(), "sampling": SAMPLING})
+    design = str(tmp_path / "design.json")
+    io.write_json(design, {"design": DESIGN.to_dict(), "sampling": SAMPLING})
     report.main(["--results", *files, "--histories", *histories, "--design", design,
                  "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
                  "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
@@ -197,7 +198,8 @@ def test_report_mean_curves_average_seeds_of_the_table_strategies():
 
 
 def test_report_rejects_a_missing_sweep_plot(tmp_path):
-    design = json.dumps({"design": DESIGN.to_dict(), "sampling": SAMPLING})
+    design = str(tmp_path / "design.json")
+    io.write_json(design, {"design": DESIGN.to_dict(), "sampling": SAMPLING})
     with pytest.raises(SystemExit, match="1 sweeps"):
         report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
                      "--generated", "g", "--summary", "s", "--table", "t", "--page", "p",

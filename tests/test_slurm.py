@@ -22,9 +22,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "tests/configs/tiny.yaml"
+# every rule, with one trained strategy: fewer jobs to wait for
+CONFIG = ["--configfile", TINY, "tests/configs/tiny_slurm.yaml"]
 # The README's commands, run from the repository root.
-SLURM = ["--profile", "profiles/slurm", "--profile", "tests/profiles/slurm-cpu", "--configfile", TINY]
-LOCAL = ["--cores", "2", "--configfile", TINY]
+SLURM = ["--profile", "profiles/slurm", "--profile", "tests/profiles/slurm-cpu", *CONFIG]
+LOCAL = ["--cores", "2", *CONFIG]
 CLUSTER = "adainf"  # the ClusterName of .ci/slurm-setup's cluster
 
 pytestmark = pytest.mark.e2e

@@ -29,10 +29,8 @@ def job_counts(stdout: str) -> dict[str, int]:
     return counts
 
 
-def test_cifar10_preset_builds_the_full_dag(tmp_path):
-    r = snakemake("-n", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    counts = job_counts(r.stdout)
+def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
+    counts = job_counts(cifar10_dry_run.stdout)
     # 1M images in shards of 50k; a pretrained generator, so no train_generator job;
     # 4 methods × none/vanilla/adainf encoders plus 4 random_init ones, each evaluated offline
     # and on features (the online probe is part of pretraining)
@@ -42,8 +40,7 @@ def test_cifar10_preset_builds_the_full_dag(tmp_path):
     assert counts["linear_eval"] == 32
     # Inception statistics per shard plus the real reference, merged by one fid job
     assert counts["fid_stats"] == 21 and counts["fid"] == 1
-    commands = snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"),
-                         cwd=tmp_path).stdout
+    commands = cifar10_dry_run.stdout
     assert "--model google/ddpm-cifar10-32" in commands
     # the paper's online probe trains inside every pretraining job, not on random_init
     assert commands.count("--online-out") == 12
@@ -173,6 +170,7 @@ def test_a_damaged_shard_is_regenerated_by_the_next_run(tiny_study):
     assert "train_generator" not in counts and "prepare_real" not in counts
 
 
+@pytest.mark.slow
 def test_killed_stage_leaves_no_finished_output(tmp_path):
     """SIGKILL in the middle of training: the generator folder must not exist afterwards."""
     images = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8)

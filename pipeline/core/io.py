@@ -133,11 +133,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def check_free_space(target: str | os.PathLike, nbytes: int, margin: float = 1.1) -> None:
-    """Stop before starting work whose output cannot fit on the target's file system."""
+def image_bytes(count: int, resolution: int) -> int:
+    """Disk bytes of `count` uint8 RGB images with their int64 labels (a sample shard)."""
+    return count * (resolution * resolution * 3 + 8)
+
+
+def free_space_problem(target: str | os.PathLike, nbytes: int, margin: float = 1.1) -> str | None:
+    """Why `nbytes` (times `margin`) will not fit beside `target`, or None when they do. The
+    folder need not exist yet: its nearest existing parent's file system is asked."""
     folder = Path(target).parent
-    folder.mkdir(parents=True, exist_ok=True)
+    while not folder.exists():
+        folder = folder.parent
     free = shutil.disk_usage(folder).free
     if free < nbytes * margin:
-        raise SystemExit(f"not enough disk space in {folder}: {nbytes / 1e9:.2f} GB needed, "
-                         f"{free / 1e9:.2f} GB free")
+        return (f"not enough disk space in {folder}: {nbytes / 1e9:.2f} GB needed, "
+                f"{free / 1e9:.2f} GB free")
+    return None
+
+
+def check_free_space(target: str | os.PathLike, nbytes: int, margin: float = 1.1) -> None:
+    """Stop before starting work whose output cannot fit on the target's file system."""
+    problem = free_space_problem(target, nbytes, margin)
+    if problem:
+        raise SystemExit(problem)

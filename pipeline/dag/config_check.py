@@ -3,7 +3,7 @@
 `schema_errors` gives short messages (`pretrain.steps: 'ten' is not of type 'integer'`) instead
 of Snakemake's dump of the whole schema and config; `check_config` catches what the schema
 cannot: per-method `method_args` keys, augmentation overrides that the presets refuse, missing
-local paths, an unworkable shard count. `check_disk` asks for room for the missing shards.
+local paths, an unworkable shard count.
 Torch-free: the Snakefile calls these on every parse.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from pathlib import Path
 
 import jsonschema
@@ -106,16 +105,13 @@ def config_problems(config: dict) -> list[str]:
             problems.append(f"{key}: {kw}: {e}")
 
     g = config["generator"]
+    # the schema requires a model for source pretrained and a path for source npz
     if g["source"] == "pretrained":
-        if not g.get("model"):
-            problems.append("generator.model: not set, but generator.source is 'pretrained'")
-        elif looks_local(g["model"]) and not Path(g["model"]).expanduser().exists():
+        if looks_local(g["model"]) and not Path(g["model"]).expanduser().exists():
             problems.append(f"generator.model: no such folder {g['model']!r} (not a hub id "
                             "either, which looks like org/name)")
     if g["source"] == "npz":
-        if not g.get("path"):
-            problems.append("generator.path: not set, but generator.source is 'npz'")
-        elif not Path(g["path"]).expanduser().exists():
+        if not Path(g["path"]).expanduser().exists():
             problems.append(f"generator.path: no such npz file or folder {g['path']!r}")
     r = config["real"]
     if r["source"] != "digits":
@@ -139,23 +135,3 @@ def check_config(config: dict) -> None:
     problems = config_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-
-
-def shard_bytes(config: dict, count: int) -> int:
-    """Disk bytes of a sample shard of `count` images (uint8 images, int64 labels)."""
-    res = config["real"]["resolution"]
-    return count * (res * res * 3 + 8)
-
-
-def check_disk(config: dict, missing: int, folder: str | os.PathLike, margin: float = 1.1) -> None:
-    """Room for `missing` shards: one copy, since packing only references the shard files."""
-    if not missing:
-        return
-    need = missing * shard_bytes(config, config["sampling"]["shard_size"])
-    folder = Path(folder)
-    while not folder.exists():  # the output folder may not exist yet: ask its file system
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if free < margin * need:
-        raise ConfigError(f"not enough disk space for {config['output_dir']}: {missing} sample "
-                          f"shards need {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free")

@@ -12,7 +12,7 @@ rule prepare_real:
         "logs/prepare_real.log",
     benchmark:
         "benchmarks/prepare_real.tsv"
-    threads: threads_for("prepare_real")
+    threads: threads_for(config, "prepare_real")
     conda:
         CONDA_ENV
     shell:
@@ -26,8 +26,8 @@ rule prepare_real:
 # format with their checksums), so packing it writes only a manifest.
 rule pack:
     input:
-        files=lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else shard_files(),
-        data=lambda wc: [] if wc.part == "real" else [f for m in shard_files() for f in shard_data(m)],
+        files=lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else PATHS.shard_files(),
+        data=lambda wc: [] if wc.part == "real" else PATHS.all_shard_data(),
     output:
         directory(f"{OUT}/dataset/{{part}}"),
     wildcard_constraints:

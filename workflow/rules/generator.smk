@@ -14,7 +14,7 @@ rule train_generator:
         "logs/train_generator.log",
     benchmark:
         "benchmarks/train_generator.tsv"
-    threads: threads_for("train_generator")
+    threads: threads_for(config, "train_generator")
     # the generator is on the critical path: start it before the real-only pretraining jobs
     priority: 50
     resources:
@@ -31,7 +31,7 @@ rule train_generator:
 
 rule sample:
     input:
-        generator_input,
+        PATHS.generator_inputs(),
     output:
         images=f"{OUT}/samples/shard_{{shard}}.images.npy",
         labels=f"{OUT}/samples/shard_{{shard}}.labels.npy",
@@ -39,8 +39,8 @@ rule sample:
     wildcard_constraints:
         shard=r"\d{5}",
     params:
-        model=generator_model(),
-        range=shard_range,
+        model=PATHS.generator_model(),
+        range=lambda wc: PATHS.shard_range(wc.shard),
         opts=sample_args(config),
         speed=untracked(sample_untracked_args(config)),
         device=untracked(DEVICE),
@@ -48,7 +48,7 @@ rule sample:
         "logs/sample/shard_{shard}.log",
     benchmark:
         "benchmarks/sample/shard_{shard}.tsv"
-    threads: threads_for("sample")
+    threads: threads_for(config, "sample")
     priority: 50
     resources:
         gpu=1,
@@ -60,22 +60,10 @@ rule sample:
         " {params.speed}" + RUNTIME + LOG
 
 
-def fid_stats_input(wildcards):
-    if wildcards.name == "real":
-        return {"images": f"{OUT}/real/train.npz"}
-    manifest = f"{OUT}/samples/{wildcards.name}.json"
-    return {"images": manifest, "data": shard_data(manifest)}
-
-
-def real_fid_reference():
-    """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""
-    return config["fid"]["reference"] or f"{OUT}/fid/real.stats.npz"
-
-
 # One job per shard, so the Inception work scales with the sampling jobs.
 rule fid_stats:
     input:
-        unpack(fid_stats_input),
+        unpack(lambda wc: PATHS.fid_stats_inputs(wc.name)),
     output:
         f"{OUT}/fid/{{name}}.stats.npz",
     wildcard_constraints:
@@ -88,7 +76,7 @@ rule fid_stats:
         "logs/fid_stats/{name}.log",
     benchmark:
         "benchmarks/fid_stats/{name}.tsv"
-    threads: threads_for("fid_stats")
+    threads: threads_for(config, "fid_stats")
     resources:
         gpu=1,
     conda:
@@ -100,8 +88,8 @@ rule fid_stats:
 
 rule fid:
     input:
-        real=real_fid_reference(),
-        generated=[f"{OUT}/fid/shard_{i:05d}.stats.npz" for i in range(num_shards())],
+        real=PATHS.real_fid_reference(),
+        generated=PATHS.shard_fid_stats(),
     output:
         f"{OUT}/fid.json",
     log:

@@ -9,11 +9,11 @@ if config["generator"]["source"] == "npz":
         input:
             [str(f) for f in npz_files(config["generator"]["path"])],
         output:
-            [f for m in shard_files() for f in (m, *shard_data(m))],
+            PATHS.shard_files() + PATHS.all_shard_data(),
         params:
             source=config["generator"]["path"],
-            num_images=num_generated(),
-            manifests=shard_files(),
+            num_images=PATHS.num_generated(),
+            manifests=PATHS.shard_files(),
         log:
             "logs/cut_npz.log",
         benchmark:

@@ -1,14 +1,3 @@
-def sampler_description():
-    g, s = config["generator"], config["sampling"]
-    source = ("trained here on the real training split" if g["source"] == "train"
-              else f"pretrained {g['model']}")
-    return {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
-            "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
-
-
-REPORT_DESIGN = shlex.quote(json.dumps({"design": DESIGN.to_dict(), "sampling": sampler_description()}))
-
-
 SWEEP_PLOTS = [f"{OUT}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in DESIGN.sweeps]
 CURVES = {"online": report(f"{OUT}/online.png", category="Training", caption="../report/online.rst",
                            labels={"figure": "online probe accuracy"})} if ONLINE else {}
@@ -16,11 +5,13 @@ CURVES = {"online": report(f"{OUT}/online.png", category="Training", caption="..
 
 rule report:
     input:
-        results=evaluation_files(),
-        histories=history_files(),
+        results=PATHS.evaluation_files(),
+        histories=PATHS.history_files(),
+        # the study's cells and the sampler: a new file (so a rerun) when they change
+        design=PATHS.design_file(),
         fid=f"{OUT}/fid.json",
         real=f"{OUT}/real/train.npz",
-        generated=shard_files()[0],
+        generated=PATHS.shard_files()[0],
     output:
         summary=f"{OUT}/summary.json",
         table=f"{OUT}/summary.md",
@@ -34,7 +25,6 @@ rule report:
                        labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
         **CURVES,
     params:
-        design=REPORT_DESIGN,
         curves=lambda wc, output: opt("--online-curves", output.get("online")),
     log:
         "logs/report.log",
@@ -42,7 +32,7 @@ rule report:
         CONDA_ENV
     shell:
         STAGE + "report --results {input.results} --histories {input.histories}"
-        " --design {params.design} --fid {input.fid} --real {input.real}"
+        " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
         " --sweep-plots {output.sweeps} {params.curves}" + LOG

@@ -1,21 +1,5 @@
 CELL = f"{OUT}/pretrain/{{method}}/{{variant}}/seed{{seed}}"
-ONLINE = "online" in DESIGN.protocols
-
-
-def pretrain_inputs(wildcards):
-    inputs = {"real": f"{OUT}/dataset/real"}
-    if DESIGN.settings(wildcards.variant)["generated"]:
-        inputs["generated"] = f"{OUT}/dataset/generated"
-    if ONLINE and wildcards.variant != RANDOM_INIT:
-        inputs["test"] = f"{OUT}/real/test.npz"
-    return inputs
-
-
-def pretrain_launcher(wildcards):
-    n = config["pretrain"]["processes"]
-    if n == 1 or wildcards.variant == RANDOM_INIT:
-        return "python -m pipeline.pretrain"
-    return f"torchrun --standalone --nproc_per_node {n} -m pipeline.pretrain"
+ONLINE = PATHS.online
 
 
 PRETRAIN_SHELL = (
@@ -28,7 +12,7 @@ PRETRAIN_SHELL = (
 
 rule pretrain:
     input:
-        unpack(pretrain_inputs),
+        unpack(lambda wc: PATHS.pretrain_inputs(wc.variant)),
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
@@ -42,13 +26,13 @@ rule pretrain:
         opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.variant, wc.seed),
         speed=untracked(pretrain_untracked_args(config)),
         device=untracked(DEVICE),
-        launcher=pretrain_launcher,
+        launcher=lambda wc: pretrain_launcher(config, wc.variant),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
         "logs/pretrain/{method}/{variant}/seed{seed}.log",
     benchmark:
         "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
-    threads: threads_for("pretrain")
+    threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
     conda:
@@ -87,7 +71,7 @@ rule linear_eval:
         "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
     benchmark:
         "benchmarks/linear_eval/{method}/{variant}/seed{seed}_{protocol}.tsv"
-    threads: threads_for("linear_eval")
+    threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
     conda:

@@ -1,0 +1,162 @@
+"""The workflow's files and per-job choices, computed from the config for the rules to wire.
+
+Everything the `.smk` files used to compute themselves lives here, so that it is tested without
+running Snakemake: the sample shards and their ranges, which generator sampling reads, the inputs
+of a pretrain job and how it is launched, what rule `all` asks for, the disk check, and the
+report's design file. Torch-free: the Snakefile builds a `WorkflowPaths` on every parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pipeline.core import io
+from pipeline.dag.config_check import ConfigError, num_shards
+from pipeline.data.npz_source import image_shape, npz_files
+from pipeline.study.design import RANDOM_INIT, Design, result_path
+
+
+def threads_for(config: dict, rule: str) -> int:
+    """A rule's `threads` setting, else `threads.default`, else 1."""
+    return config["threads"].get(rule, config["threads"].get("default", 1))
+
+
+def pretrain_launcher(config: dict, variant: str) -> str:
+    """`torchrun` for pretraining on several processes; random_init trains nothing, so one."""
+    n = config["pretrain"]["processes"]
+    if n == 1 or variant == RANDOM_INIT:
+        return "python -m pipeline.pretrain"
+    return f"torchrun --standalone --nproc_per_node {n} -m pipeline.pretrain"
+
+
+def sampler_description(config: dict) -> dict:
+    """How the generated images were made, as the report states it."""
+    g, s = config["generator"], config["sampling"]
+    source = ("trained here on the real training split" if g["source"] == "train"
+              else f"pretrained {g['model']}")
+    return {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
+            "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
+
+
+class WorkflowPaths:
+    """The files of one config's DAG under its `output_dir`."""
+
+    def __init__(self, config: dict, design: Design):
+        self.config, self.design = config, design
+        self.out = config["output_dir"].rstrip("/")
+        self.online = "online" in design.protocols
+
+    # --- sampling -------------------------------------------------------------------------
+    def num_generated(self) -> int:
+        """Images in the generated set: sampling.num_images, or with generator.source npz the
+        files' own count if smaller (read from their headers)."""
+        g, wanted = self.config["generator"], self.config["sampling"]["num_images"]
+        if g["source"] == "npz":
+            return min(wanted, image_shape(npz_files(g["path"]))[0])
+        return wanted
+
+    def num_shards(self) -> int:
+        return num_shards(self.config["sampling"], self.num_generated())
+
+    def shard_files(self) -> list[str]:
+        """Each sample shard's manifest (written last, beside its .images.npy and .labels.npy)."""
+        return [f"{self.out}/samples/shard_{i:05d}.json" for i in range(self.num_shards())]
+
+    @staticmethod
+    def shard_data(manifest: str) -> list[str]:
+        """The files a shard's manifest lists. Consumers ask for them too: Snakemake reruns a
+        job for a missing output only when some job asks for that output."""
+        stem = manifest.removesuffix(".json")
+        return [f"{stem}.images.npy", f"{stem}.labels.npy"]
+
+    def all_shard_data(self) -> list[str]:
+        return [f for m in self.shard_files() for f in self.shard_data(m)]
+
+    def shard_range(self, shard: str | int) -> dict:
+        """The global image indices of shard number `shard`: {start, count}."""
+        size, total = self.config["sampling"]["shard_size"], self.num_generated()
+        start = int(shard) * size
+        return {"start": start, "count": min(size, total - start)}
+
+    def generator_model(self) -> str:
+        """The generator for sampling: trained here (a workflow output) or a hub id / folder."""
+        g = self.config["generator"]
+        return f"{self.out}/generator" if g["source"] == "train" else g["model"]
+
+    def generator_inputs(self) -> list[str]:
+        return [f"{self.out}/generator"] if self.config["generator"]["source"] == "train" else []
+
+    def check_disk_space(self, margin: float = 1.1) -> None:
+        """Room for the sample shards not yet written (packing only references them); a
+        ConfigError when the config is read, so `-n` reports it too."""
+        missing = sum(not Path(f).exists() for f in self.shard_files())
+        if not missing:
+            return
+        res = self.config["real"]["resolution"]
+        need = missing * io.image_bytes(self.config["sampling"]["shard_size"], res)
+        problem = io.free_space_problem(f"{self.out}/samples", need, margin)
+        if problem:
+            raise ConfigError(f"{self.config['output_dir']}: {missing} sample shards: {problem}")
+
+    # --- FID ------------------------------------------------------------------------------
+    def fid_stats_inputs(self, name: str) -> dict:
+        """The images of a `fid_stats` job: the real train split or one shard (with its data)."""
+        if name == "real":
+            return {"images": f"{self.out}/real/train.npz"}
+        manifest = f"{self.out}/samples/{name}.json"
+        return {"images": manifest, "data": self.shard_data(manifest)}
+
+    def real_fid_reference(self) -> str:
+        """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""
+        return self.config["fid"]["reference"] or f"{self.out}/fid/real.stats.npz"
+
+    def shard_fid_stats(self) -> list[str]:
+        return [f"{self.out}/fid/shard_{i:05d}.stats.npz" for i in range(self.num_shards())]
+
+    # --- pretraining and evaluation -------------------------------------------------------
+    def pretrain_inputs(self, variant: str) -> dict:
+        inputs = {"real": f"{self.out}/dataset/real"}
+        if self.design.settings(variant)["generated"]:
+            inputs["generated"] = f"{self.out}/dataset/generated"
+        if self.online and variant != RANDOM_INIT:
+            inputs["test"] = f"{self.out}/real/test.npz"
+        return inputs
+
+    def evaluation_files(self) -> list[str]:
+        return [result_path(self.out, m, v, s, p) for m, v, s, p in self.design.evaluations()]
+
+    def history_files(self) -> list[str]:
+        return [f"{self.out}/pretrain/{m}/{v}/seed{s}/history.csv"
+                for m, v, s in self.design.cells() if v != RANDOM_INIT]
+
+    def intermediate_files(self) -> list[str]:
+        """Every job's outputs that the report does not name. Rule `all` asks for them because
+        Snakemake rebuilds a missing file only when some job asks for it or a job after it runs:
+        with them, a plain rerun rebuilds any output that went missing (or was moved aside as
+        damaged) after a finished run, and what depends on it."""
+        out, d = self.out, self.design
+        files = [f"{out}/dataset/real", f"{out}/real/test.npz", f"{out}/fid.json"]
+        if any(d.settings(v)["generated"] for v in d.variants):
+            files.append(f"{out}/dataset/generated")
+        for manifest in self.shard_files():
+            files += [manifest, *self.shard_data(manifest),
+                      f"{out}/fid/{Path(manifest).stem}.stats.npz"]
+        files += [f"{out}/pretrain/{m}/{v}/seed{s}/encoder.pt" for m, v, s in d.cells()]
+        return files
+
+    # --- report ---------------------------------------------------------------------------
+    def design_file(self) -> str:
+        """The report's design (the study's cells and the sampler), written now if missing.
+
+        Its name carries a digest of its content, so a changed design is a new input of the
+        report (Snakemake reruns it) while a dry run of another config rewrites nothing that a
+        finished run depends on. Written atomically: parallel parses (cluster jobs) agree.
+        """
+        spec = {"design": self.design.to_dict(), "sampling": sampler_description(self.config)}
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        path = Path(f"{self.out}/design/{digest}.json")
+        if not path.exists():
+            io.write_json(path, spec)
+        return str(path)

@@ -1,0 +1,153 @@
+"""Tests of pipeline.dag.paths: the files and per-job choices the rules wire, without Snakemake."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from pipeline.core import io
+from pipeline.dag.config_check import ConfigError
+from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, sampler_description, threads_for
+from pipeline.study.design import RANDOM_INIT, Design, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config(tmp_path):
+    """The tiny test config (48 images in shards of 20), writing under tmp_path."""
+    c = yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
+    c["output_dir"] = f"{tmp_path}/results/"
+    validate(c, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return c
+
+
+def _paths(config):
+    return WorkflowPaths(config, plan(config))
+
+
+def test_threads_fall_back_to_the_default_then_one(config):
+    assert threads_for(config, "train_generator") == 1
+    config["threads"] = {"default": 3, "sample": 2}
+    assert threads_for(config, "sample") == 2 and threads_for(config, "fid") == 3
+    config["threads"] = {}
+    assert threads_for(config, "fid") == 1
+
+
+def test_pretrain_launcher_uses_torchrun_only_for_several_processes(config):
+    assert pretrain_launcher(config, "adainf") == "python -m pipeline.pretrain"
+    config["pretrain"]["processes"] = 4
+    assert pretrain_launcher(config, "adainf") == \
+        "torchrun --standalone --nproc_per_node 4 -m pipeline.pretrain"
+    assert pretrain_launcher(config, RANDOM_INIT) == "python -m pipeline.pretrain"
+
+
+def test_shards_cover_the_images_once(config):
+    p = _paths(config)
+    assert p.out == f"{config['output_dir'].rstrip('/')}"
+    assert p.num_generated() == 48 and p.num_shards() == 3
+    assert p.shard_files() == [f"{p.out}/samples/shard_{i:05d}.json" for i in range(3)]
+    assert [p.shard_range(f"{i:05d}") for i in range(3)] == [
+        {"start": 0, "count": 20}, {"start": 20, "count": 20}, {"start": 40, "count": 8}]
+    assert p.shard_data("o/samples/shard_00002.json") == [
+        "o/samples/shard_00002.images.npy", "o/samples/shard_00002.labels.npy"]
+    assert p.all_shard_data() == [f for m in p.shard_files() for f in p.shard_data(m)]
+    assert p.shard_fid_stats()[-1] == f"{p.out}/fid/shard_00002.stats.npz"
+
+
+def test_npz_source_generates_at_most_its_files_images(config, tmp_path):
+    io.save_images(tmp_path / "gen.npz", np.zeros((30, 8, 8, 3), np.uint8), np.zeros(30, np.int64))
+    config["generator"] = {**config["generator"], "source": "npz", "path": str(tmp_path / "gen.npz")}
+    p = _paths(config)
+    assert p.num_generated() == 30 and p.num_shards() == 2
+    assert p.shard_range(1) == {"start": 20, "count": 10}
+    assert p.generator_inputs() == []
+    config["sampling"]["num_images"] = 25
+    assert _paths(config).num_generated() == 25
+
+
+def test_generator_is_the_trained_folder_or_the_given_model(config):
+    p = _paths(config)
+    assert p.generator_model() == f"{p.out}/generator" and p.generator_inputs() == [p.generator_model()]
+    config["generator"] = {**config["generator"], "source": "pretrained", "model": "google/ddpm-cifar10-32"}
+    p = _paths(config)
+    assert p.generator_model() == "google/ddpm-cifar10-32" and p.generator_inputs() == []
+    assert sampler_description(config)["generator"] == "pretrained google/ddpm-cifar10-32"
+
+
+def test_fid_inputs(config):
+    p = _paths(config)
+    assert p.fid_stats_inputs("real") == {"images": f"{p.out}/real/train.npz"}
+    assert p.fid_stats_inputs("shard_00001") == {
+        "images": f"{p.out}/samples/shard_00001.json",
+        "data": p.shard_data(f"{p.out}/samples/shard_00001.json")}
+    assert p.real_fid_reference() == f"{p.out}/fid/real.stats.npz"
+    config["fid"]["reference"] = "/refs/cifar10.npz"
+    assert _paths(config).real_fid_reference() == "/refs/cifar10.npz"
+
+
+def test_pretrain_inputs_follow_the_variant_and_the_online_probe(config):
+    p = _paths(config)
+    real, generated = f"{p.out}/dataset/real", f"{p.out}/dataset/generated"
+    assert p.pretrain_inputs("none") == {"real": real}
+    assert p.pretrain_inputs("adainf") == {"real": real, "generated": generated}
+    config["linear_eval"]["protocols"] = ["online", "features"]
+    p = _paths(config)
+    assert p.online
+    assert p.pretrain_inputs("vanilla") == {"real": real, "generated": generated,
+                                            "test": f"{p.out}/real/test.npz"}
+    assert p.pretrain_inputs(RANDOM_INIT) == {"real": real}  # nothing to probe
+
+
+def test_files_that_rules_all_and_the_report_ask_for(config):
+    p = _paths(config)
+    cells = [("simclr", v, 0) for v in ("none", "vanilla", "adainf", RANDOM_INIT)]
+    assert p.evaluation_files() == [f"{p.out}/linear/simclr/{v}/seed0/features.json"
+                                    for _, v, _ in cells]
+    assert p.history_files() == [f"{p.out}/pretrain/simclr/{v}/seed0/history.csv"
+                                 for v in ("none", "vanilla", "adainf")]
+    files = p.intermediate_files()
+    assert f"{p.out}/dataset/generated" in files and f"{p.out}/fid.json" in files
+    for m in p.shard_files():
+        assert {m, *p.shard_data(m)} <= set(files)
+    assert f"{p.out}/fid/shard_00002.stats.npz" in files
+    assert f"{p.out}/pretrain/simclr/{RANDOM_INIT}/seed0/encoder.pt" in files
+    config["experiments"]["strategies"] = ["none"]  # no variant reads generated images
+    assert f"{p.out}/dataset/generated" not in _paths(config).intermediate_files()
+
+
+def test_disk_check_counts_only_missing_shards(config, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    # 3 shards of 20 8×8 images: 20 × (192 + 8) bytes each, 12 kB in all; 10 kB free
+    monkeypatch.setattr("shutil.disk_usage", lambda folder: usage(0, 0, 10_000))
+    p = _paths(config)
+    with pytest.raises(ConfigError, match="3 sample shards: not enough disk space"):
+        p.check_disk_space()
+    for manifest in p.shard_files()[:2]:  # two written: one missing shard fits
+        Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+        Path(manifest).write_text("{}")
+    p.check_disk_space()
+    assert not Path(p.out, "design").exists()  # a check writes nothing
+
+
+def test_design_file_is_named_by_its_content(config):
+    p = _paths(config)
+    path = p.design_file()
+    spec = json.loads(Path(path).read_text())
+    assert Design.from_dict(spec["design"]) == p.design
+    assert spec["sampling"] == sampler_description(config)
+    mtime = Path(path).stat().st_mtime_ns
+    assert _paths(copy.deepcopy(config)).design_file() == path  # same design: same file,
+    assert Path(path).stat().st_mtime_ns == mtime  # left as it is
+    config["sampling"]["steps"] = 5  # the report states the sampler: a new file
+    config2 = copy.deepcopy(config)
+    config2["experiments"]["seeds"] = [0, 1]  # a new cell: a new file
+    names = {path, _paths(config).design_file(), _paths(config2).design_file()}
+    assert len(names) == 3 and all(Path(n).exists() for n in names)
