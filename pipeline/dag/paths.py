@@ -34,8 +34,9 @@ def pretrain_launcher(config: dict, variant: str) -> str:
 def sampler_description(config: dict) -> dict:
     """How the generated images were made, as the report states it."""
     g, s = config["generator"], config["sampling"]
-    source = ("trained here on the real training split" if g["source"] == "train"
-              else f"pretrained {g['model']}")
+    source = {"train": "trained here on the real training split",
+              "pretrained": f"pretrained {g['model']}",
+              "npz": f"brought as npz files ({g.get('path')})"}[g["source"]]
     return {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
             "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
 
