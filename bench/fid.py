@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.evaluation.frechet import (FeatureStats, autocast_for,  # noqa: E402
+from pipeline.evaluation.frechet import (FeatureStats,  # noqa: E402
                               fid_inception_architecture, frechet_distance, inception_features,
                               inception_model, weights_cache_path)
-from pipeline.core.runtime import resolve_device  # noqa: E402
+from pipeline.core.runtime import resolve_device, set_tf32  # noqa: E402
 
 
 def random_inception(device, dims: int = 2048):
@@ -78,7 +78,7 @@ def measure(model, a, b, batch_size, device, precisions) -> list[dict]:
         rows.append({"precision": precision, "images_per_s": ips, "fid": fid,
                      "fid_delta_vs_fp32": fid - reference,
                      "minutes_per_million": 1e6 / ips / 60})
-    autocast_for("fp32", device)  # leave TF32 off
+    set_tf32(device, False)  # leave TF32 off
     return rows
 
 

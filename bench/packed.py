@@ -18,7 +18,6 @@ with the image count: the output extrapolates to 1M CIFAR-size images.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

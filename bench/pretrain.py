@@ -26,9 +26,9 @@ from pipeline.ssl.augment import view_params  # noqa: E402
 from pipeline.ssl.distributed import DistContext  # noqa: E402
 from pipeline.ssl.encoders import Encoder  # noqa: E402
 from pipeline.ssl.optim import make_optimizer  # noqa: E402
-from pipeline.core.runtime import resolve_device  # noqa: E402
+from pipeline.core.runtime import PRECISIONS, autocast, resolve_device  # noqa: E402
 from pipeline.ssl.methods import build_method  # noqa: E402
-from pipeline.ssl.loop import AUTOCAST, PretrainConfig, _autocast, pretrain  # noqa: E402
+from pipeline.ssl.loop import PretrainConfig, pretrain  # noqa: E402
 
 ARCHS = {"smoke": ([8, 16], [1, 1]), "tiny": ([16, 32, 64], [1, 1, 1]),
          "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
@@ -72,7 +72,7 @@ def make_method(widths, blocks, device):
 
 
 def step(method, opt, x1, x2, precision, device):
-    with _autocast(precision, device):
+    with autocast(precision, device):
         loss = method(x1, x2)
     opt.zero_grad(set_to_none=True)
     loss.float().backward()
@@ -141,7 +141,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST))
+    p.add_argument("--precision", default="fp32", choices=sorted(PRECISIONS))
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (our loop)")
     p.add_argument("--channels-last", action="store_true", help="channels_last (our loop)")

@@ -6,10 +6,8 @@ import argparse
 import logging
 import time
 
-from pytorch_fid.fid_score import calculate_frechet_distance
-
 from pipeline.core import cli, io, runtime
-from pipeline.evaluation.frechet import load_reference, load_stats
+from pipeline.evaluation.frechet import distance_to_reference, load_reference, merge_stats_files
 
 log = logging.getLogger("pipeline.fid")
 
@@ -27,20 +25,9 @@ def main(argv=None) -> None:
     runtime.setup(args)
     t0 = time.time()
 
-    gen, meta = load_stats(args.generated[0])
-    seconds = meta.get("seconds", 0.0)
-    for path in args.generated[1:]:
-        more, more_meta = load_stats(path)
-        if {k: more_meta.get(k) for k in ("features", "dims", "weights_sha256")} != \
-                {k: meta.get(k) for k in ("features", "dims", "weights_sha256")}:
-            raise SystemExit(f"fid: {path} was computed with other features than "
-                             f"{args.generated[0]}: {more_meta} vs {meta}")
-        gen = gen.merge(more)
-        seconds += more_meta.get("seconds", 0.0)
+    gen, meta, seconds = merge_stats_files(args.generated)
     mu_r, sigma_r, num_real, real_meta = load_reference(args.real)
-    if len(mu_r) != len(gen.total):
-        raise SystemExit(f"fid: real statistics are {len(mu_r)}-d, generated {len(gen.total)}-d")
-    fid = float(calculate_frechet_distance(*gen.mean_cov(), mu_r, sigma_r))
+    fid = distance_to_reference(gen, mu_r, sigma_r)
     result = {
         "fid": fid, "features": meta["features"], "dims": len(gen.total),
         "num_generated": gen.count, "num_real": num_real,

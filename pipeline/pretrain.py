@@ -8,13 +8,13 @@ detached features of the real images' views and is evaluated on that test split.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import time
 from pathlib import Path
 
 from pipeline.core import cli, io, runtime
+from pipeline.core.runtime import PRECISIONS
 from pipeline.ssl.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.ssl.distributed import init_distributed
 from pipeline.ssl.memory import MemoryPlanError
@@ -23,8 +23,8 @@ from pipeline.ssl.encoders import STEM_PADDING, save_encoder
 from pipeline.ssl.online_probe import OnlineProbe
 from pipeline.ssl.optim import scaled_lr
 from pipeline.data.dataset import load_packed
-from pipeline.ssl.methods import METHODS
-from pipeline.ssl.loop import AUTOCAST, PretrainConfig, describe, pretrain, resolved_optim
+from pipeline.ssl.methods import METHODS, view_preset
+from pipeline.ssl.loop import PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable; "
                         "default: the method's, pipeline.ssl.defaults)")
-    p.add_argument("--precision", default=None, choices=sorted(AUTOCAST),
+    p.add_argument("--precision", default=None, choices=sorted(PRECISIONS),
                    help="autocast precision (required unless --steps 0)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the encoder (the 32 px ResNet step is launch-bound on a GPU)")
@@ -154,11 +154,9 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
     # unset: PretrainConfig's None (the method's, the authors'), or with --steps 0 a training
     # option that the untrained encoder does not depend on
     cfg = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
-    augmentation = args.augmentation
-    if augmentation is None:  # --steps 0: no views
+    if args.augmentation is None:  # --steps 0: no views
         return cfg, None, ()
-    if METHODS[args.method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
-        augmentation = f"asym_{augmentation}"  # BYOL and Barlow Twins: solarize the second view
+    augmentation = view_preset(args.method, args.augmentation)
     views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
                         jitter_strength=args.jitter_strength)
     return cfg, augmentation, views
@@ -242,24 +240,15 @@ def main(argv=None) -> None:
         "seconds": round(time.time() - t0, 1),
         "final_loss": history[-1]["loss"] if history else None,
     }
-    with io.atomic_path(args.history) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["step", "loss", "lr"])
-            writer.writeheader()
-            writer.writerows(history)
+    io.write_csv(args.history, history, ["step", "loss", "lr"])
     io.write_json(Path(args.history).with_suffix(".json"), meta)
     save_encoder(args.out, encoder, meta)
     log.info("saved encoder to %s (%.1fs, final loss %s)", args.out, meta["seconds"],
              meta["final_loss"])
     if probe is not None:
-        final = probe.curve[-1]
-        io.write_json(args.online_out, {
-            "method": args.method, "strategy": args.strategy, "protocol": "online",
-            "top1": final["top1"], "top5": final["top5"], "num_train": len(real),
-            "num_test": len(test_labels), "pretrain": meta, "seconds": meta["seconds"],
-            "curve": probe.curve, "every": args.online_every, "lr": probe.lr_per_256,
-        })
-        log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", final["top1"], final["top5"])
+        result = probe.result(args.method, args.strategy, meta)
+        io.write_json(args.online_out, result)
+        log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", result["top1"], result["top5"])
     if args.checkpoint:
         # The run is complete and its outputs record it: without this, a forced rerun
         # (`snakemake -R pretrain`) would resume at the last step and train nothing.

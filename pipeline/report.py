@@ -7,36 +7,15 @@ seeds, the table's strategies), and accuracy against each swept setting.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
-from pathlib import Path
-
-import numpy as np
 
 from pipeline.core import cli, io, runtime
+from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
 from pipeline.study.figures import save_curves_plot, save_samples_figure, save_sweep_plot
 from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
 log = logging.getLogger("pipeline.report")
-
-
-def read_losses(path: str) -> tuple[list[int], list[float]]:
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
-
-
-def mean_curves(curves: dict[tuple[str, str], list[tuple[list, list]]],
-                keep: list[str]) -> dict[str, tuple[list, np.ndarray]]:
-    """Average each (method, strategy)'s curves over seeds, for the strategies in `keep`."""
-    out = {}
-    for (method, strategy), runs in curves.items():
-        if strategy in keep:
-            n = min(len(steps) for steps, _ in runs)
-            label = f"{method}/{strategy}" + (f" (mean of {len(runs)})" if len(runs) > 1 else "")
-            out[label] = (runs[0][0][:n], np.mean([values[:n] for _, values in runs], axis=0))
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,19 +65,10 @@ def main(argv=None) -> None:
     real, _ = io.load_images(args.real)
     generated, _ = io.load_images(args.generated)
     save_samples_figure(args.samples, real, generated)
-    losses: dict = {}
-    for h in args.histories:
-        cell = Path(h).parent
-        losses.setdefault((cell.parent.parent.name, cell.parent.name), []).append(read_losses(h))
-    save_curves_plot(args.losses, mean_curves(losses, design.strategies), "loss",
-                     "pretraining loss")
+    save_curves_plot(args.losses, mean_curves(loss_curves(args.histories), design.strategies),
+                     "loss", "pretraining loss")
     if args.online_curves:
-        online: dict = {}
-        for r in results:
-            if r["protocol"] == "online":
-                curve = ([c["step"] for c in r["curve"]], [c["top1"] for c in r["curve"]])
-                online.setdefault((r["method"], r["strategy"]), []).append(curve)
-        save_curves_plot(args.online_curves, mean_curves(online, design.strategies),
+        save_curves_plot(args.online_curves, mean_curves(online_curves(results), design.strategies),
                          "test top-1 %", "online linear probe")
     for path, series in zip(args.sweep_plots, sweep_series(design, cells)):
         save_sweep_plot(path, series)

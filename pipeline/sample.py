@@ -10,7 +10,8 @@ from pipeline.core import cli, io, runtime
 from pipeline.generation.unet import load_generator
 from pipeline.generation.edm import EDMSettings
 from pipeline.data.dataset import write_shard
-from pipeline.generation.samplers import PRECISIONS, SAMPLERS, SamplerSettings, prepare_unet, sample_range
+from pipeline.core.runtime import PRECISIONS
+from pipeline.generation.samplers import SAMPLERS, SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
 

@@ -446,3 +446,11 @@ def test_pipeline_on_cuda_matches_cpu_application():
             assert all(v.device == x.device for v in p.values())
             cpu = op.apply(x.cpu(), {k: v.cpu() for k, v in p.items()})
             torch.testing.assert_close(op.apply(x, p).cpu(), cpu, atol=1e-5, rtol=0)
+
+
+def test_asymmetric_methods_train_with_the_asymmetric_preset():
+    from pipeline.ssl.methods import view_preset
+
+    assert view_preset("simclr", "weak") == "weak"
+    assert view_preset("byol", "weak") == "asym_weak"
+    assert view_preset("barlow", "asym_standard") == "asym_standard"

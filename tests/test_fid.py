@@ -287,3 +287,19 @@ def test_no_weights_offline_says_where_to_put_them(tmp_path, monkeypatch):
     assert str(tmp_path / "home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in message
     assert "fid.weights" in message and "\n" not in message
     assert not (tmp_path / "x.stats.npz").exists()
+
+
+def test_shards_of_other_features_do_not_merge(tmp_path):
+    from pipeline.core.errors import UserError
+
+    a = image_stats(make_images(4, size=8, seed=1), "pixels")
+    frechet.save_stats(tmp_path / "a.npz", a, features="pixels", dims=192, seconds=1.0)
+    frechet.save_stats(tmp_path / "b.npz", a, features="pixels", dims=192, seconds=2.0)
+    frechet.save_stats(tmp_path / "c.npz", a, features="inception", dims=192)
+    merged, meta, seconds = frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "b.npz"])
+    assert merged.count == 8 and seconds == 3.0 and meta["features"] == "pixels"
+    with pytest.raises(UserError, match="c.npz was computed with other features"):
+        frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "c.npz"])
+    mu, sigma = a.mean_cov()
+    with pytest.raises(UserError, match="real statistics are 3-d, generated 192-d"):
+        frechet.distance_to_reference(merged, mu[:3], sigma[:3, :3])

@@ -179,3 +179,13 @@ def test_a_killed_writes_temporaries_are_removed_by_the_next_write(tmp_path):
     with io.atomic_dir(tmp_path / "generator") as tmp:
         (tmp / "x").write_text("1")
     assert not (tmp_path / ".generator.q1w2e3r4.tmp").exists()
+
+
+def test_write_csv_writes_a_header_and_the_rows(tmp_path):
+    import csv
+
+    path = tmp_path / "out" / "curve.csv"
+    io.write_csv(path, [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}], ["step", "loss"])
+    with open(path) as f:
+        assert list(csv.DictReader(f)) == [{"step": "1", "loss": "0.5"}, {"step": "2", "loss": "0.25"}]
+    assert [p.name for p in path.parent.iterdir()] == ["curve.csv"]  # no temporary left

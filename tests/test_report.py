@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipeline.core import io
 from pipeline import report
+from pipeline.study.curves import mean_curves
 from pipeline.study.design import plan
 from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
@@ -191,7 +192,7 @@ def test_report_main(tmp_path):
 def test_report_mean_curves_average_seeds_of_the_table_strategies():
     curves = {("simclr", "none"): [([1, 2, 3], [4.0, 2.0, 1.0]), ([1, 2, 3], [2.0, 2.0, 3.0])],
               ("simclr", "adainf+crop_min_scale=0.5"): [([1, 2], [1.0, 1.0])]}
-    out = report.mean_curves(curves, ["none", "adainf"])
+    out = mean_curves(curves, ["none", "adainf"])
     assert list(out) == ["simclr/none (mean of 2)"]
     steps, values = out["simclr/none (mean of 2)"]
     assert steps == [1, 2, 3] and values.tolist() == [3.0, 2.0, 2.0]

@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.loop (SimCLR with data inflation) and the pretrain stage."""
+"""Tests of pipeline.ssl.loop (every SSL method, with data inflation) and the pretrain stage."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ killed (SIGKILL leaves no chance to clean up) are removed by the next write of t
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -89,6 +90,15 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
+    """Rows of dicts as a CSV file with a header line, written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:

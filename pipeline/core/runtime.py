@@ -1,8 +1,9 @@
-"""Things every stage's main() needs: device choice, threads, logging."""
+"""Things every stage's main() needs: device choice, threads, logging, numeric precision."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,25 @@ import torch
 from pipeline.core.errors import UserError
 
 log = logging.getLogger("pipeline")
+
+# A precision's name → the dtype its networks run in under torch.autocast (None: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device) -> contextlib.AbstractContextManager:
+    """The context a network runs in at `precision` (a PRECISIONS name) on `device`."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def set_tf32(device, enabled: bool) -> None:
+    """TF32 tensor cores for CUDA matmuls and convolutions, on or off (a process-wide switch;
+    nothing on other devices)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def resolve_device(name: str = "auto") -> torch.device:

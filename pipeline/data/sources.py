@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.core.tensors import to_nchw
+
 SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -200,7 +202,7 @@ def _resize(images: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndarra
     out = np.empty((len(images), resolution, resolution, 3), np.uint8)
     # Chunked so a 50k-image set does not need one huge float tensor.
     for i in range(0, len(images), chunk):
-        x = torch.from_numpy(images[i:i + chunk]).permute(0, 3, 1, 2).float()
+        x = to_nchw(images[i:i + chunk]).float()
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear",
                           align_corners=False, antialias=True)
         out[i:i + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

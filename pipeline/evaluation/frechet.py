@@ -18,9 +18,12 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from pytorch_fid.inception import FID_WEIGHTS_URL
 from tqdm.auto import tqdm
 
-from pipeline.core import io
+from pipeline.core import io, runtime
+from pipeline.core.errors import UserError
+from pipeline.core.tensors import to_nchw
 
 FEATURES = ("inception", "pixels")
+# fp32 here means TF32 off; tf32 is fp32 with TF32 CUDA matmuls and convolutions.
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
@@ -129,16 +132,12 @@ def fid_inception_architecture() -> torch.nn.Module:
 
 
 def autocast_for(precision: str, device):
-    """fp32; tf32 (CUDA matmuls and convolutions in TF32); bf16 autocast."""
-    device = torch.device(device)
+    """The Inception's context at one of FID's PRECISIONS: TF32 switched on for tf32 and off
+    otherwise (CUDA), then the runtime's autocast (bf16; none for fp32 and tf32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    runtime.set_tf32(device, precision == "tf32")
+    return runtime.autocast("fp32" if precision == "tf32" else precision, device)
 
 
 @torch.no_grad()
@@ -148,7 +147,7 @@ def inception_features(model, images: np.ndarray, batch_size: int, device,
     (uint8 → [0, 1]; the model itself resizes to 299 bilinearly and normalises)."""
     out = []
     for lo in tqdm(range(0, len(images), batch_size), desc="inception", mininterval=5):
-        x = torch.from_numpy(images[lo:lo + batch_size]).to(device).permute(0, 3, 1, 2).float() / 255
+        x = to_nchw(images[lo:lo + batch_size], device, scale=255)
         with autocast_for(precision, device):
             f = model(x)[0]
         if f.shape[2:] != (1, 1):  # blocks below pool3 are spatially averaged, as pytorch-fid does
@@ -196,4 +195,30 @@ def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
 
 
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
-    return float(calculate_frechet_distance(*a.mean_cov(), *b.mean_cov()))
+    return distance_to_reference(a, *b.mean_cov())
+
+
+# What shards must share for their statistics to merge into one set's.
+_SHARD_KEYS = ("features", "dims", "weights_sha256")
+
+
+def merge_stats_files(paths: list) -> tuple[FeatureStats, dict, float]:
+    """The statistics of several shards' files merged exactly, the first file's meta and the
+    seconds the shards took in all. A file of other features, dims or weights is a UserError."""
+    stats, meta = load_stats(paths[0])
+    seconds = meta.get("seconds", 0.0)
+    for path in paths[1:]:
+        more, more_meta = load_stats(path)
+        if {k: more_meta.get(k) for k in _SHARD_KEYS} != {k: meta.get(k) for k in _SHARD_KEYS}:
+            raise UserError(f"{path} was computed with other features than {paths[0]}: "
+                            f"{more_meta} vs {meta}")
+        stats = stats.merge(more)
+        seconds += more_meta.get("seconds", 0.0)
+    return stats, meta, seconds
+
+
+def distance_to_reference(stats: FeatureStats, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """FID between `stats` and a reference's mean and covariance, which must have its dims."""
+    if len(mu) != len(stats.total):
+        raise UserError(f"real statistics are {len(mu)}-d, generated {len(stats.total)}-d")
+    return float(calculate_frechet_distance(*stats.mean_cov(), mu, sigma))

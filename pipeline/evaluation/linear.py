@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from pipeline.core.tensors import to_nchw
 from pipeline.ssl.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
 from pipeline.ssl.optim import warmup_cosine
 
@@ -29,8 +30,8 @@ def extract_features(encoder: nn.Module, images: np.ndarray, batch_size: int = 5
     encoder.eval()
     out = []
     for lo in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[lo:lo + batch_size]).to(device).permute(0, 3, 1, 2)
-        out.append(encoder(x.float() / 255).float().cpu())
+        x = to_nchw(images[lo:lo + batch_size], device, scale=255)
+        out.append(encoder(x).float().cpu())
     return torch.cat(out)
 
 
@@ -104,7 +105,7 @@ def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndar
     total = epochs * math.ceil(len(images) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_cosine(s, total))
-    data = torch.from_numpy(images).to(device).permute(0, 3, 1, 2)  # uint8 NCHW, moved once
+    data = to_nchw(images, device)  # uint8, moved once
     y = torch.from_numpy(labels).to(device)
     augment = offline_augmentation(images.shape[1]).to(device)
     for _ in tqdm(range(epochs), desc="linear (offline)", mininterval=5):

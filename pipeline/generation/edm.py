@@ -78,22 +78,33 @@ def karras_sigmas(s: EDMSettings, denoiser: VPDenoiser) -> list[float]:
 
 def edm_sample(denoiser: VPDenoiser, generators: list[torch.Generator], shape, s: EDMSettings,
                device, class_labels=None) -> torch.Tensor:
-    """Algorithm 2 of EDM: 2·num_steps − 1 network evaluations; returns x0 in about [-1, 1]."""
-    sigmas = karras_sigmas(s, denoiser)
-    x = randn_tensor(shape, generator=generators, device=torch.device(device),
-                     dtype=torch.float64) * sigmas[0]
+    """Algorithm 2 of EDM, with its names (as NVlabs/edm's generate.py): 2·num_steps − 1
+    network evaluations; returns x0 in about [-1, 1]. The extra noise of a churn step is drawn
+    only when gamma > 0, so without S_churn each image's noise is its initial draw alone."""
+    t_steps = karras_sigmas(s, denoiser)  # t_0 > ... > t_{N-1} > t_N = 0 (sigma = t in EDM)
+    x_next = randn_tensor(shape, generator=generators, device=torch.device(device),
+                          dtype=torch.float64) * t_steps[0]
     gamma_max = min(s.s_churn / s.num_steps, np.sqrt(2) - 1)
-    for i, (t_cur, t_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+    for i, (t_cur, t_next) in enumerate(zip(t_steps[:-1], t_steps[1:])):  # i = 0, ..., N-1
+        x_cur = x_next
+
+        # Increase noise temporarily: from t_cur up to t_hat = (1 + gamma)·t_cur.
         gamma = gamma_max if s.s_churn > 0 and s.s_min <= t_cur <= s.s_max else 0.0
         t_hat = t_cur + gamma * t_cur
+        x_hat = x_cur
         if gamma > 0:
-            noise = randn_tensor(shape, generator=generators, device=torch.device(device),
-                                 dtype=torch.float64)
-            x = x + np.sqrt(t_hat**2 - t_cur**2) * s.s_noise * noise
-        d_cur = (x - denoiser(x, t_hat, class_labels)) / t_hat
-        x_next = x + (t_next - t_hat) * d_cur
-        if i < s.num_steps - 1:  # no correction on the step to sigma = 0
-            d_prime = (x_next - denoiser(x_next, t_next, class_labels)) / t_next
-            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
-        x = x_next
-    return x
+            eps = randn_tensor(shape, generator=generators, device=torch.device(device),
+                               dtype=torch.float64)
+            x_hat = x_cur + np.sqrt(t_hat**2 - t_cur**2) * s.s_noise * eps
+
+        # Euler step from t_hat to t_next along dx/dt = (x − D(x; t)) / t.
+        denoised = denoiser(x_hat, t_hat, class_labels)
+        d_cur = (x_hat - denoised) / t_hat
+        x_next = x_hat + (t_next - t_hat) * d_cur
+
+        # Second-order (Heun) correction, except on the last step, to t = 0.
+        if i < s.num_steps - 1:
+            denoised = denoiser(x_next, t_next, class_labels)
+            d_prime = (x_next - denoised) / t_next
+            x_next = x_hat + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next

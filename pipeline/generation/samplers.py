@@ -8,7 +8,6 @@ noise is then also the same on every device.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +16,11 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from pipeline.core.runtime import PRECISIONS, autocast
 from pipeline.generation.unet import to_uint8
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample
 
 SAMPLERS = ("ddpm", "ddim", "edm")
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -110,12 +109,6 @@ class Sampler:
             return 2 * self.edm.num_steps - 1
         return len(self.scheduler.timesteps)
 
-    def autocast(self):
-        dtype = PRECISIONS[self.settings.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.no_grad()
     def images(self, seed: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """uint8 N×H×W×3 images and their labels (-1 for unconditional generators)."""
@@ -123,7 +116,7 @@ class Sampler:
         labels = (image_labels(seed, range(lo, hi), self.num_classes) if self.num_classes
                   else np.full(hi - lo, -1, np.int64))
         cond = torch.from_numpy(labels).to(self.device) if self.num_classes else None
-        with self.autocast():
+        with autocast(self.settings.precision, self.device):
             if self.settings.sampler == "edm":
                 size, ch = self.unet.config.sample_size, self.unet.config.in_channels
                 x = edm_sample(self.denoiser, gens, (hi - lo, ch, size, size), self.edm,

@@ -18,6 +18,8 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from pipeline.core.tensors import to_nchw
+
 log = logging.getLogger(__name__)
 
 
@@ -41,7 +43,7 @@ def build_unet(resolution: int, channels: list[int], layers_per_block: int = 1,
 
 def to_model_range(images: np.ndarray) -> torch.Tensor:
     """uint8 N×H×W×3 → float N×3×H×W in [-1, 1], the range diffusers' DDPM models use."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return to_nchw(images, scale=127.5, shift=1.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

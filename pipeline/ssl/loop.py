@@ -9,7 +9,6 @@ optional online linear probe (pipeline.ssl.online_probe) trains on the detached 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -25,6 +24,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.core import io
+from pipeline.core.runtime import PRECISIONS, autocast
+from pipeline.core.tensors import to_nchw
 from pipeline.ssl.augment import AugParams, build_augmentation
 from pipeline.ssl.distributed import DistContext, local_only
 from pipeline.data.inflation import InflatedIndex
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from pipeline.ssl.online_probe import OnlineProbe
 
 log = logging.getLogger(__name__)
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -116,18 +116,13 @@ def build_optimizer(cfg: PretrainConfig, method: nn.Module, world: int,
     return opt, sched
 
 
-def _autocast(precision: str, device: torch.device):
-    dtype = AUTOCAST[precision]
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-
 def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape, world: int):
     """The device memory plan of this run (pipeline.ssl.memory), measured on a CPU copy."""
     o = resolved_optim(cfg, world)
     with local_only():
         return memory_plan(num_images=num_images, image_shape=image_shape,
                            method=copy.deepcopy(method).cpu(), optimizer=o["optimizer"],
-                           batch_size=cfg.batch_size, precision_dtype=AUTOCAST[cfg.precision])
+                           batch_size=cfg.batch_size, precision_dtype=PRECISIONS[cfg.precision])
 
 
 def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
@@ -141,6 +136,101 @@ def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
                 m.compile(dynamic=False)  # static shapes: one batch size, the fastest kernels
 
 
+def train_step(model: nn.Module, views: tuple[torch.Tensor, torch.Tensor], opt, sched, scaler, *,
+               step: int, total_steps: int, precision: str = "fp32",
+               probe: OnlineProbe | None = None, rows: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, float]:
+    """One step of the method on a batch's two augmented views: the loss, its gradient (with the
+    online probe's, on the same views' features), the optimiser and schedule steps, then the
+    momentum update of the targets. `model` is the method, or its DDP wrapper; `step` is 0-based.
+    Returns the loss (a device tensor: no host sync) and the learning rate it used."""
+    method = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    with autocast(precision, views[0].device):
+        loss = model(*views).float()
+    lr = opt.param_groups[0]["lr"]
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if probe is not None:  # its gradient joins the method's in the same optimiser step
+        probe.backward(rows, scaler)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    method.momentum_update(step + 1, total_steps)
+    return loss.detach(), lr
+
+
+class LossCurve:
+    """The loss of every step, copied to the host in bursts (one sync per `flush`) and checked
+    there: a non-finite loss stops the run."""
+
+    def __init__(self, method: str, history: list[dict]):
+        self.method, self.history = method, history
+        self.pending: list[tuple[int, float, torch.Tensor]] = []  # not yet on the host
+
+    def add(self, step: int, lr: float, loss: torch.Tensor) -> None:
+        self.pending.append((step, lr, loss))
+
+    def flush(self) -> None:
+        for step, lr, loss in self.pending:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{self.method} loss is {value} at step {step}")
+            self.history.append({"step": step, "loss": value, "lr": lr})
+        self.pending.clear()
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds besides the step and the loss curve."""
+
+    method: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    index: InflatedIndex
+    probe: OnlineProbe | None = None
+
+
+def save_checkpoint(path, step: int, history: list[dict], state: TrainState, device,
+                    run_key: str | None = None) -> None:
+    """The training state after `step` steps, written atomically."""
+    checkpoint = {
+        "run_key": run_key, "step": step, "history": history,
+        "method": state.method.state_dict(), "optimizer": state.opt.state_dict(),
+        "scheduler": state.sched.state_dict(), "scaler": state.scaler.state_dict(),
+        "index": state.index.state_dict(),
+        "probe": None if state.probe is None else state.probe.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def resume(path, run_key: str, state: TrainState, device) -> tuple[int, list[dict]]:
+    """Load the checkpoint at `path` into `state` (and the RNGs) when it exists and belongs to
+    this run (`run_key`); returns the step to start at and the loss curve so far."""
+    if path is None or not Path(path).exists():
+        return 0, []
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    if checkpoint.get("run_key") != run_key:
+        log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
+                    "starting fresh", path, str(checkpoint.get("run_key"))[:12], run_key[:12])
+        return 0, []
+    state.method.load_state_dict(checkpoint["method"])
+    state.opt.load_state_dict(checkpoint["optimizer"])
+    state.sched.load_state_dict(checkpoint["scheduler"])
+    state.scaler.load_state_dict(checkpoint["scaler"])
+    state.index.load_state_dict(checkpoint["index"])
+    if state.probe is not None:
+        state.probe.load_state_dict(checkpoint["probe"])
+    torch.set_rng_state(checkpoint["rng_cpu"])
+    if device.type == "cuda" and checkpoint.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(checkpoint["rng_cuda"], device)
+    log.info("resumed from %s at step %d", path, checkpoint["step"])
+    return checkpoint["step"], checkpoint["history"]
+
+
 def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,
              generated: np.ndarray | None, ctx: DistContext, *,
              checkpoint: str | Path | None = None, callback=None,
@@ -151,10 +241,10 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
     `checkpoint`, resumes from that file when it exists and writes it every
     `cfg.checkpoint_every` steps; a checkpoint of other settings or data (see run_key) is
-    ignored with a warning and the run starts fresh. `callback(step)` runs after each step. With `probe`, an online
-    linear probe trains alongside (its labels are those of `real`, in order) and its
-    evaluations end up in `probe.curve`; it is part of the checkpoint. A run whose memory plan
-    exceeds `memory_budget` bytes (default: the CUDA device's free memory) raises
+    ignored with a warning and the run starts fresh. `callback(step)` runs after each step. With
+    `probe`, an online linear probe trains alongside (its labels are those of `real`, in order)
+    and its evaluations end up in `probe.curve`; it is part of the checkpoint. A run whose memory
+    plan exceeds `memory_budget` bytes (default: the CUDA device's free memory) raises
     MemoryPlanError before any data goes to the device.
     """
     if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
@@ -189,97 +279,47 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         model = nn.parallel.DistributedDataParallel(
             method, device_ids=[device.index] if device.type == "cuda" else None)
 
-    data = torch.from_numpy(np.concatenate(parts)).to(device).permute(0, 3, 1, 2)  # uint8 NCHW
+    data = to_nchw(np.concatenate(parts), device)  # uint8, on the device once
     index = InflatedIndex(len(real), num_generated, cfg.dup, cfg.seed)
     augment = [build_augmentation(v, real.shape[1]).to(device) for v in views]
 
-    start, history = 0, []
     key = run_key(cfg, views, ctx.world, real, generated, probe)
-    state = None
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("run_key") != key:
-            log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
-                        "starting fresh", checkpoint, str(state.get("run_key"))[:12], key[:12])
-            state = None
-    if state is not None:
-        method.load_state_dict(state["method"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        index.load_state_dict(state["index"])
-        start, history = state["step"], state["history"]
-        if probe is not None:
-            probe.load_state_dict(state["probe"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        log.info("resumed from %s at step %d", checkpoint, start)
+    state = TrainState(method, opt, sched, scaler, index, probe)
+    start, history = resume(checkpoint, key, state, device)
     if ctx.rank:  # augmentation randomness differs between ranks
         torch.manual_seed(cfg.seed + 7919 * ctx.rank + start)
-
-    pending = []  # (step, lr, loss tensor) not yet copied to the host
-
-    def flush():
-        for step, lr, loss in pending:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{cfg.method} loss is {value} at step {step}")
-            history.append({"step": step, "loss": value, "lr": lr})
-        pending.clear()
+    curve = LossCurve(cfg.method, history)
 
     model.train()
     for step in tqdm(range(start, cfg.steps), desc=f"pretrain {cfg.method}", mininterval=5,
                      initial=start, total=cfg.steps, disable=not ctx.is_main):
+        # this rank's share of the global batch, then its two augmented views
         rows = index.next_batch(cfg.batch_size * ctx.world)
         rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(device)
         x = data[rows].float().div_(255)
         x1, x2 = augment[0](x), augment[1](x)
         if cfg.channels_last:
             x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
-        with _autocast(cfg.precision, device):
-            loss = model(x1, x2).float()
-        lr = opt.param_groups[0]["lr"]
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if probe is not None:  # its gradient joins the method's in the same optimiser step
-            probe.backward(rows, scaler)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        method.momentum_update(step + 1, cfg.steps)
-        pending.append((step + 1, lr, loss.detach()))
-        if probe is not None:
-            if probe.due(step + 1):
-                probe.evaluate(encoder, step + 1, lambda: _autocast(cfg.precision, device))
-        last = step + 1 == cfg.steps
-        if len(pending) >= cfg.log_every or last or (
-                cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
-            flush()
+        loss, lr = train_step(model, (x1, x2), opt, sched, scaler, step=step,
+                              total_steps=cfg.steps, precision=cfg.precision, probe=probe,
+                              rows=rows)
+        done = step + 1
+        curve.add(done, lr, loss)
+        if probe is not None and probe.due(done):
+            probe.evaluate(encoder, done, lambda: autocast(cfg.precision, device))
+        last = done == cfg.steps
+        checkpoint_due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+        if len(curve.pending) >= cfg.log_every or last or checkpoint_due:
+            curve.flush()
         if checkpoint is not None and cfg.checkpoint_every and ctx.is_main and (
-                (step + 1) % cfg.checkpoint_every == 0 or last):
-            save_checkpoint(checkpoint, step + 1, history, method, opt, sched, scaler, index,
-                            device, probe, run_key=key)
+                checkpoint_due or last):
+            save_checkpoint(checkpoint, done, history, state, device, run_key=key)
         if callback is not None:
-            callback(step + 1)
-    flush()
+            callback(done)
+    curve.flush()
     if probe is not None:
         probe.close()
     return encoder.eval(), history
-
-
-def save_checkpoint(path, step, history, method, opt, sched, scaler, index, device,
-                    probe=None, run_key: str | None = None) -> None:
-    state = {
-        "run_key": run_key, "step": step, "history": history, "method": method.state_dict(),
-        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(), "index": index.state_dict(),
-        "probe": None if probe is None else probe.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-    }
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
 
 
 def describe(cfg: PretrainConfig, world: int = 1) -> dict:

@@ -3,8 +3,10 @@ and Barlow Twins' redundancy reduction.
 
 Written here rather than taken from lightly: lightly's install pulls in pytorch-lightning and
 hydra for what is a few lines of tensor code. The formulas follow solo-learn (the code base of the
-AdaInf authors), single process: no all-gather / all-reduce across devices. Every loss runs in
-float32 (`fp32`), also under autocast.
+AdaInf authors). The losses themselves never communicate: under DDP the methods
+(pipeline.ssl.methods) give SimCLR's and Barlow Twins' losses the global batch, all-gathered
+with gradients by pipeline.ssl.distributed.gather, and enqueue MoCo's gathered keys; BYOL's loss
+stays per rank. Every loss runs in float32 (`fp32`), also under autocast.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Each method is an nn.Module around an online `encoder` (pipeline.ssl.encoders.En
     for step in range(total_steps):
         loss = method(view1, view2)          # both augmented views, float N×3×H×W in [0, 1]
         opt.zero_grad(); loss.backward(); opt.step()
-        method.momentum_update(step, total_steps)   # after the optimiser step; no-op if no target
+        method.momentum_update(step + 1, total_steps)   # steps done so far; no-op if no target
 
 `augmentation_kind` says which augmentation preset the method uses ("symmetric": both views drawn
 from the same distribution; "asymmetric": BYOL/Barlow's presets, solarisation on view 2 only).
@@ -117,9 +117,11 @@ class _MomentumMethod(SSLMethod):
     def momentum_update(self, step: int, total_steps: int) -> float:
         """target ← tau·target + (1 − tau)·online with tau = momentum_tau(step, total_steps).
 
-        Call after the optimiser step of training step `step` (0-based), as solo-learn does: the
-        first update uses tau_base, an update at step == total_steps would use tau_final.
-        Returns the tau used."""
+        `step` counts the optimiser steps done, this one included: pipeline.ssl.loop calls it
+        with 1 after the first step and total_steps after the last, whose update so uses
+        tau_final. solo-learn's MomentumUpdater is one step behind (its k-th update uses the tau
+        of step k − 1, tau_base first), a shift of at most (tau_final − tau_base)·π/(2·total_steps)
+        in tau. Returns the tau used."""
         tau = self.momentum_tau(step, total_steps)
         for online, target in self.momentum_pairs:
             for po, pt in zip(online.parameters(), target.parameters(), strict=True):
@@ -256,6 +258,14 @@ class BarlowTwins(SSLMethod):
 
 METHODS: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "mocov2plus": MoCoV2Plus, "byol": BYOL,
                                        "barlow": BarlowTwins}
+
+
+def view_preset(method: str, augmentation: str) -> str:
+    """The augmentation preset `method` trains with when asked for `augmentation`: the
+    asymmetric variant (solarisation on view 2) for BYOL and Barlow Twins."""
+    if METHODS[method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
+        return f"asym_{augmentation}"
+    return augmentation
 
 
 def build_method(name: str, encoder: Encoder, **hparams) -> SSLMethod:

@@ -27,13 +27,14 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from pipeline.core.tensors import to_nchw
 from pipeline.ssl.distributed import DistContext
 from pipeline.evaluation.linear import topk_correct
 from pipeline.ssl.optim import scaled_lr
 
 
 class OnlineProbe:
-    """Give it to `training.pretrain(..., probe=...)`; afterwards `curve` holds one
+    """Give it to `pipeline.ssl.loop.pretrain(..., probe=...)`; afterwards `curve` holds one
     {"step", "top1", "top5"} per evaluation (top-k in % of the test split)."""
 
     def __init__(self, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
@@ -73,7 +74,7 @@ class OnlineProbe:
         # rows of [real; generated] → label; generated images are -1
         self.labels = torch.cat([torch.from_numpy(self.train_labels),
                                  torch.full((num_generated,), -1, dtype=torch.long)]).to(device)
-        self.test_x = torch.from_numpy(self.test_images).to(device).permute(0, 3, 1, 2)  # uint8
+        self.test_x = to_nchw(self.test_images, device)  # uint8
         self.test_y = torch.from_numpy(self.test_labels).to(device)
         self._hook = encoder.register_forward_hook(self._capture)
 
@@ -144,6 +145,18 @@ class OnlineProbe:
         point = {"step": step, "top1": top1, "top5": top5}
         self.curve.append(point)
         return point
+
+    def result(self, method: str, strategy: str, pretrain: dict) -> dict:
+        """What the probe's result file holds: the last evaluation's top-1/top-5 (%), the whole
+        curve and the probe's settings, with the pretraining run's summary `pretrain`."""
+        final = self.curve[-1]
+        return {
+            "method": method, "strategy": strategy, "protocol": "online",
+            "top1": final["top1"], "top5": final["top5"], "num_train": len(self.train_labels),
+            "num_test": len(self.test_labels), "pretrain": pretrain,
+            "seconds": pretrain["seconds"], "curve": self.curve, "every": self.every,
+            "lr": self.lr_per_256,
+        }
 
     def state_dict(self) -> dict:
         # its optimiser state is the method optimiser's (checkpointed with it)
