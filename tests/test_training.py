@@ -261,9 +261,10 @@ def test_every_method_trains_through_the_cli(tmp_path, packed, method, strategy)
     if "generated" in STRATEGIES[strategy]:
         extra = ["--generated"] + extra
     hist = tmp_path / "run" / "history.csv"
-    pretrain_stage.main(["--real", str(real_dir), "--out", str(tmp_path / "run" / "encoder.pt"),
+    pretrain_stage.main([*TINY_ARGS, "--real", str(real_dir),  # TINY_ARGS first: the last wins
+                         "--out", str(tmp_path / "run" / "encoder.pt"),
                          "--history", str(hist), "--strategy", strategy, "--method", method,
-                         "--steps", "2", *TINY_ARGS, "--optimizer", "lars",
+                         "--steps", "2", "--optimizer", "lars",
                          *[x for a in TINY_HEADS[method] for x in ("--method-arg", a)], *extra])
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["method"] == method and len(_read_history(hist)) == 2
