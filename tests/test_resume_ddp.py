@@ -134,6 +134,21 @@ def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == first.count("\n") == 4
 
 
+def test_momentum_follows_the_authors_schedule(monkeypatch):
+    """The k-th EMA update uses tau(k-1) (solo-learn's MomentumUpdater): tau_base first."""
+    from pipeline.ssl.methods import BYOL
+
+    taus = []
+    update = BYOL.momentum_update
+    monkeypatch.setattr(BYOL, "momentum_update",
+                        lambda self, step, total: taus.append(update(self, step, total)))
+    cfg = tiny_cfg(method="byol", steps=3, hparams={"proj_hidden": 16, "proj_dim": 8,
+                                                    "pred_hidden": 16})
+    pretrain(cfg, view_params("asym_standard"), data(), None, CPU)
+    assert taus[0] == pytest.approx(0.99) and len(taus) == 3
+    assert taus[-1] < 1.0  # tau_final (1.0) would be the step after the last
+
+
 def test_nan_loss_stops_with_the_step(monkeypatch):
     from pipeline.ssl import methods as ssl_methods
 

@@ -155,7 +155,7 @@ def train_step(model: nn.Module, views: tuple[torch.Tensor, torch.Tensor], opt, 
     scaler.step(opt)
     scaler.update()
     sched.step()
-    method.momentum_update(step + 1, total_steps)
+    method.momentum_update(step, total_steps)  # the authors': the k-th update uses tau(k-1)
     return loss.detach(), lr
 
 

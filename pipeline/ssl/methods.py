@@ -117,11 +117,11 @@ class _MomentumMethod(SSLMethod):
     def momentum_update(self, step: int, total_steps: int) -> float:
         """target ← tau·target + (1 − tau)·online with tau = momentum_tau(step, total_steps).
 
-        `step` counts the optimiser steps done, this one included: pipeline.ssl.loop calls it
-        with 1 after the first step and total_steps after the last, whose update so uses
-        tau_final. solo-learn's MomentumUpdater is one step behind (its k-th update uses the tau
-        of step k − 1, tau_base first), a shift of at most (tau_final − tau_base)·π/(2·total_steps)
-        in tau. Returns the tau used."""
+        `step` counts the optimiser steps done before this one: pipeline.ssl.loop calls it with 0
+        after the first step (tau_base) and total_steps − 1 after the last, as solo-learn's
+        MomentumUpdater does (its k-th update uses the tau of step k − 1; the authors' fork
+        updates in on_train_batch_end with the step count before incrementing it). Returns the
+        tau used."""
         tau = self.momentum_tau(step, total_steps)
         for online, target in self.momentum_pairs:
             for po, pt in zip(online.parameters(), target.parameters(), strict=True):
