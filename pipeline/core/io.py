@@ -28,7 +28,7 @@ def _umask() -> int:
 
 
 def remove_stale_temporaries(target: Path) -> None:
-    """Delete what an earlier, killed write of `target` left: `.NAME.XXXXXXXX.tmp*` beside it
+    """Delete what an earlier, killed write of `target` left: `.NAME.<random>.tmp*` beside it
     (mkstemp/mkdtemp names). Snakemake runs one job per output, so none is still being written."""
     pattern = re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
     if not target.parent.is_dir():
