@@ -52,15 +52,19 @@ def main(argv=None) -> None:
         bank, val = validation_split(labels, args.val_fraction, args.val_seed)
     except ValueError as e:
         raise SystemExit(str(e))
-    scores = {}
+    scores, meta = {}, {}
     for name, path in zip(args.candidates, args.encoders):
-        encoder, _ = load_encoder(path, device)
+        encoder, meta = load_encoder(path, device)
         scores[name] = knn_validation_score(encoder, images, labels, bank, val, args.k, device)
         log.info("round %d, step %d: %s k-NN top-1 %.2f %%", args.round, args.step, name,
                  scores[name])
     ranked = ranking(scores, args.candidates)
-    result = {"round": args.round, "step": args.step, "scores": scores, "ranking": ranked,
-              "survivors": ranked[:args.keep], "cut": ranked[args.keep:],
+    kept = set(ranked[:args.keep])
+    result = {"method": meta.get("method"), "seed": meta.get("config", {}).get("seed"),
+              "round": args.round, "step": args.step, "scores": scores, "ranking": ranked,
+              # in the given (grid) order, so that the next round breaks ties the same way
+              "survivors": [c for c in args.candidates if c in kept],
+              "cut": [c for c in ranked if c not in kept],
               "score": f"k-NN top-1 (k {args.k}) on {len(val)} validation images",
               "num_bank": len(bank), "num_val": len(val),
               "seconds": round(time.time() - t0, 1)}

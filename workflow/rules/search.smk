@@ -1,0 +1,121 @@
+# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search.py). Round r
+# trains the candidates that round r-1 kept up to SEARCH.schedule.steps[r], resuming round r-1's
+# state; the checkpoint search_select scores them on a validation split of the real training data
+# and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
+# pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
+# split (tests/test_search_workflow.py runs the search with a garbage one).
+from pipeline.dag.search import SearchPlan, survivors_of
+
+SEARCH = SearchPlan(config) if DESIGN.auto else None
+ROUND = f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}"
+
+
+def survivors(wc, round):
+    """The candidates trained in `round`: all in round 0, else those the previous choice kept
+    (a checkpoint: until it is made, Snakemake plans nothing after it)."""
+    if round == 0:
+        return list(SEARCH.candidates)
+    choice = checkpoints.search_select.get(method=wc.method, seed=wc.seed, round=round - 1)
+    return survivors_of(choice.output[0])
+
+
+def winner(wc):
+    (name,) = survivors(wc, SEARCH.last)
+    return name
+
+
+rule search_train:
+    input:
+        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.candidate)),
+    output:
+        state=f"{ROUND}/{{candidate}}/state.pt",
+        encoder=f"{ROUND}/{{candidate}}/encoder.pt",
+        history=f"{ROUND}/{{candidate}}/history.csv",
+        meta=f"{ROUND}/{{candidate}}/history.json",
+    wildcard_constraints:
+        round=r"\d+",
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.candidate),
+        speed=untracked(pretrain_untracked_args(config)),
+        device=untracked(DEVICE),
+        launcher=lambda wc: pretrain_launcher(config, wc.candidate),
+    log:
+        "logs/search/{method}/seed{seed}/round{round}/{candidate}.log",
+    benchmark:
+        "benchmarks/search/{method}/seed{seed}/round{round}/{candidate}.tsv"
+    threads: threads_for(config, "pretrain")
+    resources:
+        gpu=config["pretrain"]["processes"],
+    conda:
+        CONDA_ENV
+    shell:
+        PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
+        " --history {output.history} --method {wildcards.method} --strategy {wildcards.candidate}"
+        " --seed {wildcards.seed} {params.opts} --checkpoint {output.state} {params.speed}"
+        + RUNTIME + LOG
+
+
+checkpoint search_select:
+    input:
+        encoders=lambda wc: [SEARCH.encoder(wc.method, wc.seed, int(wc.round), c)
+                             for c in survivors(wc, int(wc.round))],
+        train=f"{OUT}/real/train.npz",
+    output:
+        f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}.json",
+    wildcard_constraints:
+        round=r"\d+",
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.select_args(int(wc.round)),
+        # the candidates' names are their encoders' folders (the inputs, so tracked as such)
+        names=lambda wc, input: " ".join(Path(e).parent.name for e in input.encoders),
+        device=untracked(DEVICE),
+    log:
+        "logs/search/{method}/seed{seed}/round{round}.log",
+    threads: threads_for(config, "linear_eval")
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    shell:
+        GPU_STAGE + "search_select --encoders {input.encoders} --candidates {params.names}"
+        " --train {input.train} {params.opts} --out {output}" + RUNTIME + LOG
+
+
+# The winner's last round: from its state at the last choice to pretrain.steps, as a plain run
+# of its settings (the same schedules from step 0), written where every cell's encoder is.
+rule auto_pretrain:
+    input:
+        # one function per input: until the last choice is made, only those naming the winner
+        # wait for it
+        real=f"{OUT}/dataset/real",
+        choices=lambda wc: SEARCH.round_files(wc.method, wc.seed),
+        winner=lambda wc: list(SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
+                                                   winner(wc)).values())[1:],
+    output:
+        encoder=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/encoder.pt",
+        history=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/history.csv",
+        meta=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/history.json",
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
+        speed=untracked(pretrain_untracked_args(config)),
+        device=untracked(DEVICE),
+        launcher=lambda wc: pretrain_launcher(config, AUTO),
+        checkpoint=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/checkpoint.pt",
+    log:
+        "logs/pretrain/{method}/auto/seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{method}/auto/seed{seed}.tsv"
+    threads: threads_for(config, "pretrain")
+    resources:
+        gpu=config["pretrain"]["processes"],
+    conda:
+        CONDA_ENV
+    shell:
+        PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
+        " --history {output.history} --method {wildcards.method} --strategy " + AUTO +
+        " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
+        + RUNTIME + LOG
