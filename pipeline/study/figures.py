@@ -99,6 +99,8 @@ def save_search_plot(path: str | Path, found: list[dict]) -> None:
             if c["cut_in"] is not None:
                 ax.plot(c["steps"][-1], c["scores"][-1], marker="x", color="k", ms=5)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(f["round_steps"], [str(s) for s in f["round_steps"]])
         ax.set_xlabel("pretraining step (log)")
         ax.set_ylabel("k-NN val top-1 %")
         ax.set_title(f"{f['method']}, seed {f['seed']}", fontsize=10)
