@@ -85,3 +85,71 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
     assert (val2 == val).all() and not (validation_split(labels, 0.1, seed=1)[1] == val).all()
     with pytest.raises(ValueError, match="auto.val_fraction"):
         validation_split(labels, 1.0, 0)
+
+
+# --- the search in the DAG (pipeline.dag.search), without Snakemake ----------------------------
+
+@pytest.fixture
+def auto_config():
+    import yaml
+
+    from conftest import REPO
+
+    c = yaml.safe_load((REPO / "config.yaml").read_text())
+    c["experiments"]["strategies"].append("auto")
+    return c
+
+
+def test_round_jobs_resume_the_previous_round_with_the_full_schedule(auto_config):
+    from pipeline.dag.search import SearchPlan
+
+    plan = SearchPlan(auto_config)
+    assert plan.schedule.steps == [5, 17, 58, 200] and plan.last == 3
+    name = "gen-dup3-standard-crop0.2-jit0.5"
+    first, second = (plan.train_args("simclr", 0, r, name) for r in (0, 1))
+    assert "--steps 200" in first and "--stop-at 5" in first and "--resume-from" not in first
+    assert f"--resume-from results/search/simclr/seed0/round0/{name}/state.pt" in second
+    assert "--stop-at 17" in second and "--dup 3" in second and "--crop-min-scale 0.2" in second
+    final = plan.train_args("simclr", 0, plan.last, name)
+    assert "--stop-at" not in final and "round2" in final
+    assert "--online" not in first + final  # the search never trains the test-split probe
+    assert plan.train_inputs("simclr", 0, 1, name) == {
+        "real": "results/dataset/real", "generated": "results/dataset/generated",
+        "state": f"results/search/simclr/seed0/round0/{name}/state.pt"}
+    assert "generated" not in plan.train_inputs("simclr", 0, 0, "real-dup1-standard-crop0.2-jit1")
+    assert plan.round_files("simclr", 1) == [f"results/search/simclr/seed1/round{r}.json"
+                                             for r in range(3)]
+
+
+@pytest.mark.parametrize("section,key,value", [("auto", "budget", 3.0), ("auto", "eta", 2),
+                                               ("pretrain", "steps", 300),
+                                               ("pretrain", "lr", 0.004)])
+def test_search_settings_are_in_the_tracked_args(auto_config, section, key, value):
+    import copy
+
+    from pipeline.dag.search import SearchPlan
+
+    changed = copy.deepcopy(auto_config)
+    changed[section][key] = value
+    name = "gen-dup3-standard-crop0.2-jit0.5"
+    assert SearchPlan(changed).train_args("simclr", 0, 0, name) != \
+        SearchPlan(auto_config).train_args("simclr", 0, 0, name)
+
+
+def test_select_args_carry_the_score_settings(auto_config):
+    from pipeline.dag.search import SearchPlan
+
+    args = SearchPlan(auto_config).select_args(1)
+    assert args == "--round 1 --step 17 --keep 3 --val-fraction 0.1 --val-seed 0 --k 20"
+
+
+def test_a_search_that_cannot_fit_is_a_one_line_config_problem(auto_config):
+    from pipeline.dag.config_check import config_problems
+
+    assert config_problems(auto_config) == []
+    auto_config["auto"]["budget"] = 1.2
+    (problem,) = config_problems(auto_config)
+    assert problem.startswith("auto.budget: 1.2 full runs cannot hold") and "\n" not in problem
+    auto_config["auto"]["budget"] = 2.5
+    auto_config["auto"]["candidates"]["jitter_strength"] = [3.0]
+    assert "auto.candidates: standard with jitter_strength 3" in config_problems(auto_config)[0]
