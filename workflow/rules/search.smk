@@ -24,36 +24,36 @@ def winner(wc):
     return name
 
 
+# One round of one candidate (the `variant` wildcard: PRETRAIN_SHELL records it as the strategy);
+# its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
     input:
-        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.candidate)),
+        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.variant)),
     output:
-        state=f"{ROUND}/{{candidate}}/state.pt",
-        encoder=f"{ROUND}/{{candidate}}/encoder.pt",
-        history=f"{ROUND}/{{candidate}}/history.csv",
-        meta=f"{ROUND}/{{candidate}}/history.json",
+        state=f"{ROUND}/{{variant}}/state.pt",
+        encoder=f"{ROUND}/{{variant}}/encoder.pt",
+        history=f"{ROUND}/{{variant}}/history.csv",
+        meta=f"{ROUND}/{{variant}}/history.json",
     wildcard_constraints:
         round=r"\d+",
         seed=r"\d+",
     params:
-        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.candidate),
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.variant),
         speed=untracked(pretrain_untracked_args(config)),
         device=untracked(DEVICE),
-        launcher=lambda wc: pretrain_launcher(config, wc.candidate),
+        launcher=lambda wc: pretrain_launcher(config, wc.variant),
+        checkpoint=f"{ROUND}/{{variant}}/state.pt",
     log:
-        "logs/search/{method}/seed{seed}/round{round}/{candidate}.log",
+        "logs/search/{method}/seed{seed}/round{round}/{variant}.log",
     benchmark:
-        "benchmarks/search/{method}/seed{seed}/round{round}/{candidate}.tsv"
+        "benchmarks/search/{method}/seed{seed}/round{round}/{variant}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
     conda:
         CONDA_ENV
     shell:
-        PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
-        " --history {output.history} --method {wildcards.method} --strategy {wildcards.candidate}"
-        " --seed {wildcards.seed} {params.opts} --checkpoint {output.state} {params.speed}"
-        + RUNTIME + LOG
+        PRETRAIN_SHELL
 
 
 checkpoint search_select:
@@ -94,28 +94,26 @@ rule auto_pretrain:
         winner=lambda wc: list(SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
                                                    winner(wc)).values())[1:],
     output:
-        encoder=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/encoder.pt",
-        history=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/history.csv",
-        meta=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/history.json",
+        encoder=f"{CELL}/encoder.pt",
+        history=f"{CELL}/history.csv",
+        meta=f"{CELL}/history.json",
     wildcard_constraints:
+        variant=AUTO,
         seed=r"\d+",
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
         speed=untracked(pretrain_untracked_args(config)),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, AUTO),
-        checkpoint=f"{OUT}/pretrain/{{method}}/{AUTO}/seed{{seed}}/checkpoint.pt",
+        checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/auto/seed{seed}.log",
+        "logs/pretrain/{method}/{variant}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/auto/seed{seed}.tsv"
+        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
     conda:
         CONDA_ENV
     shell:
-        PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
-        " --history {output.history} --method {wildcards.method} --strategy " + AUTO +
-        " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
-        + RUNTIME + LOG
+        PRETRAIN_SHELL
