@@ -87,10 +87,10 @@ checkpoint search_select:
 # of its settings (the same schedules from step 0), written where every cell's encoder is.
 rule auto_pretrain:
     input:
-        # one function per input: until the last choice is made, only those naming the winner
-        # wait for it
+        # one function per input: until the last choice is made, only the winner's inputs wait
+        # for it. The choices themselves are no input: a rescored round that keeps the same
+        # winner reruns nothing here (a new winner is a new input and new options).
         real=f"{OUT}/dataset/real",
-        choices=lambda wc: SEARCH.round_files(wc.method, wc.seed),
         winner=lambda wc: list(SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
                                                    winner(wc)).values())[1:],
     output:
