@@ -100,6 +100,10 @@ def test_sweeps_of_the_data_sizes_expand_and_reuse_the_strategys_own_cell(config
         ["adainf+num_generated=100", "adainf+num_generated=1000", "adainf"],  # null = all
         ["none+real_fraction=0.25", "none"]]
     assert d.settings("adainf+num_generated=100")["num_generated"] == 100
+    # a count written as a float (YAML 1.0e+3) is passed as an integer
+    d_float = plan(_with(config, [{"strategy": "adainf", "setting": "num_generated",
+                                   "values": [1.0e+3]}]))
+    assert repr(d_float.settings("adainf+num_generated=1000")["num_generated"]) == "1000"
     assert d.settings("none+real_fraction=0.25") == {**config["strategies"]["none"],
                                                      "real_fraction": 0.25}
     # a strategy that names its own subset: that value is its cell

@@ -6,7 +6,9 @@ of one strategy) and `linear_eval.protocols`. Torch-free: the Snakefile plans wi
 A sweep value that equals the strategy's own setting is that strategy's cell, not a new one, so a
 crop-scale sweep over adainf that includes 0.2 reuses the adainf encoder. Every other value is a
 variant named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
-config change other than that sweep value alters: adding a cell trains only that cell.
+config change other than that sweep value alters: adding a cell trains only that cell. The data
+sizes (num_generated, real_fraction) are settings like the others; spelled out as `all` they are
+dropped from a cell's settings (without_all), so that they change nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pipeline.ssl.presets import PRESETS
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
+COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
 # how a report names the x axis of a sweep (the setting's own name where not listed)
 AXIS_LABELS = {"num_generated": "number of generated images",
                "real_fraction": "fraction of the real training split (pretraining)"}
@@ -56,7 +59,7 @@ def without_all(settings: dict, num_images: int | None) -> dict:
 
 def format_value(setting: str, value) -> str:
     """A sweep value as names and tables show it: counts in full (1000000, not 1e+06)."""
-    return str(int(value)) if setting in ("dup", "num_generated") else f"{value:g}"
+    return str(int(value)) if setting in COUNTS else f"{value:g}"
 
 
 def variant_name(strategy: str, setting: str, value) -> str:
@@ -122,6 +125,7 @@ def plan(config: dict) -> Design:
                 name = base
             else:
                 name = variant_name(base, setting, value)
+            value = int(value) if setting in COUNTS else value  # YAML 1.0e+3: --num-generated 1000
             variants.setdefault(name, without_all({**defined[base], setting: value}, num_images))
             names.append(name)
         sweeps.append(Sweep(base, setting, list(sw["values"]), names))
