@@ -22,7 +22,8 @@ from pipeline.ssl.defaults import head_keys
 from pipeline.ssl.encoders import STEM_PADDING, save_encoder
 from pipeline.ssl.online_probe import OnlineProbe
 from pipeline.ssl.optim import scaled_lr
-from pipeline.data.dataset import load_packed
+from pipeline.data.dataset import load_packed, read_manifest
+from pipeline.data.subsets import real_subset
 from pipeline.ssl.methods import METHODS, view_preset
 from pipeline.ssl.loop import PretrainConfig, describe, pretrain, resolved_optim
 
@@ -49,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", required=True, help="packed real dataset folder (from pack)")
     p.add_argument("--generated", default=None,
                    help="packed generated dataset folder, to inflate with (default: none)")
+    p.add_argument("--num-generated", type=int, default=None,
+                   help="use the first N generated images by global index (default: all)")
+    p.add_argument("--real-fraction", type=float, default=None,
+                   help="pretrain on a class-stratified fraction of the real images, in (0, 1]; "
+                        "the online probe sees only these (default: all)")
+    p.add_argument("--real-subset-seed", type=int, default=None,
+                   help="seed of the real subset (the workflow passes real.seed); required "
+                        "with --real-fraction below 1")
     p.add_argument("--out", required=True, help="encoder checkpoint (.pt)")
     p.add_argument("--history", required=True, help="loss curve (.csv); a .json summary goes beside it")
     p.add_argument("--strategy", required=True, help="name recorded with the run")
@@ -128,6 +137,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps != 0 and missing:
         p.error("the following arguments are required unless --steps 0: "
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
+    if args.real_fraction is not None and not 0 < args.real_fraction <= 1:
+        p.error(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
+    if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
+        p.error("--real-fraction below 1 needs --real-subset-seed")
+    if args.num_generated is not None and (args.num_generated < 1 or args.generated is None):
+        p.error(f"--num-generated {args.num_generated}: needs --generated and a value >= 1")
     return args
 
 
@@ -213,6 +228,11 @@ def main(argv=None) -> None:
     ctx = init_distributed(runtime.setup(args))
 
     real, real_labels = load_packed(args.real, verify=not args.no_verify)
+    if args.real_fraction is not None and args.real_fraction < 1:
+        # pretraining (and the online probe inside it) sees the subset; linear_eval, a stage of
+        # its own, trains on the whole real split, as the authors' main_linear.py does
+        rows = real_subset(real_labels, args.real_fraction, args.real_subset_seed)
+        real, real_labels = real[rows], real_labels[rows]
     probe = None
     if args.online_test:
         test_images, test_labels = io.load_images(args.online_test)
@@ -225,7 +245,12 @@ def main(argv=None) -> None:
                             lr=args.online_lr)
     generated = None
     if args.generated:
-        generated, _ = load_packed(args.generated, verify=not args.no_verify)
+        held = read_manifest(args.generated)[0]["count"]
+        if args.num_generated is not None and args.num_generated > held:
+            raise SystemExit(f"--num-generated {args.num_generated}: {args.generated} holds "
+                             f"{held} generated images")
+        generated, _ = load_packed(args.generated, verify=not args.no_verify,
+                                   limit=args.num_generated)
     cfg, augmentation, views = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
@@ -244,7 +269,8 @@ def main(argv=None) -> None:
         return
     meta = {
         "method": args.method, "strategy": args.strategy, "dup": cfg.dup,
-        "num_real": len(real), "num_generated": num_gen, "augmentation": augmentation,
+        "num_real": len(real), "num_generated": num_gen, "real_fraction": args.real_fraction,
+        "augmentation": augmentation,
         "augmentation_params": [describe_aug(v) for v in views],
         "config": describe(cfg, ctx.world), "processes": ctx.world,
         "seconds": round(time.time() - t0, 1),

@@ -72,6 +72,31 @@ def looks_local(model: str) -> bool:
     return False
 
 
+def data_size_problems(config: dict) -> list[str]:
+    """num_generated and real_fraction, on strategies and in sweeps: a subset of what exists."""
+    problems, total = [], config["sampling"]["num_images"]
+    strategies = config["strategies"]
+    given = [(f"strategies.{name}", name, s.get("num_generated"), s.get("real_fraction"))
+             for name, s in strategies.items()]
+    for i, sw in enumerate(config["experiments"].get("sweeps", [])):
+        if sw["setting"] in ("num_generated", "real_fraction") and sw["strategy"] in strategies:
+            given += [(f"experiments.sweeps[{i}].values", sw["strategy"],
+                       v if sw["setting"] == "num_generated" else None,
+                       v if sw["setting"] == "real_fraction" else None) for v in sw["values"]]
+    for key, name, n, f in given:
+        if n is not None:
+            if n != int(n) or n < 1:
+                problems.append(f"{key}: num_generated must be a positive integer, got {n}")
+            elif n > total:
+                problems.append(f"{key}: num_generated {n:g} exceeds sampling.num_images {total}")
+            elif not strategies[name]["generated"]:
+                problems.append(f"{key}: num_generated {n:g} needs generated images, but "
+                                f"strategy {name!r} has generated: false")
+        if f is not None and not 0 < f <= 1:
+            problems.append(f"{key}: real_fraction must be in (0, 1], got {f}")
+    return problems
+
+
 def config_problems(config: dict) -> list[str]:
     """What the schema cannot check, as `key: problem` lines (empty when the config is fine).
 
@@ -97,13 +122,14 @@ def config_problems(config: dict) -> list[str]:
                 problems.append(f"{key}: dup must be a positive integer, got {value}")
             elif sw["setting"] == "crop_min_scale" and not 0 < value <= 1:
                 problems.append(f"{key}: crop_min_scale must be in (0, 1], got {value}")
-            elif sw["setting"] != "dup":
+            elif sw["setting"] in ("crop_min_scale", "jitter_strength"):
                 overrides.append((key, base["augmentation"], {sw["setting"]: value}))
     for key, augmentation, kw in overrides:
         try:
             view_params(augmentation, **kw)
         except ValueError as e:  # e.g. a jitter_strength that takes the hue past 0.5
             problems.append(f"{key}: {kw}: {e}")
+    problems += data_size_problems(config)
 
     g = config["generator"]
     # the schema requires a model for source pretrained and a path for source npz

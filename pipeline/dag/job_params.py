@@ -65,6 +65,11 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         opt("--augmentation", s["augmentation"]),
         opt("--crop-min-scale", s.get("crop_min_scale")),
         opt("--jitter-strength", s.get("jitter_strength")),
+        # absent where they mean all images (design.without_all); the real subset is seeded by
+        # the real split's seed, so every cell at one fraction sees the same images
+        opt("--num-generated", s.get("num_generated")),
+        opt("--real-fraction", s.get("real_fraction")),
+        opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
         backbone,
         opt("--steps", p["steps"]),
         *(opt(f"--{k.replace('_', '-')}", p[k]) for k in

@@ -194,24 +194,34 @@ def _read_npy_into(path: Path, out: np.ndarray, digest: str | None, base: Path) 
                                    f"manifest's {digest[:12]}...")
 
 
-def load_packed(path: str | Path, verify: bool = True,
-                workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_packed(path: str | Path, verify: bool = True, workers: int | None = None,
+                limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All of a packed dataset (folder or shard manifest) in memory: images and labels.
 
     With `verify`, each file's sha256 is computed while it is read; files are read by parallel
     threads (reading and hashing release the GIL). A damaged file raises ChecksumError naming
-    it, and is moved aside so that the next run rebuilds it.
+    it, and is moved aside so that the next run rebuilds it. With `limit`, only the first
+    `limit` images (the shards holding them, verified whole) are read.
     """
     manifest, base = read_manifest(path)
     n, shape = manifest["count"], tuple(manifest["image_shape"] or (0, 0, 3))
-    images, labels = np.empty((n, *shape), np.uint8), np.empty(n, np.int64)
-    jobs, offset = [], 0
+    held = sum(s["count"] for s in manifest["shards"])
+    if held != n:
+        raise ValueError(f"{path}: shards hold {held} images, the manifest says {n}")
+    if limit is not None and limit > n:
+        raise ValueError(f"{path}: {limit} images asked for, the dataset holds {n}")
+    shards, covered = [], 0
     for s in manifest["shards"]:
+        if limit is not None and covered >= limit:
+            break
+        shards.append(s)
+        covered += s["count"]
+    images, labels = np.empty((covered, *shape), np.uint8), np.empty(covered, np.int64)
+    jobs, offset = [], 0
+    for s in shards:
         rows = slice(offset, offset + s["count"])
         jobs += [(s["images"], images[rows]), (s["labels"], labels[rows])]
         offset += s["count"]
-    if offset != n:
-        raise ValueError(f"{path}: shards hold {offset} images, the manifest says {n}")
 
     def read(job):
         name, out = job
@@ -221,7 +231,7 @@ def load_packed(path: str | Path, verify: bool = True,
         list(pool.map(read, jobs))
     if manifest["part"] == "generated":
         labels.fill(-1)
-    return images, labels
+    return images[:limit], labels[:limit]
 
 
 @dataclass

@@ -6,7 +6,9 @@ of one strategy) and `linear_eval.protocols`. Torch-free: the Snakefile plans wi
 A sweep value that equals the strategy's own setting is that strategy's cell, not a new one, so a
 crop-scale sweep over adainf that includes 0.2 reuses the adainf encoder. Every other value is a
 variant named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
-config change other than that sweep value alters: adding a cell trains only that cell.
+config change other than that sweep value alters: adding a cell trains only that cell. The data
+sizes (num_generated, real_fraction) are settings like the others; spelled out as `all` they are
+dropped from a cell's settings (without_all), so that they change nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ from pipeline.ssl.presets import PRESETS
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
-SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength")
+SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
+COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
+# how a report names the x axis of a sweep (the setting's own name where not listed)
+AXIS_LABELS = {"num_generated": "number of generated images",
+               "real_fraction": "fraction of the real training split (pretraining)"}
 PROTOCOLS = ("online", "offline", "features")
 
 
-def effective_setting(strategy: dict, setting: str) -> float:
-    """The value a strategy trains with: its own, else its augmentation preset's."""
+def effective_setting(strategy: dict, setting: str, num_images: int | None = None) -> float:
+    """The value a strategy trains with: its own, else its augmentation preset's; for
+    num_generated, null is all `num_images` (sampling.num_images), for real_fraction 1."""
+    if setting == "num_generated":
+        own = strategy.get("num_generated")
+        return own if own is not None else num_images
+    if setting == "real_fraction":
+        own = strategy.get("real_fraction")
+        return own if own is not None else 1.0
     if setting == "dup":
         return strategy["dup"]
     if setting == "crop_min_scale":
@@ -34,8 +47,24 @@ def effective_setting(strategy: dict, setting: str) -> float:
     raise ValueError(f"cannot sweep {setting!r}; sweepable: {', '.join(SWEEPABLE)}")
 
 
+def without_all(settings: dict, num_images: int | None) -> dict:
+    """A strategy's settings less the data sizes that mean all images (num_generated null or
+    sampling.num_images, real_fraction null or 1), so that spelling out `all` changes no cell."""
+    out = dict(settings)
+    if out.get("num_generated") in (None, num_images):
+        out.pop("num_generated", None)
+    if out.get("real_fraction") in (None, 1):
+        out.pop("real_fraction", None)
+    return out
+
+
+def format_value(setting: str, value) -> str:
+    """A sweep value as names and tables show it: counts in full (1000000, not 1e+06)."""
+    return str(int(value)) if setting in COUNTS else f"{value:g}"
+
+
 def variant_name(strategy: str, setting: str, value) -> str:
-    return f"{strategy}+{setting}={value:g}"
+    return f"{strategy}+{setting}={format_value(setting, value)}"
 
 
 @dataclass
@@ -88,18 +117,20 @@ def plan(config: dict) -> Design:
         if name not in defined:
             raise ValueError(f"experiments names strategy {name!r}, which is not defined under "
                              f"strategies (defined: {', '.join(defined)})")
-    variants = {name: dict(defined[name]) for name in chosen}
+    num_images = config.get("sampling", {}).get("num_images")  # what num_generated null means
+    variants = {name: without_all(defined[name], num_images) for name in chosen}
     sweeps = []
     for sw in e.get("sweeps", []):
         base, setting = sw["strategy"], sw["setting"]
-        own = effective_setting(defined[base], setting)
+        own = effective_setting(defined[base], setting, num_images)
         names = []
         for value in sw["values"]:
             if value == own:
                 name = base
             else:
                 name = variant_name(base, setting, value)
-            variants.setdefault(name, {**defined[base], setting: value})
+            value = int(value) if setting in COUNTS else value  # YAML 1.0e+3: --num-generated 1000
+            variants.setdefault(name, without_all({**defined[base], setting: value}, num_images))
             names.append(name)
         sweeps.append(Sweep(base, setting, list(sw["values"]), names))
     protocols = list(dict.fromkeys(config["linear_eval"]["protocols"]))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import io
+from pipeline.study.design import AXIS_LABELS, format_value
 
 
 def image_grid(images: np.ndarray, ncol: int = 16, pad: int = 1, scale: int = 1) -> np.ndarray:
@@ -58,12 +59,12 @@ def save_sweep_plot(path: str | Path, series: dict) -> None:
     for method, line in series["lines"].items():
         ax.errorbar(line["x"], line["mean"], yerr=line["std"] if series["seeds"] > 1 else None,
                     marker="o", capsize=3, label=method)
-    if series["setting"] == "dup":
+    if series["setting"] in ("dup", "num_generated"):  # counts: equal ratios, equal steps
         ax.set_xscale("log")
     xs = sorted({x for line in series["lines"].values() for x in line["x"]})
     ax.minorticks_off()
-    ax.set_xticks(xs, [f"{x:g}" for x in xs])
-    ax.set_xlabel(series["setting"])
+    ax.set_xticks(xs, [format_value(series["setting"], x) for x in xs])
+    ax.set_xlabel(AXIS_LABELS.get(series["setting"], series["setting"]))
     ax.set_ylabel(f"top-1 % ({series['protocol']})")
     spread = f"mean ± std, {series['seeds']} seeds" if series["seeds"] > 1 else "one seed"
     ax.set_title(f"{series['strategy']}: accuracy vs {series['setting']} ({spread})", fontsize=10)

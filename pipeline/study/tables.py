@@ -7,7 +7,7 @@ import html
 
 import numpy as np
 
-from pipeline.study.design import Design
+from pipeline.study.design import Design, format_value
 
 PROTOCOL_NAMES = {
     "online": "online linear probe, trained during pretraining (the paper's protocol)",
@@ -29,6 +29,7 @@ def collect_runs(results: list[dict]) -> list[dict]:
             "dup": pre.get("dup"), "num_real": pre.get("num_real"),
             "num_generated": pre.get("num_generated"), "augmentation": pre.get("augmentation"),
             "crop_min_scale": aug.get("crop_min_scale"), "steps": pre.get("config", {}).get("steps"),
+            "real_fraction": pre.get("real_fraction"),
         })
     return rows
 
@@ -85,7 +86,8 @@ def tables(design: Design, cells: list[dict]) -> list[dict]:
         out.append({
             "title": f"Sweep: {sw.strategy} with {sw.setting} varied ({headline} top-1 %)",
             "note": f"every other setting as in {sw.strategy}; {spread}.",
-            "header": ["method", *(f"{sw.setting}={v:g}" for v in sw.values)],
+            "header": ["method", *(f"{sw.setting}={format_value(sw.setting, v)}"
+                                   for v in sw.values)],
             "rows": [[m, *(format_cell(index.get((m, v, headline))) for v in sw.variants)]
                      for m in design.methods],
         })
