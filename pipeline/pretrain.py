@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="resume from / save to this file (removed "
                    "once the outputs are written; one of other settings is ignored; "
                    "default: none, no resuming)")
+    p.add_argument("--resume-from", default=None,
+                   help="a checkpoint to start from (read only) while --checkpoint does not exist "
+                        "yet, e.g. the previous round's of the auto search (default: none)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop after this step, keeping --checkpoint; the schedules still span "
+                        "--steps (default: none, train all --steps)")
     p.add_argument("--checkpoint-every", type=int, required=True,
                    help="steps between checkpoints (0: none)")
     p.add_argument("--seed", type=int, required=True,
@@ -214,6 +220,9 @@ def main(argv=None) -> None:
                          "to train")
     if (args.online_test is None) != (args.online_every is None):
         raise SystemExit("--online-test and --online-every go together")
+    if args.stop_at is not None and not (0 < args.stop_at <= args.steps and args.checkpoint):
+        raise SystemExit(f"--stop-at {args.stop_at} needs a --checkpoint and must be in "
+                         f"1..--steps ({args.steps})")
     if args.online_every is not None and args.online_every < 0:
         raise SystemExit(f"--online-every must be >= 0, got {args.online_every}")
     ctx = init_distributed(runtime.setup(args))
@@ -252,7 +261,8 @@ def main(argv=None) -> None:
     budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)
     try:
         encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
-                                    probe=probe, memory_budget=budget)
+                                    probe=probe, memory_budget=budget,
+                                    resume_from=args.resume_from, stop_at=args.stop_at)
     except MemoryPlanError as e:
         raise SystemExit(f"pretrain: {e}")
     if not ctx.is_main:
@@ -275,7 +285,7 @@ def main(argv=None) -> None:
         result = probe.result(args.method, args.strategy, meta)
         io.write_json(args.online_out, result)
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", result["top1"], result["top5"])
-    if args.checkpoint:
+    if args.checkpoint and (args.stop_at is None or args.stop_at == args.steps):
         # The run is complete and its outputs record it: without this, a forced rerun
         # (`snakemake -R pretrain`) would resume at the last step and train nothing.
         Path(args.checkpoint).unlink(missing_ok=True)

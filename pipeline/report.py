@@ -1,7 +1,8 @@
 """Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
 
 Figures: real vs generated samples, pretraining loss and online-probe accuracy curves (mean over
-seeds, the table's strategies), and accuracy against each swept setting.
+seeds, the table's strategies), accuracy against each swept setting, and the auto search's
+candidates' scores against steps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import logging
 from pipeline.core import cli, io, runtime
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
-from pipeline.study.figures import save_curves_plot, save_samples_figure, save_sweep_plot
+from pipeline.study.figures import (save_curves_plot, save_samples_figure, save_search_plot,
+                                    save_sweep_plot)
+from pipeline.study.search import round_lines, search_table, searches
 from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
 log = logging.getLogger("pipeline.report")
@@ -38,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PNG of the online probe's accuracy (default: none drawn)")
     p.add_argument("--sweep-plots", nargs="*", required=True,
                    help="one PNG per sweep, in order (none without sweeps)")
+    p.add_argument("--search-rounds", nargs="*", default=[],
+                   help="the auto search's rounds (search_select's JSON; default: none)")
+    p.add_argument("--search-plot", default=None,
+                   help="PNG of the auto search's scores against steps (default: none drawn)")
     return p
 
 
@@ -54,13 +61,18 @@ def main(argv=None) -> None:
     runs = collect_runs(results)
     cells = aggregate(runs)
     fid = io.read_json(args.fid)
+    found, extra, notes = [], [], []
+    if "search" in spec:
+        found = searches([io.read_json(f) for f in args.search_rounds], spec["search"])
+        extra, notes = [search_table(found, spec["search"])], round_lines(found)
     io.write_json(args.summary, {"runs": runs, "cells": cells, "fid": fid, "sampling": sampling,
-                                 "design": design.to_dict()})
-    table = markdown(design, cells, fid, sampling)
+                                 "design": design.to_dict(), "searches": found,
+                                 "search": spec.get("search")})
+    table = markdown(design, cells, fid, sampling, extra, notes)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)
     with io.atomic_path(args.page) as tmp:
-        tmp.write_text(html_page(design, cells, fid, sampling))
+        tmp.write_text(html_page(design, cells, fid, sampling, extra))
 
     real, _ = io.load_images(args.real)
     generated, _ = io.load_images(args.generated)
@@ -72,6 +84,8 @@ def main(argv=None) -> None:
                          "test top-1 %", "online linear probe")
     for path, series in zip(args.sweep_plots, sweep_series(design, cells)):
         save_sweep_plot(path, series)
+    if args.search_plot:
+        save_search_plot(args.search_plot, found)
     print(table)
 
 

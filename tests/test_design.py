@@ -84,3 +84,16 @@ def test_round_trip_through_a_dict():
                     protocols=["offline", "online"]))
     again = Design.from_dict(d.to_dict())
     assert again == d and again.protocols == ["offline", "online"]
+
+
+def test_auto_is_a_cell_without_fixed_settings_or_online_probe():
+    d = plan(config(protocols=("online", "offline"), strategies=("none", "auto")))
+    assert d.auto and d.strategies == ["none", "auto", "random_init"]
+    assert "auto" not in d.variants and ("simclr", "auto", 0) in d.cells()
+    # the online probe reads the test split, which the search must not
+    assert ("simclr", "auto", 0, "offline") in d.evaluations()
+    assert ("simclr", "auto", 0, "online") not in d.evaluations()
+    assert Design.from_dict(d.to_dict()) == d
+    with pytest.raises(ValueError, match="'auto'"):  # it has no settings to sweep
+        plan(config(strategies=("auto",),
+                    sweeps=[{"strategy": "auto", "setting": "dup", "values": [1]}]))

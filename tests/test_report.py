@@ -205,3 +205,48 @@ def test_report_rejects_a_missing_sweep_plot(tmp_path):
         report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
                      "--generated", "g", "--summary", "s", "--table", "t", "--page", "p",
                      "--samples", "a", "--losses", "l", "--histories", "--sweep-plots"])
+
+
+def _search_rounds():
+    """A 4 → 2 → 1 search: round 0 at step 5 keeps b and c, round 1 at step 8 keeps c."""
+    return [
+        {"method": "simclr", "seed": 0, "round": 0, "step": 5, "score": "k-NN top-1",
+         "scores": {"a": 50.0, "b": 60.0, "c": 55.0, "d": 40.0},
+         "survivors": ["b", "c"], "cut": ["a", "d"]},
+        {"method": "simclr", "seed": 0, "round": 1, "step": 8, "score": "k-NN top-1",
+         "scores": {"b": 61.0, "c": 66.0}, "survivors": ["c"], "cut": ["b"]},
+    ]
+
+
+SEARCH_SPEC = {"candidates": {n: {"generated": n in "cd", "dup": 3, "augmentation": "standard",
+                                  "crop_min_scale": 0.2, "jitter_strength": 1.0} for n in "abcd"},
+               "schedule": {"steps": [5, 8, 12], "survivors": [4, 2, 1], "cost_steps": 30,
+                            "cost_full_runs": 2.5},
+               "eta": 2, "budget": 2.5, "val_fraction": 0.2, "knn_k": 20}
+
+
+def test_the_report_shows_the_search_and_auto_beside_the_fixed_strategies(tmp_path):
+    from pipeline.study.figures import save_search_plot
+    from pipeline.study.search import round_lines, search_table, searches
+
+    # in the list of rounds in any order: sorted by round
+    (found,) = searches(list(reversed(_search_rounds())), SEARCH_SPEC)
+    assert found["winner"] == "c" and found["settings"]["generated"] is True
+    assert found["curves"]["c"] == {"steps": [5, 8], "scores": [55.0, 66.0], "cut_in": None}
+    assert found["curves"]["a"]["cut_in"] == 0 and found["curves"]["b"]["cut_in"] == 1
+    table = search_table([found], SEARCH_SPEC)
+    assert table["rows"] == [["simclr", "0", "c", "True", "3", "standard", "0.2", "1.0", "66.00"]]
+    assert "30 pretraining steps = 2.50 full runs (budget 2.5)" in table["note"]
+    assert "4 to step 5, 2 to step 8, 1 to step 12" in table["note"]
+    lines = round_lines([found])
+    assert lines[0] == "- simclr seed 0, round 0 (step 5): kept b, c; cut a, d"
+
+    design = plan({**CONFIG, "experiments": {**CONFIG["experiments"],
+                                             "strategies": ["none", "adainf", "auto"]}})
+    results = RESULTS + [_result("simclr", "auto", s, "features", 50.0 + s) for s in (0, 1)]
+    text = markdown(design, aggregate(collect_runs(results)), FID_PIXELS, SAMPLING, [table], lines)
+    assert _rows(text, "Linear top-1 (%), features protocol")[2] == \
+        ["simclr", "39.00", "–", "50.50 ± 0.71", "21.00 ± 1.41"]
+    assert "auto trains no online probe" in text and lines[1] in text
+    save_search_plot(tmp_path / "search.png", [found])
+    _check_png(tmp_path / "search.png")

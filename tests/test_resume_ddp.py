@@ -181,3 +181,27 @@ def test_ddp_two_processes_with_gloo():
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     assert "DDP-OK" in r.stdout
+
+
+def test_stopped_and_resumed_from_another_file_equals_an_uninterrupted_run(tmp_path):
+    """The auto search's rounds: stop at a step with the full run's schedules, then the next
+    round resumes (not restarts) from that file into its own checkpoint and ends as a plain run."""
+    torch.set_num_threads(1)
+    views = view_params("standard")
+    straight_enc, straight = pretrain(tiny_cfg(), views, data(), None, CPU)
+    round0, round1 = tmp_path / "round0.pt", tmp_path / "round1.pt"
+    _, first = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round0, stop_at=2)
+    assert [h["step"] for h in first] == [1, 2] and torch.load(round0, weights_only=False)["step"] == 2
+    _, second = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round1,
+                         resume_from=round0, stop_at=4)
+    assert torch.load(round1, weights_only=False)["step"] == 4
+    assert torch.load(round0, weights_only=False)["step"] == 2  # the earlier round's, untouched
+    enc, last = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=tmp_path / "final.pt",
+                         resume_from=round1)
+    assert [h["step"] for h in last] == list(range(1, 7))
+    assert [h["lr"] for h in last] == [h["lr"] for h in straight]  # one schedule over 6 steps
+    np.testing.assert_allclose([h["loss"] for h in last], [h["loss"] for h in straight], rtol=1e-5)
+    for a, b in zip(enc.state_dict().values(), straight_enc.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="stop at step 3: the run is at step 4"):
+        pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round1, stop_at=3)

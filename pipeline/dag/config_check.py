@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from pipeline.dag.search import search_problems
 from pipeline.ssl.presets import view_params
 from pipeline.ssl.defaults import head_keys
 
@@ -147,6 +148,9 @@ def config_problems(config: dict) -> list[str]:
                 r["source"].startswith("cifar") and r.get("download")):
             problems.append(f"real.root: no such file or folder {r['root']!r} "
                             f"(real.source is {r['source']!r})")
+
+    if "auto" in config["experiments"]["strategies"]:
+        problems += search_problems(config)
 
     n = num_shards(config["sampling"])
     if n > MAX_SHARDS:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.core import io
 from pipeline.dag.config_check import ConfigError, num_shards
+from pipeline.dag.search import SearchPlan
 from pipeline.data.npz_source import image_shape, npz_files
 from pipeline.study.design import RANDOM_INIT, Design, result_path
 
@@ -156,6 +157,8 @@ class WorkflowPaths:
         finished run depends on. Written atomically: parallel parses (cluster jobs) agree.
         """
         spec = {"design": self.design.to_dict(), "sampling": sampler_description(self.config)}
+        if self.design.auto:
+            spec["search"] = SearchPlan(self.config).spec()
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         path = Path(f"{self.out}/design/{digest}.json")
         if not path.exists():

@@ -207,9 +207,13 @@ def save_checkpoint(path, step: int, history: list[dict], state: TrainState, dev
         torch.save(checkpoint, tmp)
 
 
-def resume(path, run_key: str, state: TrainState, device) -> tuple[int, list[dict]]:
-    """Load the checkpoint at `path` into `state` (and the RNGs) when it exists and belongs to
-    this run (`run_key`); returns the step to start at and the loss curve so far."""
+def resume(path, run_key: str, state: TrainState, device,
+           fallback=None) -> tuple[int, list[dict]]:
+    """Load the checkpoint at `path` (else at `fallback`) into `state` (and the RNGs) when it
+    exists and belongs to this run (`run_key`); returns the step to start at and the loss curve
+    so far."""
+    if path is None or not Path(path).exists():
+        path = fallback
     if path is None or not Path(path).exists():
         return 0, []
     checkpoint = torch.load(path, map_location=device, weights_only=False)
@@ -235,7 +239,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
              generated: np.ndarray | None, ctx: DistContext, *,
              checkpoint: str | Path | None = None, callback=None,
              probe: OnlineProbe | None = None,
-             memory_budget: int | None = None) -> tuple[Encoder, list[dict]]:
+             memory_budget: int | None = None, resume_from: str | Path | None = None,
+             stop_at: int | None = None) -> tuple[Encoder, list[dict]]:
     """Train an encoder with `cfg.method` on real images (×dup) plus generated ones.
 
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
@@ -245,7 +250,10 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     `probe`, an online linear probe trains alongside (its labels are those of `real`, in order)
     and its evaluations end up in `probe.curve`; it is part of the checkpoint. A run whose memory
     plan exceeds `memory_budget` bytes (default: the CUDA device's free memory) raises
-    MemoryPlanError before any data goes to the device.
+    MemoryPlanError before any data goes to the device. With `stop_at` < cfg.steps the run
+    stops after that step (its schedules still span cfg.steps) and writes `checkpoint` there;
+    `resume_from` is a checkpoint to start from when `checkpoint` does not exist yet (read
+    only): the `auto` search's rounds continue their candidates this way.
     """
     if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
         raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
@@ -285,14 +293,17 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
 
     key = run_key(cfg, views, ctx.world, real, generated, probe)
     state = TrainState(method, opt, sched, scaler, index, probe)
-    start, history = resume(checkpoint, key, state, device)
+    start, history = resume(checkpoint, key, state, device, fallback=resume_from)
+    stop = cfg.steps if stop_at is None else stop_at
+    if not start <= stop <= cfg.steps:
+        raise ValueError(f"stop at step {stop}: the run is at step {start} of {cfg.steps}")
     if ctx.rank:  # augmentation randomness differs between ranks
         torch.manual_seed(cfg.seed + 7919 * ctx.rank + start)
     curve = LossCurve(cfg.method, history)
 
     model.train()
-    for step in tqdm(range(start, cfg.steps), desc=f"pretrain {cfg.method}", mininterval=5,
-                     initial=start, total=cfg.steps, disable=not ctx.is_main):
+    for step in tqdm(range(start, stop), desc=f"pretrain {cfg.method}", mininterval=5,
+                     initial=start, total=stop, disable=not ctx.is_main):
         # this rank's share of the global batch, then its two augmented views
         rows = index.next_batch(cfg.batch_size * ctx.world)
         rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(device)
@@ -307,12 +318,13 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         curve.add(done, lr, loss)
         if probe is not None and probe.due(done):
             probe.evaluate(encoder, done, lambda: autocast(cfg.precision, device))
-        last = done == cfg.steps
+        last = done == stop
         checkpoint_due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
         if len(curve.pending) >= cfg.log_every or last or checkpoint_due:
             curve.flush()
-        if checkpoint is not None and cfg.checkpoint_every and ctx.is_main and (
-                checkpoint_due or last):
+        stopped_early = last and stop < cfg.steps  # the state is what the next round resumes
+        if checkpoint is not None and ctx.is_main and (
+                stopped_early or cfg.checkpoint_every and (checkpoint_due or last)):
             save_checkpoint(checkpoint, done, history, state, device, run_key=key)
         if callback is not None:
             callback(done)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pipeline.ssl.presets import PRESETS
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
+AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
 SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
 COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
 # how a report names the x axis of a sweep (the setting's own name where not listed)
@@ -82,6 +83,7 @@ class Design:
     protocols: list[str]  # the first is the headline
     variants: dict[str, dict]  # every trained strategy or sweep variant -> its settings
     sweeps: list[Sweep] = field(default_factory=list)
+    auto: bool = False  # `auto` is a cell: its settings are the search's choice, not fixed
 
     def settings(self, name: str) -> dict:
         if name == RANDOM_INIT:
@@ -90,13 +92,14 @@ class Design:
 
     def cells(self) -> list[tuple[str, str, int]]:
         """(method, variant, seed) of every encoder, random_init included."""
-        names = list(self.variants) + [RANDOM_INIT]
+        names = list(self.variants) + ([AUTO] if self.auto else []) + [RANDOM_INIT]
         return [(m, v, s) for m in self.methods for v in names for s in self.seeds]
 
     def evaluations(self) -> list[tuple[str, str, int, str]]:
-        """(method, variant, seed, protocol) of every accuracy; the online probe needs training."""
+        """(method, variant, seed, protocol) of every accuracy; the online probe needs training,
+        and reads the test split, which the auto search never does."""
         return [(m, v, s, p) for m, v, s in self.cells() for p in self.protocols
-                if not (p == "online" and v == RANDOM_INIT)]
+                if not (p == "online" and v in (RANDOM_INIT, AUTO))]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,12 +112,13 @@ class Design:
 def plan(config: dict) -> Design:
     """The design of a validated config; a one-line ValueError names what is inconsistent."""
     e, defined = config["experiments"], config["strategies"]
-    for name in e["strategies"] + [s["strategy"] for s in e.get("sweeps", [])]:
+    chosen = [name for name in e["strategies"] if name != AUTO]
+    for name in chosen + [s["strategy"] for s in e.get("sweeps", [])]:
         if name not in defined:
             raise ValueError(f"experiments names strategy {name!r}, which is not defined under "
                              f"strategies (defined: {', '.join(defined)})")
     num_images = config.get("sampling", {}).get("num_images")  # what num_generated null means
-    variants = {name: without_all(defined[name], num_images) for name in e["strategies"]}
+    variants = {name: without_all(defined[name], num_images) for name in chosen}
     sweeps = []
     for sw in e.get("sweeps", []):
         base, setting = sw["strategy"], sw["setting"]
@@ -132,7 +136,7 @@ def plan(config: dict) -> Design:
     protocols = list(dict.fromkeys(config["linear_eval"]["protocols"]))
     return Design(methods=list(e["methods"]), strategies=list(e["strategies"]) + [RANDOM_INIT],
                   seeds=list(e.get("seeds", [0])), protocols=protocols, variants=variants,
-                  sweeps=sweeps)
+                  sweeps=sweeps, auto=AUTO in e["strategies"])
 
 
 def result_path(out: str, method: str, variant: str, seed: int, protocol: str) -> str:

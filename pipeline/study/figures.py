@@ -81,3 +81,29 @@ def save_samples_figure(path: str | Path, real: np.ndarray, generated: np.ndarra
         ax.set_title(title)
         ax.axis("off")
     _save(fig, path)
+
+
+def save_search_plot(path: str | Path, found: list[dict]) -> None:
+    """Per search (method, seed): every candidate's validation score at each round's step, a
+    cross where it was cut, the rounds' steps dotted, the winner in bold."""
+    plt = _pyplot()
+    n = max(1, len(found))
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.6), squeeze=False)
+    for ax, f in zip(axes[0], found):
+        for step in f["round_steps"]:
+            ax.axvline(step, color="0.8", ls=":", lw=1)
+        for name, c in f["curves"].items():
+            won = name == f["winner"]
+            ax.plot(c["steps"], c["scores"], marker="o", ms=3, lw=2 if won else 0.8,
+                    alpha=1 if won else 0.5, color="C3" if won else None,
+                    label=f"winner: {name}" if won else None)
+            if c["cut_in"] is not None:
+                ax.plot(c["steps"][-1], c["scores"][-1], marker="x", color="k", ms=5)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(f["round_steps"], [str(s) for s in f["round_steps"]])
+        ax.set_xlabel("pretraining step (log)")
+        ax.set_ylabel("k-NN val top-1 %")
+        ax.set_title(f"{f['method']}, seed {f['seed']}", fontsize=10)
+        ax.legend(fontsize="x-small")
+    _save(fig, path)

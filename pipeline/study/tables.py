@@ -71,10 +71,12 @@ def tables(design: Design, cells: list[dict]) -> list[dict]:
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     out = []
     for protocol in design.protocols:
+        no_probe = (" auto trains no online probe (it would read the test split while the "
+                    "search chooses)." if protocol == "online" and design.auto else "")
         out.append({
             "title": f"Linear top-1 (%), {protocol} protocol",
             "note": f"{PROTOCOL_NAMES[protocol]}; real test split, {spread}. "
-                    "random_init is the same encoder before pretraining.",
+                    "random_init is the same encoder before pretraining." + no_probe,
             "header": ["method", *design.strategies],
             "rows": [[m, *(format_cell(index.get((m, s, protocol))) for s in design.strategies)]
                      for m in design.methods],
@@ -102,25 +104,30 @@ def fid_line(fid: dict, sampling: dict) -> str:
     return text
 
 
-def markdown(design: Design, cells: list[dict], fid: dict, sampling: dict) -> str:
+def markdown(design: Design, cells: list[dict], fid: dict, sampling: dict,
+             extra: list[dict] = (), notes: list[str] = ()) -> str:
+    """The tables, then `extra` ones (the auto search's) and `notes` lines under them."""
     lines = ["# adainf-pipeline results", ""]
-    for t in tables(design, cells):
+    for t in [*tables(design, cells), *extra]:
         lines += [f"## {t['title']}", "", "| " + " | ".join(t["header"]) + " |",
                   "|---" * len(t["header"]) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in t["rows"]]
         lines += ["", t["note"], ""]
+    if notes:
+        lines += [*notes, ""]
     lines += ["## Generator", "", fid_line(fid, sampling), ""]
     return "\n".join(lines)
 
 
-def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict) -> str:
+def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict,
+              extra: list[dict] = ()) -> str:
     """A self-contained page: the tables and the generator's FID (shown in Snakemake's report)."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>adainf-pipeline results"
              "</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
              "margin:.5em 0}td,th{border:1px solid #999;padding:.25em .6em;text-align:right}"
              "td:first-child,th:first-child{text-align:left}.note{color:#555}</style></head><body>",
              "<h1>adainf-pipeline results</h1>"]
-    for i, t in enumerate(tables(design, cells)):
+    for i, t in enumerate([*tables(design, cells), *extra]):
         table_id = "accuracy" if i == 0 else f"table-{i}"
         parts.append(f"<h2>{html.escape(t['title'])}</h2><table id='{table_id}'><thead><tr>"
                      + "".join(f"<th>{html.escape(h)}</th>" for h in t["header"])

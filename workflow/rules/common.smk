@@ -1,12 +1,12 @@
 import shlex
 
 from pipeline.dag.job_params import (
-    fid_stats_args, fid_stats_untracked_args, opt, pretrain_args, pretrain_untracked_args,
+    fid_stats_args, fid_stats_untracked_args, opt, opts, pretrain_args, pretrain_untracked_args,
     sample_args, sample_untracked_args, untracked,
 )
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
 from pipeline.data.npz_source import npz_files
-from pipeline.study.design import RANDOM_INIT, plan
+from pipeline.study.design import AUTO, RANDOM_INIT, plan
 
 OUT = config["output_dir"].rstrip("/")
 DEVICE = config["device"]

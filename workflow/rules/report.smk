@@ -1,4 +1,9 @@
 SWEEP_PLOTS = [f"{OUT}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in DESIGN.sweeps]
+SEARCH_ROUNDS = [f for m in DESIGN.methods for s in DESIGN.seeds
+                 for f in SEARCH.round_files(m, s)] if SEARCH else []
+SEARCH_PLOT = {"search": report(f"{OUT}/search.png", category="Search",
+                                caption="../report/search.rst",
+                                labels={"figure": "auto search"})} if SEARCH else {}
 CURVES = {"online": report(f"{OUT}/online.png", category="Training", caption="../report/online.rst",
                            labels={"figure": "online probe accuracy"})} if ONLINE else {}
 
@@ -12,6 +17,7 @@ rule report:
         fid=f"{OUT}/fid.json",
         real=f"{OUT}/real/train.npz",
         generated=PATHS.shard_files()[0],
+        search_rounds=SEARCH_ROUNDS,
     output:
         summary=f"{OUT}/summary.json",
         table=f"{OUT}/summary.md",
@@ -24,8 +30,11 @@ rule report:
         sweeps=[report(f, category="Sweeps", caption="../report/sweep.rst",
                        labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
         **CURVES,
+        **SEARCH_PLOT,
     params:
         curves=lambda wc, output: opt("--online-curves", output.get("online")),
+        search=lambda wc, input, output: opts(opt("--search-rounds", list(input.search_rounds) or None),
+                                              opt("--search-plot", output.get("search"))),
     log:
         "logs/report.log",
     conda:
@@ -35,4 +44,4 @@ rule report:
         " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
-        " --sweep-plots {output.sweeps} {params.curves}" + LOG
+        " --sweep-plots {output.sweeps} {params.curves} {params.search}" + LOG

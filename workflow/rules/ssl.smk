@@ -19,7 +19,7 @@ rule pretrain:
         meta=f"{CELL}/history.json",
         **({"online": f"{CELL}/online.json"} if ONLINE else {}),
     wildcard_constraints:
-        variant=f"(?!{RANDOM_INIT}/)[^/]+",
+        variant=f"(?!(?:{RANDOM_INIT}|{AUTO})/)[^/]+",  # auto: search.smk's auto_pretrain
         seed=r"\d+",
     params:
         # a function of the wildcards only, so that Snakemake's params check sees every setting

@@ -1,0 +1,55 @@
+"""The `auto` search's score and its stage: k-NN on a validation split of the real train data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+from conftest import RUNTIME_ARGS
+from pipeline.core.io import save_images
+from pipeline.search.score import knn_validation_score
+from pipeline.search.select import validation_split
+from pipeline.search_select import main
+from pipeline.ssl.augment import view_params
+from pipeline.ssl.distributed import DistContext
+from pipeline.ssl.encoders import save_encoder
+from pipeline.ssl.loop import PretrainConfig, pretrain
+
+
+def digits(n=600):
+    d = load_digits()
+    images = (d.images[:n] * (255 / 16)).astype(np.uint8)
+    return np.repeat(images[..., None], 3, axis=3), d.target[:n]
+
+
+def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
+    torch.set_num_threads(1)
+    images, labels = digits()
+    cfg = PretrainConfig(widths=[16, 32], blocks=[1, 1], steps=60, batch_size=64,
+                         optimizer="adamw", lr=0.004, warmup_steps=5,
+                         hparams={"proj_hidden": 64, "proj_dim": 32}, seed=0)
+    ctx = DistContext(0, 1, torch.device("cpu"))
+    views = view_params("weak")
+    untrained, _ = pretrain(PretrainConfig(**{**cfg.__dict__, "steps": 0}), views, images, None, ctx)
+    trained, _ = pretrain(cfg, views, images, None, ctx)
+    bank, val = validation_split(labels, 0.2, seed=0)
+    before = knn_validation_score(untrained, images, labels, bank, val, k=20)
+    after = knn_validation_score(trained, images, labels, bank, val, k=20)
+    assert after > before + 3, (before, after)
+
+    # the stage ranks them so, and keeps the trained one
+    paths = [tmp_path / "untrained.pt", tmp_path / "trained.pt"]
+    for path, enc in zip(paths, (untrained, trained)):
+        save_encoder(path, enc, {"method": "simclr", "strategy": path.stem})
+    save_images(tmp_path / "train.npz", images, labels)
+    out = tmp_path / "round0.json"
+    main(["--encoders", *map(str, paths), "--candidates", "untrained", "trained",
+          "--train", str(tmp_path / "train.npz"), "--round", "0", "--step", "60", "--keep", "1",
+          "--val-fraction", "0.2", "--val-seed", "0", "--k", "20", "--out", str(out),
+          *RUNTIME_ARGS])
+    result = json.loads(out.read_text())
+    assert result["survivors"] == ["trained"] and result["cut"] == ["untrained"]
+    assert result["scores"]["trained"] == after and result["num_val"] == len(val)

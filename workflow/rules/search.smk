@@ -1,0 +1,119 @@
+# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search.py). Round r
+# trains the candidates that round r-1 kept up to SEARCH.schedule.steps[r], resuming round r-1's
+# state; the checkpoint search_select scores them on a validation split of the real training data
+# and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
+# pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
+# split (tests/test_search_workflow.py runs the search with a garbage one).
+from pipeline.dag.search import SearchPlan, survivors_of
+
+SEARCH = SearchPlan(config) if DESIGN.auto else None
+ROUND = f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}"
+
+
+def survivors(wc, round):
+    """The candidates trained in `round`: all in round 0, else those the previous choice kept
+    (a checkpoint: until it is made, Snakemake plans nothing after it)."""
+    if round == 0:
+        return list(SEARCH.candidates)
+    choice = checkpoints.search_select.get(method=wc.method, seed=wc.seed, round=round - 1)
+    return survivors_of(choice.output[0])
+
+
+def winner(wc):
+    (name,) = survivors(wc, SEARCH.last)
+    return name
+
+
+# One round of one candidate (the `variant` wildcard: PRETRAIN_SHELL records it as the strategy);
+# its checkpoint, kept, is the state the next round resumes from.
+rule search_train:
+    input:
+        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.variant)),
+    output:
+        state=f"{ROUND}/{{variant}}/state.pt",
+        encoder=f"{ROUND}/{{variant}}/encoder.pt",
+        history=f"{ROUND}/{{variant}}/history.csv",
+        meta=f"{ROUND}/{{variant}}/history.json",
+    wildcard_constraints:
+        round=r"\d+",
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.variant),
+        speed=untracked(pretrain_untracked_args(config)),
+        device=untracked(DEVICE),
+        launcher=lambda wc: pretrain_launcher(config, wc.variant),
+        checkpoint=f"{ROUND}/{{variant}}/state.pt",
+    log:
+        "logs/search/{method}/seed{seed}/round{round}/{variant}.log",
+    benchmark:
+        "benchmarks/search/{method}/seed{seed}/round{round}/{variant}.tsv"
+    threads: threads_for(config, "pretrain")
+    resources:
+        gpu=config["pretrain"]["processes"],
+    conda:
+        CONDA_ENV
+    shell:
+        PRETRAIN_SHELL
+
+
+checkpoint search_select:
+    input:
+        encoders=lambda wc: [SEARCH.encoder(wc.method, wc.seed, int(wc.round), c)
+                             for c in survivors(wc, int(wc.round))],
+        train=f"{OUT}/real/train.npz",
+    output:
+        f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}.json",
+    wildcard_constraints:
+        round=r"\d+",
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.select_args(int(wc.round)),
+        # the candidates' names are their encoders' folders (the inputs, so tracked as such)
+        names=lambda wc, input: " ".join(Path(e).parent.name for e in input.encoders),
+        device=untracked(DEVICE),
+    log:
+        "logs/search/{method}/seed{seed}/round{round}.log",
+    threads: threads_for(config, "linear_eval")
+    resources:
+        gpu=1,
+    conda:
+        CONDA_ENV
+    shell:
+        GPU_STAGE + "search_select --encoders {input.encoders} --candidates {params.names}"
+        " --train {input.train} {params.opts} --out {output}" + RUNTIME + LOG
+
+
+# The winner's last round: from its state at the last choice to pretrain.steps, as a plain run
+# of its settings (the same schedules from step 0), written where every cell's encoder is.
+rule auto_pretrain:
+    input:
+        # one function per input: until the last choice is made, only the winner's inputs wait
+        # for it. The choices themselves are no input: a rescored round that keeps the same
+        # winner reruns nothing here (a new winner is a new input and new options).
+        real=f"{OUT}/dataset/real",
+        winner=lambda wc: list(SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
+                                                   winner(wc)).values())[1:],
+    output:
+        encoder=f"{CELL}/encoder.pt",
+        history=f"{CELL}/history.csv",
+        meta=f"{CELL}/history.json",
+    wildcard_constraints:
+        variant=AUTO,
+        seed=r"\d+",
+    params:
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
+        speed=untracked(pretrain_untracked_args(config)),
+        device=untracked(DEVICE),
+        launcher=lambda wc: pretrain_launcher(config, AUTO),
+        checkpoint=f"{CELL}/checkpoint.pt",
+    log:
+        "logs/pretrain/{method}/{variant}/seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
+    threads: threads_for(config, "pretrain")
+    resources:
+        gpu=config["pretrain"]["processes"],
+    conda:
+        CONDA_ENV
+    shell:
+        PRETRAIN_SHELL
