@@ -303,3 +303,10 @@ def test_shards_of_other_features_do_not_merge(tmp_path):
     mu, sigma = a.mean_cov()
     with pytest.raises(UserError, match="real statistics are 3-d, generated 192-d"):
         frechet.distance_to_reference(merged, mu[:3], sigma[:3, :3])
+
+
+def test_weights_url_is_pytorch_fids():
+    """frechet keeps pytorch-fid's weights URL so as not to import pytorch-fid in every job."""
+    from pytorch_fid.inception import FID_WEIGHTS_URL
+
+    assert frechet.FID_WEIGHTS_URL == FID_WEIGHTS_URL

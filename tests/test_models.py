@@ -46,6 +46,22 @@ def test_resnet18_matches_torchvision_with_cifar_stem():
     assert cifar_resnet([8], [1], stem_padding=1).conv1.padding == (1, 1)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_resnet18_computes_what_torchvision_computes(train):
+    """Our BasicBlock is torchvision's written out: with one state dict, the same features (in
+    train mode too, where batch-norm uses the batch's statistics and updates its buffers)."""
+    torch.manual_seed(0)
+    net = cifar_resnet([64, 128, 256, 512], [2, 2, 2, 2])
+    tv = torchvision.models.resnet18()
+    tv.conv1 = nn.Conv2d(3, 64, 3, 1, padding=2, bias=False)
+    tv.maxpool, tv.fc = nn.Identity(), nn.Identity()
+    tv.load_state_dict(net.state_dict())
+    net.train(train), tv.train(train)
+    x = torch.rand(4, 3, 16, 16)
+    torch.testing.assert_close(net(x), tv(x), rtol=0, atol=0)
+    torch.testing.assert_close(net.layer2[0].bn1.running_mean, tv.layer2[0].bn1.running_mean)
+
+
 def test_encoder_checkpoint_keeps_its_stem_padding(tmp_path):
     enc = Encoder([8], [1], [0.5] * 3, [0.25] * 3, stem_padding=1)
     assert enc.arch["stem_padding"] == 1

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_fid.fid_score import calculate_frechet_distance
-from pytorch_fid.inception import FID_WEIGHTS_URL
 from tqdm.auto import tqdm
 
 from pipeline.core import io, runtime
 from pipeline.core.errors import UserError
 from pipeline.core.tensors import to_nchw
+
+# pytorch-fid is imported where it is used: it imports torchvision, which imports torch._dynamo
+# (about 2 s of CPU), and the pixel features and most jobs never need it.
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
+                   "fid_weights/pt_inception-2015-12-05-6726825d.pth")
 
 FEATURES = ("inception", "pixels")
 # fp32 here means TF32 off; tf32 is fp32 with TF32 CUDA matmuls and convolutions.
@@ -221,4 +224,6 @@ def distance_to_reference(stats: FeatureStats, mu: np.ndarray, sigma: np.ndarray
     """FID between `stats` and a reference's mean and covariance, which must have its dims."""
     if len(mu) != len(stats.total):
         raise UserError(f"real statistics are {len(mu)}-d, generated {len(stats.total)}-d")
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     return float(calculate_frechet_distance(*stats.mean_cov(), mu, sigma))

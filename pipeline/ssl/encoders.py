@@ -6,9 +6,33 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from torchvision.models.resnet import BasicBlock
 
 from pipeline.core import io
+
+
+class BasicBlock(nn.Module):
+    """torchvision.models.resnet.BasicBlock, module for module (same names, so the same state
+    dict; tests/test_models.py checks outputs against torchvision's). Written out because importing
+    torchvision imports torch._dynamo, about 2 s of CPU in every pretrain and linear_eval job."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
 
 
 # The authors' CIFAR stem (solo-learn's base.py, PKU-ML/adainf solo-learn/solo/methods/base.py):
