@@ -73,6 +73,8 @@ checkpoint search_select:
         device=untracked(DEVICE),
     log:
         "logs/search/{method}/seed{seed}/round{round}.log",
+    benchmark:
+        "benchmarks/search_select/{method}/seed{seed}/round{round}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
