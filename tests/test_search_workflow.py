@@ -40,10 +40,15 @@ def test_search_rounds_checkpoints_and_test_split(tmp_path):
     # the rest of the search with a test split that cannot be read: no search job reads it
     test_split = tmp_path / "results/real/test.npz"
     test_split.write_bytes(b"not an npz")
-    run(tmp_path, AUTO_ENCODER)
+    run(tmp_path, f"{SEARCH}/round1.json")
     round1 = json.loads((tmp_path / SEARCH / "round1.json").read_text())
     assert set(round1["scores"]) == set(round0["survivors"]) and round1["step"] == 8
     (winner,) = round1["survivors"]
+    # after the last choice, a dry run plans only the winner's last round, from its state
+    dry = run(tmp_path, "-n", AUTO_ENCODER)
+    assert job_counts(dry.stdout) == {"auto_pretrain": 1, "total": 1}
+    assert f"{SEARCH}/round1/{winner}/state.pt" in dry.stdout
+    run(tmp_path, AUTO_ENCODER)
     # the winner resumed its round-1 state (not restarted) and ran to the full 12 steps
     log = (tmp_path / "logs/pretrain/simclr/auto/seed0.log").read_text()
     assert f"resumed from {SEARCH}/round1/{winner}/state.pt at step 8" in log
