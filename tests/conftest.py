@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,14 @@ def cifar10_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
 
 
 # --- the suite in parallel: `pytest -n 3` with `--dist loadgroup` (pyproject.toml) -------------
+
+def pytest_configure(config):
+    """An xdist worker computes with one intra-op thread: three workers (and their jobs) share
+    2 cores, where more threads per process only spin waiting for each other. (Most tests set
+    one thread anyway, for the rest of their process, as every stage's `--threads 1` does.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
 
 def _shared_fixtures(item) -> list[str]:
     """The fixtures of this suite that outlive a test (module or session scope) and that the
