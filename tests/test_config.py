@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
+
+from conftest import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -94,19 +93,11 @@ def test_missing_required_section(config):
         validate(config, SCHEMA)
 
 
-def _snakemake():
-    exe = Path(sys.executable).with_name("snakemake")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("snakemake")
-    return [found] if found else [sys.executable, "-m", "snakemake"]
-
-
+@pytest.mark.slow
 def test_snakemake_dry_run_rejects_bad_config(config, tmp_path):
     bad = tmp_path / "BAD.yaml"
     bad.write_text(yaml.safe_dump(_mutate(config, ("pretrain", "stepz"), 10)))
-    proc = subprocess.run([*_snakemake(), "-n", "--configfile", str(bad)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_snakemake("-n", "--configfile", str(bad), cwd=tmp_path, timeout=120)
     # Snakemake 9 prints its error report on stdout, not stderr: look at both
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-2000:]
@@ -116,12 +107,12 @@ def test_snakemake_dry_run_rejects_bad_config(config, tmp_path):
     assert "exclusiveMinimum" not in output and len(output) < 3000
 
 
+@pytest.mark.slow
 def test_snakemake_names_an_undefined_sweep_strategy(config, tmp_path):
     config["experiments"]["sweeps"] = [{"strategy": "adainff", "setting": "dup", "values": [2]}]
     bad = tmp_path / "BAD.yaml"
     bad.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([*_snakemake(), "-n", "--configfile", str(bad)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_snakemake("-n", "--configfile", str(bad), cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert "strategy 'adainff', which is not defined" in proc.stdout + proc.stderr
 

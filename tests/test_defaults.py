@@ -107,10 +107,12 @@ def planned_commands(tmp_path_factory) -> dict[str, list[list[str]]]:
     return commands
 
 
+@pytest.mark.slow
 def test_the_dry_run_covers_every_stage(planned_commands):
     assert set(planned_commands) == set(STAGES) - {"cut_npz"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", sorted(set(STAGES) - {"cut_npz"}))
 def test_options_the_workflow_passes_have_no_default_of_their_own(planned_commands, stage):
     parser, commands = _parser(stage), planned_commands[stage]

@@ -45,6 +45,7 @@ def planned(commands) -> dict:
     return cells
 
 
+@pytest.mark.slow
 def test_every_cell_has_the_authors_settings(planned):
     assert sorted(planned) == sorted((m, s) for m in METHODS for s in STRATEGIES)
     for (method, strategy), got in planned.items():
@@ -102,6 +103,7 @@ def test_the_preset_inherits_nothing_toy_from_the_embedded_default():
     assert "method_args" not in merged["pretrain"] or not merged["pretrain"]["method_args"]
 
 
+@pytest.mark.slow
 def test_dry_run_commands_have_the_papers_heads_and_batch(planned, commands):
     """Today's leak, seen in the shell commands: the digits default's proj_hidden=256."""
     pretrain = commands
@@ -113,6 +115,7 @@ def test_dry_run_commands_have_the_papers_heads_and_batch(planned, commands):
     assert planned["simclr", "none"]["proj_hidden"] == 2048
 
 
+@pytest.mark.slow
 def test_two_processes_of_256_are_the_same_run(planned, commands):
     """processes: 2 with batch_size: 256 (the authors' two GPUs) resolves to the same settings."""
     line = next(c for c in commands if "--method mocov2plus" in c and "--strategy adainf" in c)

@@ -29,7 +29,10 @@ SLURM = ["--profile", "profiles/slurm", "--profile", "tests/profiles/slurm-cpu",
 LOCAL = ["--cores", "2", *CONFIG]
 CLUSTER = "adainf"  # the ClusterName of .ci/slurm-setup's cluster
 
-pytestmark = pytest.mark.e2e
+# One xdist worker runs this test and the profiles' dry runs (tests/test_workflow.py), in that
+# order: a unit of three tests, so that xdist queues no other work behind this one, which mostly
+# waits on the scheduler.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("slurm")]
 
 
 def sh(*cmd, timeout=60):

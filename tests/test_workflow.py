@@ -29,6 +29,7 @@ def job_counts(stdout: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
     counts = job_counts(cifar10_dry_run.stdout)
     # 1M images in shards of 50k; a pretrained generator, so no train_generator job;
@@ -50,6 +51,8 @@ def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
     assert "--seed 5" in commands
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # beside the SLURM run (see tests/test_slurm.py)
 @pytest.mark.parametrize("profile", ["workstation", "slurm"])
 def test_profiles_dry_run(tmp_path, profile):
     r = snakemake("-n", "--profile", str(REPO / "profiles" / profile), "--configfile",
@@ -202,6 +205,7 @@ def test_killed_stage_leaves_no_finished_output(tmp_path):
     # a DAG of 5e9 jobs would exhaust memory: refused when the config is read
     (100000000000, 20, "sampling.shard_size: 100000000000 images in shards of 20"),
 ])
+@pytest.mark.slow
 def test_dry_run_refuses_what_cannot_fit_before_the_dag(tmp_path, num_images, shard_size, message):
     huge = tmp_path / "huge.yaml"
     huge.write_text(TINY.read_text().replace("num_images: 48", f"num_images: {num_images}")
