@@ -163,7 +163,7 @@ def test_atomic_outputs_get_the_umask_mode_not_the_temp_file_mode(tmp_path, umas
 
 
 def test_a_killed_writes_temporaries_are_removed_by_the_next_write(tmp_path):
-    """SIGKILL leaves `.NAME.XXXXXXXX.tmp*` behind; the next write of NAME removes it (and only
+    """SIGKILL leaves `.NAME.<random>.tmp*` behind; the next write of NAME removes it (and only
     what belongs to NAME)."""
     target = tmp_path / "shard.npz"
     stale = [tmp_path / ".shard.npz.abcd1234.tmp.npz", tmp_path / ".shard.npz.zz_9x8y7.tmp"]
