@@ -59,6 +59,7 @@ def test_speed_settings_are_untracked(config):
     c["fid"]["batch_size"] = 5
     assert _pretrain(c) == _pretrain(config)
     assert sample_args(c) == sample_args(config) and fid_stats_args(c) == fid_stats_args(config)
-    assert pretrain_untracked_args(c) == "--checkpoint-every 7"
+    channels_last = " --channels-last" if config["pretrain"]["channels_last"] else ""
+    assert pretrain_untracked_args(c) == "--checkpoint-every 7" + channels_last
     # Snakemake leaves a param out of its rerun check when it is a function of `input`
     assert "input" in inspect.signature(untracked(1)).parameters
