@@ -1,14 +1,28 @@
-"""CPU work of a finished workflow run: the sum of Snakemake's `benchmark:` cpu_time (and wall
-seconds) over every file under benchmarks/, per rule and in total.
+"""CPU work of a workflow run: per rule, the sum of Snakemake's `benchmark:` cpu_time (and wall
+seconds) over every file under benchmarks/; in total, the exact CPU of the whole run when it was
+started through this script (`--run`).
 
+    python bench/workflow_cpu.py --run snakemake --cores 2   # run it, then the table below
     python bench/workflow_cpu.py                        # ./benchmarks of the run in this folder
     python bench/workflow_cpu.py RUN/benchmarks --baseline BASE/benchmarks   # with ratios
+
+Why both: Snakemake samples a job's CPU (every 0.5 s for its first ~15 s, then every 30 s) and
+keeps the last sample, so a job's last seconds are not counted (a 41 s job can show 15 s). The
+per-rule figures are therefore lower bounds. `--run` reads the operating system's account of
+every process the command started and waited for (Snakemake itself and all its jobs), which
+misses nothing, and stores it in benchmarks/run.json, where `--baseline` finds it too.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -58,14 +72,64 @@ def format_table(run: dict, baseline: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+RUN_FILE = "run.json"
+
+
+def run_and_measure(command: list[str], benchmarks: str | Path) -> dict:
+    """Run `command` to its end and return its exact CPU seconds (user + system of it and every
+    descendant it waited for) and wall seconds; also written to `benchmarks`/run.json."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    returncode = subprocess.run(command).returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if returncode:
+        raise SystemExit(f"{' '.join(command)!r} failed with exit status {returncode}")
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    record = {"command": command, "cpu_s": round(user + system, 1), "user_s": round(user, 1),
+              "system_s": round(system, 1), "wall_s": round(wall, 1)}
+    Path(benchmarks).mkdir(parents=True, exist_ok=True)
+    tmp = Path(benchmarks) / f".{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, Path(benchmarks) / RUN_FILE)
+    return record
+
+
+def read_run(benchmarks: str | Path) -> dict | None:
+    """The exact figures `--run` stored beside a run's benchmark files, if it was measured so."""
+    path = Path(benchmarks) / RUN_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def format_run(run: dict | None, baseline: dict | None = None) -> str:
+    """The exact whole-run line(s), with the ratio when both runs were measured with --run."""
+    if run is None:
+        return "whole run: not measured (start the run through --run for the exact CPU)"
+    line = f"whole run, exact: {run['cpu_s']:.1f} s CPU, {run['wall_s']:.1f} s wall"
+    if baseline is None:
+        return line
+    return (line + f"\nbaseline, exact:  {baseline['cpu_s']:.1f} s CPU, {baseline['wall_s']:.1f} s wall"
+            f"\nratio: {run['cpu_s'] / baseline['cpu_s']:.3f} CPU, {run['wall_s'] / baseline['wall_s']:.3f} wall")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("benchmarks", nargs="?", default="benchmarks",
                    help="a run's benchmarks/ folder (default: ./benchmarks)")
     p.add_argument("--baseline", help="another run's benchmarks/ folder, to print ratios against")
+    p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="run COMMAND (e.g. snakemake --cores 2) in this folder first, measuring "
+                        "its exact CPU; every argument after --run belongs to COMMAND")
     args = p.parse_args(argv)
-    run = read_benchmarks(args.benchmarks)
-    print(format_table(run, read_benchmarks(args.baseline) if args.baseline else None))
+    if args.run is not None:
+        if not args.run:
+            raise SystemExit("--run needs a command, e.g. --run snakemake --cores 2")
+        run_and_measure(args.run, args.benchmarks)
+    if args.run is None or any(Path(args.benchmarks).rglob("*.tsv")):
+        baseline = read_benchmarks(args.baseline) if args.baseline else None
+        print("per rule, from Snakemake's sampled benchmark files (lower bounds):")
+        print(format_table(read_benchmarks(args.benchmarks), baseline))
+    print(format_run(read_run(args.benchmarks), read_run(args.baseline) if args.baseline else None))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta-schedule", required=True,
                    choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
                    help="noise schedule (diffusers' beta_schedule)")
+    p.add_argument("--snr-gamma", type=float, default=None,
+                   help="Min-SNR loss weighting min(SNR, gamma)/SNR (Hang et al. 2023); "
+                        "unset: the plain epsilon MSE")
     p.add_argument("--seed", type=int, required=True, help="seed of weights, noise and batches")
     return runtime.add_common_args(p)
 
@@ -48,6 +51,7 @@ def main(argv=None) -> None:
         attention=args.attention, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, num_train_timesteps=args.num_train_timesteps,
         beta_schedule=args.beta_schedule, seed=args.seed, device=device,
+        snr_gamma=args.snr_gamma,
     )
     with io.atomic_dir(args.out) as tmp:
         save_generator(tmp, unet, scheduler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,23 @@ def test_sums_cpu_time_per_rule_and_in_total(tmp_path):
 def test_no_benchmarks_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="no benchmark files"):
         workflow_cpu.read_benchmarks(tmp_path)
+
+
+def test_run_counts_the_cpu_of_grandchildren_exactly(tmp_path):
+    """--run's figure includes processes started by the command's children (as Snakemake's jobs
+    are), which Snakemake's sampled benchmark files can miss."""
+    burn = f'{sys.executable} -c "import time; t = time.process_time(); ' \
+           'exec(\'while time.process_time() - t < 0.4: pass\')"'
+    record = workflow_cpu.run_and_measure(["bash", "-c", f"{burn} && {burn}"], tmp_path)
+    assert 0.8 <= record["cpu_s"] < 3.0
+    assert record["wall_s"] >= 0.8
+    assert workflow_cpu.read_run(tmp_path) == record
+    base = dict(record, cpu_s=record["cpu_s"] * 4, wall_s=record["wall_s"] * 2)
+    assert "ratio: 0.250 CPU, 0.500 wall" in workflow_cpu.format_run(record, base)
+
+
+def test_run_refuses_a_failing_command_and_stores_nothing(tmp_path):
+    with pytest.raises(SystemExit, match="failed with exit status 3"):
+        workflow_cpu.run_and_measure(["bash", "-c", "exit 3"], tmp_path)
+    assert workflow_cpu.read_run(tmp_path) is None
+    assert "not measured" in workflow_cpu.format_run(None)

@@ -18,11 +18,11 @@ from pipeline.core.io import load_images
 from conftest import RUNTIME_ARGS, make_images
 
 
-def _train(images, steps=4, seed=0):
+def _train(images, steps=4, seed=0, snr_gamma=None):
     return train_unet(
         images, channels=[8, 16], layers_per_block=1, attention=False, steps=steps, batch_size=4,
         lr=1e-3, ema_decay=0.9, num_train_timesteps=50, beta_schedule="linear", seed=seed,
-        device=torch.device("cpu"),
+        device=torch.device("cpu"), snr_gamma=snr_gamma,
     )
 
 
@@ -50,6 +50,32 @@ def test_train_unet_returns_finite_losses_and_a_trained_eval_unet():
     untrained = build_unet(8, [8, 16], 1, False)
     changed = [not torch.equal(p, q) for p, q in zip(unet.parameters(), untrained.parameters())]
     assert any(changed), "training (through the EMA copy) left every weight at its initial value"
+
+
+def test_min_snr_weighting_scales_each_images_loss_by_min_snr_gamma_over_snr():
+    """The first step's loss (same weights, batch, noise and timesteps in every run) weighted by
+    hand from the plain per-image errors; a gamma above every SNR leaves the plain MSE."""
+    images = make_images(10)
+    scheduler = DDPMScheduler(num_train_timesteps=50, beta_schedule="linear")
+    snr_all = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    plain = _train(images, steps=1)[2][0]
+    assert _train(images, steps=1, snr_gamma=float(snr_all.max()) * 2)[2][0] == pytest.approx(plain)
+    # replay step 1's draws (train_unet's order) to weight each image by hand
+    torch.manual_seed(0)
+    unet = build_unet(8, [8, 16], 1, False)
+    gen = torch.Generator().manual_seed(0)
+    x0 = to_model_range(images)[torch.randint(10, (4,), generator=gen)]
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(50, (4,), generator=gen)
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        err = ((unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t).sample - noise) ** 2).mean((1, 2, 3))
+    assert err.mean().item() == pytest.approx(plain, rel=1e-5)
+    gamma = 50.0
+    snr = snr_all[t]
+    weighted = (err * snr.clamp(max=gamma) / snr).mean().item()
+    assert snr.min() < gamma < snr.max(), "the draws should cover both sides of gamma"
+    assert _train(images, steps=1, snr_gamma=gamma)[2][0] == pytest.approx(weighted, rel=1e-5)
 
 
 def test_train_unet_is_reproducible_for_a_seed():

@@ -66,8 +66,10 @@ class OnlineProbe:
                 raise ValueError("the online probe needs a learning rate")
             self.lr_per_256 = default_lr
         device = ctx.device
-        # skip_init: nn.Linear's own initialisation would draw from the global RNG
-        self.linear = nn.utils.skip_init(nn.Linear, feature_dim, self.num_classes, device=device)
+        # nn.Linear's own initialisation draws from the global RNG: fork it so that the run's
+        # stream is untouched (nn.utils.skip_init would too, but imports torch._refs: ~0.5 s)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            self.linear = nn.Linear(feature_dim, self.num_classes, device=device)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.lr = scaled_lr(self.lr_per_256, global_batch)

@@ -8,6 +8,7 @@ rule train_generator:
         opts=" ".join([
             opt("--channels", config["generator"]["train"]["channels"]),
             opt("--attention", config["generator"]["train"]["attention"]),
+            opt("--snr-gamma", config["generator"]["train"]["snr_gamma"]),
         ]),
         device=untracked(DEVICE),
     log:
