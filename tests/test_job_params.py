@@ -12,6 +12,7 @@ from snakemake.utils import validate
 
 from pipeline.study.design import RANDOM_INIT, plan
 from pipeline.dag.job_params import (
+    settings,
     pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, untracked,
 )
 
@@ -63,3 +64,9 @@ def test_speed_settings_are_untracked(config):
     assert pretrain_untracked_args(c) == "--checkpoint-every 7" + channels_last
     # Snakemake leaves a param out of its rerun check when it is a function of `input`
     assert "input" in inspect.signature(untracked(1)).parameters
+
+
+def test_settings_are_key_sorted_at_every_level_without_the_untracked_keys():
+    a = settings({"b": 1, "a": {"y": 2, "x": 3}, "download": True}, without=("download",))
+    b = settings({"a": {"x": 3, "y": 2}, "b": 1, "download": False}, without=("download",))
+    assert repr(a) == repr(b) == "{'a': {'x': 3, 'y': 2}, 'b': 1}"  # what Snakemake compares

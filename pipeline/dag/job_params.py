@@ -31,6 +31,15 @@ def opt(flag: str, value) -> str:
     return f"{flag} {shlex.quote(str(value))}"
 
 
+def settings(section: dict, without: tuple[str, ...] = ()) -> dict:
+    """A config section as a tracked param: keys sorted at every level, and `without` (keys that
+    change no output) left out. Snakemake compares a param's repr, which follows key order, and
+    a --configfile's merge puts the keys it restates first: unsorted, the same settings moved
+    between files would rerun the job."""
+    return {k: settings(v) if isinstance(v, dict) else v
+            for k, v in sorted(section.items()) if k not in without}
+
+
 def opts(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 

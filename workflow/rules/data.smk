@@ -3,7 +3,7 @@ rule prepare_real:
         train=f"{OUT}/real/train.npz",
         test=f"{OUT}/real/test.npz",
     params:
-        real=config["real"],
+        real=settings(config["real"], without=("download",)),
         root=opt("--root", config["real"]["root"]),
         # fetching CIFAR or finding it on disk gives the same data
         download=untracked(opt("--download", config["real"]["download"])),

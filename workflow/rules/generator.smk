@@ -4,7 +4,7 @@ rule train_generator:
     output:
         directory(f"{OUT}/generator"),
     params:
-        t=config["generator"]["train"],
+        t=settings(config["generator"]["train"]),
         opts=" ".join([
             opt("--channels", config["generator"]["train"]["channels"]),
             opt("--attention", config["generator"]["train"]["attention"]),

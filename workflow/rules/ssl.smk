@@ -65,7 +65,7 @@ rule linear_eval:
         protocol="offline|features",
         seed=r"\d+",
     params:
-        l=lambda wc: config["linear_eval"][wc.protocol],
+        l=lambda wc: settings(config["linear_eval"][wc.protocol]),
         device=untracked(DEVICE),
     log:
         "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
