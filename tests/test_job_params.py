@@ -12,8 +12,7 @@ from snakemake.utils import validate
 
 from pipeline.study.design import RANDOM_INIT, plan
 from pipeline.dag.job_params import (
-    settings,
-    pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, untracked,
+    pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, settings, untracked,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
