@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    runtime.setup(args)
+    runtime.setup(args, uses_torch=False)
     t0 = time.time()
 
     gen, meta, seconds = merge_stats_files(args.generated)

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    device = runtime.setup(args)
+    device = runtime.setup(args, uses_torch=args.features == "inception")
     t0 = time.time()
 
     images, _ = io.load_images(args.images)

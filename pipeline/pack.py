@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    runtime.setup(args)
+    runtime.setup(args, uses_torch=False)
     manifest = pack(args.out, args.part, args.inputs)
     log.info("packed %d %s images in %d shards into %s", manifest["count"], args.part,
              len(manifest["shards"]), args.out)

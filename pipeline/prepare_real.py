@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    setup(args)
+    setup(args, uses_torch=False)  # torch only for a resize (data.sources imports it then)
     try:
         tr_x, tr_y, te_x, te_y = load_real(
             args.source, args.root, args.resolution, args.test_fraction, args.seed, args.download

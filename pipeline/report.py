@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    runtime.setup(args)
+    runtime.setup(args, uses_torch=False)
 
     spec = io.read_json(args.design)
     design, sampling = Design.from_dict(spec["design"]), spec["sampling"]

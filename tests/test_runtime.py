@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from pipeline.core.runtime import PRECISIONS, autocast
+from pipeline.core.runtime import PRECISIONS, autocast, precision_dtype
 from pipeline.core.tensors import to_nchw
 
+from conftest import REPO
 
-@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+
+@pytest.mark.parametrize("precision", PRECISIONS)
 def test_autocast_runs_a_matmul_in_the_precision_s_dtype(precision):
     a = torch.randn(4, 4)
     with autocast(precision, "cpu"):
         dtype = (a @ a).dtype
-    assert dtype == (PRECISIONS[precision] or torch.float32)
+    assert dtype == (precision_dtype(precision) or torch.float32)
+
+
+def _stage(*args, cwd) -> str:
+    """Run `python -X importtime -m pipeline.STAGE ...`; return its import log (stderr)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", *args], cwd=cwd, text=True,
+                       capture_output=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stderr
+
+
+@pytest.mark.slow
+def test_the_numpy_only_stages_never_import_torch(tmp_path):
+    """Preparing the digits, packing, and pixel FID statistics run without torch, whose import
+    alone is about 2 s of CPU per job."""
+    logs = [
+        _stage("pipeline.prepare_real", "--source", "digits", "--resolution", "8",
+               "--test-fraction", "0.2", "--seed", "0", "--train-out", "train.npz",
+               "--test-out", "test.npz", "--device", "auto", "--threads", "1", cwd=tmp_path),
+        _stage("pipeline.pack", "--part", "real", "--inputs", "train.npz", "--out", "real",
+               cwd=tmp_path),
+        _stage("pipeline.fid_stats", "--images", "train.npz", "--out", "real.stats.npz",
+               "--features", "pixels", "--dims", "2048", "--precision", "fp32",
+               "--batch-size", "200", "--device", "auto", "--threads", "1", cwd=tmp_path),
+    ]
+    for log in logs:
+        imported = {line.rsplit("|", 1)[-1].strip() for line in log.splitlines()
+                    if line.startswith("import time:")}
+        assert "numpy" in imported and "torch" not in imported
+    assert (tmp_path / "real" / "manifest.json").exists()
+    assert (tmp_path / "real.stats.npz").exists()
 
 
 def test_to_nchw_keeps_uint8_or_scales_to_float():

@@ -104,12 +104,12 @@ def test_round_jobs_resume_the_previous_round_with_the_full_schedule(auto_config
     from pipeline.dag.search import SearchPlan
 
     plan = SearchPlan(auto_config)
-    assert plan.schedule.steps == [5, 17, 58, 200] and plan.last == 3
+    assert plan.schedule.steps == [4, 13, 45, 150] and plan.last == 3  # the default's 150
     name = "gen-dup3-standard-crop0.2-jit0.5"
     first, second = (plan.train_args("simclr", 0, r, name) for r in (0, 1))
-    assert "--steps 200" in first and "--stop-at 5" in first and "--resume-from" not in first
+    assert "--steps 150" in first and "--stop-at 4" in first and "--resume-from" not in first
     assert f"--resume-from results/search/simclr/seed0/round0/{name}/state.pt" in second
-    assert "--stop-at 17" in second and "--dup 3" in second and "--crop-min-scale 0.2" in second
+    assert "--stop-at 13" in second and "--dup 3" in second and "--crop-min-scale 0.2" in second
     final = plan.train_args("simclr", 0, plan.last, name)
     assert "--stop-at" not in final and "round2" in final
     assert "--online" not in first + final  # the search never trains the test-split probe
@@ -140,7 +140,7 @@ def test_select_args_carry_the_score_settings(auto_config):
     from pipeline.dag.search import SearchPlan
 
     args = SearchPlan(auto_config).select_args(1)
-    assert args == "--round 1 --step 17 --keep 3 --val-fraction 0.1 --val-seed 0 --k 20"
+    assert args == "--round 1 --step 13 --keep 3 --val-fraction 0.1 --val-seed 0 --k 20"
 
 
 def test_a_search_that_cannot_fit_is_a_one_line_config_problem(auto_config):

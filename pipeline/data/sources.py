@@ -11,10 +11,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-
-from pipeline.core.tensors import to_nchw
 
 SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -199,6 +195,11 @@ def _resize(images: np.ndarray, resolution: int, chunk: int = 4096) -> np.ndarra
     """Bilinear (antialiased) resize of uint8 NHWC images to resolution×resolution."""
     if images.shape[1:3] == (resolution, resolution):
         return images
+    import torch  # here: the data at their own size (the digits) never need it
+    import torch.nn.functional as F
+
+    from pipeline.core.tensors import to_nchw
+
     out = np.empty((len(images), resolution, resolution, 3), np.uint8)
     # Chunked so a 50k-image set does not need one huge float tensor.
     for i in range(0, len(images), chunk):

@@ -11,17 +11,20 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from pipeline.core import io, runtime
 from pipeline.core.errors import UserError
-from pipeline.core.tensors import to_nchw
 
-# pytorch-fid is imported where it is used: it imports torchvision, which imports torch._dynamo
-# (about 2 s of CPU), and the pixel features and most jobs never need it.
+if TYPE_CHECKING:
+    import torch
+
+# torch and pytorch-fid are imported where they are used: statistics of pixel features never
+# need torch (about 2 s of CPU per job), nor most jobs pytorch-fid, which imports torchvision
+# and so torch._dynamo (about 2 s more).
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
                    "fid_weights/pt_inception-2015-12-05-6726825d.pth")
 
@@ -66,6 +69,8 @@ def pixel_features(images: np.ndarray) -> np.ndarray:
 
 def weights_cache_path() -> Path:
     """Where torch.hub (and so pytorch-fid) keeps the FID Inception weights: under TORCH_HOME."""
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(FID_WEIGHTS_URL).name
 
 
@@ -73,6 +78,8 @@ def weights_cache_path() -> Path:
 def _hub_dir_holding(weights: Path):
     """A temporary torch.hub folder whose cache holds `weights` under pytorch-fid's file name, so
     pytorch-fid's own loader (load_state_dict_from_url) reads that file."""
+    import torch
+
     # restore torch.hub's own setting (None: follow TORCH_HOME), not the folder it resolved to
     old = torch.hub._hub_dir
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,15 +150,18 @@ def autocast_for(precision: str, device):
     return runtime.autocast("fp32" if precision == "tf32" else precision, device)
 
 
-@torch.no_grad()
 def inception_features(model, images: np.ndarray, batch_size: int, device,
                        precision: str = "fp32") -> np.ndarray:
     """pool3 (or lower-block) features of uint8 N×H×W×3 images, preprocessed as pytorch-fid does
     (uint8 → [0, 1]; the model itself resizes to 299 bilinearly and normalises)."""
+    import torch
+
+    from pipeline.core.tensors import to_nchw
+
     out = []
     for lo in tqdm(range(0, len(images), batch_size), desc="inception", mininterval=5):
         x = to_nchw(images[lo:lo + batch_size], device, scale=255)
-        with autocast_for(precision, device):
+        with torch.no_grad(), autocast_for(precision, device):
             f = model(x)[0]
         if f.shape[2:] != (1, 1):  # blocks below pool3 are spatially averaged, as pytorch-fid does
             f = torch.nn.functional.adaptive_avg_pool2d(f, (1, 1))

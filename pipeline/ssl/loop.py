@@ -24,7 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.core import io
-from pipeline.core.runtime import PRECISIONS, autocast
+from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tensors import to_nchw
 from pipeline.ssl.augment import AugParams, build_augmentation
 from pipeline.ssl.distributed import DistContext, local_only
@@ -122,7 +122,7 @@ def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_s
     with local_only():
         return memory_plan(num_images=num_images, image_shape=image_shape,
                            method=copy.deepcopy(method).cpu(), optimizer=o["optimizer"],
-                           batch_size=cfg.batch_size, precision_dtype=PRECISIONS[cfg.precision])
+                           batch_size=cfg.batch_size, precision_dtype=precision_dtype(cfg.precision))
 
 
 def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:

@@ -95,6 +95,8 @@ rule fid:
         f"{OUT}/fid.json",
     log:
         "logs/fid.log",
+    benchmark:
+        "benchmarks/fid.tsv"
     conda:
         CONDA_ENV
     shell:

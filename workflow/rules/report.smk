@@ -37,6 +37,8 @@ rule report:
                                               opt("--search-plot", output.get("search"))),
     log:
         "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
     conda:
         CONDA_ENV
     shell:
