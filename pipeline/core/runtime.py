@@ -1,7 +1,7 @@
 """Things every stage's main() needs: device choice, threads, logging, numeric precision.
 
-Torch is imported where it is used: the numpy-only stages (packing, FID from statistics, the
-report) never load it, which saves about 2 s of CPU per job.
+Torch is imported where it is used: the numpy-only stages (preparing data at their own size,
+packing, pixel FID statistics, the report) never load it, which saves about 2 s of CPU per job.
 """
 
 from __future__ import annotations
