@@ -94,7 +94,7 @@ class SnakemakeServer:
             try:
                 code = int(self._answer(timeout))
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)  # Snakemake and its jobs
                 self._answer(60)
                 raise subprocess.TimeoutExpired(["snakemake", *argv], timeout) from None
             return subprocess.CompletedProcess(["snakemake", *argv], code, out.read_text(),

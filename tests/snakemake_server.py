@@ -12,6 +12,7 @@ workflow's own modules before it reads the Snakefile, and the suite runs Snakema
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -24,12 +25,13 @@ from snakemake_interface_report_plugins.registry import ReportPluginRegistry
 from snakemake_interface_scheduler_plugins.registry import SchedulerPluginRegistry
 from snakemake_interface_storage_plugins.registry import StoragePluginRegistry
 
-sys.path.insert(0, sys.argv[1])  # the Snakefile's own imports (it puts REPO first, too)
-import pipeline.dag.config_check  # noqa: E402,F401
-import pipeline.dag.job_params  # noqa: E402,F401
-import pipeline.dag.paths  # noqa: E402,F401
-import pipeline.data.npz_source  # noqa: E402,F401
-import pipeline.study.design  # noqa: E402,F401
+# What every run imports after its start: smart_open (Snakemake's source cache opens the Snakefile
+# with it) and the Snakefile's own modules, from REPO (the Snakefile puts it first on sys.path).
+sys.path.insert(0, sys.argv[1])
+for module in ("smart_open", "pipeline.dag.config_check", "pipeline.dag.job_params",
+               "pipeline.dag.paths", "pipeline.dag.search", "pipeline.data.npz_source",
+               "pipeline.study.design"):
+    importlib.import_module(module)
 
 # Each registry collects its installed plugins once, when first built (they are singletons).
 for registry in (ExecutorPluginRegistry, LoggerPluginRegistry, ReportPluginRegistry,
@@ -41,6 +43,7 @@ def run(request: dict) -> None:
     """In the forked child: Snakemake's command line, then exit with its status."""
     code = 1
     try:
+        os.setpgid(0, 0)  # its own process group, with its jobs: a timeout kills them all
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
