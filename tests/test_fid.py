@@ -239,8 +239,8 @@ def test_fid_equals_pytorch_fid_on_png_files(tmp_path, offline_inception):
     from PIL import Image
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
-    real = make_images(100, size=16, seed=7)
-    gen = np.clip(make_images(100, size=16, seed=8).astype(int) * 3 // 4 + 40, 0, 255).astype(np.uint8)
+    real = make_images(72, size=16, seed=7)  # more images than dims: full-rank covariances
+    gen = np.clip(make_images(72, size=16, seed=8).astype(int) * 3 // 4 + 40, 0, 255).astype(np.uint8)
     for name, images in (("real", real), ("gen", gen)):
         (tmp_path / name).mkdir()
         for k, im in enumerate(images):
