@@ -77,7 +77,7 @@ TINY_STUDY = REPO / "tests" / "configs" / "tiny_study.yaml"
 
 class SnakemakeServer:
     """tests/snakemake_server.py, started once per test process: it runs each Snakemake command
-    in a child forked after Snakemake's imports (~1.5 s of CPU less per command)."""
+    in a child forked after Snakemake's imports (~1.3 s of CPU less per command)."""
 
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "snakemake_server.py"),
