@@ -38,12 +38,12 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import pretrain as bench_pretrain  # noqa: E402
 
-from pipeline.ssl.augment import view_params  # noqa: E402
-from pipeline.ssl.distributed import DistContext, init_distributed  # noqa: E402
-from pipeline.ssl.encoders import Encoder  # noqa: E402
+from pipeline.pretraining.augment import view_params  # noqa: E402
+from pipeline.pretraining.distributed import DistContext, init_distributed  # noqa: E402
+from pipeline.pretraining.encoders import Encoder  # noqa: E402
 from pipeline.core.runtime import resolve_device  # noqa: E402
-from pipeline.ssl.methods import build_method  # noqa: E402
-from pipeline.ssl.loop import PretrainConfig, plan_memory, pretrain  # noqa: E402
+from pipeline.pretraining.methods import build_method  # noqa: E402
+from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s), NVIDIA datasheets; the most specific name first.
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),

@@ -22,13 +22,13 @@ from PIL import Image
 from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.ssl.augment import view_params  # noqa: E402
-from pipeline.ssl.distributed import DistContext  # noqa: E402
-from pipeline.ssl.encoders import Encoder  # noqa: E402
-from pipeline.ssl.optim import make_optimizer  # noqa: E402
+from pipeline.pretraining.augment import view_params  # noqa: E402
+from pipeline.pretraining.distributed import DistContext  # noqa: E402
+from pipeline.pretraining.encoders import Encoder  # noqa: E402
+from pipeline.pretraining.optim import make_optimizer  # noqa: E402
 from pipeline.core.runtime import PRECISIONS, autocast, resolve_device  # noqa: E402
-from pipeline.ssl.methods import build_method  # noqa: E402
-from pipeline.ssl.loop import PretrainConfig, pretrain  # noqa: E402
+from pipeline.pretraining.methods import build_method  # noqa: E402
+from pipeline.pretraining.loop import PretrainConfig, pretrain  # noqa: E402
 
 ARCHS = {"smoke": ([8, 16], [1, 1]), "tiny": ([16, 32, 64], [1, 1, 1]),
          "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}

@@ -16,7 +16,7 @@ import torch
 from pipeline.core import cli, io, runtime
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
-from pipeline.ssl.encoders import load_encoder
+from pipeline.pretraining.encoders import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
 

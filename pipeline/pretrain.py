@@ -1,7 +1,7 @@
 """Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
 
 Runs as one process, or data-parallel under `torchrun --nproc_per_node N -m pipeline.pretrain`.
-With --online-test and --online-out, an online linear probe (pipeline.ssl.online_probe) trains on the
+With --online-test and --online-out, an online linear probe (pipeline.pretraining.online_probe) trains on the
 detached features of the real images' views and is evaluated on that test split.
 """
 
@@ -15,17 +15,18 @@ from pathlib import Path
 
 from pipeline.core import cli, io, runtime
 from pipeline.core.runtime import PRECISIONS
-from pipeline.ssl.augment import PRESETS, describe as describe_aug, view_params
-from pipeline.ssl.distributed import init_distributed
-from pipeline.ssl.memory import MemoryPlanError
-from pipeline.ssl.defaults import head_keys
-from pipeline.ssl.encoders import STEM_PADDING, save_encoder
-from pipeline.ssl.online_probe import OnlineProbe
-from pipeline.ssl.optim import scaled_lr
+from pipeline.vocab.names import OPTIMIZERS
+from pipeline.pretraining.augment import PRESETS, describe as describe_aug, view_params
+from pipeline.pretraining.distributed import init_distributed
+from pipeline.pretraining.memory import MemoryPlanError
+from pipeline.vocab.methods import head_keys
+from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
+from pipeline.pretraining.online_probe import OnlineProbe
+from pipeline.pretraining.optim import scaled_lr
 from pipeline.data.dataset import load_packed, read_manifest
 from pipeline.data.subsets import real_subset
-from pipeline.ssl.methods import METHODS, view_preset
-from pipeline.ssl.loop import PretrainConfig, describe, pretrain, resolved_optim
+from pipeline.pretraining.methods import METHODS, view_preset
+from pipeline.pretraining.loop import PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -77,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ResNet basic blocks per stage")
     p.add_argument("--stem-padding", type=int, default=None,
                    help="padding of the 3×3 stem conv (default: the authors' 2, "
-                        "pipeline.ssl.encoders.STEM_PADDING)")
+                        "pipeline.pretraining.encoders.STEM_PADDING)")
     p.add_argument("--steps", type=int, required=True,
                    help="training steps; 0 saves the encoder at initialisation")
     p.add_argument("--batch-size", type=int, default=None,
                    help="per process (required unless --steps 0)")
-    p.add_argument("--optimizer", default=None, choices=["lars", "sgd", "adamw"],
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
                    help="default: the method's (the paper's)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate per 256 samples of the global batch (default: the method's)")
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear warm-up before the cosine decay (required unless --steps 0)")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable; "
-                        "default: the method's, pipeline.ssl.defaults)")
+                        "default: the method's, pipeline.vocab.methods)")
     p.add_argument("--precision", default=None, choices=sorted(PRECISIONS),
                    help="autocast precision (required unless --steps 0)")
     p.add_argument("--compile", action="store_true",

@@ -15,7 +15,7 @@ from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
 from pipeline.study.figures import (save_curves_plot, save_samples_figure, save_search_plot,
                                     save_sweep_plot)
-from pipeline.study.search import round_lines, search_table, searches
+from pipeline.search.summary import round_lines, search_table, searches
 from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
 
 log = logging.getLogger("pipeline.report")

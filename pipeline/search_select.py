@@ -14,7 +14,7 @@ import time
 from pipeline.core import cli, io, runtime
 from pipeline.search.score import knn_validation_score
 from pipeline.search.select import ranking, validation_split
-from pipeline.ssl.encoders import load_encoder
+from pipeline.pretraining.encoders import load_encoder
 
 log = logging.getLogger("pipeline.search_select")
 

@@ -62,7 +62,7 @@ METHOD_ROWS = [
     ("probe_init", _all("nn.Linear default"), "solo-learn/solo/methods/base.py classifier",
      _all("zeros"), "draws nothing from the RNG, so the backbone trains alike with or without it"),
     ("warmup_start_lr", _all("3e-05"), "solo-learn/solo/methods/base.py scheduler.warmup_start_lr",
-     _all("lr/1000"), "linear from lr/warmup_steps (pipeline.ssl.optim.warmup_cosine)"),
+     _all("lr/1000"), "linear from lr/warmup_steps (pipeline.pretraining.optim.warmup_cosine)"),
 ]
 
 # Strategy → (dup, generated, augmentation file by method kind); scripts/run_simclr.sh and

@@ -17,7 +17,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from pipeline.core.io import save_images
-from pipeline.ssl.loop import pretrain
+from pipeline.pretraining.loop import pretrain
 
 
 def make_tiny_unet(seed: int = 0) -> UNet2DModel:

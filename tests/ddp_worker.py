@@ -9,13 +9,13 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, sys.argv[1])
-from pipeline.ssl.augment import view_params
-from pipeline.ssl.distributed import init_distributed
-from pipeline.ssl.loop import PretrainConfig, pretrain
-import pipeline.ssl.loop as training
+from pipeline.pretraining.augment import view_params
+from pipeline.pretraining.distributed import init_distributed
+from pipeline.pretraining.loop import PretrainConfig, pretrain
+import pipeline.pretraining.loop as training
 torch.set_num_threads(1)
 ctx = init_distributed(torch.device("cpu"))
-from pipeline.ssl.distributed import gather
+from pipeline.pretraining.distributed import gather
 z = torch.full((2, 3), float(ctx.rank), requires_grad=True)
 g = gather(z)
 assert g.shape == (4, 3) and (g[:2] == 0).all() and (g[2:] == 1).all(), g
@@ -40,7 +40,7 @@ for method, extra in (("barlow", {}), ("mocov2plus", {"queue_size": 16})):
     flat = torch.cat([flat] + [p.detach().flatten() for p in e.parameters()])
     assert all(np.isfinite([x["loss"] for x in h]))
 # the online probe: gradients averaged across ranks, test set split between them and reduced
-from pipeline.ssl.online_probe import OnlineProbe
+from pipeline.pretraining.online_probe import OnlineProbe
 from pipeline.evaluation.linear import accuracy, extract_features
 cfg.method, cfg.hparams, cfg.steps = "simclr", {"proj_hidden": 16, "proj_dim": 8}, 4
 test = np.random.default_rng(1).integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.augment: the presets of the AdaInf paper and the batched on-device pipeline,
+"""Tests of pipeline.pretraining.augment: the presets of the AdaInf paper and the batched on-device pipeline,
 whose parameter distributions and formulas are checked against torchvision's."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 
-from pipeline.ssl import augment as A
-from pipeline.ssl.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
+from pipeline.pretraining import augment as A
+from pipeline.pretraining.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
                               describe, preset, view_params)
 
 
@@ -449,7 +449,7 @@ def test_pipeline_on_cuda_matches_cpu_application():
 
 
 def test_asymmetric_methods_train_with_the_asymmetric_preset():
-    from pipeline.ssl.methods import view_preset
+    from pipeline.pretraining.methods import view_preset
 
     assert view_preset("simclr", "weak") == "weak"
     assert view_preset("byol", "weak") == "asym_weak"

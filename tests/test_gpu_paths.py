@@ -10,15 +10,15 @@ from diffusers import UNet2DModel
 
 from conftest import PRETRAIN_ARGS, SAMPLE_ARGS, pretrain_killed_after
 from pipeline.core import io
-from pipeline.ssl import memory
+from pipeline.pretraining import memory
 from pipeline import pretrain as pretrain_stage, sample
-from pipeline.ssl.augment import view_params
+from pipeline.pretraining.augment import view_params
 from pipeline.generation.unet import save_generator
-from pipeline.ssl.distributed import DistContext
-from pipeline.ssl.encoders import Encoder
+from pipeline.pretraining.distributed import DistContext
+from pipeline.pretraining.encoders import Encoder
 from pipeline.data.dataset import pack
-from pipeline.ssl.methods import build_method
-from pipeline.ssl.loop import PretrainConfig, plan_memory, pretrain
+from pipeline.pretraining.methods import build_method
+from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 

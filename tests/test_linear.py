@@ -11,10 +11,10 @@ import torch
 from conftest import LINEAR_ARGS
 from pipeline.core import io
 from pipeline import linear_eval
-from pipeline.ssl.augment import RandomHorizontalFlip, RandomResizedCrop
+from pipeline.pretraining.augment import RandomHorizontalFlip, RandomResizedCrop
 from pipeline.evaluation.linear import (accuracy, extract_features, offline_augmentation, top1, topk_correct,
                              train_linear, train_linear_offline)
-from pipeline.ssl.encoders import Encoder, save_encoder
+from pipeline.pretraining.encoders import Encoder, save_encoder
 
 KEYS = {"method", "strategy", "protocol", "top1", "top5", "num_train", "num_test", "pretrain",
         "seconds"}

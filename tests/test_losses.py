@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.losses: NT-Xent, MoCo's InfoNCE, BYOL's and Barlow Twins' losses against
+"""Tests of pipeline.pretraining.losses: NT-Xent, MoCo's InfoNCE, BYOL's and Barlow Twins' losses against
 values computed by hand."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.pretraining.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
 
 F64 = torch.float64
 
@@ -94,7 +94,7 @@ def test_gradients_flow_and_are_finite():
 def test_every_loss_is_computed_in_fp32_under_bf16_autocast():
     """The heads' outputs are cast up and the loss runs without autocast: the same value as in
     plain fp32 (under bf16 autocast the logits' matmul would otherwise be bf16)."""
-    from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce
+    from pipeline.pretraining.losses import barlow_twins_loss, byol_loss, moco_infonce
 
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g)

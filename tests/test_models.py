@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.encoders: CIFAR ResNets, the Encoder and its checkpoints."""
+"""Tests of pipeline.pretraining.encoders: CIFAR ResNets, the Encoder and its checkpoints."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from pipeline.ssl.encoders import Encoder, cifar_resnet, load_encoder, projection_head, save_encoder
+from pipeline.pretraining.encoders import Encoder, cifar_resnet, load_encoder, projection_head, save_encoder
 
 
 def _count(module: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""Tests of the online linear probe (pipeline.ssl.online_probe) inside pretraining."""
+"""Tests of the online linear probe (pipeline.pretraining.online_probe) inside pretraining."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.ssl.augment import view_params
-from pipeline.ssl.distributed import DistContext
+from pipeline.pretraining.augment import view_params
+from pipeline.pretraining.distributed import DistContext
 from pipeline.evaluation.linear import accuracy, extract_features
-from pipeline.ssl.online_probe import OnlineProbe
-from pipeline.ssl.encoders import Encoder
-from pipeline.ssl.optim import LARS, warmup_cosine
-from pipeline.ssl.methods import METHODS
-from pipeline.ssl.loop import PretrainConfig, pretrain
+from pipeline.pretraining.online_probe import OnlineProbe
+from pipeline.pretraining.encoders import Encoder
+from pipeline.pretraining.optim import LARS, warmup_cosine
+from pipeline.pretraining.methods import METHODS
+from pipeline.pretraining.loop import PretrainConfig, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 
@@ -137,8 +137,8 @@ def test_rejects_unlabelled_test_images():
 def test_probe_is_a_param_group_of_the_methods_optimiser(method, optimizer, lr):
     """solo-learn's learnable_params: the classifier in the method's optimiser, classifier_lr per
     256 (PKU-ML/adainf solo-learn/scripts/pretrain/cifar/*.yaml), no weight decay, one schedule."""
-    from pipeline.ssl.methods import build_method
-    from pipeline.ssl.loop import build_optimizer
+    from pipeline.pretraining.methods import build_method
+    from pipeline.pretraining.loop import build_optimizer
 
     c = cfg(method=method, optimizer=None, lr=None, batch_size=128, steps=100, warmup_steps=10,
             hparams={})

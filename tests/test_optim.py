@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.optim: LARS against its formula computed by hand, make_optimizer, scaled_lr."""
+"""Tests of pipeline.pretraining.optim: LARS against its formula computed by hand, make_optimizer, scaled_lr."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.ssl.optim import LARS, make_optimizer, scaled_lr
+from pipeline.pretraining.optim import LARS, make_optimizer, scaled_lr
 
 
 def _norm(v):

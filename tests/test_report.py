@@ -227,7 +227,7 @@ SEARCH_SPEC = {"candidates": {n: {"generated": n in "cd", "dup": 3, "augmentatio
 
 def test_the_report_shows_the_search_and_auto_beside_the_fixed_strategies(tmp_path):
     from pipeline.study.figures import save_search_plot
-    from pipeline.study.search import round_lines, search_table, searches
+    from pipeline.search.summary import round_lines, search_table, searches
 
     # in the list of rounds in any order: sorted by round
     (found,) = searches(list(reversed(_search_rounds())), SEARCH_SPEC)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from conftest import PRETRAIN_ARGS, pretrain_killed_after
-from pipeline.ssl.augment import view_params
-from pipeline.ssl.distributed import DistContext
-from pipeline.ssl.online_probe import OnlineProbe
-from pipeline.ssl.loop import PretrainConfig, pretrain
+from pipeline.pretraining.augment import view_params
+from pipeline.pretraining.distributed import DistContext
+from pipeline.pretraining.online_probe import OnlineProbe
+from pipeline.pretraining.loop import PretrainConfig, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, change)
     kw = {"lr": 0.01} if change == "lr" else {}
     real = data(seed=9) if change == "data" else data()
     make_probe = new_probe if change == "probe" else lambda: None
-    with caplog.at_level("WARNING", logger="pipeline.ssl.loop"):
+    with caplog.at_level("WARNING", logger="pipeline.pretraining.loop"):
         enc, history = pretrain(tiny_cfg(**kw), view_params("standard"), real, None, CPU,
                                 checkpoint=ckpt, probe=make_probe())
     assert "starting fresh" in caplog.text
@@ -107,7 +107,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, change)
 def test_checkpoint_interval_is_not_part_of_the_run(tmp_path, caplog):
     ckpt = tmp_path / "ckpt.pt"
     _killed_at_2(ckpt)
-    with caplog.at_level("INFO", logger="pipeline.ssl.loop"):
+    with caplog.at_level("INFO", logger="pipeline.pretraining.loop"):
         _, history = pretrain(tiny_cfg(checkpoint_every=3), view_params("standard"), data(),
                               None, CPU, checkpoint=ckpt)
     assert "resumed from" in caplog.text and len(history) == 6
@@ -136,7 +136,7 @@ def test_a_finished_run_leaves_no_checkpoint_so_a_forced_rerun_trains(tmp_path):
 
 def test_momentum_follows_the_authors_schedule(monkeypatch):
     """The k-th EMA update uses tau(k-1) (solo-learn's MomentumUpdater): tau_base first."""
-    from pipeline.ssl.methods import BYOL
+    from pipeline.pretraining.methods import BYOL
 
     taus = []
     update = BYOL.momentum_update
@@ -150,7 +150,7 @@ def test_momentum_follows_the_authors_schedule(monkeypatch):
 
 
 def test_nan_loss_stops_with_the_step(monkeypatch):
-    from pipeline.ssl import methods as ssl_methods
+    from pipeline.pretraining import methods as ssl_methods
 
     calls = {"n": 0}
     original = ssl_methods.SimCLR.forward

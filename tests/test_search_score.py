@@ -13,10 +13,10 @@ from pipeline.core.io import save_images
 from pipeline.search.score import knn_validation_score
 from pipeline.search.select import validation_split
 from pipeline.search_select import main
-from pipeline.ssl.augment import view_params
-from pipeline.ssl.distributed import DistContext
-from pipeline.ssl.encoders import save_encoder
-from pipeline.ssl.loop import PretrainConfig, pretrain
+from pipeline.pretraining.augment import view_params
+from pipeline.pretraining.distributed import DistContext
+from pipeline.pretraining.encoders import save_encoder
+from pipeline.pretraining.loop import PretrainConfig, pretrain
 
 
 def digits(n=600):

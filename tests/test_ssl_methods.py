@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.methods (the losses themselves are in test_losses.py)."""
+"""Tests of pipeline.pretraining.methods (the losses themselves are in test_losses.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
-from pipeline.ssl.encoders import Encoder
-from pipeline.ssl.optim import make_optimizer
-from pipeline.ssl.methods import (METHODS, BYOL, BarlowTwins, MoCoV2Plus, SimCLR, build_method,
+from pipeline.pretraining.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.pretraining.encoders import Encoder
+from pipeline.pretraining.optim import make_optimizer
+from pipeline.pretraining.methods import (METHODS, BYOL, BarlowTwins, MoCoV2Plus, SimCLR, build_method,
                                   cosine_tau)
 
 TINY = {

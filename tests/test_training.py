@@ -1,4 +1,4 @@
-"""Tests of pipeline.ssl.loop (every SSL method, with data inflation) and the pretrain stage."""
+"""Tests of pipeline.pretraining.loop (every SSL method, with data inflation) and the pretrain stage."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import torch.nn as nn
 from conftest import PRETRAIN_ARGS
 from pipeline.core import io
 from pipeline import pretrain as pretrain_stage
-from pipeline.ssl import methods as ssl_methods, loop as training
-from pipeline.ssl.augment import view_params
-from pipeline.ssl.distributed import DistContext
+from pipeline.pretraining import methods as ssl_methods, loop as training
+from pipeline.pretraining.augment import view_params
+from pipeline.pretraining.distributed import DistContext
 from pipeline.data.inflation import InflatedIndex
-from pipeline.ssl.encoders import Encoder, load_encoder
+from pipeline.pretraining.encoders import Encoder, load_encoder
 from pipeline.data.dataset import pack
-from pipeline.ssl.loop import PretrainConfig, channel_stats, pretrain, warmup_cosine
+from pipeline.pretraining.loop import PretrainConfig, channel_stats, pretrain, warmup_cosine
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw",

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core.errors import UserError
+from pipeline.vocab.names import PRECISIONS  # noqa: F401  (stages import it from here)
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger("pipeline")
 
-# The precisions a network can run in: fp32, or torch.autocast to bf16 or fp16.
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def precision_dtype(precision: str) -> torch.dtype | None:

@@ -17,8 +17,8 @@ import jsonschema
 import yaml
 
 from pipeline.dag.search import search_problems
-from pipeline.ssl.presets import view_params
-from pipeline.ssl.defaults import head_keys
+from pipeline.vocab.augmentation import view_params
+from pipeline.vocab.methods import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
 MAX_SHARDS = 100_000

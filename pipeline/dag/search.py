@@ -13,7 +13,7 @@ from pipeline.dag.job_params import opt, opts, pretrain_args
 from pipeline.search.candidates import SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
-from pipeline.ssl.presets import view_params
+from pipeline.vocab.augmentation import view_params
 
 
 def survivors_of(round_file: str) -> list[str]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
+from pipeline.vocab.names import REAL_SOURCES as SOURCES
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 

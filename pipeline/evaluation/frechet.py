@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core import io, runtime
 from pipeline.core.errors import UserError
+from pipeline.vocab.names import FID_FEATURES, FID_PRECISIONS
 
 if TYPE_CHECKING:
     import torch
@@ -28,9 +29,8 @@ if TYPE_CHECKING:
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
                    "fid_weights/pt_inception-2015-12-05-6726825d.pth")
 
-FEATURES = ("inception", "pixels")
 # fp32 here means TF32 off; tf32 is fp32 with TF32 CUDA matmuls and convolutions.
-PRECISIONS = ("fp32", "tf32", "bf16")
+FEATURES, PRECISIONS = FID_FEATURES, FID_PRECISIONS
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Linear evaluation of a frozen encoder on real labelled images.
 
-Two offline protocols (the online one, during pretraining, is pipeline.ssl.online_probe):
+Two offline protocols (the online one, during pretraining, is pipeline.pretraining.online_probe):
 
 - `features`: features computed once (no augmentation), an AdamW linear classifier on the
   standardised features, plus weighted k-NN;
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from pipeline.core.tensors import to_nchw
-from pipeline.ssl.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
-from pipeline.ssl.optim import warmup_cosine
+from pipeline.pretraining.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
+from pipeline.pretraining.optim import warmup_cosine
 
 
 @torch.no_grad()

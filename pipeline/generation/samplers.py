@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from pipeline.core.runtime import PRECISIONS, autocast
 from pipeline.generation.unet import to_uint8
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample
+from pipeline.vocab.names import SAMPLERS
 
-SAMPLERS = ("ddpm", "ddim", "edm")
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pipeline.ssl.presets import PRESETS
+from pipeline.vocab.augmentation import PRESETS
+from pipeline.vocab.names import AUTO, PROTOCOLS, RANDOM_INIT  # noqa: F401  (re-exported)
 
-RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
-AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
 SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
 COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
 # how a report names the x axis of a sweep (the setting's own name where not listed)
 AXIS_LABELS = {"num_generated": "number of generated images",
                "real_fraction": "fraction of the real training split (pretraining)"}
-PROTOCOLS = ("online", "offline", "features")
 
 
 def effective_setting(strategy: dict, setting: str, num_images: int | None = None) -> float:

@@ -28,13 +28,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.core.tensors import to_nchw
-from pipeline.ssl.distributed import DistContext
+from pipeline.pretraining.distributed import DistContext
 from pipeline.evaluation.linear import topk_correct
-from pipeline.ssl.optim import scaled_lr
+from pipeline.pretraining.optim import scaled_lr
 
 
 class OnlineProbe:
-    """Give it to `pipeline.ssl.loop.pretrain(..., probe=...)`; afterwards `curve` holds one
+    """Give it to `pipeline.pretraining.loop.pretrain(..., probe=...)`; afterwards `curve` holds one
     {"step", "top1", "top5"} per evaluation (top-k in % of the test split)."""
 
     def __init__(self, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,

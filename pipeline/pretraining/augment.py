@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 
 # The presets live in a torch-free module (the Snakefile reads them); re-exported here.
-from pipeline.ssl.presets import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, describe,
+from pipeline.vocab.augmentation import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, describe,
                                   preset, view_params)
 
 __all__ = ["ASYM_PRESETS", "PRESETS", "VIEW_PRESETS", "AugParams", "describe", "preset",

@@ -1,6 +1,6 @@
 """Each SSL method's default hyper-parameters (the paper's / solo-learn's), torch-free.
 
-The method classes in pipeline.ssl.methods take their DEFAULTS from here, and the workflow reads
+The method classes in pipeline.pretraining.methods take their DEFAULTS from here, and the workflow reads
 the same table when it checks `pretrain.method_args` at config time without importing torch.
 """
 

@@ -108,7 +108,7 @@ class Encoder(nn.Module):
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
     """Linear-BN-ReLU-Linear: BYOL's projector and predictor in solo-learn (SimCLR's and
     MoCo V2+'s projectors have no batch-norm, Barlow Twins' has three layers: see
-    pipeline.ssl.methods)."""
+    pipeline.pretraining.methods)."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(),
                          nn.Linear(hidden_dim, out_dim))
 

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 import torch
 from torch.optim import Optimizer
 
+from pipeline.vocab.names import OPTIMIZERS
+
 
 def scaled_lr(lr_per_256: float, global_batch: int) -> float:
     """The linear scaling rule of the paper's configs: lr = lr_per_256 · global_batch / 256."""
@@ -94,7 +96,6 @@ def _plain(params: Iterable) -> list:
     return out
 
 
-OPTIMIZERS = ("lars", "sgd", "adamw")
 
 
 def make_optimizer(name: str, params: Iterable, lr: float, weight_decay: float) -> Optimizer:

@@ -4,7 +4,7 @@ The packed uint8 images go to the device once; each step gathers a batch by inde
 replicated `dup` times virtually, plus generated ones) and augments it on the device with
 per-sample random parameters. Checkpoints are written atomically every N steps and a restarted
 job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP). An
-optional online linear probe (pipeline.ssl.online_probe) trains on the detached features alongside.
+optional online linear probe (pipeline.pretraining.online_probe) trains on the detached features alongside.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from tqdm.auto import tqdm
 from pipeline.core import io
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tensors import to_nchw
-from pipeline.ssl.augment import AugParams, build_augmentation
-from pipeline.ssl.distributed import DistContext, local_only
+from pipeline.pretraining.augment import AugParams, build_augmentation
+from pipeline.pretraining.distributed import DistContext, local_only
 from pipeline.data.inflation import InflatedIndex
-from pipeline.ssl.memory import check_fits, device_budget, memory_plan
-from pipeline.ssl.encoders import Encoder
-from pipeline.ssl.optim import make_optimizer, scaled_lr, warmup_cosine
-from pipeline.ssl.methods import METHODS, build_method
+from pipeline.pretraining.memory import check_fits, device_budget, memory_plan
+from pipeline.pretraining.encoders import Encoder
+from pipeline.pretraining.optim import make_optimizer, scaled_lr, warmup_cosine
+from pipeline.pretraining.methods import METHODS, build_method
 
 if TYPE_CHECKING:
-    from pipeline.ssl.online_probe import OnlineProbe
+    from pipeline.pretraining.online_probe import OnlineProbe
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class PretrainConfig:
     widths: list[int]
     blocks: list[int]
-    stem_padding: int | None = None  # None: pipeline.ssl.encoders.STEM_PADDING (the authors' 2)
+    stem_padding: int | None = None  # None: pipeline.pretraining.encoders.STEM_PADDING (the authors' 2)
     method: str = "simclr"
     steps: int = 1000
     batch_size: int = 256  # per process; the global batch is batch_size × processes
@@ -117,7 +117,7 @@ def build_optimizer(cfg: PretrainConfig, method: nn.Module, world: int,
 
 
 def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape, world: int):
-    """The device memory plan of this run (pipeline.ssl.memory), measured on a CPU copy."""
+    """The device memory plan of this run (pipeline.pretraining.memory), measured on a CPU copy."""
     o = resolved_optim(cfg, world)
     with local_only():
         return memory_plan(num_images=num_images, image_shape=image_shape,

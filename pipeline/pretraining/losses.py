@@ -4,8 +4,8 @@ and Barlow Twins' redundancy reduction.
 Written here rather than taken from lightly: lightly's install pulls in pytorch-lightning and
 hydra for what is a few lines of tensor code. The formulas follow solo-learn (the code base of the
 AdaInf authors). The losses themselves never communicate: under DDP the methods
-(pipeline.ssl.methods) give SimCLR's and Barlow Twins' losses the global batch, all-gathered
-with gradients by pipeline.ssl.distributed.gather, and enqueue MoCo's gathered keys; BYOL's loss
+(pipeline.pretraining.methods) give SimCLR's and Barlow Twins' losses the global batch, all-gathered
+with gradients by pipeline.pretraining.distributed.gather, and enqueue MoCo's gathered keys; BYOL's loss
 stays per rank. Every loss runs in float32 (`fp32`), also under autocast.
 """
 

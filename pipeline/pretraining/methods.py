@@ -1,6 +1,6 @@
 """The four self-supervised methods of the AdaInf paper: SimCLR, MoCo V2+, BYOL, Barlow Twins.
 
-Each method is an nn.Module around an online `encoder` (pipeline.ssl.encoders.Encoder) with its heads
+Each method is an nn.Module around an online `encoder` (pipeline.pretraining.encoders.Encoder) with its heads
 (and, for MoCo and BYOL, momentum "target" copies), following solo-learn (the authors' code base):
 
     method = build_method("byol", encoder, proj_hidden=16)   # hparams override DEFAULTS
@@ -31,10 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.ssl.distributed import gather
-from pipeline.ssl.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
-from pipeline.ssl.defaults import METHOD_DEFAULTS
-from pipeline.ssl.encoders import Encoder, projection_head
+from pipeline.pretraining.distributed import gather
+from pipeline.pretraining.losses import barlow_twins_loss, byol_loss, moco_infonce, nt_xent
+from pipeline.vocab.methods import METHOD_DEFAULTS
+from pipeline.pretraining.encoders import Encoder, projection_head
 
 
 def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
@@ -117,7 +117,7 @@ class _MomentumMethod(SSLMethod):
     def momentum_update(self, step: int, total_steps: int) -> float:
         """target ← tau·target + (1 − tau)·online with tau = momentum_tau(step, total_steps).
 
-        `step` counts the optimiser steps done before this one: pipeline.ssl.loop calls it with 0
+        `step` counts the optimiser steps done before this one: pipeline.pretraining.loop calls it with 0
         after the first step (tau_base) and total_steps − 1 after the last, as solo-learn's
         MomentumUpdater does (its k-th update uses the tau of step k − 1; the authors' fork
         updates in on_train_batch_end with the step count before incrementing it). Returns the

@@ -1,0 +1,17 @@
+"""Closed lists of names, one place each; the schema's enums and every stage's `choices` match them."""
+
+METHODS = ("simclr", "mocov2plus", "byol", "barlow")
+OPTIMIZERS = ("lars", "sgd", "adamw")
+SAMPLERS = ("ddpm", "ddim", "edm")
+# a network's precision: fp32, or torch.autocast to bf16 or fp16
+PRECISIONS = ("fp32", "bf16", "fp16")
+# the FID Inception's precision: fp32 (TF32 off), tf32 (fp32 with TF32 CUDA matmuls), bf16
+FID_PRECISIONS = ("fp32", "tf32", "bf16")
+FID_FEATURES = ("inception", "pixels")
+PROTOCOLS = ("online", "offline", "features")  # of linear evaluation; online runs in pretraining
+REAL_SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
+GENERATOR_SOURCES = ("train", "pretrained", "npz")
+AUGMENTATIONS = ("standard", "weak")  # a strategy's preset; BYOL/Barlow take its asym_ variant
+
+RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
+AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)

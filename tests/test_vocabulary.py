@@ -1,0 +1,45 @@
+"""The config schema's enums and the Python vocabulary (pipeline.vocab) name the same things: a
+name added to one and not the other fails here, not in a user's run."""
+
+from __future__ import annotations
+
+import yaml
+
+from conftest import REPO
+from pipeline.pretraining.methods import METHODS as METHOD_CLASSES
+from pipeline.vocab import names
+from pipeline.vocab.augmentation import PRESETS
+
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def enum(*path: str) -> list:
+    node = SCHEMA
+    for key in path:
+        node = node[key]
+    return [v for v in node["enum"] if v is not None]
+
+
+def test_the_schema_enums_are_the_vocabulary():
+    p = ("properties",)
+    assert enum(*p, "experiments", "properties", "methods", "items") == list(names.METHODS)
+    assert enum(*p, "pretrain", "properties", "optimizer") == list(names.OPTIMIZERS)
+    assert enum(*p, "pretrain", "properties", "precision") == list(names.PRECISIONS)
+    assert enum(*p, "sampling", "properties", "sampler") == list(names.SAMPLERS)
+    assert enum(*p, "sampling", "properties", "precision") == list(names.PRECISIONS)
+    assert enum(*p, "fid", "properties", "features") == list(names.FID_FEATURES)
+    assert enum(*p, "fid", "properties", "precision") == list(names.FID_PRECISIONS)
+    assert enum(*p, "linear_eval", "properties", "protocols", "items") == list(names.PROTOCOLS)
+    assert enum(*p, "real", "properties", "source") == list(names.REAL_SOURCES)
+    assert enum(*p, "generator", "properties", "source") == list(names.GENERATOR_SOURCES)
+    strategy = SCHEMA["properties"]["strategies"]
+    assert (strategy["additionalProperties"]["properties"]["augmentation"]["enum"]
+            == list(names.AUGMENTATIONS))
+    assert strategy["propertyNames"]["not"]["enum"] == [names.RANDOM_INIT, names.AUTO]
+    assert (SCHEMA["properties"]["pretrain"]["properties"]["method_args"]["propertyNames"]["enum"]
+            == list(names.METHODS))
+
+
+def test_the_code_serves_every_name():
+    assert tuple(METHOD_CLASSES) == names.METHODS
+    assert tuple(PRESETS) == names.AUGMENTATIONS
