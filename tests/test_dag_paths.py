@@ -44,11 +44,10 @@ def test_threads_fall_back_to_the_default_then_one(config):
 
 
 def test_pretrain_launcher_uses_torchrun_only_for_several_processes(config):
-    assert pretrain_launcher(config, "adainf") == "python -m pipeline.pretrain"
+    assert pretrain_launcher(config, "adainf") == ""
     config["pretrain"]["processes"] = 4
-    assert pretrain_launcher(config, "adainf") == \
-        "torchrun --standalone --nproc_per_node 4 -m pipeline.pretrain"
-    assert pretrain_launcher(config, RANDOM_INIT) == "python -m pipeline.pretrain"
+    assert pretrain_launcher(config, "adainf") == "torchrun --standalone --nproc_per_node 4 --no-python"
+    assert pretrain_launcher(config, RANDOM_INIT) == ""
 
 
 def test_shards_cover_the_images_once(config):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.study.design import Design, plan, result_path
+from pipeline.dag.paths import result_path
+from pipeline.study.design import Design, plan
 
 STRATEGIES = {"none": {"dup": 1, "generated": False, "augmentation": "standard"},
               "adainf": {"dup": 10, "generated": True, "augmentation": "weak"},

@@ -3,3 +3,8 @@
 
 class UserError(Exception):
     """Bad input (a file, a value) that the user can fix; the message names it."""
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work, found when the Snakefile reads the config; the message
+    names the key."""

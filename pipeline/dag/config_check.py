@@ -9,13 +9,14 @@ Torch-free: the Snakefile calls these on every parse.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from pipeline.core.errors import ConfigError
+from pipeline.dag.paths import num_shards
 from pipeline.dag.search import search_problems
 from pipeline.vocab.augmentation import view_params
 from pipeline.vocab.methods import head_keys
@@ -23,10 +24,6 @@ from pipeline.vocab.methods import head_keys
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
 MAX_SHARDS = 100_000
 SHARD_DIGITS = 5
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key."""
 
 
 def _key(path) -> str:
@@ -51,12 +48,6 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
     lines = schema_errors(config, schema_path)
     if lines:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-
-
-def num_shards(sampling: dict, num_images: int | None = None) -> int:
-    """Shards of `num_images` generated images (default: sampling.num_images)."""
-    total = sampling["num_images"] if num_images is None else num_images
-    return math.ceil(total / sampling["shard_size"])
 
 
 def looks_local(model: str) -> bool:

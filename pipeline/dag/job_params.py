@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from pipeline.dag.paths import dataset_dir, real_split, result_path
 from pipeline.study.design import RANDOM_INIT, Design
 
 
@@ -50,10 +51,6 @@ def untracked(value):
     return lambda wildcards, input: value
 
 
-def cell_dir(out: str, method: str, variant: str, seed) -> str:
-    return f"{out}/pretrain/{method}/{variant}/seed{seed}"
-
-
 def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
@@ -65,11 +62,11 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         return opts(backbone, opt("--steps", 0))
     online = {}
     if "online" in design.protocols:
-        online = {"test": f"{out}/real/test.npz",
-                  "out": f"{cell_dir(out, method, variant, seed)}/online.json",
+        online = {"test": real_split(out, "test"),
+                  "out": result_path(out, method, variant, seed, "online"),
                   **config["linear_eval"]["online"]}
     return opts(
-        opt("--generated", f"{out}/dataset/generated" if s["generated"] else None),
+        opt("--generated", dataset_dir(out, "generated") if s["generated"] else None),
         opt("--dup", s["dup"]),
         opt("--augmentation", s["augmentation"]),
         opt("--crop-min-scale", s.get("crop_min_scale")),
@@ -124,3 +121,38 @@ def fid_stats_args(config: dict) -> str:
 
 def fid_stats_untracked_args(config: dict) -> str:
     return opt("--batch-size", config["fid"]["batch_size"])
+
+
+def prepare_real_args(config: dict) -> str:
+    """The real data's source and split (`download` is untracked: fetching CIFAR or finding it on
+    disk gives the same data)."""
+    r = config["real"]
+    return opts(opt("--source", r["source"]), opt("--root", r["root"]),
+                opt("--resolution", r["resolution"]), opt("--test-fraction", r["test_fraction"]),
+                opt("--seed", r["seed"]))
+
+
+def prepare_real_untracked_args(config: dict) -> str:
+    return opt("--download", config["real"]["download"])
+
+
+def train_generator_args(config: dict) -> str:
+    """Every setting of the generator trained here (generator.train)."""
+    t = config["generator"]["train"]
+    return opts(*(opt(f"--{k.replace('_', '-')}", t[k]) for k in
+                  ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr",
+                   "ema_decay", "snr_gamma", "beta_schedule", "seed")))
+
+
+def linear_eval_args(config: dict, protocol: str) -> str:
+    """An offline or features evaluation's settings (linear_eval.PROTOCOL)."""
+    l = config["linear_eval"][protocol]
+    return opts(opt("--epochs", l["epochs"]), opt("--batch-size", l["batch_size"]),
+                opt("--lr", l["lr"]), opt("--weight-decay", l["weight_decay"]))
+
+
+def cut_npz_args(config: dict, num_images: int) -> str:
+    """generator.source npz: which images of the files become the shards."""
+    return opts(opt("--source", config["generator"]["path"]),
+                opt("--shard-size", config["sampling"]["shard_size"]),
+                opt("--num-images", num_images), opt("--resolution", config["real"]["resolution"]))

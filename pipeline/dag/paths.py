@@ -10,13 +10,49 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from pipeline.core import io
-from pipeline.dag.config_check import ConfigError, num_shards
-from pipeline.dag.search import SearchPlan
+from pipeline.core.errors import ConfigError
 from pipeline.data.npz_source import image_shape, npz_files
-from pipeline.study.design import RANDOM_INIT, Design, result_path
+from pipeline.study.design import RANDOM_INIT, Design
+
+# --- file names: every path of the DAG is spelled here, and only here ------------------------
+
+
+def real_split(out: str, split: str) -> str:
+    """The real data's `train` or `test` split, as prepare_real writes it."""
+    return f"{out}/real/{split}.npz"
+
+
+def dataset_dir(out: str, part: str) -> str:
+    """A packed dataset folder (`real` or `generated`)."""
+    return f"{out}/dataset/{part}"
+
+
+def cell_dir(out: str, method: str, variant, seed) -> str:
+    """Where a cell's encoder, history and online-probe result are (wildcard patterns welcome)."""
+    return f"{out}/pretrain/{method}/{variant}/seed{seed}"
+
+
+def result_path(out: str, method: str, variant: str, seed, protocol: str) -> str:
+    """Where an evaluation's JSON lands: the online probe's beside its encoder."""
+    if protocol == "online":
+        return f"{cell_dir(out, method, variant, seed)}/online.json"
+    return f"{out}/linear/{method}/{variant}/seed{seed}/{protocol}.json"
+
+
+def shard_manifest(out: str, shard) -> str:
+    """A sample shard's manifest (its images and labels are beside it, see shard_data)."""
+    return f"{out}/samples/shard_{shard:05d}.json" if isinstance(shard, int) else \
+        f"{out}/samples/shard_{shard}.json"
+
+
+def num_shards(sampling: dict, num_images: int | None = None) -> int:
+    """Shards of `num_images` generated images (default: sampling.num_images)."""
+    total = sampling["num_images"] if num_images is None else num_images
+    return math.ceil(total / sampling["shard_size"])
 
 
 def threads_for(config: dict, rule: str) -> int:
@@ -25,11 +61,13 @@ def threads_for(config: dict, rule: str) -> int:
 
 
 def pretrain_launcher(config: dict, variant: str) -> str:
-    """`torchrun` for pretraining on several processes; random_init trains nothing, so one."""
+    """What the pretrain command (`python -m pipeline.pretrain ...`) runs under: `torchrun` for
+    several processes (`--no-python`: it starts the command as written), else nothing;
+    random_init trains nothing, so one process."""
     n = config["pretrain"]["processes"]
     if n == 1 or variant == RANDOM_INIT:
-        return "python -m pipeline.pretrain"
-    return f"torchrun --standalone --nproc_per_node {n} -m pipeline.pretrain"
+        return ""
+    return f"torchrun --standalone --nproc_per_node {n} --no-python"
 
 
 def sampler_description(config: dict) -> dict:
@@ -50,6 +88,19 @@ class WorkflowPaths:
         self.out = config["output_dir"].rstrip("/")
         self.online = "online" in design.protocols
 
+    def real(self, split: str) -> str:
+        return real_split(self.out, split)
+
+    def dataset(self, part: str) -> str:
+        return dataset_dir(self.out, part)
+
+    def result(self, method: str, variant: str, seed, protocol: str) -> str:
+        return result_path(self.out, method, variant, seed, protocol)
+
+    def cell(self) -> str:
+        """A cell's folder as a rule's wildcard pattern."""
+        return cell_dir(self.out, "{method}", "{variant}", "{seed}")
+
     # --- sampling -------------------------------------------------------------------------
     def num_generated(self) -> int:
         """Images in the generated set: sampling.num_images, or with generator.source npz the
@@ -64,7 +115,11 @@ class WorkflowPaths:
 
     def shard_files(self) -> list[str]:
         """Each sample shard's manifest (written last, beside its .images.npy and .labels.npy)."""
-        return [f"{self.out}/samples/shard_{i:05d}.json" for i in range(self.num_shards())]
+        return [shard_manifest(self.out, i) for i in range(self.num_shards())]
+
+    def shard_pattern(self) -> str:
+        """A shard's manifest as the sample rule's output pattern ({shard}: five digits)."""
+        return shard_manifest(self.out, "{shard}")
 
     @staticmethod
     def shard_data(manifest: str) -> list[str]:
@@ -106,8 +161,8 @@ class WorkflowPaths:
     def fid_stats_inputs(self, name: str) -> dict:
         """The images of a `fid_stats` job: the real train split or one shard (with its data)."""
         if name == "real":
-            return {"images": f"{self.out}/real/train.npz"}
-        manifest = f"{self.out}/samples/{name}.json"
+            return {"images": self.real("train")}
+        manifest = shard_manifest(self.out, name.removeprefix("shard_"))
         return {"images": manifest, "data": self.shard_data(manifest)}
 
     def real_fid_reference(self) -> str:
@@ -119,18 +174,18 @@ class WorkflowPaths:
 
     # --- pretraining and evaluation -------------------------------------------------------
     def pretrain_inputs(self, variant: str) -> dict:
-        inputs = {"real": f"{self.out}/dataset/real"}
+        inputs = {"real": self.dataset("real")}
         if self.design.settings(variant)["generated"]:
-            inputs["generated"] = f"{self.out}/dataset/generated"
+            inputs["generated"] = self.dataset("generated")
         if self.online and variant != RANDOM_INIT:
-            inputs["test"] = f"{self.out}/real/test.npz"
+            inputs["test"] = self.real("test")
         return inputs
 
     def evaluation_files(self) -> list[str]:
         return [result_path(self.out, m, v, s, p) for m, v, s, p in self.design.evaluations()]
 
     def history_files(self) -> list[str]:
-        return [f"{self.out}/pretrain/{m}/{v}/seed{s}/history.csv"
+        return [f"{cell_dir(self.out, m, v, s)}/history.csv"
                 for m, v, s in self.design.cells() if v != RANDOM_INIT]
 
     def intermediate_files(self) -> list[str]:
@@ -139,17 +194,17 @@ class WorkflowPaths:
         with them, a plain rerun rebuilds any output that went missing (or was moved aside as
         damaged) after a finished run, and what depends on it."""
         out, d = self.out, self.design
-        files = [f"{out}/dataset/real", f"{out}/real/test.npz", f"{out}/fid.json"]
+        files = [self.dataset("real"), self.real("test"), f"{out}/fid.json"]
         if any(d.settings(v)["generated"] for v in d.variants):
-            files.append(f"{out}/dataset/generated")
+            files.append(self.dataset("generated"))
         for manifest in self.shard_files():
             files += [manifest, *self.shard_data(manifest),
                       f"{out}/fid/{Path(manifest).stem}.stats.npz"]
-        files += [f"{out}/pretrain/{m}/{v}/seed{s}/encoder.pt" for m, v, s in d.cells()]
+        files += [f"{cell_dir(out, m, v, s)}/encoder.pt" for m, v, s in d.cells()]
         return files
 
     # --- report ---------------------------------------------------------------------------
-    def design_file(self) -> str:
+    def design_file(self, search_spec: dict | None = None) -> str:
         """The report's design (the study's cells and the sampler), written now if missing.
 
         Its name carries a digest of its content, so a changed design is a new input of the
@@ -157,8 +212,8 @@ class WorkflowPaths:
         finished run depends on. Written atomically: parallel parses (cluster jobs) agree.
         """
         spec = {"design": self.design.to_dict(), "sampling": sampler_description(self.config)}
-        if self.design.auto:
-            spec["search"] = SearchPlan(self.config).spec()
+        if search_spec is not None:  # the auto search's (pipeline.dag.search.SearchPlan.spec)
+            spec["search"] = search_spec
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         path = Path(f"{self.out}/design/{digest}.json")
         if not path.exists():

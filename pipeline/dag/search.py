@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipeline.core import io
 from pipeline.dag.job_params import opt, opts, pretrain_args
+from pipeline.dag.paths import dataset_dir
 from pipeline.search.candidates import SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
@@ -58,9 +59,9 @@ class SearchPlan:
 
     def train_inputs(self, method: str, seed, round: int, candidate: str) -> dict:
         """The packed data and, after round 0, the state the candidate resumes from."""
-        inputs = {"real": f"{self.out}/dataset/real"}
+        inputs = {"real": dataset_dir(self.out, "real")}
         if self.candidates[candidate]["generated"]:
-            inputs["generated"] = f"{self.out}/dataset/generated"
+            inputs["generated"] = dataset_dir(self.out, "generated")
         if round > 0:
             inputs["state"] = self.state(method, seed, round - 1, candidate)
         return inputs

@@ -136,9 +136,3 @@ def plan(config: dict) -> Design:
                   seeds=list(e.get("seeds", [0])), protocols=protocols, variants=variants,
                   sweeps=sweeps, auto=AUTO in e["strategies"])
 
-
-def result_path(out: str, method: str, variant: str, seed: int, protocol: str) -> str:
-    """Where an evaluation's JSON lands: the online probe's beside its encoder."""
-    if protocol == "online":
-        return f"{out}/pretrain/{method}/{variant}/seed{seed}/online.json"
-    return f"{out}/linear/{method}/{variant}/seed{seed}/{protocol}.json"

@@ -1,12 +1,11 @@
 rule prepare_real:
     output:
-        train=f"{OUT}/real/train.npz",
-        test=f"{OUT}/real/test.npz",
+        train=PATHS.real("train"),
+        test=PATHS.real("test"),
     params:
-        real=settings(config["real"], without=("download",)),
-        root=opt("--root", config["real"]["root"]),
+        opts=prepare_real_args(config),
         # fetching CIFAR or finding it on disk gives the same data
-        download=untracked(opt("--download", config["real"]["download"])),
+        download=untracked(prepare_real_untracked_args(config)),
         device=untracked(DEVICE),
     log:
         "logs/prepare_real.log",
@@ -16,20 +15,18 @@ rule prepare_real:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "prepare_real --source {params.real[source]} {params.root} {params.download}"
-        " --resolution {params.real[resolution]} --test-fraction {params.real[test_fraction]}"
-        " --seed {params.real[seed]} --train-out {output.train} --test-out {output.test}"
-        + RUNTIME + LOG
+        "python -m pipeline.prepare_real {params.opts} {params.download}"
+        " --train-out {output.train} --test-out {output.test}" + RUNTIME + LOG
 
 
 # The generated part references the sample shards in place (they are written in the packed
 # format with their checksums), so packing it writes only a manifest.
 rule pack:
     input:
-        files=lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else PATHS.shard_files(),
+        files=lambda wc: rules.prepare_real.output.train if wc.part == "real" else PATHS.shard_files(),
         data=lambda wc: [] if wc.part == "real" else PATHS.all_shard_data(),
     output:
-        directory(f"{OUT}/dataset/{{part}}"),
+        directory(PATHS.dataset("{part}")),
     wildcard_constraints:
         part="real|generated",
     log:
@@ -39,4 +36,4 @@ rule pack:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "pack --part {wildcards.part} --inputs {input.files} --out {output}" + LOG
+        "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output}" + LOG

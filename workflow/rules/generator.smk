@@ -1,15 +1,10 @@
 rule train_generator:
     input:
-        f"{OUT}/real/train.npz",
+        rules.prepare_real.output.train,
     output:
         directory(f"{OUT}/generator"),
     params:
-        t=settings(config["generator"]["train"]),
-        opts=" ".join([
-            opt("--channels", config["generator"]["train"]["channels"]),
-            opt("--attention", config["generator"]["train"]["attention"]),
-            opt("--snr-gamma", config["generator"]["train"]["snr_gamma"]),
-        ]),
+        opts=train_generator_args(config),
         device=untracked(DEVICE),
     log:
         "logs/train_generator.log",
@@ -23,10 +18,7 @@ rule train_generator:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "train_generator --real {input} --out {output} {params.opts}"
-        " --layers-per-block {params.t[layers_per_block]} --steps {params.t[steps]}"
-        " --batch-size {params.t[batch_size]} --lr {params.t[lr]} --ema-decay {params.t[ema_decay]}"
-        " --beta-schedule {params.t[beta_schedule]} --seed {params.t[seed]}"
+        GPU_SLOTS + "python -m pipeline.train_generator --real {input} --out {output} {params.opts}"
         + RUNTIME + LOG
 
 
@@ -34,9 +26,9 @@ rule sample:
     input:
         PATHS.generator_inputs(),
     output:
-        images=f"{OUT}/samples/shard_{{shard}}.images.npy",
-        labels=f"{OUT}/samples/shard_{{shard}}.labels.npy",
-        manifest=f"{OUT}/samples/shard_{{shard}}.json",
+        images=PATHS.shard_data(PATHS.shard_pattern())[0],
+        labels=PATHS.shard_data(PATHS.shard_pattern())[1],
+        manifest=PATHS.shard_pattern(),
     wildcard_constraints:
         shard=r"\d{5}",
     params:
@@ -56,7 +48,7 @@ rule sample:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "sample --model {params.model:q} --out {output.manifest}"
+        GPU_SLOTS + "python -m pipeline.sample --model {params.model:q} --out {output.manifest}"
         " --start {params.range[start]} --count {params.range[count]} {params.opts}"
         " {params.speed}" + RUNTIME + LOG
 
@@ -83,8 +75,8 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "fid_stats --images {input.images} --out {output} {params.opts} {params.speed}"
-        + RUNTIME + LOG
+        GPU_SLOTS + "python -m pipeline.fid_stats --images {input.images} --out {output}"
+        " {params.opts} {params.speed}" + RUNTIME + LOG
 
 
 rule fid:
@@ -100,4 +92,4 @@ rule fid:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "fid --real {input.real} --generated {input.generated} --out {output}" + LOG
+        "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}" + LOG

@@ -11,8 +11,7 @@ if config["generator"]["source"] == "npz":
         output:
             PATHS.shard_files() + PATHS.all_shard_data(),
         params:
-            source=config["generator"]["path"],
-            num_images=PATHS.num_generated(),
+            opts=cut_npz_args(config, PATHS.num_generated()),
             manifests=PATHS.shard_files(),
         log:
             "logs/cut_npz.log",
@@ -21,7 +20,4 @@ if config["generator"]["source"] == "npz":
         conda:
             CONDA_ENV
         shell:
-            STAGE + "cut_npz --source {params.source:q} --out {params.manifests}"
-            " --shard-size " + str(config["sampling"]["shard_size"]) +
-            " --num-images {params.num_images} --resolution " + str(config["real"]["resolution"])
-            + LOG
+            "python -m pipeline.cut_npz {params.opts} --out {params.manifests}" + LOG

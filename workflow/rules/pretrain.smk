@@ -1,9 +1,8 @@
-CELL = f"{OUT}/pretrain/{{method}}/{{variant}}/seed{{seed}}"
-ONLINE = PATHS.online
-
-
+# Pretraining: one encoder per cell (method × strategy × seed), evaluated by the online probe
+# inside it and by linear_eval's offline and features protocols after it. search.smk's
+# search_train and auto_pretrain run the same stage with the same command.
 PRETRAIN_SHELL = (
-    PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
+    GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
     " --history {output.history} --method {wildcards.method} --strategy {wildcards.variant}"
     " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
     + RUNTIME + LOG
@@ -57,15 +56,15 @@ use rule pretrain as init_encoder with:
 rule linear_eval:
     input:
         encoder=f"{CELL}/encoder.pt",
-        train=f"{OUT}/real/train.npz",
-        test=f"{OUT}/real/test.npz",
+        train=rules.prepare_real.output.train,
+        test=rules.prepare_real.output.test,
     output:
-        f"{OUT}/linear/{{method}}/{{variant}}/seed{{seed}}/{{protocol}}.json",
+        PATHS.result("{method}", "{variant}", "{seed}", "{protocol}"),
     wildcard_constraints:
         protocol="offline|features",
         seed=r"\d+",
     params:
-        l=lambda wc: settings(config["linear_eval"][wc.protocol]),
+        opts=lambda wc: linear_eval_args(config, wc.protocol),
         device=untracked(DEVICE),
     log:
         "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
@@ -77,8 +76,6 @@ rule linear_eval:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "linear_eval --protocol {wildcards.protocol} --encoder {input.encoder}"
-        " --train {input.train} --test {input.test} --out {output} --seed {wildcards.seed}"
-        " --epochs {params.l[epochs]} --batch-size {params.l[batch_size]}"
-        " --lr {params.l[lr]} --weight-decay {params.l[weight_decay]}"
-        + RUNTIME + LOG
+        GPU_SLOTS + "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
+        " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
+        " --seed {wildcards.seed} {params.opts}" + RUNTIME + LOG

@@ -13,9 +13,9 @@ rule report:
         results=PATHS.evaluation_files(),
         histories=PATHS.history_files(),
         # the study's cells and the sampler: a new file (so a rerun) when they change
-        design=PATHS.design_file(),
-        fid=f"{OUT}/fid.json",
-        real=f"{OUT}/real/train.npz",
+        design=PATHS.design_file(SEARCH.spec() if SEARCH else None),
+        fid=rules.fid.output[0],
+        real=rules.prepare_real.output.train,
         generated=PATHS.shard_files()[0],
         search_rounds=SEARCH_ROUNDS,
     output:
@@ -42,7 +42,7 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "report --results {input.results} --histories {input.histories}"
+        "python -m pipeline.report --results {input.results} --histories {input.histories}"
         " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"

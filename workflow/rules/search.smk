@@ -4,10 +4,7 @@
 # and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
 # pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
 # split (tests/test_search_workflow.py runs the search with a garbage one).
-from pipeline.dag.search import SearchPlan, survivors_of
-
-SEARCH = SearchPlan(config) if DESIGN.auto else None
-ROUND = f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}"
+ROUND = f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}"  # SearchPlan.dir + round
 
 
 def survivors(wc, round):
@@ -24,7 +21,7 @@ def winner(wc):
     return name
 
 
-# One round of one candidate (the `variant` wildcard: PRETRAIN_SHELL records it as the strategy);
+# One round of one candidate (the `variant` wildcard: pretrain.smk's PRETRAIN_SHELL records it as the strategy);
 # its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
     input:
@@ -60,7 +57,7 @@ checkpoint search_select:
     input:
         encoders=lambda wc: [SEARCH.encoder(wc.method, wc.seed, int(wc.round), c)
                              for c in survivors(wc, int(wc.round))],
-        train=f"{OUT}/real/train.npz",
+        train=rules.prepare_real.output.train,
     output:
         f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}.json",
     wildcard_constraints:
@@ -81,7 +78,7 @@ checkpoint search_select:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "search_select --encoders {input.encoders} --candidates {params.names}"
+        GPU_SLOTS + "python -m pipeline.search_select --encoders {input.encoders} --candidates {params.names}"
         " --train {input.train} {params.opts} --out {output}" + RUNTIME + LOG
 
 
@@ -92,9 +89,10 @@ rule auto_pretrain:
         # one function per input: until the last choice is made, only the winner's inputs wait
         # for it. The choices themselves are no input: a rescored round that keeps the same
         # winner reruns nothing here (a new winner is a new input and new options).
-        real=f"{OUT}/dataset/real",
-        winner=lambda wc: list(SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
-                                                   winner(wc)).values())[1:],
+        real=PATHS.dataset("real"),
+        winner=lambda wc: [f for name, f in SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
+                                                                winner(wc)).items()
+                           if name != "real"],
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
