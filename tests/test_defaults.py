@@ -97,7 +97,7 @@ def planned_commands(tmp_path_factory) -> dict[str, list[list[str]]]:
             pending = "<TBD>" in line
         if "-m pipeline." not in line or pending:
             continue
-        words = shlex.split(line[line.index("PYTHONPATH"):])
+        words = shlex.split(line[line.index("python -m pipeline."):])
         words = words[:words.index(">")]
         starts = [i for i, w in enumerate(words) if w == "-m"]
         for i, j in zip(starts, starts[1:] + [len(words)]):  # gpu_slots, then the stage

@@ -43,3 +43,22 @@ def test_the_schema_enums_are_the_vocabulary():
 def test_the_code_serves_every_name():
     assert tuple(METHOD_CLASSES) == names.METHODS
     assert tuple(PRESETS) == names.AUGMENTATIONS
+
+
+def _undescribed(node: dict, path: str = "") -> list[str]:
+    """The schema's keys without a `description`, as dotted paths (`*` for any strategy name)."""
+    missing = []
+    for key, sub in node.get("properties", {}).items():
+        here = f"{path}.{key}".lstrip(".")
+        if "description" not in sub:
+            missing.append(here)
+        missing += _undescribed(sub, here)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        missing += _undescribed(extra, f"{path}.*")
+    return missing
+
+
+def test_every_config_key_is_described_once_in_the_schema():
+    assert _undescribed(SCHEMA) == []
+    assert _undescribed({"properties": {"x": {"properties": {"y": {}}}}}) == ["x", "x.y"]
