@@ -99,7 +99,7 @@ class WorkflowPaths:
 
     def cell(self) -> str:
         """A cell's folder as a rule's wildcard pattern."""
-        return cell_dir(self.out, "{method}", "{variant}", "{seed}")
+        return cell_dir(self.out, "{method}", "{strategy}", "{seed}")
 
     # --- sampling -------------------------------------------------------------------------
     def num_generated(self) -> int:

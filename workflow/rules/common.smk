@@ -20,7 +20,7 @@ CONDA_ENV = "../../envs/pipeline.yaml"
 DESIGN = plan(config)  # every (method, strategy, seed) cell and its evaluations
 PATHS = WorkflowPaths(config, DESIGN)  # the DAG's files
 SEARCH = SearchPlan(config) if DESIGN.auto else None  # the `auto` strategy's search
-CELL = PATHS.cell()  # a cell's folder, with {method}, {variant} and {seed} wildcards
+CELL = PATHS.cell()  # a cell's folder, with {method}, {strategy} and {seed} wildcards
 ONLINE = PATHS.online  # the online probe trains inside pretraining
 try:
     PATHS.check_disk_space()  # when the config is read, so `-n` reports it too

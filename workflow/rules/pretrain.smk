@@ -3,7 +3,7 @@
 # search_train and auto_pretrain run the same stage with the same command.
 PRETRAIN_SHELL = (
     GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
-    " --history {output.history} --method {wildcards.method} --strategy {wildcards.variant}"
+    " --history {output.history} --method {wildcards.method} --strategy {wildcards.strategy}"
     " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
     + RUNTIME + LOG
 )
@@ -11,26 +11,26 @@ PRETRAIN_SHELL = (
 
 rule pretrain:
     input:
-        unpack(lambda wc: PATHS.pretrain_inputs(wc.variant)),
+        unpack(lambda wc: PATHS.pretrain_inputs(wc.strategy)),
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
         meta=f"{CELL}/history.json",
         **({"online": f"{CELL}/online.json"} if ONLINE else {}),
     wildcard_constraints:
-        variant=f"(?!(?:{RANDOM_INIT}|{AUTO})/)[^/]+",  # auto: search.smk's auto_pretrain
+        strategy=f"(?!(?:{RANDOM_INIT}|{AUTO})/)[^/]+",  # auto: search.smk's auto_pretrain
         seed=r"\d+",
     params:
         # a function of the wildcards only, so that Snakemake's params check sees every setting
-        opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.variant, wc.seed),
+        opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.strategy, wc.seed),
         speed=untracked(pretrain_untracked_args(config)),
         device=untracked(DEVICE),
-        launcher=lambda wc: pretrain_launcher(config, wc.variant),
+        launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{variant}/seed{seed}.log",
+        "logs/pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
+        "benchmarks/pretrain/{method}/{strategy}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -47,7 +47,7 @@ use rule pretrain as init_encoder with:
         history=f"{CELL}/history.csv",
         meta=f"{CELL}/history.json",
     wildcard_constraints:
-        variant=RANDOM_INIT,
+        strategy=RANDOM_INIT,
         seed=r"\d+",
     resources:
         gpu=1,
@@ -59,7 +59,7 @@ rule linear_eval:
         train=rules.prepare_real.output.train,
         test=rules.prepare_real.output.test,
     output:
-        PATHS.result("{method}", "{variant}", "{seed}", "{protocol}"),
+        PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}"),
     wildcard_constraints:
         protocol="offline|features",
         seed=r"\d+",
@@ -67,9 +67,9 @@ rule linear_eval:
         opts=lambda wc: linear_eval_args(config, wc.protocol),
         device=untracked(DEVICE),
     log:
-        "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
+        "logs/linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
     benchmark:
-        "benchmarks/linear_eval/{method}/{variant}/seed{seed}_{protocol}.tsv"
+        "benchmarks/linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,

@@ -21,29 +21,29 @@ def winner(wc):
     return name
 
 
-# One round of one candidate (the `variant` wildcard: pretrain.smk's PRETRAIN_SHELL records it as the strategy);
+# One round of one candidate (the `strategy` wildcard: the candidate, recorded as the run's strategy);
 # its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
     input:
-        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.variant)),
+        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.strategy)),
     output:
-        state=f"{ROUND}/{{variant}}/state.pt",
-        encoder=f"{ROUND}/{{variant}}/encoder.pt",
-        history=f"{ROUND}/{{variant}}/history.csv",
-        meta=f"{ROUND}/{{variant}}/history.json",
+        state=f"{ROUND}/{{strategy}}/state.pt",
+        encoder=f"{ROUND}/{{strategy}}/encoder.pt",
+        history=f"{ROUND}/{{strategy}}/history.csv",
+        meta=f"{ROUND}/{{strategy}}/history.json",
     wildcard_constraints:
         round=r"\d+",
         seed=r"\d+",
     params:
-        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.variant),
+        opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.strategy),
         speed=untracked(pretrain_untracked_args(config)),
         device=untracked(DEVICE),
-        launcher=lambda wc: pretrain_launcher(config, wc.variant),
-        checkpoint=f"{ROUND}/{{variant}}/state.pt",
+        launcher=lambda wc: pretrain_launcher(config, wc.strategy),
+        checkpoint=f"{ROUND}/{{strategy}}/state.pt",
     log:
-        "logs/search/{method}/seed{seed}/round{round}/{variant}.log",
+        "logs/search/{method}/seed{seed}/round{round}/{strategy}.log",
     benchmark:
-        "benchmarks/search/{method}/seed{seed}/round{round}/{variant}.tsv"
+        "benchmarks/search/{method}/seed{seed}/round{round}/{strategy}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -98,7 +98,7 @@ rule auto_pretrain:
         history=f"{CELL}/history.csv",
         meta=f"{CELL}/history.json",
     wildcard_constraints:
-        variant=AUTO,
+        strategy=AUTO,
         seed=r"\d+",
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
@@ -107,9 +107,9 @@ rule auto_pretrain:
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{variant}/seed{seed}.log",
+        "logs/pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
+        "benchmarks/pretrain/{method}/{strategy}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
