@@ -1,6 +1,6 @@
 """The AdaInf authors' CIFAR-10 settings, transcribed from their files (PKU-ML/adainf), each row
 naming its source. The one place this table lives: tests/test_preset.py compares every cell of
-configs/cifar10.yaml with it and checks that the README shows `markdown()`.
+configs/cifar10.yaml with it and checks that docs/cifar10.md shows `markdown()`.
 
 Paths are in PKU-ML/adainf; "cifar/" is solo-learn/scripts/pretrain/cifar/. The symmetric.yaml,
 symmetric_adainf.yaml and asymmetric.yaml augmentation files and solo-learn's data pipeline are
@@ -127,7 +127,7 @@ def _cell(value) -> str:
 
 
 def markdown() -> str:
-    """The README's tables."""
+    """The tables of docs/cifar10.md."""
     lines = ["| setting | SimCLR | MoCo V2+ | BYOL | Barlow Twins | source (PKU-ML/adainf) |",
              "|---|---|---|---|---|---|"]
     for setting, values, source, ours, why in METHOD_ROWS:
