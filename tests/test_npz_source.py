@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY, make_images, run_snakemake
 from pipeline.core import io
 from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files
-from pipeline.data.dataset import open_packed
+from pipeline.data.dataset import load_packed, open_packed
 
 
 def _write_folder(folder, sizes, size=8):
@@ -76,7 +76,7 @@ def test_workflow_with_npz_source_skips_sampling_and_runs_fid_pack_pretrain(tmp_
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = tmp_path / "results"
     # the first 30 of the files' 37 images (sampling.num_images), in shards of 16 and 14
-    shards = [io.load_images(results / "samples" / f"shard_{k:05d}.json") for k in range(2)]
+    shards = [load_packed(results / "samples" / f"shard_{k:05d}.json") for k in range(2)]
     assert [len(x) for x, _ in shards] == [16, 14]
     np.testing.assert_array_equal(np.concatenate([x for x, _ in shards]), images[:30])
     assert not (results / "samples" / "shard_00002.json").exists()

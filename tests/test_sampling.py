@@ -12,7 +12,7 @@ from conftest import SAMPLE_ARGS
 from pipeline import sample
 from pipeline.generation.unet import save_generator
 from pipeline.generation.edm import EDMSettings
-from pipeline.core.io import load_images
+from pipeline.data.dataset import load_packed
 from pipeline.generation.samplers import (SamplerSettings, image_generators, image_seed, make_scheduler,
                                sample_range)
 
@@ -106,7 +106,7 @@ def test_sample_cli_writes_unlabelled_shard(tmp_path, tiny_unet, tiny_scheduler)
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "4",
                  *SAMPLE_ARGS, "--count", "3", "--seed", "2", "--sampler", "ddim", "--steps", "3",
                  "--batch-size", "2", "--device", "cpu"])
-    images, labels = load_images(out)
+    images, labels = load_packed(out)
     assert images.shape == (3, 8, 8, 3)
     np.testing.assert_array_equal(labels, [-1, -1, -1])
     expected = _sample(tiny_unet, tiny_scheduler.config, 4, 3, seed=2, num_steps=3, batch_size=2)
