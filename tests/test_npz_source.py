@@ -33,7 +33,7 @@ def test_cuts_files_in_order_into_shards_across_file_boundaries(tmp_path):
     outs = [tmp_path / "shards" / f"shard_{k:05d}.json" for k in range(4)]
     assert cut_into_shards(files, outs, shard_size=5, num_images=18) == 18
     for k, out in enumerate(outs):
-        x, y = io.load_images(out)
+        x, y = load_packed(out)
         np.testing.assert_array_equal(x, images[5 * k:min(5 * k + 5, 18)])
         assert (y == -1).all()  # generated images train unlabelled; the file keeps the labels
         kept = np.load(str(out).removesuffix(".json") + ".labels.npy")
