@@ -6,7 +6,8 @@ import argparse
 import logging
 import time
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, runtime
+from pipeline.data.dataset import load_npz_or_shard
 from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
 
 log = logging.getLogger("pipeline.fid_stats")
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
     device = runtime.setup(args, uses_torch=args.features == "inception")
     t0 = time.time()
 
-    images, _ = io.load_images(args.images)
+    images, _ = load_npz_or_shard(args.images)
     meta = {"features": args.features}
     model = None
     if args.features == "inception":

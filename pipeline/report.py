@@ -11,6 +11,7 @@ import argparse
 import logging
 
 from pipeline.core import cli, io, runtime
+from pipeline.data.dataset import load_npz_or_shard
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
 from pipeline.study.figures import (save_curves_plot, save_samples_figure, save_search_plot,
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
         tmp.write_text(html_page(design, cells, fid, sampling, extra))
 
     real, _ = io.load_images(args.real)
-    generated, _ = io.load_images(args.generated)
+    generated, _ = load_npz_or_shard(args.generated)
     save_samples_figure(args.samples, real, generated)
     save_curves_plot(args.losses, mean_curves(loss_curves(args.histories), design.strategies),
                      "loss", "pretraining loss")

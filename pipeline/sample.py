@@ -64,8 +64,8 @@ def main(argv=None) -> None:
     unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)
     settings = SamplerSettings(
         sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,
-        edm=EDMSettings(args.steps or 18, args.sigma_min, args.sigma_max, args.rho,
-                        args.s_churn, args.s_min, args.s_max, args.s_noise),
+        edm=EDMSettings(args.steps or EDMSettings.num_steps, args.sigma_min, args.sigma_max,
+                        args.rho, args.s_churn, args.s_min, args.s_max, args.s_noise),
     )
     t0 = time.time()
     images, labels = sample_range(unet, scheduler_config, start=args.start, count=args.count,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from diffusers import DDPMScheduler, UNet2DModel
 
 from pipeline.core.io import save_images
+from pipeline.dag import job_params
 from pipeline.pretraining.loop import pretrain
 
 
@@ -139,20 +142,41 @@ def tiny_study(tmp_path_factory) -> Path:
 
 
 # The options the workflow passes to every job of a stage are required on its command line
-# (config.yaml holds their defaults; tests/test_defaults.py checks both). Tests calling a stage
-# put these first and their own options after them (argparse keeps the last).
-RUNTIME_ARGS = ["--device", "cpu", "--threads", "1"]
-EDM_ARGS = ["--sigma-min", "0.002", "--sigma-max", "80", "--rho", "7", "--s-churn", "0",
-            "--s-min", "0", "--s-max", "1e9", "--s-noise", "1"]
-SAMPLE_ARGS = ["--seed", "0", "--sampler", "ddim", "--eta", "0", *EDM_ARGS, "--precision", "fp32",
-               "--batch-size", "256", *RUNTIME_ARGS]
-FID_STATS_ARGS = ["--features", "pixels", "--dims", "2048", "--precision", "fp32",
-                  "--batch-size", "200", *RUNTIME_ARGS]
-PRETRAIN_ARGS = ["--method", "simclr", "--seed", "0", "--dup", "1", "--augmentation", "standard",
-                 "--warmup-steps", "10", "--precision", "fp32", "--checkpoint-every", "0",
-                 *RUNTIME_ARGS]
-LINEAR_ARGS = ["--protocol", "features", "--seed", "0", "--epochs", "100", "--batch-size", "256",
-               "--lr", "0.01", "--weight-decay", "0.0001", *RUNTIME_ARGS]
+# (config.yaml holds their defaults; tests/test_defaults.py checks both). These are config.yaml's,
+# built as the workflow builds them (pipeline.dag.job_params) where it has a function for them.
+# Tests calling a stage put these first and their own options after them (argparse keeps the
+# last), so a test that needs another value states it.
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def _words(*options: str) -> list[str]:
+    return shlex.split(job_params.opts(*options))
+
+
+# The tests compute on the CPU, whatever config.yaml's device (auto).
+RUNTIME_ARGS = ["--device", "cpu", "--threads", str(CONFIG["threads"]["default"])]
+# sample_args holds sampling.edm's options too
+SAMPLE_ARGS = [*_words(job_params.sample_args(CONFIG), job_params.sample_untracked_args(CONFIG)),
+               *RUNTIME_ARGS]
+FID_STATS_ARGS = [*_words(job_params.fid_stats_args(CONFIG),
+                          job_params.fid_stats_untracked_args(CONFIG)), *RUNTIME_ARGS]
+# The first method and seed of the study, strategy none's data and config.yaml's schedule and
+# precision; not pretrain.optimizer, lr and weight_decay: the tests train with the method's own.
+PRETRAIN_ARGS = [
+    *_words(job_params.opt("--method", CONFIG["experiments"]["methods"][0]),
+            job_params.opt("--seed", CONFIG["experiments"]["seeds"][0]),
+            *(job_params.opt(f"--{k}", CONFIG["strategies"]["none"][k])
+              for k in ("dup", "augmentation")),
+            *(job_params.opt(f"--{k.replace('_', '-')}", CONFIG["pretrain"][k])
+              for k in ("warmup_steps", "precision", "checkpoint_every"))),
+    *RUNTIME_ARGS]
+# The features protocol, which the tests run (config.yaml's protocols: online, offline).
+LINEAR_ARGS = [
+    "--protocol", "features",
+    *_words(job_params.opt("--seed", CONFIG["experiments"]["seeds"][0]),
+            *(job_params.opt(f"--{k.replace('_', '-')}", v)
+              for k, v in CONFIG["linear_eval"]["features"].items())),
+    *RUNTIME_ARGS]
 
 
 @pytest.fixture(scope="session")

@@ -426,11 +426,19 @@ def test_both_views_run_on_cpu_and_keep_shape_and_range(name):
 
 
 def test_augmentation_ignores_autocast():
+    """A view runs with autocast off: in float32 and bit for bit as without autocast, also an op
+    that autocast would run in bf16 (a matmul; none of today's ops is one on the CPU)."""
     torch.manual_seed(0)
     x = torch.rand(8, 3, 16, 16)
+    aug = build_augmentation(preset("standard"), 16)
+    torch.manual_seed(1)
+    plain = aug(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = build_augmentation(preset("standard"), 16)(x)
-    assert out.dtype == torch.float32
+        torch.manual_seed(1)
+        out = aug(x)
+        matmul = A.Augmentation(torch.nn.Linear(16, 16))(x)
+    assert out.dtype == torch.float32 and torch.equal(out, plain)
+    assert matmul.dtype == torch.float32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

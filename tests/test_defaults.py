@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 import shlex
 
 import jsonschema
@@ -126,15 +127,48 @@ def test_options_the_workflow_passes_have_no_default_of_their_own(planned_comman
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_every_option_has_help_that_shows_its_default(stage):
+def test_every_option_has_help_and_the_project_s_formatter(stage):
     parser = _parser(stage)
-    formatter = parser._get_formatter()
     for action in parser._actions:
         assert action.help and action.help.strip(), f"{stage}: {action.dest} has no help"
-        text = formatter._get_help_string(action)
-        if action.option_strings and not action.required and action.dest != "help":
-            assert "default" in text or "required" in text, (stage, action.dest, text)
-    assert parser.formatter_class is HelpFormatter  # which appends the default to the help
+    assert parser.formatter_class is HelpFormatter  # which appends each default to its help
+
+
+def test_the_help_formatter_appends_a_default_once_and_none_to_required_options():
+    import argparse
+
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    p.add_argument("--batch", type=int, default=256, help="images per step")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--root", default=None, help="data path (default: none, for digits)")
+    text = " ".join(p.format_help().split())
+    assert "images per step (default: 256)" in text
+    assert "output file" in text and "output file (default" not in text
+    assert text.count("default") == 2  # --root's own words, not followed by "(default: None)"
+
+
+def test_documented_defaults_are_the_code_s():
+    """What the help (and the schema's descriptions) say an unset option means is what the code
+    does: sample's --steps per sampler, pretrain's --stem-padding."""
+    from pipeline.generation.samplers import SamplerSettings, make_scheduler
+    from pipeline.pretraining.encoders import STEM_PADDING
+
+    config_text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    steps_help = _options(_parser("sample"))["--steps"].help
+    ddim, edm = map(int, re.search(r"ddpm all training steps, ddim (\d+), edm (\d+)",
+                                   steps_help).groups())
+    assert f"null: ddpm all training steps, ddim {ddim}, edm {edm}" in config_text
+    from diffusers import DDPMScheduler
+
+    config = DDPMScheduler(num_train_timesteps=200).config
+    assert len(make_scheduler("ddpm", config, None).timesteps) == 200
+    assert len(make_scheduler("ddim", config, None).timesteps) == ddim
+    assert SamplerSettings(sampler="edm").edm.num_steps == edm
+
+    padding_help = _options(_parser("pretrain"))["--stem-padding"].help
+    documented = int(re.search(r"the authors' (\d+)", padding_help).group(1))
+    assert documented == STEM_PADDING
+    assert f"null: the authors' {documented} (pipeline.pretraining.encoders.STEM_PADDING)" in config_text
 
 
 def test_pretrain_training_options_are_required_unless_steps_0():

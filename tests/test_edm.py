@@ -13,7 +13,7 @@ from conftest import SAMPLE_ARGS
 from pipeline import sample
 from pipeline.generation.unet import save_generator
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample, karras_sigmas
-from pipeline.core.io import load_images
+from pipeline.data.dataset import load_packed
 from pipeline.generation.samplers import Sampler, SamplerSettings, image_generators, sample_range
 
 DDPM_CIFAR10 = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02).config
@@ -99,7 +99,7 @@ def test_edm_cli_and_bf16_precision(tmp_path, tiny_unet, tiny_scheduler):
     sample.main(["--model", str(tmp_path / "gen"), "--out", str(out), "--start", "0",
                  *SAMPLE_ARGS, "--count", "4", "--sampler", "edm", "--steps", "3", "--precision", "bf16",
                  "--batch-size", "4", "--device", "cpu"])
-    images, labels = load_images(out)
+    images, labels = load_packed(out)
     assert images.shape == (4, 8, 8, 3) and (labels == -1).all()
     fp32, _ = sample_range(tiny_unet, tiny_scheduler.config, start=0, count=4, seed=0,
                            batch_size=4, device="cpu",

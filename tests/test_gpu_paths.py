@@ -16,7 +16,7 @@ from pipeline.pretraining.augment import view_params
 from pipeline.generation.unet import save_generator
 from pipeline.pretraining.distributed import DistContext
 from pipeline.pretraining.encoders import Encoder
-from pipeline.data.dataset import pack
+from pipeline.data.dataset import load_packed, pack
 from pipeline.pretraining.methods import build_method
 from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain
 
@@ -57,7 +57,7 @@ def _shard(tmp_path, gen, name, *flags):
     sample.main(["--model", str(gen), "--out", str(out), "--start", "0", *SAMPLE_ARGS, "--count", "6",
                  "--sampler", "edm", "--steps", "3", "--batch-size", "6", "--device", "cpu",
                  *flags])
-    return io.load_images(out)[0].astype(int)
+    return load_packed(out)[0].astype(int)
 
 
 @pytest.mark.compile

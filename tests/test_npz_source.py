@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY, make_images, run_snakemake
 from pipeline.core import io
 from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files
-from pipeline.data.dataset import open_packed
+from pipeline.data.dataset import load_packed, open_packed
 
 
 def _write_folder(folder, sizes, size=8):
@@ -33,7 +33,7 @@ def test_cuts_files_in_order_into_shards_across_file_boundaries(tmp_path):
     outs = [tmp_path / "shards" / f"shard_{k:05d}.json" for k in range(4)]
     assert cut_into_shards(files, outs, shard_size=5, num_images=18) == 18
     for k, out in enumerate(outs):
-        x, y = io.load_images(out)
+        x, y = load_packed(out)
         np.testing.assert_array_equal(x, images[5 * k:min(5 * k + 5, 18)])
         assert (y == -1).all()  # generated images train unlabelled; the file keeps the labels
         kept = np.load(str(out).removesuffix(".json") + ".labels.npy")
@@ -76,7 +76,7 @@ def test_workflow_with_npz_source_skips_sampling_and_runs_fid_pack_pretrain(tmp_
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = tmp_path / "results"
     # the first 30 of the files' 37 images (sampling.num_images), in shards of 16 and 14
-    shards = [io.load_images(results / "samples" / f"shard_{k:05d}.json") for k in range(2)]
+    shards = [load_packed(results / "samples" / f"shard_{k:05d}.json") for k in range(2)]
     assert [len(x) for x, _ in shards] == [16, 14]
     np.testing.assert_array_equal(np.concatenate([x for x, _ in shards]), images[:30])
     assert not (results / "samples" / "shard_00002.json").exists()

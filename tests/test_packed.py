@@ -10,7 +10,8 @@ import pytest
 from pipeline import pack as pack_stage
 from pipeline.core.io import save_images
 from pipeline.core import io
-from pipeline.data.dataset import FORMAT, ChecksumError, load_packed, open_packed, pack, write_shard
+from pipeline.data.dataset import (FORMAT, ChecksumError, load_npz_or_shard, load_packed, open_packed,
+                                   pack, write_shard)
 
 from conftest import make_images
 
@@ -147,8 +148,12 @@ def test_packing_sample_shards_references_them_without_a_copy(tmp_path, sample_s
     np.testing.assert_array_equal(images, np.concatenate([make_images(4), make_images(3, seed=1)]))
     np.testing.assert_array_equal(labels, np.full(7, -1))
     np.testing.assert_array_equal(open_packed(out).load()[0], images)
-    # a shard's own manifest reads like any image file
-    np.testing.assert_array_equal(io.load_images(sample_shards[1])[0], make_images(3, seed=1))
+    # a shard's own manifest reads like an npz file, through load_npz_or_shard (io reads npz only)
+    np.testing.assert_array_equal(load_npz_or_shard(sample_shards[1])[0], make_images(3, seed=1))
+    save_images(tmp_path / "x.npz", make_images(2), np.arange(2))
+    np.testing.assert_array_equal(load_npz_or_shard(tmp_path / "x.npz")[1], [0, 1])
+    with pytest.raises(ValueError, match="a sample shard's manifest, not an npz file"):
+        io.load_images(sample_shards[1])
 
 
 def test_load_packed_equals_the_memory_mapped_concatenation(tmp_path, shard_files):

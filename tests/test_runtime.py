@@ -15,12 +15,15 @@ from pipeline.core.tensors import to_nchw
 from conftest import REPO
 
 
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_autocast_runs_a_matmul_in_the_precision_s_dtype(precision):
-    a = torch.randn(4, 4)
+@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                             ("fp16", torch.float16)])
+def test_autocast_runs_a_linear_layer_in_the_precision_s_dtype(precision, dtype):
+    layer = torch.nn.Linear(4, 3)
     with autocast(precision, "cpu"):
-        dtype = (a @ a).dtype
-    assert dtype == (precision_dtype(precision) or torch.float32)
+        assert layer(torch.randn(2, 4)).dtype == dtype
+    assert layer(torch.randn(2, 4)).dtype == torch.float32  # and only inside the context
+    assert precision_dtype(precision) == (None if precision == "fp32" else dtype)
+    assert set(PRECISIONS) == {"fp32", "bf16", "fp16"}  # every name has its case above
 
 
 def _stage(*args, cwd) -> str:

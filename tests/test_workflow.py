@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO, TINY, TINY_STUDY, run_snakemake as snakemake
 from pipeline.core import io
+from pipeline.data.dataset import load_packed
 
 
 def job_counts(stdout: str) -> dict[str, int]:
@@ -86,7 +87,7 @@ def test_tiny_study_end_to_end(tiny_study):
     assert summary["fid"]["features"] == "pixels" and summary["fid"]["num_generated"] == 48
 
     shards = sorted((results / "samples").glob("shard_*.json"))
-    assert [len(io.load_images(s)[0]) for s in shards] == [32, 16]
+    assert [len(load_packed(s)[0]) for s in shards] == [32, 16]
     for name in ("samples.png", "losses.png", "online.png", "sweeps/adainf_crop_min_scale.png"):
         assert (results / name).stat().st_size > 0
     table = (results / "summary.md").read_text()

@@ -112,11 +112,11 @@ def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray)
 
 
 def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of an npz file, or of a sample shard's manifest (.json), verified."""
+    """Images and labels of an npz file, verified (a sample shard's manifest, .json, is read by
+    pipeline.data.dataset, which builds on this module: load_npz_or_shard)."""
     if str(path).endswith(".json"):
-        from pipeline.data.dataset import load_packed  # packed builds on this module
-
-        return load_packed(path)
+        raise ValueError(f"{path}: a sample shard's manifest, not an npz file "
+                         "(pipeline.data.dataset.load_npz_or_shard reads both)")
     with np.load(path) as f:
         missing = {"image", "label"} - set(f.files)
         if missing:

@@ -1,4 +1,5 @@
-"""uint8 image arrays (N×H×W×C, the io format) as the N×C×H×W tensors networks take."""
+"""uint8 image arrays (N×H×W×C, the io format) as the N×C×H×W tensors networks take, and the
+top-k hits of a classifier's logits (the online and the offline probe count them alike)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,12 @@ def to_nchw(images: np.ndarray, device=None, *, scale: float | None = None,
         return x
     x = x.float().div(scale)
     return x.sub(shift) if shift else x
+
+
+@torch.no_grad()
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> torch.Tensor:
+    """How many rows have their label among the k highest logits, for each k (a float tensor on
+    the logits' device, no host sync). k is capped at the number of classes."""
+    k_max = min(max(ks), logits.shape[1])
+    hit = logits.topk(k_max, dim=1).indices == labels[:, None]
+    return torch.stack([hit[:, :min(k, k_max)].any(1).sum() for k in ks]).float()

@@ -234,6 +234,11 @@ def load_packed(path: str | Path, verify: bool = True, workers: int | None = Non
     return images[:limit], labels[:limit]
 
 
+def load_npz_or_shard(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of an npz file or of a sample shard's manifest (.json), verified."""
+    return load_packed(path) if str(path).endswith(".json") else io.load_images(path)
+
+
 @dataclass
 class PackedDataset:
     part: str

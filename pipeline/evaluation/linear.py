@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from pipeline.core.tensors import to_nchw
+from pipeline.core.tensors import to_nchw, topk_correct
 from pipeline.pretraining.augment import Augmentation, RandomHorizontalFlip, RandomResizedCrop
 from pipeline.pretraining.optim import warmup_cosine
 
@@ -64,15 +64,6 @@ class Standardize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
-
-
-@torch.no_grad()
-def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> torch.Tensor:
-    """How many rows have their label among the k highest logits, for each k (a float tensor on
-    the logits' device, no host sync). k is capped at the number of classes."""
-    k_max = min(max(ks), logits.shape[1])
-    hit = logits.topk(k_max, dim=1).indices == labels[:, None]
-    return torch.stack([hit[:, :min(k, k_max)].any(1).sum() for k in ks]).float()
 
 
 @torch.no_grad()

@@ -2,8 +2,8 @@
 
 The packed uint8 images go to the device once; each step gathers a batch by index (real images
 replicated `dup` times virtually, plus generated ones) and augments it on the device with
-per-sample random parameters. Checkpoints are written atomically every N steps and a restarted
-job resumes from the newest one. Under torchrun the same loop runs data-parallel (DDP). An
+per-sample random parameters. A checkpoint (one file) is rewritten atomically every N steps and
+a restarted job resumes from it. Under torchrun the same loop runs data-parallel (DDP). An
 optional online linear probe (pipeline.pretraining.online_probe) trains on the detached features alongside.
 """
 

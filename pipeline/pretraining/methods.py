@@ -10,7 +10,7 @@ Each method is an nn.Module around an online `encoder` (pipeline.pretraining.enc
     for step in range(total_steps):
         loss = method(view1, view2)          # both augmented views, float N×3×H×W in [0, 1]
         opt.zero_grad(); loss.backward(); opt.step()
-        method.momentum_update(step + 1, total_steps)   # steps done so far; no-op if no target
+        method.momentum_update(step, total_steps)   # 0-based: tau(step); no-op if no target
 
 `augmentation_kind` says which augmentation preset the method uses ("symmetric": both views drawn
 from the same distribution; "asymmetric": BYOL/Barlow's presets, solarisation on view 2 only).

@@ -27,9 +27,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.core.tensors import to_nchw
+from pipeline.core.tensors import to_nchw, topk_correct
 from pipeline.pretraining.distributed import DistContext
-from pipeline.evaluation.linear import topk_correct
 from pipeline.pretraining.optim import scaled_lr
 
 
