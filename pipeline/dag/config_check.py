@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from pipeline.dag.search import search_problems
-from pipeline.ssl.presets import view_params
+from pipeline.ssl.presets import VIEW_PRESETS, view_params
 from pipeline.ssl.defaults import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
@@ -108,6 +108,18 @@ def config_problems(config: dict) -> list[str]:
         if unknown:
             problems.append(f"pretrain.method_args.{method}: unknown key(s) {unknown}; valid: "
                             f"{head_keys(method)}")
+    groups = config["pretrain"].get("method_args", {}).get("barlow", {}).get("loss_groups")
+    if groups is not None:
+        batch = config["pretrain"]["batch_size"] * config["pretrain"]["processes"]
+        if not isinstance(groups, int) or groups < 1 or batch % groups:
+            problems.append(f"pretrain.method_args.barlow.loss_groups: {groups!r} must be a "
+                            f"positive integer dividing the global batch {batch}")
+    for method, mapping in config["pretrain"].get("method_augmentation", {}).items():
+        for given, preset in mapping.items():
+            # BYOL and Barlow Twins train a preset's asymmetric variant (methods.view_preset)
+            if method in ("byol", "barlow") and f"asym_{preset}" not in VIEW_PRESETS:
+                problems.append(f"pretrain.method_augmentation.{method}.{given}: preset "
+                                f"{preset!r} has no asymmetric variant for {method}")
     strategies = config["strategies"]
     overrides = [(f"strategies.{name}", s["augmentation"], {k: s[k] for k in
                   ("crop_min_scale", "jitter_strength") if s.get(k) is not None})

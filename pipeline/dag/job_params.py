@@ -54,6 +54,12 @@ def cell_dir(out: str, method: str, variant: str, seed) -> str:
     return f"{out}/pretrain/{method}/{variant}/seed{seed}"
 
 
+def method_preset(config: dict, method: str, augmentation: str) -> str:
+    """The preset `method` trains with where a strategy asks for `augmentation`:
+    pretrain.method_augmentation's replacement for this method, else the strategy's own."""
+    return config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
+
+
 def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
@@ -71,7 +77,7 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
     return opts(
         opt("--generated", f"{out}/dataset/generated" if s["generated"] else None),
         opt("--dup", s["dup"]),
-        opt("--augmentation", s["augmentation"]),
+        opt("--augmentation", method_preset(config, method, s["augmentation"])),
         opt("--crop-min-scale", s.get("crop_min_scale")),
         opt("--jitter-strength", s.get("jitter_strength")),
         # absent where they mean all images (design.without_all); the real subset is seeded by
