@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the first this many images (at most all of them)")
     p.add_argument("--resolution", type=int, required=True,
                    help="expected image side, pixels (the real images')")
+    p.add_argument("--bgr", action="store_true",
+                   help="the files are BGR (written from cv2.imread): swap them to RGB")
     return p
 
 
@@ -29,7 +31,7 @@ def main(argv=None) -> None:
     runtime.setup(args)
     try:
         n = cut_into_shards(npz_files(args.source), args.out, args.shard_size, args.num_images,
-                            args.resolution)
+                            args.resolution, bgr=args.bgr)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     log.info("cut %d images of %s into %d shards", n, args.source, len(args.out))

@@ -152,7 +152,21 @@ def config_problems(config: dict) -> list[str]:
     if g["source"] == "npz":
         if not Path(g["path"]).expanduser().exists():
             problems.append(f"generator.path: no such npz file or folder {g['path']!r}")
+    if g["source"] != "npz" and g["channel_order"] != "rgb":
+        problems.append(f"generator.channel_order: {g['channel_order']!r} is for generator.source "
+                        f"npz, not {g['source']!r}")
     r = config["real"]
+    if r["source"] != "npz":
+        for key, unset in (("test", None), ("channel_order", "rgb")):
+            if r[key] != unset:
+                problems.append(f"real.{key}: {r[key]!r} is for real.source npz, not "
+                                f"{r['source']!r}")
+    elif r["test"] is not None:
+        if not Path(r["test"]).expanduser().is_file():
+            problems.append(f"real.test: no such npz file {r['test']!r}")
+        if r.get("root") and not Path(r["root"]).expanduser().is_file():
+            problems.append(f"real.root: {r['root']!r} must be the train split's npz file "
+                            "when real.test is given")
     if r["source"] != "digits":
         if not r.get("root"):
             problems.append(f"real.root: not set, but real.source {r['source']!r} needs a data path")

@@ -83,6 +83,8 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         # absent where they mean all images (design.without_all); the real subset is seeded by
         # the real split's seed, so every cell at one fraction sees the same images
         opt("--num-generated", s.get("num_generated")),
+        opt("--generated-subset-seed",
+            config["sampling"]["seed"] if "num_generated" in s else None),
         opt("--real-fraction", s.get("real_fraction")),
         opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
         backbone,
@@ -92,6 +94,9 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         *(opt("--method-arg", f"{k}={json.dumps(v)}")
           for k, v in p["method_args"].get(method, {}).items()),
         *(opt(f"--online-{k}", v) for k, v in online.items()),
+        # only the online probe reads generated labels (offline and features: real only)
+        opt("--keep-generated-labels", bool(online) and s["generated"]
+            and config["generator"]["labels"] == "keep"),
     )
 
 

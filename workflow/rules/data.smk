@@ -3,8 +3,11 @@ rule prepare_real:
         train=f"{OUT}/real/train.npz",
         test=f"{OUT}/real/test.npz",
     params:
-        real=settings(config["real"], without=("download",)),
-        root=opt("--root", config["real"]["root"]),
+        # test and channel_order are tracked as the options in `root` (empty at null and rgb, so
+        # configs without them plan the jobs of before)
+        real=settings(config["real"], without=("download", "test", "channel_order")),
+        root=opts(opt("--root", config["real"]["root"]), opt("--test", config["real"]["test"]),
+                  opt("--bgr", config["real"]["channel_order"] == "bgr")),
         # fetching CIFAR or finding it on disk gives the same data
         download=untracked(opt("--download", config["real"]["download"])),
         device=untracked(DEVICE),

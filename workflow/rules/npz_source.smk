@@ -14,6 +14,7 @@ if config["generator"]["source"] == "npz":
             source=config["generator"]["path"],
             num_images=PATHS.num_generated(),
             manifests=PATHS.shard_files(),
+            bgr=opt("--bgr", config["generator"]["channel_order"] == "bgr"),
         log:
             "logs/cut_npz.log",
         benchmark:
@@ -23,5 +24,6 @@ if config["generator"]["source"] == "npz":
         shell:
             STAGE + "cut_npz --source {params.source:q} --out {params.manifests}"
             " --shard-size " + str(config["sampling"]["shard_size"]) +
-            " --num-images {params.num_images} --resolution " + str(config["real"]["resolution"])
+            " --num-images {params.num_images} {params.bgr} --resolution "
+            + str(config["real"]["resolution"])
             + LOG
