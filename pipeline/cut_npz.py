@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from pipeline.core import cli, runtime
-from pipeline.data.npz_source import cut_into_shards, npz_files
+from pipeline.data.npz_source import cut_into_shards, npz_files, unlabelled
 
 log = logging.getLogger("pipeline.cut_npz")
 
@@ -35,6 +35,10 @@ def main(argv=None) -> None:
     except ValueError as e:
         raise SystemExit(str(e)) from None
     log.info("cut %d images of %s into %d shards", n, args.source, len(args.out))
+    if not args.bgr and unlabelled(npz_files(args.source)):
+        log.warning("%s: every label is -1, as the AdaInf authors' generated_data.py writes; "
+                    "that script reads images with cv2.imread (BGR): if the report's samples "
+                    "look colour-swapped, set generator.channel_order: bgr", args.source)
 
 
 if __name__ == "__main__":

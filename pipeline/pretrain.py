@@ -213,10 +213,11 @@ def effective_settings(args: argparse.Namespace, world: int) -> dict:
         "probe_optimizer": optim["optimizer"], "probe_lr_per_256": probe_lr,
         "probe_lr": scaled_lr(probe_lr, global_batch), "probe_weight_decay": 0.0,
         "probe_every": args.online_every if args.online_out else None,
-        "probe_generated_labels": "keep" if args.keep_generated_labels else "drop",
         "augmentation": augmentation, "crop_interpolation": "bicubic (Pillow)",
         "blur": "PIL GaussianBlur", "blur_sigma": (0.1, 2.0),
     }
+    if args.generated is not None and args.online_out:  # which labels the probe trains on
+        out["probe_generated_labels"] = "keep" if args.keep_generated_labels else "drop"
     for i, view in enumerate(views, 1):
         out.update({f"view{i}.{k}": v for k, v in describe_aug(view).items()})
     return out

@@ -65,6 +65,16 @@ def image_shape(files: list[Path]) -> tuple[int, int, int, int]:
     return (total, *hw)
 
 
+def unlabelled(files: list[Path]) -> bool:
+    """Every image labelled -1: a file from the authors' generated_data.py (whose cv2.imread
+    makes it BGR), not one that kept its generator's classes."""
+    for path in files:
+        with np.load(path) as f:
+            if (f["label"] != -1).any():
+                return False
+    return True
+
+
 def _chunks(files: list[Path], size: int, count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The first `count` images of the files in order, `size` at a time (one file in memory at a
     time, plus the piece of a shard that spans two files)."""
