@@ -152,16 +152,16 @@ def config_problems(config: dict) -> list[str]:
     if g["source"] == "npz":
         if not Path(g["path"]).expanduser().exists():
             problems.append(f"generator.path: no such npz file or folder {g['path']!r}")
-    if g["source"] != "npz" and g["channel_order"] != "rgb":
+    if g["source"] != "npz" and g.get("channel_order", "rgb") != "rgb":
         problems.append(f"generator.channel_order: {g['channel_order']!r} is for generator.source "
                         f"npz, not {g['source']!r}")
     r = config["real"]
     if r["source"] != "npz":
         for key, unset in (("test", None), ("channel_order", "rgb")):
-            if r[key] != unset:
+            if r.get(key, unset) != unset:
                 problems.append(f"real.{key}: {r[key]!r} is for real.source npz, not "
                                 f"{r['source']!r}")
-    elif r["test"] is not None:
+    elif r.get("test") is not None:
         if not Path(r["test"]).expanduser().is_file():
             problems.append(f"real.test: no such npz file {r['test']!r}")
         if r.get("root") and not Path(r["root"]).expanduser().is_file():
