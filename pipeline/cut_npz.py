@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from pipeline.core import cli, runtime
-from pipeline.data.npz_source import cut_into_shards, npz_files
+from pipeline.data.npz_source import cut_into_shards, npz_files, unlabelled
 
 log = logging.getLogger("pipeline.cut_npz")
 
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the first this many images (at most all of them)")
     p.add_argument("--resolution", type=int, required=True,
                    help="expected image side, pixels (the real images')")
+    p.add_argument("--bgr", action="store_true",
+                   help="the files are BGR (written from cv2.imread): swap them to RGB")
     return p
 
 
@@ -29,10 +31,14 @@ def main(argv=None) -> None:
     runtime.setup(args)
     try:
         n = cut_into_shards(npz_files(args.source), args.out, args.shard_size, args.num_images,
-                            args.resolution)
+                            args.resolution, bgr=args.bgr)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     log.info("cut %d images of %s into %d shards", n, args.source, len(args.out))
+    if not args.bgr and unlabelled(npz_files(args.source)):
+        log.warning("%s: every label is -1, as the AdaInf authors' generated_data.py writes; "
+                    "that script reads images with cv2.imread (BGR): if the report's samples "
+                    "look colour-swapped, set generator.channel_order: bgr", args.source)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out share where the source has no test split")
     p.add_argument("--seed", type=int, required=True, help="seed of that split")
     p.add_argument("--download", action="store_true", help="fetch CIFAR if absent")
+    p.add_argument("--test", default=None,
+                   help="source npz: the test split's npz, --root then the train split's file "
+                        "(default: none; --root's folder or file is split)")
+    p.add_argument("--bgr", action="store_true",
+                   help="source npz: the files are BGR (cv2.imread); swap them to RGB")
     p.add_argument("--train-out", required=True, help="training images (npz)")
     p.add_argument("--test-out", required=True, help="test images (npz)")
     return add_common_args(p)
@@ -35,8 +40,8 @@ def main(argv=None) -> None:
     setup(args, uses_torch=False)  # torch only for a resize (data.sources imports it then)
     try:
         tr_x, tr_y, te_x, te_y = load_real(
-            args.source, args.root, args.resolution, args.test_fraction, args.seed, args.download
-        )
+            args.source, args.root, args.resolution, args.test_fraction, args.seed, args.download,
+            test=args.test, bgr=args.bgr)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"prepare_real: {e}") from None
     for name, x, y in (("train", tr_x, tr_y), ("test", te_x, te_y)):

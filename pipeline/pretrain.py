@@ -23,7 +23,7 @@ from pipeline.vocab.methods import head_keys
 from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
 from pipeline.pretraining.online_probe import OnlineProbe
 from pipeline.pretraining.optim import scaled_lr
-from pipeline.data.dataset import load_packed, read_manifest
+from pipeline.data.dataset import generated_subset, load_packed, read_manifest
 from pipeline.data.subsets import real_subset
 from pipeline.pretraining.methods import METHODS, view_preset
 from pipeline.pretraining.loop import PretrainConfig, describe, pretrain, resolved_optim
@@ -52,7 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generated", default=None,
                    help="packed generated dataset folder, to inflate with (default: none)")
     p.add_argument("--num-generated", type=int, default=None,
-                   help="use the first N generated images by global index (default: all)")
+                   help="use N generated images, a random subset seeded by "
+                        "--generated-subset-seed (pipeline.data.dataset.generated_subset; "
+                        "default: all)")
+    p.add_argument("--generated-subset-seed", type=int, default=None,
+                   help="seed of the --num-generated subset (the workflow passes "
+                        "sampling.seed); required with --num-generated")
+    p.add_argument("--keep-generated-labels", action="store_true",
+                   help="the online probe also trains on the generated images' labels (an npz "
+                        "set's, a class-conditional sampler's), as the authors' did; "
+                        "default: generated images are unlabelled (-1)")
     p.add_argument("--real-fraction", type=float, default=None,
                    help="pretrain on a class-stratified fraction of the real images, in (0, 1]; "
                         "the online probe sees only these (default: all)")
@@ -144,6 +153,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--real-fraction below 1 needs --real-subset-seed")
     if args.num_generated is not None and (args.num_generated < 1 or args.generated is None):
         p.error(f"--num-generated {args.num_generated}: needs --generated and a value >= 1")
+    if args.num_generated is not None and args.generated_subset_seed is None:
+        p.error("--num-generated needs --generated-subset-seed")
     return args
 
 
@@ -206,6 +217,8 @@ def effective_settings(args: argparse.Namespace, world: int) -> dict:
         "augmentation": augmentation, "crop_interpolation": "bicubic (Pillow)",
         "blur": "PIL GaussianBlur", "blur_sigma": (0.1, 2.0),
     }
+    if args.generated is not None and args.online_out:  # which labels the probe trains on
+        out["probe_generated_labels"] = "keep" if args.keep_generated_labels else "drop"
     for i, view in enumerate(views, 1):
         out.update({f"view{i}.{k}": v for k, v in describe_aug(view).items()})
     return out
@@ -242,16 +255,26 @@ def main(argv=None) -> None:
         if test_images.shape[1:] != real.shape[1:]:
             raise SystemExit(f"{args.online_test}: images {test_images.shape[1:]}, the real "
                              f"training images {real.shape[1:]}")
-        probe = OnlineProbe(real_labels, test_images, test_labels, every=args.online_every,
-                            lr=args.online_lr)
-    generated = None
+    elif args.keep_generated_labels:
+        raise SystemExit("--keep-generated-labels needs the online probe (--online-test)")
+    generated = generated_labels = None
     if args.generated:
         held = read_manifest(args.generated)[0]["count"]
         if args.num_generated is not None and args.num_generated > held:
             raise SystemExit(f"--num-generated {args.num_generated}: {args.generated} holds "
                              f"{held} generated images")
-        generated, _ = load_packed(args.generated, verify=not args.no_verify,
-                                   limit=args.num_generated)
+        rows = (None if args.num_generated is None
+                else generated_subset(held, args.num_generated, args.generated_subset_seed))
+        generated, generated_labels = load_packed(args.generated, verify=not args.no_verify,
+                                                  rows=rows,
+                                                  keep_labels=args.keep_generated_labels)
+    if args.online_test:
+        keep = generated_labels if args.keep_generated_labels else None
+        try:
+            probe = OnlineProbe(real_labels, test_images, test_labels, every=args.online_every,
+                                lr=args.online_lr, generated_labels=keep)
+        except ValueError as e:
+            raise SystemExit(f"{args.generated}: {e}")
     cfg, augmentation, views = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",

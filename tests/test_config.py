@@ -150,6 +150,16 @@ def _problems(config, path, value):
     (("real",), {"source": "imagefolder", "root": "data/missing"}, "real.root: no such file"),
     (("real",), {"source": "npz"}, "real.root: not set"),
     (("sampling", "shard_size"), 1, "sampling.shard_size: 2000 images in shards of 1 make 2000"),
+    (("generator", "channel_order"), "bgr", "generator.channel_order: 'bgr' is for generator.source npz"),
+    (("real",), {"source": "cifar10", "root": ".", "channel_order": "bgr"},
+     "real.channel_order: 'bgr' is for real.source npz"),
+    (("real",), {"source": "npz", "root": "config.yaml", "test": "data/missing-test.npz"},
+     "real.test: no such npz file 'data/missing-test.npz'"),
+    (("pretrain", "method_args"), {"barlow": {"loss_groups": 3}},
+     "pretrain.method_args.barlow.loss_groups: 3 must be a positive integer dividing the global "
+     "batch 128"),
+    (("pretrain", "method_augmentation"), {"byol": {"standard": "mild"}},
+     "pretrain.method_augmentation.byol.standard: preset 'mild' has no asymmetric variant"),
 ])
 def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
     monkeypatch.setattr("pipeline.dag.config_check.MAX_SHARDS", 1000)

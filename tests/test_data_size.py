@@ -1,4 +1,5 @@
-"""The data-size axes (issue 15 item 5): num_generated (the first N generated images) and
+"""The data-size axes (issue 15 item 5): num_generated (a seeded random subset of N generated
+images, pipeline.data.dataset.generated_subset) and
 real_fraction (a stratified fraction of the real split for pretraining), from the subset
 functions through the design, the config checks, the tracked params and the pretrain stage to a
 dry run over the finished tiny study."""
@@ -187,7 +188,8 @@ def test_pretrain_stage_trains_on_the_subsets(tmp_path):
     pretrain_stage.main([*TINY_ARGS, "--real", str(real_dir), "--generated", str(gen_dir),
                          "--out", str(tmp_path / "run" / "encoder.pt"), "--history", str(hist),
                          "--strategy", "adainf+num_generated=5", "--steps", "1",
-                         "--num-generated", "5", "--real-fraction", "0.5",
+                         "--num-generated", "5", "--generated-subset-seed", "0",
+                         "--real-fraction", "0.5",
                          "--real-subset-seed", "0"])
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["num_generated"] == 5 and meta["real_fraction"] == 0.5
@@ -196,7 +198,8 @@ def test_pretrain_stage_trains_on_the_subsets(tmp_path):
         pretrain_stage.main([*TINY_ARGS, "--real", str(real_dir), "--generated", str(gen_dir),
                              "--out", str(tmp_path / "r2" / "encoder.pt"), "--history",
                              str(tmp_path / "r2" / "history.csv"), "--strategy", "x",
-                             "--steps", "1", "--num-generated", "13"])
+                             "--steps", "1", "--num-generated", "13",
+                             "--generated-subset-seed", "0"])
 
 
 # -- the workflow: a dry run over the finished tiny study (48 generated images) --------------------

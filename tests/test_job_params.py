@@ -69,3 +69,27 @@ def test_settings_are_key_sorted_at_every_level_without_the_untracked_keys():
     a = settings({"b": 1, "a": {"y": 2, "x": 3}, "download": True}, without=("download",))
     b = settings({"a": {"x": 3, "y": 2}, "b": 1, "download": False}, without=("download",))
     assert repr(a) == repr(b) == "{'a': {'x': 3, 'y': 2}, 'b': 1}"  # what Snakemake compares
+
+
+def test_generated_labels_subset_seed_and_method_augmentation_reach_only_their_jobs(config):
+    """generator.labels keep: the flag on the cells with generated images and an online probe;
+    num_generated: its subset's seed with it; method_augmentation: that method's preset."""
+    assert "--keep-generated-labels" not in _pretrain(config)
+    keep = copy.deepcopy(config)
+    keep["generator"]["labels"] = "keep"
+    assert "--keep-generated-labels" in _pretrain(keep)
+    assert _pretrain(keep, "none") == _pretrain(config, "none")
+    keep["linear_eval"]["protocols"] = ["offline"]  # real-only protocols: nothing to change
+    offline = copy.deepcopy(config)
+    offline["linear_eval"]["protocols"] = ["offline"]
+    assert _pretrain(keep) == _pretrain(offline)
+    sub = copy.deepcopy(config)
+    sub["strategies"]["adainf"]["num_generated"] = 500
+    assert "--num-generated 500 --generated-subset-seed 0" in _pretrain(sub)
+    assert "--generated-subset-seed" not in _pretrain(config)
+    moco = copy.deepcopy(config)
+    moco["pretrain"]["method_augmentation"] = {"mocov2plus": {"standard": "mild"}}
+    args = lambda c, m, v: pretrain_args(c, plan(c), m, v, 0)  # noqa: E731
+    assert "--augmentation mild" in args(moco, "mocov2plus", "none")
+    assert "--augmentation weak" in args(moco, "mocov2plus", "adainf")
+    assert args(moco, "simclr", "none") == args(config, "simclr", "none")

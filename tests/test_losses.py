@@ -211,3 +211,51 @@ def test_barlow_twins_loss_matches_batchnorm_and_rewards_identical_views():
                  + 0.0051 * (c.pow(2).sum() - c.diagonal().pow(2).sum()))
     assert barlow_twins_loss(z1, z2, 0.0051, 0.1).item() == pytest.approx(ref.item(), rel=1e-5)
     assert barlow_twins_loss(z1, z1, 0.0051, 0.1) < barlow_twins_loss(z1, z2, 0.0051, 0.1)
+
+
+def test_barlow_twins_groups_average_the_sub_batches_matrices_at_a_1_over_groups_gradient():
+    """groups=k: each of k consecutive sub-batches standardised on its own, the matrices
+    averaged (the loss's value), and the gradient 1/k of that loss's (the authors' DDP form)."""
+    g = torch.Generator().manual_seed(1)
+    z1 = torch.randn(12, 4, generator=g, dtype=F64, requires_grad=True)
+    z2 = torch.randn(12, 4, generator=g, dtype=F64)
+    lambd, scale, eps = 0.3, 0.1, 1e-5
+
+    def standardise(z):
+        return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+
+    c = sum(standardise(a).T @ standardise(b) / 4 for a, b in zip(z1.split(4), z2.split(4))) / 3
+    ref = scale * (((1 - c.diagonal()) ** 2).sum() + lambd * (c.pow(2).sum() - c.diagonal().pow(2).sum()))
+    (ref_grad,) = torch.autograd.grad(ref, z1)
+    got = barlow_twins_loss(z1, z2, lambd, scale, groups=3)
+    (grad,) = torch.autograd.grad(got, z1)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert torch.allclose(grad, ref_grad / 3, rtol=1e-10)
+    # one group is the loss over the whole batch with its exact gradient
+    assert barlow_twins_loss(z1, z2, lambd, scale, groups=1).item() != pytest.approx(got.item())
+    with pytest.raises(ValueError, match="12 does not split into 5"):
+        barlow_twins_loss(z1, z2, lambd, scale, groups=5)
+
+
+@pytest.mark.slow
+def test_barlow_twins_groups_2_is_the_authors_loss_on_two_ddp_processes():
+    """The authors' barlow_loss_func as their file computes it, on 2 gloo processes × B under
+    DDP, against barlow_twins_loss on 1 process × 2B with groups=2: equal loss and gradients
+    (tests/barlow_parity_worker.py)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+         "127.0.0.1", "--master_port", str(port), str(REPO / "tests" / "barlow_parity_worker.py"),
+         str(REPO)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "PARITY-OK" in r.stdout

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import TINY, make_images, run_snakemake
 from pipeline.core import io
-from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files
+from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files, unlabelled
 from pipeline.data.dataset import load_packed, open_packed
 
 
@@ -87,3 +87,22 @@ def test_workflow_with_npz_source_skips_sampling_and_runs_fid_pack_pretrain(tmp_
     assert (labels == -1).all()  # generated images never train the probe
     meta = json.loads((results / "pretrain/simclr/vanilla/seed0/history.json").read_text())
     assert meta["num_generated"] == 30
+
+
+def test_a_bgr_file_is_cut_into_rgb_shards_and_keeps_its_labels(tmp_path):
+    """generator.channel_order bgr: the channels are reversed once, when the shards are cut, so
+    FID, the report's samples and training read RGB; a file of only -1 labels (the authors'
+    generated_data.py) is recognised for the warning."""
+    rgb, labels = _write_folder(tmp_path / "rgb", [6])
+    bgr = tmp_path / "bgr.npz"
+    np.savez(bgr, image=rgb[..., ::-1], label=labels)  # as cv2.imread leaves a PNG
+    out = [tmp_path / "shards" / "shard_00000.json"]
+    cut_into_shards([bgr], out, shard_size=6, num_images=6, bgr=True)
+    np.testing.assert_array_equal(load_packed(out[0])[0], rgb)
+    cut_into_shards([bgr], out, shard_size=6, num_images=6)  # rgb: the file as it is
+    np.testing.assert_array_equal(load_packed(out[0])[0], rgb[..., ::-1])
+    kept = load_packed(out[0], keep_labels=True)[1]
+    np.testing.assert_array_equal(kept, labels)
+    assert not unlabelled([bgr])
+    np.savez(tmp_path / "authors.npz", image=rgb, label=np.full(6, -1))
+    assert unlabelled([tmp_path / "authors.npz"])

@@ -162,3 +162,28 @@ def test_probe_is_a_param_group_of_the_methods_optimiser(method, optimizer, lr):
     factor = warmup_cosine(37, 100, 10)
     assert head["lr"] == pytest.approx(lr * factor)
     assert main["lr"] == pytest.approx(METHODS[method].DEFAULTS["lr"] * factor)
+
+
+def test_kept_generated_labels_train_the_probe_and_minus_one_stays_ignored():
+    """generator.labels keep: labelled generated rows join the probe's cross-entropy (the
+    authors' online classifier); -1 rows, and every generated row with drop, do not."""
+    (tr, ty), (te, tey) = toy(16, 0), toy(24, 1)
+    gen, gy = toy(48, 2)
+    gy = np.where(np.arange(48) % 4 == 0, -1, gy)  # a quarter unlabelled
+    curves = {}
+    for name, labels in (("drop", None), ("keep", gy)):
+        probe = OnlineProbe(ty, te, tey, every=0, lr=4.0, generated_labels=labels)
+        pretrain(cfg(steps=20), view_params("weak"), tr, gen, CPU, probe=probe)
+        curves[name] = probe
+    assert curves["keep"].labels[16:].tolist() == gy.tolist()
+    assert (curves["drop"].labels[16:] == -1).all()
+    assert curves["keep"].result("simclr", "vanilla", {"seconds": 0})["generated_labels"] == "keep"
+    assert curves["keep"].labels_used() == {"generated_labels": "keep",
+                                            "num_labelled_generated": 36}
+    assert curves["drop"].labels_used()["generated_labels"] == "drop"
+    # the same backbone either way (the probe gives it no gradient): only the probe differs
+    w = [c.linear.weight.detach() for c in curves.values()]
+    assert not torch.allclose(*w)
+    with pytest.raises(ValueError, match="generated label 8 is not one of the real data's "
+                                         r"classes 0\.\.7"):
+        OnlineProbe(ty, te, tey, generated_labels=np.array([0, 8]))

@@ -187,3 +187,54 @@ def test_pack_catches_a_truncated_shard_by_its_size(tmp_path, sample_shards):
     with pytest.raises(ChecksumError, match=r"shard_00000\.images\.npy: \d+ bytes"):
         pack(tmp_path / "gen", "generated", [str(p) for p in sample_shards])
     assert not (tmp_path / "gen").exists()
+
+
+def test_generated_labels_are_minus_one_unless_kept(tmp_path):
+    folder = tmp_path / "samples"
+    write_shard(folder / "shard_00000.json", make_images(5), np.arange(5) % 3)
+    out = tmp_path / "dataset" / "generated"
+    pack(out, "generated", [str(folder / "shard_00000.json")])
+    assert (load_packed(out)[1] == -1).all()
+    np.testing.assert_array_equal(load_packed(out, keep_labels=True)[1], np.arange(5) % 3)
+
+
+def test_generated_subset_is_nested_seeded_and_balanced_on_a_class_sorted_file():
+    from pipeline.data.dataset import generated_subset
+
+    small, large = generated_subset(10_000, 500, seed=0), generated_subset(10_000, 2_000, seed=0)
+    assert len(small) == 500 and (np.diff(small) > 0).all()
+    assert set(small) <= set(large)  # a smaller N's images are part of a larger N's
+    assert not np.array_equal(small, generated_subset(10_000, 500, seed=1))
+    # image i's key is the i-th draw of the seeded stream: the same whatever the total
+    # image i's key is the i-th draw of the seeded stream, the same whatever the total: the
+    # first half of a set's subset is the subset of that half alone
+    first = small[small < 5_000]
+    np.testing.assert_array_equal(generated_subset(5_000, len(first), seed=0), first)
+    sorted_labels = np.repeat(np.arange(10), 1_000)  # a file sorted by class, as EDM 1M
+    counts = np.bincount(sorted_labels[small], minlength=10)
+    assert counts.min() >= 30 and counts.max() <= 70  # the first 500 would be class 0 only
+    with pytest.raises(ValueError, match="holds 10 images"):
+        generated_subset(10, 11, 0)
+
+
+def test_load_packed_rows_read_the_same_images_whatever_the_shards(tmp_path):
+    """The subset is a function of global indices: cut into other shards, the same images."""
+    from pipeline.data.dataset import generated_subset
+
+    images, labels = make_images(23, seed=4), np.arange(23) % 10
+    rows = generated_subset(23, 9, seed=2)
+    got = []
+    for sizes in ([23], [5, 5, 5, 5, 3], [10, 13]):
+        folder = tmp_path / f"s{len(sizes)}"
+        start = 0
+        for k, n in enumerate(sizes):
+            write_shard(folder / f"shard_{k:05d}.json", images[start:start + n],
+                        labels[start:start + n])
+            start += n
+        pack(folder / "packed", "generated", [str(p) for p in sorted(folder.glob("shard_*.json"))])
+        got.append(load_packed(folder / "packed", rows=rows, keep_labels=True))
+    for x, y in got:
+        np.testing.assert_array_equal(x, images[rows])
+        np.testing.assert_array_equal(y, labels[rows])
+    with pytest.raises(ValueError, match="sorted distinct"):
+        load_packed(tmp_path / "s1" / "packed", rows=np.array([3, 2]))

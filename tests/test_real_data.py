@@ -189,6 +189,35 @@ def test_npz_folder_and_nchw(tmp_path):
     assert load_real("npz", tmp_path, 4)[0].shape == (6, 4, 4, 3)
 
 
+def test_npz_train_file_with_its_own_test_file_is_not_re_split_and_bgr_is_swapped(tmp_path):
+    """real.test: the authors' 5k split beside CIFAR-10's test split, each taken whole; and
+    real.channel_order bgr (a file written from cv2.imread) becomes RGB when prepared."""
+    rng = np.random.default_rng(6)
+    train, test = _images(10, rng), _images(4, rng)
+    np.savez(tmp_path / "cifar10-5k-train.npz", image=train, label=np.arange(10) % 5)
+    np.savez(tmp_path / "test.npz", image=test, label=np.arange(4))
+    tr_x, tr_y, te_x, te_y = load_real("npz", tmp_path / "cifar10-5k-train.npz", 8,
+                                       test=tmp_path / "test.npz")
+    np.testing.assert_array_equal(tr_x, train)  # all 10, in order: no 80/20 split
+    np.testing.assert_array_equal(te_x, test)
+    assert tr_y.tolist() == [0, 1, 2, 3, 4] * 2
+    np.savez(tmp_path / "bgr.npz", image=train[..., ::-1], label=np.arange(10) % 5)
+    x = load_real("npz", tmp_path / "bgr.npz", 8, test=tmp_path / "test.npz", bgr=True)
+    np.testing.assert_array_equal(x[0], train)
+    np.testing.assert_array_equal(x[2], test[..., ::-1])  # both files are read as BGR
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_real("npz", tmp_path, 8, test=tmp_path / "test.npz")  # root must be the file
+    with pytest.raises(ValueError, match="for source npz"):
+        load_real("digits", None, 8, bgr=True)
+    # the stage's options
+    out = tmp_path / "out"
+    prepare_real.main(["--source", "npz", "--root", str(tmp_path / "bgr.npz"), "--test",
+                       str(tmp_path / "test.npz"), "--bgr", "--resolution", "8",
+                       "--test-fraction", "0.2", "--seed", "0", *RUNTIME_ARGS,
+                       "--train-out", str(out / "train.npz"), "--test-out", str(out / "test.npz")])
+    np.testing.assert_array_equal(load_images(out / "train.npz")[0], train)
+
+
 def test_npz_bad_key_and_shape(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, images=np.zeros((2, 8, 8, 3), np.uint8), label=np.zeros(2))

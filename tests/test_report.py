@@ -250,3 +250,21 @@ def test_the_report_shows_the_search_and_auto_beside_the_fixed_strategies(tmp_pa
     assert "auto trains no online probe" in text and lines[1] in text
     save_search_plot(tmp_path / "search.png", [found])
     _check_png(tmp_path / "search.png")
+
+
+def test_every_protocol_table_says_which_labels_trained_its_classifier():
+    """generator.labels keep shows in the online table (the probe trained on generated labels);
+    the offline and features tables stay real-only; drop says real-only everywhere."""
+    def note(results, protocol):
+        from pipeline.study.tables import tables
+
+        (t,) = [t for t in tables(DESIGN, aggregate(collect_runs(results)))
+                if t["title"] == f"Linear top-1 (%), {protocol} protocol"]
+        return t["note"]
+
+    assert "real labelled images only" in note(RESULTS, "online")
+    kept = [dict(r, generated_labels="keep", num_labelled_generated=20)
+            if r["protocol"] == "online" and r["strategy"] == "vanilla" else r for r in RESULTS]
+    assert "generator.labels: keep" in note(kept, "online")
+    assert "up to 20 labelled generated images" in note(kept, "online")
+    assert "real labelled images only" in note(kept, "features")

@@ -54,7 +54,7 @@ def test_registry_and_defaults_follow_the_paper():
     assert BarlowTwins.DEFAULTS == {"optimizer": "lars", "lr": 0.15, "classifier_lr": 0.05,
                                     "weight_decay": 1e-4,
                                     "proj_hidden": 2048, "proj_dim": 2048, "lambd": 0.0051,
-                                    "scale": 0.1}
+                                    "scale": 0.1, "loss_groups": 1}
     assert [METHODS[m].augmentation_kind for m in METHODS] == [
         "symmetric", "symmetric", "asymmetric", "asymmetric"]
 

@@ -294,7 +294,9 @@ def test_pretrain_cli_online_probe(tmp_path, packed):
                                      "--online-out", str(out)))
     result = json.loads(out.read_text())
     assert set(result) == {"method", "strategy", "protocol", "top1", "top5", "num_train",
-                           "num_test", "pretrain", "seconds", "curve", "every", "lr"}
+                           "num_test", "pretrain", "seconds", "curve", "every", "lr",
+                           "generated_labels", "num_labelled_generated"}
+    assert result["generated_labels"] == "drop" and result["num_labelled_generated"] == 0
     assert result["protocol"] == "online" and result["every"] == 2
     assert result["lr"] == 0.05  # SimCLR's classifier_lr (the authors' simclr.yaml)
     assert result["method"] == "simclr" and result["strategy"] == "vanilla"
@@ -304,6 +306,30 @@ def test_pretrain_cli_online_probe(tmp_path, packed):
     assert 0 <= result["top1"] <= result["top5"] <= 100
     meta = json.loads((tmp_path / "run" / "history.json").read_text())
     assert result["pretrain"] == meta and result["seconds"] == meta["seconds"]
+
+
+def test_pretrain_cli_keeps_generated_labels_for_the_online_probe_on_a_random_subset(tmp_path,
+                                                                                   packed, capsys):
+    """--keep-generated-labels: the generated set's own labels (class 0 here) train the probe,
+    and its result says so; --num-generated takes the seeded subset."""
+    real_dir, gen_dir = packed
+    test = tmp_path / "test.npz"
+    io.save_images(test, _images(7, 20), np.arange(7) % 3)
+    out = tmp_path / "online.json"
+    pretrain_stage.main(_online_args(tmp_path, real_dir, "--generated", str(gen_dir),
+                                     "--num-generated", "5", "--generated-subset-seed", "3",
+                                     "--keep-generated-labels", "--online-test", str(test),
+                                     "--online-every", "0", "--online-out", str(out)))
+    result = json.loads(out.read_text())
+    assert result["generated_labels"] == "keep" and result["num_labelled_generated"] == 5
+    assert result["pretrain"]["num_generated"] == 5
+    with pytest.raises(SystemExit):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, "--generated", str(gen_dir),
+                                         "--num-generated", "5"))
+    assert "--num-generated needs --generated-subset-seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="needs the online probe"):
+        pretrain_stage.main(_online_args(tmp_path, real_dir, "--generated", str(gen_dir),
+                                         "--keep-generated-labels"))
 
 
 def test_pretrain_cli_online_errors(tmp_path, packed):

@@ -38,11 +38,13 @@ def test_the_schema_enums_are_the_vocabulary():
     assert strategy["propertyNames"]["not"]["enum"] == [names.RANDOM_INIT, names.AUTO]
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_args"]["propertyNames"]["enum"]
             == list(names.METHODS))
+    assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
+            ["additionalProperties"]["additionalProperties"]["enum"] == list(names.SYMMETRIC_PRESETS))
 
 
 def test_the_code_serves_every_name():
     assert tuple(METHOD_CLASSES) == names.METHODS
-    assert tuple(PRESETS) == names.AUGMENTATIONS
+    assert tuple(PRESETS) == names.SYMMETRIC_PRESETS
 
 
 def _undescribed(node: dict, path: str = "") -> list[str]:

@@ -125,6 +125,11 @@ RERUNS = {
                   "linear_eval": 6}),
     "linear_eval": ("linear_eval: {offline: {epochs: 2}}", {"linear_eval": 10}),
     "online_probe": ("linear_eval: {online: {lr: 0.1}}", {"pretrain": 8, "linear_eval": 8}),
+    # the online probe of the cells with generated images (vanilla, adainf, its sweep variant)
+    "generated_labels": ("generator: {labels: keep}", {"pretrain": 6, "linear_eval": 6}),
+    # the cells whose strategy asks for the standard preset (none, vanilla)
+    "method_augmentation": ("pretrain: {method_augmentation: {simclr: {standard: mild}}}",
+                            {"pretrain": 4, "linear_eval": 4}),
     # none of these changes a result
     "speed_only": ("fid: {batch_size: 7}\nthreads: {default: 2, sample: 2}\ndevice: cpu\n"
                    "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}", {}),

@@ -18,7 +18,7 @@ import yaml
 from pipeline.core.errors import ConfigError
 from pipeline.dag.paths import num_shards
 from pipeline.dag.search import search_problems
-from pipeline.vocab.augmentation import view_params
+from pipeline.vocab.augmentation import VIEW_PRESETS, view_params
 from pipeline.vocab.methods import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
@@ -99,6 +99,18 @@ def config_problems(config: dict) -> list[str]:
         if unknown:
             problems.append(f"pretrain.method_args.{method}: unknown key(s) {unknown}; valid: "
                             f"{head_keys(method)}")
+    groups = config["pretrain"].get("method_args", {}).get("barlow", {}).get("loss_groups")
+    if groups is not None:
+        batch = config["pretrain"]["batch_size"] * config["pretrain"]["processes"]
+        if not isinstance(groups, int) or groups < 1 or batch % groups:
+            problems.append(f"pretrain.method_args.barlow.loss_groups: {groups!r} must be a "
+                            f"positive integer dividing the global batch {batch}")
+    for method, mapping in config["pretrain"].get("method_augmentation", {}).items():
+        for given, preset in mapping.items():
+            # BYOL and Barlow Twins train a preset's asymmetric variant (methods.view_preset)
+            if method in ("byol", "barlow") and f"asym_{preset}" not in VIEW_PRESETS:
+                problems.append(f"pretrain.method_augmentation.{method}.{given}: preset "
+                                f"{preset!r} has no asymmetric variant for {method}")
     strategies = config["strategies"]
     overrides = [(f"strategies.{name}", s["augmentation"], {k: s[k] for k in
                   ("crop_min_scale", "jitter_strength") if s.get(k) is not None})
@@ -131,7 +143,21 @@ def config_problems(config: dict) -> list[str]:
     if g["source"] == "npz":
         if not Path(g["path"]).expanduser().exists():
             problems.append(f"generator.path: no such npz file or folder {g['path']!r}")
+    if g["source"] != "npz" and g.get("channel_order", "rgb") != "rgb":
+        problems.append(f"generator.channel_order: {g['channel_order']!r} is for generator.source "
+                        f"npz, not {g['source']!r}")
     r = config["real"]
+    if r["source"] != "npz":
+        for key, unset in (("test", None), ("channel_order", "rgb")):
+            if r.get(key, unset) != unset:
+                problems.append(f"real.{key}: {r[key]!r} is for real.source npz, not "
+                                f"{r['source']!r}")
+    elif r.get("test") is not None:
+        if not Path(r["test"]).expanduser().is_file():
+            problems.append(f"real.test: no such npz file {r['test']!r}")
+        if r.get("root") and not Path(r["root"]).expanduser().is_file():
+            problems.append(f"real.root: {r['root']!r} must be the train split's npz file "
+                            "when real.test is given")
     if r["source"] != "digits":
         if not r.get("root"):
             problems.append(f"real.root: not set, but real.source {r['source']!r} needs a data path")

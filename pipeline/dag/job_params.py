@@ -51,6 +51,12 @@ def untracked(value):
     return lambda wildcards, input: value
 
 
+def method_preset(config: dict, method: str, augmentation: str) -> str:
+    """The preset `method` trains with where a strategy asks for `augmentation`:
+    pretrain.method_augmentation's replacement for this method, else the strategy's own."""
+    return config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
+
+
 def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
@@ -68,12 +74,14 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
     return opts(
         opt("--generated", dataset_dir(out, "generated") if s["generated"] else None),
         opt("--dup", s["dup"]),
-        opt("--augmentation", s["augmentation"]),
+        opt("--augmentation", method_preset(config, method, s["augmentation"])),
         opt("--crop-min-scale", s.get("crop_min_scale")),
         opt("--jitter-strength", s.get("jitter_strength")),
         # absent where they mean all images (design.without_all); the real subset is seeded by
         # the real split's seed, so every cell at one fraction sees the same images
         opt("--num-generated", s.get("num_generated")),
+        opt("--generated-subset-seed",
+            config["sampling"]["seed"] if "num_generated" in s else None),
         opt("--real-fraction", s.get("real_fraction")),
         opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
         backbone,
@@ -83,6 +91,9 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         *(opt("--method-arg", f"{k}={json.dumps(v)}")
           for k, v in p["method_args"].get(method, {}).items()),
         *(opt(f"--online-{k}", v) for k, v in online.items()),
+        # only the online probe reads generated labels (offline and features: real only)
+        opt("--keep-generated-labels", bool(online) and s["generated"]
+            and config["generator"]["labels"] == "keep"),
     )
 
 
@@ -127,7 +138,8 @@ def prepare_real_args(config: dict) -> str:
     """The real data's source and split (`download` is untracked: fetching CIFAR or finding it on
     disk gives the same data)."""
     r = config["real"]
-    return opts(opt("--source", r["source"]), opt("--root", r["root"]),
+    return opts(opt("--source", r["source"]), opt("--root", r["root"]), opt("--test", r["test"]),
+                opt("--bgr", r["channel_order"] == "bgr"),
                 opt("--resolution", r["resolution"]), opt("--test-fraction", r["test_fraction"]),
                 opt("--seed", r["seed"]))
 
@@ -155,4 +167,6 @@ def cut_npz_args(config: dict, num_images: int) -> str:
     """generator.source npz: which images of the files become the shards."""
     return opts(opt("--source", config["generator"]["path"]),
                 opt("--shard-size", config["sampling"]["shard_size"]),
-                opt("--num-images", num_images), opt("--resolution", config["real"]["resolution"]))
+                opt("--num-images", num_images),
+                opt("--bgr", config["generator"]["channel_order"] == "bgr"),
+                opt("--resolution", config["real"]["resolution"]))

@@ -2,7 +2,8 @@
 
 One folder holds one part, `real` or `generated`, so real-only runs never wait for sampling:
     manifest.json                 part, count, image shape, a sha256 and a size per file
-    00000.images.npy / 00000.labels.npy, 00001...   (generated images have label -1)
+    00000.images.npy / 00000.labels.npy, 00001...   (generated images read as label -1 unless
+                                                      generator.labels is keep)
 
 A sample shard is written once, already in this format: `shard_00000.images.npy`,
 `shard_00000.labels.npy` and their manifest `shard_00000.json` (written last). Packing the
@@ -64,7 +65,8 @@ def pack(out_dir: str | Path, part: str, files: list[str]) -> dict:
     """Pack image files into a dataset folder, atomically: shard manifests (.json, from
     write_shard) are referenced in place; npz files are copied, one shard per file.
 
-    Generated images read as label -1 whatever their file says.
+    Labels are stored as the files give them; generated images read as label -1 unless asked
+    (load_packed's keep_labels).
     """
     if part not in PARTS:
         raise ValueError(f"unknown dataset part {part!r}; valid: {', '.join(PARTS)}")
@@ -93,8 +95,6 @@ def pack(out_dir: str | Path, part: str, files: list[str]) -> dict:
                 continue
             images, labels = io.load_images(path)
             check_shape(path, images.shape[1:])
-            if part == "generated":
-                labels = np.full(len(images), -1, np.int64)
             names = {"images": f"{k:05d}.images.npy", "labels": f"{k:05d}.labels.npy"}
             np.save(tmp / names["images"], images)
             np.save(tmp / names["labels"], labels)
@@ -195,13 +195,17 @@ def _read_npy_into(path: Path, out: np.ndarray, digest: str | None, base: Path) 
 
 
 def load_packed(path: str | Path, verify: bool = True, workers: int | None = None,
-                limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                limit: int | None = None, rows: np.ndarray | None = None,
+                keep_labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """All of a packed dataset (folder or shard manifest) in memory: images and labels.
 
     With `verify`, each file's sha256 is computed while it is read; files are read by parallel
     threads (reading and hashing release the GIL). A damaged file raises ChecksumError naming
     it, and is moved aside so that the next run rebuilds it. With `limit`, only the first
-    `limit` images (the shards holding them, verified whole) are read.
+    `limit` images (the shards holding them, verified whole) are read; with `rows` (sorted
+    global indices), only those images (the shards holding them, verified whole, one at a time
+    per thread). Generated images read as label -1 unless `keep_labels` (their file's labels:
+    an npz set's classes, a class-conditional sampler's).
     """
     manifest, base = read_manifest(path)
     n, shape = manifest["count"], tuple(manifest["image_shape"] or (0, 0, 3))
@@ -210,6 +214,23 @@ def load_packed(path: str | Path, verify: bool = True, workers: int | None = Non
         raise ValueError(f"{path}: shards hold {held} images, the manifest says {n}")
     if limit is not None and limit > n:
         raise ValueError(f"{path}: {limit} images asked for, the dataset holds {n}")
+    if rows is not None:
+        rows = np.asarray(rows, np.int64)
+        if len(rows) and (rows[0] < 0 or rows[-1] >= n or (np.diff(rows) <= 0).any()):
+            raise ValueError(f"{path}: rows must be sorted distinct indices in 0..{n - 1}")
+        images, labels = _load_rows(manifest, base, rows, shape, verify, workers)
+    else:
+        images, labels = _load_first(manifest, base, limit, shape, verify, workers)
+    if manifest["part"] == "generated" and not keep_labels:
+        labels.fill(-1)
+    return images, labels
+
+
+def _read(base: Path, manifest: dict, name: str, out: np.ndarray, verify: bool) -> None:
+    _read_npy_into(base / name, out, manifest["sha256"][name] if verify else None, base)
+
+
+def _load_first(manifest, base, limit, shape, verify, workers):
     shards, covered = [], 0
     for s in manifest["shards"]:
         if limit is not None and covered >= limit:
@@ -219,19 +240,46 @@ def load_packed(path: str | Path, verify: bool = True, workers: int | None = Non
     images, labels = np.empty((covered, *shape), np.uint8), np.empty(covered, np.int64)
     jobs, offset = [], 0
     for s in shards:
-        rows = slice(offset, offset + s["count"])
-        jobs += [(s["images"], images[rows]), (s["labels"], labels[rows])]
+        part = slice(offset, offset + s["count"])
+        jobs += [(s["images"], images[part]), (s["labels"], labels[part])]
+        offset += s["count"]
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(lambda job: _read(base, manifest, *job, verify), jobs))
+    return images[:limit], labels[:limit]
+
+
+def _load_rows(manifest, base, rows, shape, verify, workers):
+    images, labels = np.empty((len(rows), *shape), np.uint8), np.empty(len(rows), np.int64)
+    jobs, offset = [], 0
+    for s in manifest["shards"]:
+        lo, hi = np.searchsorted(rows, [offset, offset + s["count"]])
+        if hi > lo:
+            jobs.append((s, offset, slice(lo, hi)))
         offset += s["count"]
 
     def read(job):
-        name, out = job
-        _read_npy_into(base / name, out, manifest["sha256"][name] if verify else None, base)
+        s, start, out = job
+        whole_x = np.empty((s["count"], *shape), np.uint8)
+        whole_y = np.empty(s["count"], np.int64)
+        _read(base, manifest, s["images"], whole_x, verify)
+        _read(base, manifest, s["labels"], whole_y, verify)
+        images[out], labels[out] = whole_x[rows[out] - start], whole_y[rows[out] - start]
 
-    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(read, jobs))
-    if manifest["part"] == "generated":
-        labels.fill(-1)
-    return images[:limit], labels[:limit]
+    return images, labels
+
+
+def generated_subset(total: int, count: int, seed: int) -> np.ndarray:
+    """`count` of `total` generated images, sorted global indices, drawn at random: image i gets
+    the key u_i (the i-th draw of one seeded stream, so a function of i and the seed only, not
+    of the shards) and the `count` smallest keys are taken. A smaller count's images are part of
+    a larger one's, and a file sorted by class gives a class-balanced subset in expectation
+    (the first N of the authors' EDM 1M file would be its first classes only)."""
+    if not 0 < count <= total:
+        raise ValueError(f"num_generated {count}: the generated set holds {total} images")
+    keys = np.random.default_rng(seed).random(total)
+    return np.sort(np.argsort(keys, kind="stable")[:count])
 
 
 def load_npz_or_shard(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

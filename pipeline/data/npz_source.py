@@ -4,7 +4,9 @@ The AdaInf authors distribute their generated sets (EDM, STF: not diffusers mode
 with `image` (uint8 N×H×W×3) and `label`. This module reads one such file or a folder of them
 (sorted by name, read as one sequence) and writes the same shards the sample stage writes, through
 the same writer (pipeline.data.dataset.write_shard), so FID, packing and pretraining run unchanged. The
-labels are kept in the shards for reference; packing sets generated labels to -1 for training.
+labels are kept in the shards; pretraining reads them as -1 unless generator.labels is keep. A file
+written in BGR (the authors' generated_data.py reads its PNGs with cv2.imread and saves the array
+as it is) is swapped to RGB here, once, so FID, the report's pictures and training all see RGB.
 """
 
 from __future__ import annotations
@@ -63,6 +65,16 @@ def image_shape(files: list[Path]) -> tuple[int, int, int, int]:
     return (total, *hw)
 
 
+def unlabelled(files: list[Path]) -> bool:
+    """Every image labelled -1: a file from the authors' generated_data.py (whose cv2.imread
+    makes it BGR), not one that kept its generator's classes."""
+    for path in files:
+        with np.load(path) as f:
+            if (f["label"] != -1).any():
+                return False
+    return True
+
+
 def _chunks(files: list[Path], size: int, count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The first `count` images of the files in order, `size` at a time (one file in memory at a
     time, plus the piece of a shard that spans two files)."""
@@ -83,10 +95,10 @@ def _chunks(files: list[Path], size: int, count: int) -> Iterator[tuple[np.ndarr
 
 
 def cut_into_shards(files: list[Path], outputs: list[str | Path], shard_size: int,
-                    num_images: int, resolution: int | None = None) -> int:
+                    num_images: int, resolution: int | None = None, bgr: bool = False) -> int:
     """Write the first `num_images` images of `files` (in order) into `outputs`, shard k holding
-    images [k·shard_size, (k+1)·shard_size), through the sample stage's writer. Returns the
-    number written (at most all the files hold)."""
+    images [k·shard_size, (k+1)·shard_size), through the sample stage's writer; `bgr` files get
+    their channels reversed to RGB. Returns the number written (at most all the files hold)."""
     total, height, width, _ = image_shape(files)
     if resolution is not None and (height, width) != (resolution, resolution):
         raise ValueError(f"{files[0]}: images are {height}×{width}, real.resolution is "
@@ -98,6 +110,8 @@ def cut_into_shards(files: list[Path], outputs: list[str | Path], shard_size: in
                          f"{shard_size} (need {expected})")
     written = 0
     for out, (images, labels) in zip(outputs, _chunks(files, shard_size, num_images), strict=True):
+        if bgr:
+            images = np.ascontiguousarray(images[..., ::-1])
         write_shard(out, images, labels)
         written += len(images)
     return written

@@ -24,12 +24,17 @@ def load_real(
     test_fraction: float = 0.2,
     seed: int = 0,
     download: bool = False,
+    test: str | os.PathLike | None = None,
+    bgr: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load `source` as (train_images, train_labels, test_images, test_labels).
 
     `root` is unused for digits; a data folder for cifar10/cifar100/imagefolder; an npz file or a
     folder holding train.npz and test.npz for npz. `test_fraction` and `seed` only matter where
     the source has no test split of its own. `download` only applies to cifar10/cifar100.
+    npz only: `test` is the test split's own file (root is then the train split's file, taken
+    whole), e.g. the authors' cifar10-5k-train.npz with CIFAR-10's test split; `bgr` swaps
+    files written in BGR (cv2.imread) to RGB.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown real-data source {source!r}; valid: {', '.join(SOURCES)}")
@@ -39,6 +44,9 @@ def load_real(
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     if source != "digits" and root is None:
         raise ValueError(f"source {source!r} needs a root (data path), got none")
+    if source != "npz" and (test is not None or bgr):
+        raise ValueError(f"a separate test file and the bgr channel order are for source npz, "
+                         f"not {source!r}")
 
     if source == "digits":
         images, labels = _digits()
@@ -46,7 +54,10 @@ def load_real(
     elif source in ("cifar10", "cifar100"):
         splits = _cifar(source, Path(root), download)
     elif source == "npz":
-        splits = _npz(Path(root), test_fraction, seed)
+        splits = _npz(Path(root), test_fraction, seed, None if test is None else Path(test))
+        if bgr:  # the channel axis reversed: BGR ↔ RGB
+            splits = tuple(np.ascontiguousarray(x[..., ::-1]) if x.ndim == 4 else x
+                           for x in splits)
     else:
         splits = _imagefolder(Path(root), resolution, test_fraction, seed)
 
@@ -108,7 +119,13 @@ def _cifar(source: str, root: Path, download: bool):
             np.asarray(test.data, np.uint8), np.asarray(test.targets, np.int64))
 
 
-def _npz(root: Path, test_fraction: float, seed: int):
+def _npz(root: Path, test_fraction: float, seed: int, test: Path | None = None):
+    if test is not None:
+        for path in (root, test):
+            if not path.is_file():
+                raise FileNotFoundError(f"npz: no such file {path} (with a separate test file, "
+                                        "root is the train split's file)")
+        return (*_read_npz(root), *_read_npz(test))
     if root.is_dir():
         train, test = root / "train.npz", root / "test.npz"
         missing = [p.name for p in (train, test) if not p.is_file()]

@@ -92,7 +92,9 @@ def run_key(cfg: PretrainConfig, views, world: int, real: np.ndarray,
     settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_RUN_KEY}
     h = hashlib.sha256(json.dumps({
         "config": settings, "world": world, "views": [asdict(v) for v in views],
-        "probe": None if probe is None else {"every": probe.every, "lr": probe.lr_per_256},
+        "probe": None if probe is None else {"every": probe.every, "lr": probe.lr_per_256,
+                                             **({"generated_labels": "keep"}
+                                                if probe.generated_labels is not None else {})},
     }, sort_keys=True, default=str).encode())
     for part in (real, generated):
         if part is not None and len(part):

@@ -76,22 +76,39 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 @fp32
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float, scale: float,
-                      eps: float = 1e-5) -> torch.Tensor:
+                      eps: float = 1e-5, groups: int = 1) -> torch.Tensor:
     """Barlow Twins' loss as solo-learn's barlow_loss_func (with scale_loss).
 
     Each view is standardised per dimension over the batch, exactly as
     BatchNorm1d(affine=False) in training mode does: (z − mean) / sqrt(biased var + eps). The
     cross-correlation is c = z1ᵀz2 / N (D×D); the loss is
     scale · (Σ_i (1 − c_ii)² + λ · Σ_{i≠j} c_ij²).
+
+    `groups` > 1 is the authors' computation on that many devices (PKU-ML/adainf
+    solo-learn/solo/losses/barlow.py L45-54): the batch is cut into `groups` equal consecutive
+    sub-batches (a device's share each), each standardised over itself, and c is the mean of
+    their matrices. Their average is a `dist.all_reduce` that autograd does not see, so each
+    device differentiates only its own matrix's 1/groups share, and DDP then averages the
+    devices' gradients: the gradient they train with is 1/groups of this loss's. So is this one
+    (its value is the loss's). groups = 1: one standardisation over the whole batch and the
+    loss's exact gradient.
     """
     n, d = z1.shape
+    if groups < 1 or n % groups:
+        raise ValueError(f"Barlow Twins: a batch of {n} does not split into {groups} equal "
+                         "sub-batches")
 
-    def standardise(z):
-        mean = z.mean(dim=0, keepdim=True)
-        var = z.var(dim=0, unbiased=False, keepdim=True)
-        return (z - mean) / torch.sqrt(var + eps)
+    def standardise(z):  # over each sub-batch: groups × n/groups × d
+        z = z.reshape(groups, n // groups, d)
+        mean = z.mean(dim=1, keepdim=True)
+        var = z.var(dim=1, unbiased=False, keepdim=True)
+        return ((z - mean) / torch.sqrt(var + eps)).reshape(n, d)
 
+    # Σ over sub-batches of their z1ᵀz2 / (n/groups), / groups: the mean of their matrices
     c = standardise(z1).T @ standardise(z2) / n
     on_diag = (1 - torch.diagonal(c)).pow(2).sum()
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
-    return scale * (on_diag + lambd * off_diag)
+    loss = scale * (on_diag + lambd * off_diag)
+    if groups == 1:
+        return loss
+    return loss.detach() + (loss - loss.detach()) / groups  # value: loss; gradient: its 1/groups

@@ -253,7 +253,10 @@ class BarlowTwins(SSLMethod):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         z1 = self.projector(self.encoder(x1))
         z2 = self.projector(self.encoder(x2))
-        return barlow_twins_loss(gather(z1), gather(z2), self.hparams["lambd"], self.hparams["scale"])
+        # the global batch, rank-major: with loss_groups = processes each group is one rank's
+        h = self.hparams
+        return barlow_twins_loss(gather(z1), gather(z2), h["lambd"], h["scale"],
+                                 groups=h["loss_groups"])
 
 
 METHODS: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "mocov2plus": MoCoV2Plus, "byol": BYOL,

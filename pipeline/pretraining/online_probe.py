@@ -2,7 +2,10 @@
 
 During pretraining a linear layer is trained on the DETACHED backbone features of both augmented
 views of each batch, with cross-entropy on the real labels; generated images (label -1) are
-ignored. As in solo-learn (PKU-ML/adainf solo-learn/solo/methods/base.py, `learnable_params`),
+ignored, unless their own labels are given (generator.labels: keep): then labelled generated
+images train it too, as in the authors' runs (PKU-ML/adainf solo-learn/main_pretrain.py L161-164
+concatenates the npz's `label` array to the real targets; solo-learn/solo/methods/base.py L474
+ignores only -1). As in solo-learn (PKU-ML/adainf solo-learn/solo/methods/base.py, `learnable_params`),
 its parameters are a param group of the method's own optimizer (LARS for SimCLR, BYOL and Barlow
 Twins; SGD for MoCo V2+) with the method's `classifier_lr` per 256 (0.05; 0.15 for MoCo V2+,
 solo-learn/scripts/pretrain/cifar/*.yaml) scaled by the global batch, no weight decay, and the
@@ -37,9 +40,11 @@ class OnlineProbe:
     {"step", "top1", "top5"} per evaluation (top-k in % of the test split)."""
 
     def __init__(self, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-                 every: int = 0, lr: float | None = None, eval_batch_size: int = 512):
+                 every: int = 0, lr: float | None = None, eval_batch_size: int = 512,
+                 generated_labels: np.ndarray | None = None):
         """lr: per 256 samples of the global batch; None: the method's classifier_lr (given to
-        setup by the training loop)."""
+        setup by the training loop). generated_labels: the generated rows' labels (-1 for an
+        unlabelled image), or None: all unlabelled."""
         self.train_labels = np.asarray(train_labels, np.int64)
         self.test_images, self.test_labels = test_images, np.asarray(test_labels, np.int64)
         if (self.test_labels < 0).any():
@@ -49,6 +54,13 @@ class OnlineProbe:
             raise ValueError(f"every must be >= 0, got {every}")
         self.every, self.lr_per_256, self.eval_batch_size = every, lr, eval_batch_size
         self.num_classes = int(max(self.train_labels.max(initial=-1), self.test_labels.max())) + 1
+        self.generated_labels = (None if generated_labels is None
+                                 else np.asarray(generated_labels, np.int64))
+        if self.generated_labels is not None and len(self.generated_labels):
+            lo, hi = self.generated_labels.min(), self.generated_labels.max()
+            if lo < -1 or hi >= self.num_classes:
+                raise ValueError(f"generated label {lo if lo < -1 else hi} is not one of the real "
+                                 f"data's classes 0..{self.num_classes - 1} (or -1, unlabelled)")
         self.curve: list[dict] = []
         self.linear: nn.Linear | None = None
         self._feats: list[torch.Tensor] = []
@@ -72,9 +84,15 @@ class OnlineProbe:
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.lr = scaled_lr(self.lr_per_256, global_batch)
-        # rows of [real; generated] → label; generated images are -1
-        self.labels = torch.cat([torch.from_numpy(self.train_labels),
-                                 torch.full((num_generated,), -1, dtype=torch.long)]).to(device)
+        # rows of [real; generated] → label; generated images are -1 unless theirs are given
+        if self.generated_labels is None:
+            generated = torch.full((num_generated,), -1, dtype=torch.long)
+        elif len(self.generated_labels) != num_generated:
+            raise ValueError(f"{len(self.generated_labels)} generated labels for "
+                             f"{num_generated} generated images")
+        else:
+            generated = torch.from_numpy(self.generated_labels)
+        self.labels = torch.cat([torch.from_numpy(self.train_labels), generated]).to(device)
         self.test_x = to_nchw(self.test_images, device)  # uint8
         self.test_y = torch.from_numpy(self.test_labels).to(device)
         self._hook = encoder.register_forward_hook(self._capture)
@@ -156,8 +174,16 @@ class OnlineProbe:
             "top1": final["top1"], "top5": final["top5"], "num_train": len(self.train_labels),
             "num_test": len(self.test_labels), "pretrain": pretrain,
             "seconds": pretrain["seconds"], "curve": self.curve, "every": self.every,
-            "lr": self.lr_per_256,
+            "lr": self.lr_per_256, **self.labels_used(),
         }
+
+    def labels_used(self) -> dict:
+        """Which labels trained the probe: generated_labels keep (the generated images' own,
+        `num_labelled_generated` of them not -1) or drop (the real images' only)."""
+        if self.generated_labels is None:
+            return {"generated_labels": "drop", "num_labelled_generated": 0}
+        return {"generated_labels": "keep",
+                "num_labelled_generated": int((self.generated_labels >= 0).sum())}
 
     def state_dict(self) -> dict:
         # its optimiser state is the method optimiser's (checkpointed with it)

@@ -30,6 +30,9 @@ def collect_runs(results: list[dict]) -> list[dict]:
             "num_generated": pre.get("num_generated"), "augmentation": pre.get("augmentation"),
             "crop_min_scale": aug.get("crop_min_scale"), "steps": pre.get("config", {}).get("steps"),
             "real_fraction": pre.get("real_fraction"),
+            # the online probe's result says which labels trained it; the others are real-only
+            "generated_labels": r.get("generated_labels", "drop"),
+            "num_labelled_generated": r.get("num_labelled_generated", 0),
         })
     return rows
 
@@ -42,7 +45,10 @@ def aggregate(runs: list[dict]) -> list[dict]:
     cells = []
     for (method, strategy, protocol), rs in groups.items():
         cell = {"method": method, "strategy": strategy, "protocol": protocol, "n": len(rs),
-                "seeds": [r["seed"] for r in rs]}
+                "seeds": [r["seed"] for r in rs],
+                "generated_labels": "keep" if any(r.get("generated_labels") == "keep"
+                                                  for r in rs) else "drop",
+                "num_labelled_generated": max(r.get("num_labelled_generated", 0) for r in rs)}
         for key in ("top1", "top5", "knn_top1"):
             values = [r[key] for r in rs if r.get(key) is not None]
             if values:
@@ -71,11 +77,12 @@ def tables(design: Design, cells: list[dict]) -> list[dict]:
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
     out = []
     for protocol in design.protocols:
+        labels = _labels_note(protocol, [c for c in cells if c["protocol"] == protocol])
         no_probe = (" auto trains no online probe (it would read the test split while the "
                     "search chooses)." if protocol == "online" and design.auto else "")
         out.append({
             "title": f"Linear top-1 (%), {protocol} protocol",
-            "note": f"{PROTOCOL_NAMES[protocol]}; real test split, {spread}. "
+            "note": f"{PROTOCOL_NAMES[protocol]}; {labels}; real test split, {spread}. "
                     "random_init is the same encoder before pretraining." + no_probe,
             "header": ["method", *design.strategies],
             "rows": [[m, *(format_cell(index.get((m, s, protocol))) for s in design.strategies)]
@@ -92,6 +99,15 @@ def tables(design: Design, cells: list[dict]) -> list[dict]:
                      for m in design.methods],
         })
     return out
+
+
+def _labels_note(protocol: str, cells: list[dict]) -> str:
+    """Which labelled images trained the classifier of a protocol's table."""
+    if protocol != "online" or not any(c.get("generated_labels") == "keep" for c in cells):
+        return "trained on the real labelled images only"
+    n = max(c.get("num_labelled_generated", 0) for c in cells)
+    return (f"trained on the real labels and the generated images' own (generator.labels: keep, "
+            f"as the authors' runs; up to {n} labelled generated images a cell)")
 
 
 def fid_line(fid: dict, sampling: dict) -> str:

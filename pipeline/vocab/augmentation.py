@@ -24,6 +24,9 @@ PRESETS = {
     "standard": AugParams(),
     "weak": AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,
                       saturation=0.4, hue=0.1),
+    # standard's crop with half its jitter strengths: solo-learn's cifar symmetric_weak.yaml, the
+    # default of the authors' MoCo V2+ file (pipeline.dag.job_params.method_preset maps to it)
+    "mild": AugParams(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
 }
 
 _ASYM_VIEW = AugParams(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=0.0)

@@ -15,8 +15,11 @@ METHOD_DEFAULTS: dict[str, dict] = {
     "byol": {"optimizer": "lars", "lr": 0.5, "classifier_lr": 0.05, "weight_decay": 1e-5, "proj_hidden": 4096,
              "proj_dim": 256, "pred_hidden": 4096, "tau_base": 0.99, "tau_final": 1.0},
     "barlow": {"optimizer": "lars", "lr": 0.15, "classifier_lr": 0.05, "weight_decay": 1e-4, "proj_hidden": 2048,
-               "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1},
+               "proj_dim": 2048, "lambd": 0.0051, "scale": 0.1, "loss_groups": 1},
 }
+
+# barlow loss_groups: 1, the loss over the global batch with its exact gradient; the authors'
+# two GPUs are 2 (pipeline.pretraining.losses.barlow_twins_loss's `groups`).
 
 # Set through pretrain.optimizer / lr / weight_decay and linear_eval.online.lr, not method_args.
 OPTIM_KEYS = ("optimizer", "lr", "weight_decay", "classifier_lr")

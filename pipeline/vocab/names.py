@@ -12,6 +12,8 @@ PROTOCOLS = ("online", "offline", "features")  # of linear evaluation; online ru
 REAL_SOURCES = ("digits", "cifar10", "cifar100", "npz", "imagefolder")
 GENERATOR_SOURCES = ("train", "pretrained", "npz")
 AUGMENTATIONS = ("standard", "weak")  # a strategy's preset; BYOL/Barlow take its asym_ variant
+# the symmetric presets a method may train with instead (pretrain.method_augmentation)
+SYMMETRIC_PRESETS = (*AUGMENTATIONS, "mild")
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
