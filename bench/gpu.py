@@ -94,7 +94,7 @@ def sampling(s, device) -> dict:
 
     torch.manual_seed(0)
     unet = UNet2DModel(**bench_sample.ARCHS[s["arch"]]).to(device).eval().requires_grad_(False)
-    config = DDPMScheduler(num_train_timesteps=1000).config
+    config = DDPMScheduler(**bench_sample.DDPM_CIFAR10_32_SCHEDULER).config
     flops = bench_sample.unet_flops(unet, device)
     base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device,
                                       s["pipeline_steps"])
