@@ -2,7 +2,9 @@
 tiny counts (configs/rehearsal.yaml laid after configs/cifar10.yaml), offline.
 
     python bench/rehearsal.py                     # CPU, 2 cores: a work folder under /tmp
-    python bench/rehearsal.py --work W --cores 2 --device cuda     # on a GPU (bench/gpu.py --all)
+    python bench/rehearsal.py --dry-run           # make the inputs, plan the DAG, check its jobs
+    python bench/rehearsal.py --device cuda --compile --threads 2 --cores 16   # on a GPU
+                                                  # (bench/gpu.py --all runs it so)
 
 It makes the preset's inputs in the work folder, in their real formats:
   data/cifar10/cifar-10-batches-py/   CIFAR-10's python pickles (what torchvision reads), random
@@ -26,6 +28,7 @@ import json
 import os
 import pickle
 import struct
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -108,7 +111,7 @@ def save_ddpm_cifar10_like(folder, seed: int = 0) -> Path:
     return Path(folder)
 
 
-def write_random_inception(torch_home, seed: int = 0) -> Path:
+def write_random_inception(torch_home, seed: int = 0, calibration_images: int = 2) -> Path:
     """pytorch-fid's FID Inception (random weights) where torch.hub looks for its download:
     TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth."""
     import torch
@@ -116,9 +119,19 @@ def write_random_inception(torch_home, seed: int = 0) -> Path:
     from pipeline.evaluation.frechet import FID_WEIGHTS_URL, fid_inception_architecture
 
     torch.manual_seed(seed)
+    net = fid_inception_architecture()
+    # Random convolutions shrink the signal layer by layer: with batch norm's initial running
+    # statistics the pool3 features come out ~1e-7 and every FID ~1e-12. One pass in training
+    # mode over random inputs sets each batch norm's statistics (momentum None: their plain
+    # average), so the features are of order one and an FID is a number that can go wrong.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        net.train()(torch.randn(calibration_images, 3, 299, 299))
     path = Path(torch_home) / "hub" / "checkpoints" / Path(FID_WEIGHTS_URL).name
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(fid_inception_architecture().state_dict(), path)
+    torch.save(net.eval().state_dict(), path)
     return path
 
 
@@ -184,32 +197,88 @@ def check_outputs(out) -> dict:
             "accuracy": accuracy}
 
 
+def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
+    """{rule: jobs} from the "Job stats" table of `snakemake -n` (its total left out)."""
+    table = dry_run_stdout[dry_run_stdout.index("Job stats:"):].splitlines()[3:]
+    jobs = {}
+    for line in table:
+        words = line.split()
+        if len(words) != 2 or not words[1].isdigit():
+            break
+        jobs[words[0]] = int(words[1])
+    jobs.pop("total", None)
+    return jobs
+
+
+def check_plan(jobs: dict[str, int]) -> None:
+    """The preset's DAG: 4 methods × 3 strategies pretrained, 4 untrained encoders, offline and
+    features for each of the 16 (online comes from pretraining), ≥ 2 shards, one FID."""
+    want = {"pretrain": 12, "init_encoder": 4, "linear_eval": 32, "fid": 1, "report": 1}
+    wrong = {k: (jobs.get(k), v) for k, v in want.items() if jobs.get(k) != v}
+    assert not wrong, f"planned jobs (got, want): {wrong}"
+    assert jobs["sample"] >= 2 and jobs["fid_stats"] == jobs["sample"] + 1, jobs
+
+
+def write_overlay(work, device: str | None, compile: bool, threads: int | None) -> list[str]:
+    """A last config file in `work` for what this run changes (none: an empty list)."""
+    extra = {}
+    if device:
+        extra["device"] = device
+    if compile:
+        extra["sampling"] = {"compile": True}  # the preset's own: configs/rehearsal.yaml turns it off
+    if threads:
+        extra["threads"] = {"default": threads}
+    if not extra:
+        return []
+    path = Path(work) / "overlay.yaml"
+    path.write_text(json.dumps(extra) + "\n")  # JSON is YAML
+    return [str(path)]
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", default=None, help="work folder (default: a new one under /tmp)")
     p.add_argument("--cores", type=int, default=2, help="Snakemake's --cores")
     p.add_argument("--device", default=None,
-                   help="the preset's `device` for every job (default: the preset's, auto)")
+                   help="`device` for every job: cpu, cuda, cuda:1 (default: the preset's, auto)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet as the preset does (rehearsal.yaml turns it off: "
+                        "minutes of Inductor on a CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads per job (default: the preset's 8); on one GPU, fewer threads "
+                        "let jobs share it")
+    p.add_argument("--dry-run", action="store_true",
+                   help="make the inputs and plan the DAG (`snakemake -n`), checking its jobs")
     p.add_argument("--train", type=int, default=200, help="CIFAR-10 train images written")
     p.add_argument("--test", type=int, default=100, help="CIFAR-10 test images written")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
-    work = Path(args.work or tempfile.mkdtemp(prefix="rehearsal-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="rehearsal-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     made = make_inputs(work, args.train, args.test)
     print(f"inputs in {work}: " + ", ".join(str(v.relative_to(work)) for v in made.values()),
           flush=True)
-    extra = ["--config", f"device={args.device}"] if args.device else []
+    configs = write_overlay(work, args.device, args.compile, args.threads)
+    command = snakemake_command(args.cores, *configs)
     os.environ.update(run_environment(work))
     os.chdir(work)
-    run = workflow_cpu.run_and_measure(snakemake_command(args.cores, *extra), work / "benchmarks")
     figures = {"work": str(work), "cores": args.cores, "device": args.device or "auto",
-               "cpu_s": run["cpu_s"], "wall_s": run["wall_s"],
-               **check_outputs(work / "results" / "rehearsal")}
-    print(f"rehearsal: {figures['evaluations']} evaluations (4 methods × 3 strategies + "
-          f"random_init, 3 protocols), FID {figures['fid']:.2f} over {figures['fid_shards']} "
-          f"shards at 2048-d; {run['cpu_s']:.0f} s CPU, {run['wall_s']:.0f} s wall on "
-          f"{args.cores} cores")
+               "compile": args.compile}
+    if args.dry_run:
+        r = subprocess.run(command + ["-n"], capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"snakemake -n failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
+        figures["planned_jobs"] = jobs = planned_jobs(r.stdout)
+        check_plan(jobs)
+        print(f"rehearsal planned: {sum(jobs.values())} jobs {jobs}")
+    else:
+        run = workflow_cpu.run_and_measure(command, work / "benchmarks")
+        figures.update(cpu_s=run["cpu_s"], wall_s=run["wall_s"],
+                       **check_outputs(work / "results" / "rehearsal"))
+        print(f"rehearsal: {figures['evaluations']} evaluations (4 methods × 3 strategies + "
+              f"random_init, 3 protocols), FID {figures['fid']:.2f} over "
+              f"{figures['fid_shards']} shards at 2048-d; {run['cpu_s']:.0f} s CPU, "
+              f"{run['wall_s']:.0f} s wall on {args.cores} cores")
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
