@@ -190,7 +190,8 @@ def check_outputs(out) -> dict:
             for p in PROTOCOLS:
                 if s == "random_init" and p == "online":
                     continue  # an untrained encoder has no probe trained beside it
-                f = out / "linear" / m / s / "seed5" / f"{p}.json"
+                # the online probe's result is pretraining's own output
+                f = out / ("pretrain" if p == "online" else "linear") / m / s / "seed5" / f"{p}.json"
                 assert f.is_file(), f"missing {f}"
                 accuracy[f"{m}/{s}/{p}"] = json.loads(f.read_text())["top1"]
     return {"fid": fid["fid"], "fid_shards": len(shards), "evaluations": len(accuracy),

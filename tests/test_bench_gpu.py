@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_bench_smoke_writes_figures_and_targets(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--all", "--smoke", "--device",
                         "cpu", "--out-dir", str(tmp_path)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp_path / "gpu-cpu-smoke.json").read_text())
     assert (tmp_path / "gpu-cpu-smoke.txt").read_text().startswith("device: cpu")
