@@ -105,3 +105,15 @@ def test_plan_check_names_what_is_wrong():
     rehearsal.check_plan(jobs)
     with pytest.raises(AssertionError, match="pretrain"):
         rehearsal.check_plan({**jobs, "pretrain": 3})
+
+
+def test_the_benchmarks_time_the_hub_models_architecture():
+    """bench/sample.py (and so bench/gpu.py) builds google/ddpm-cifar10-32 from the same facts:
+    it once left five settings at UNet2DModel's defaults (norm_eps, downsample_padding,
+    flip_sin_to_cos, freq_shift, attention_head_dim 8: 32 attention heads instead of one)."""
+    spec = importlib.util.spec_from_file_location("bench_sample", REPO / "bench" / "sample.py")
+    bench_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_sample)
+    from pipeline.generation.unet import DDPM_CIFAR10_32_UNET
+
+    assert bench_sample.ARCHS["ddpm-cifar10-32"] is DDPM_CIFAR10_32_UNET
