@@ -1,7 +1,11 @@
-"""Every GPU-side figure in one command, at real size, against the targets (~10 min on one H100).
+"""Every GPU-side figure in one command, at real size, against the targets.
 
     python bench/gpu.py                 # on a GPU: writes bench/results/gpu-<device>.json/.txt
     python bench/gpu.py --smoke         # tiny sizes on CPU, seconds: checks the script runs
+    python bench/gpu.py --all           # the one command for a lent GPU: every section, then
+                                        # the preset's rehearsal on it (sized for ≤ 8 min on an
+                                        # H200: ~1-2 min each for sampling, pretrain (both with
+                                        # Inductor's compile) and the rehearsal; not yet timed)
 
 Random weights stand in for the hub models (speed does not depend on weights): the UNet of
 google/ddpm-cifar10-32, pytorch-fid's Inception (the real one if its weights are cached) and
@@ -13,6 +17,8 @@ ResNet-18 with the CIFAR stem. Sections:
              torchvision DataLoader with the same augmentations vs the model step alone
   memory     peak device memory with 50k real + 1M generated images resident, vs the plan
   ddp        one torchrun process (NCCL, SyncBN on CUDA), checkpoint, kill, resume
+  rehearsal  (--all) configs/cifar10.yaml's whole DAG at tiny counts (bench/rehearsal.py) on this
+             device, bf16, compiled, channels_last; planned only (snakemake -n) with --smoke
 The timing helpers are bench/sample.py's, bench/fid.py's and bench/pretrain.py's.
 """
 
@@ -47,23 +53,24 @@ from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain  # n
 
 # Dense bf16 tensor-core peaks (TFLOP/s), NVIDIA datasheets; the most specific name first.
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
-                    ("H200", 989.4), ("A100", 312.0), ("L40S", 362.1), ("A10G", 70.0)]
+                    ("H200 NVL", 835.0), ("H200", 989.4), ("A100", 312.0), ("L40S", 362.1),
+                    ("A10G", 70.0)]
 TARGETS = {"sampling_fraction_of_peak": 0.40, "sampling_minutes_per_million": 25.0,
            "fid_minutes_per_million": 5.0, "fid_abs_delta": 0.01,
            "pretrain_samples_per_s": 10_000.0, "pretrain_vs_dataloader": 3.0}
 SIZES = {
-    "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=8192,
-                 pipeline_images=1, pipeline_steps=1000, fid_images=10_000, fid_batch=1000, fid_dims=2048,
+    "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=4096,
+                 pipeline_images=1, pipeline_steps=1000, fid_images=5000, fid_batch=1000, fid_dims=2048,
                  encoder="resnet18", batch=512, pretrain_images=4096, steps=50, warmup=10,
                  workers=os.cpu_count(), real=50_000, generated=1_000_000, ddp_steps=20,
-                 compile=True),
+                 compile=True, rehearsal="run"),
     # Every section's code path in seconds of CPU: compile is off (Inductor's first compile
     # takes minutes on a CPU; the compiled paths are tested by tests/test_gpu_paths.py) and FID
     # uses the 64-d first Inception block (a 2048-d matrix square root alone costs ~30 s here).
     "smoke": dict(arch="smoke", sample_batch=2, sample_images=2, pipeline_images=1,
                   pipeline_steps=10, fid_images=2, fid_batch=2, fid_dims=64, encoder="smoke", batch=4,
                   pretrain_images=16, steps=1, warmup=1, workers=0, real=48, generated=64,
-                  ddp_steps=4, compile=False),
+                  ddp_steps=4, compile=False, rehearsal="plan"),
 }
 
 
@@ -94,7 +101,7 @@ def sampling(s, device) -> dict:
 
     torch.manual_seed(0)
     unet = UNet2DModel(**bench_sample.ARCHS[s["arch"]]).to(device).eval().requires_grad_(False)
-    config = DDPMScheduler(num_train_timesteps=1000).config
+    config = DDPMScheduler(**bench_sample.DDPM_CIFAR10_32_SCHEDULER).config
     flops = bench_sample.unet_flops(unet, device)
     base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device,
                                       s["pipeline_steps"])
@@ -183,6 +190,34 @@ def ddp(s, device) -> dict:
 
 class Killed(Exception):
     pass
+
+
+def rehearsal(s, device) -> dict:
+    """The cifar10 preset's whole DAG (bench/rehearsal.py) on this device with the preset's bf16,
+    channels_last and compile. Its jobs share the one device (CUDA_VISIBLE_DEVICES set, so
+    pipeline.core.gpu_slots leaves them be) at 2 threads each. At smoke size it is only planned:
+    the inputs made and `snakemake -n` checked, seconds instead of the CPU run's minutes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rehearsal.json"
+        cmd = [sys.executable, str(HERE / "rehearsal.py"), "--work", str(Path(tmp) / "work"),
+               "--out", str(out), "--device", "cuda" if device.type == "cuda" else "cpu"]
+        if s["rehearsal"] == "plan":
+            cmd.append("--dry-run")
+        else:
+            cmd += ["--compile", "--threads", "2", "--cores", str(os.cpu_count())]
+        env = dict(os.environ)
+        if device.type == "cuda":
+            env.setdefault("CUDA_VISIBLE_DEVICES", str(device.index or 0))
+        log = Path(tmp) / "rehearsal.log"
+        with open(log, "w") as f:
+            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=1200)
+        if r.returncode != 0:
+            raise RuntimeError(f"bench/rehearsal.py failed ({r.returncode}): "
+                               f"{log.read_text()[-3000:]}")
+        result = json.loads(out.read_text())
+    result.pop("work")
+    result.pop("accuracy", None)  # random encoders: no figure to keep
+    return result
 
 
 def ddp_worker(args) -> None:
@@ -284,6 +319,18 @@ def report_lines(r) -> list[str]:
         lines.append(f"ddp       torchrun ×{d['processes']} ({d['backend']}): SyncBN calls "
                      f"{d['syncbn_calls']}, checkpoint at step {d['checkpoint_step']}, resumed "
                      f"steps contiguous: {d['resumed_steps_contiguous']}")
+    if "rehearsal" in r:
+        h = r["rehearsal"]
+        if "planned_jobs" in h:
+            lines.append(f"rehearsal planned only (smoke): {sum(h['planned_jobs'].values())} "
+                         f"jobs {h['planned_jobs']}")
+        else:
+            lines.append(f"rehearsal cifar10 preset DAG on {h['device']} (compile "
+                         f"{h['compile']}): {h['evaluations']} evaluations, FID over "
+                         f"{h['fid_shards']} shards; {h['wall_s']:.0f} s wall, "
+                         f"{h['cpu_s']:.0f} s CPU")
+    for name, error in r.get("errors", {}).items():
+        lines.append(f"FAILED    {name}: {error}")
     for k, v in r["targets"].items():
         lines.append(f"target    {k:40s} {v['value']:10.3f} vs {v['target']:g}: "
                      f"{'met' if v['met'] else 'NOT met'}")
@@ -291,15 +338,24 @@ def report_lines(r) -> list[str]:
 
 
 SECTIONS = {"sampling": sampling, "fid": fid, "pretrain": pretraining, "memory": memory,
-            "ddp": ddp}
+            "ddp": ddp, "rehearsal": rehearsal}
+DEFAULT_SECTIONS = ["sampling", "fid", "pretrain", "memory", "ddp"]
+
+
+def write(result, lines, out: Path, stem: str) -> None:
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.txt").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes: runs on CPU in seconds")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda:1 ...")
-    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS),
-                   help="which parts to run (default: all)")
+    p.add_argument("--sections", nargs="+", default=DEFAULT_SECTIONS, choices=list(SECTIONS),
+                   help=f"which parts to run (default: {' '.join(DEFAULT_SECTIONS)})")
+    p.add_argument("--all", action="store_true",
+                   help="every section, the preset's rehearsal last: the one command for a lent "
+                        "GPU (≤ 8 min on an H200)")
     p.add_argument("--out-dir", default=None,
                    help="folder for gpu-<device>.json and .txt (default: bench/results, or a new "
                         "temporary folder with --smoke so a smoke run never lands beside the "
@@ -319,20 +375,6 @@ def main(argv=None):
         # for a descheduled OpenMP thread: two threads ran the smoke 20× slower than one
         torch.set_num_threads(1)
     name = device_name(device)
-    t0 = time.perf_counter()
-    result = {"device": name, "torch": torch.__version__, "size": size, "sizes": s,
-              "seconds_per_section": {}}
-    for section in args.sections:
-        t, cpu = time.perf_counter(), cpu_seconds()
-        result[section] = SECTIONS[section](s, device)
-        sync(device)
-        result["seconds_per_section"][section] = round(time.perf_counter() - t, 1)
-        print(f"[{section}: {result['seconds_per_section'][section]} s, "
-              f"{cpu_seconds() - cpu:.1f} s of CPU]", flush=True)
-    result["seconds"] = time.perf_counter() - t0
-    result["targets"] = verdicts(result)
-    lines = report_lines(result)
-    print("\n".join(lines))
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
     if args.out_dir:
         out = Path(args.out_dir)
@@ -340,9 +382,33 @@ def main(argv=None):
         out = Path(tempfile.mkdtemp(prefix="gpu-smoke-")) if args.smoke else HERE / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu-{slug}" + ("-smoke" if args.smoke else "")
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    sections = list(SECTIONS) if args.all else args.sections
+    t0 = time.perf_counter()
+    result = {"device": name, "torch": torch.__version__, "size": size, "sizes": s,
+              "seconds_per_section": {}, "errors": {}}
+    # Each section's figures are written as soon as it ends, and a failing section is recorded
+    # and skipped: a run cut short (a lent device's time ends) still reports what it measured.
+    for i, section in enumerate(sections):
+        print(f"[{i + 1}/{len(sections)} {section} ...]", flush=True)
+        t, cpu = time.perf_counter(), cpu_seconds()
+        try:
+            result[section] = SECTIONS[section](s, device)
+            sync(device)
+        except Exception as e:  # noqa: BLE001 - reported, and the other sections still run
+            result["errors"][section] = f"{type(e).__name__}: {str(e)[-1500:]}"
+        result["seconds_per_section"][section] = round(time.perf_counter() - t, 1)
+        result["seconds"] = time.perf_counter() - t0
+        result["targets"] = verdicts(result)
+        lines = report_lines(result)
+        write(result, lines, out, stem)
+        status = "FAILED" if section in result["errors"] else "done"
+        print(f"[{section} {status}: {result['seconds_per_section'][section]} s, "
+              f"{cpu_seconds() - cpu:.1f} s of CPU; {result['seconds']:.0f} s in all; "
+              f"figures so far in {out / stem}.json]", flush=True)
+    print("\n".join(lines))
     print(f"wrote {out / stem}.json and .txt")
+    if result["errors"]:
+        raise SystemExit(f"failed sections: {', '.join(result['errors'])}")
     return result
 
 

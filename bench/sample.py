@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.core.runtime import resolve_device  # noqa: E402
+from pipeline.generation.unet import DDPM_CIFAR10_32_SCHEDULER, DDPM_CIFAR10_32_UNET  # noqa: E402
 from pipeline.generation.samplers import Sampler, SamplerSettings, prepare_unet  # noqa: E402
 
 ARCHS = {
@@ -33,13 +34,7 @@ ARCHS = {
     "tiny": dict(sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
                  norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
                  up_block_types=("UpBlock2D", "UpBlock2D")),
-    # google/ddpm-cifar10-32 (Ho et al.'s CIFAR-10 model), 35.7M parameters
-    "ddpm-cifar10-32": dict(sample_size=32, block_out_channels=(128, 256, 256, 256),
-                            layers_per_block=2,
-                            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
-                                              "DownBlock2D"),
-                            up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D",
-                                            "UpBlock2D")),
+    "ddpm-cifar10-32": DDPM_CIFAR10_32_UNET,  # 35.7M parameters
 }
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "edm": 18}
 
@@ -104,7 +99,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     torch.manual_seed(0)
     unet = UNet2DModel(**ARCHS[args.arch]).to(device).eval().requires_grad_(False)
-    config = DDPMScheduler(num_train_timesteps=1000).config
+    config = DDPMScheduler(**DDPM_CIFAR10_32_SCHEDULER).config
     flops = unet_flops(unet, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {name}; arch {args.arch}: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M "

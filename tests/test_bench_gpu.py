@@ -1,4 +1,5 @@
-"""bench/gpu.py --smoke runs every section to completion on CPU at tiny size."""
+"""bench/gpu.py --all --smoke (the lent-GPU command at smoke size) runs every section to completion
+on CPU at tiny size; the preset's rehearsal is planned there (snakemake -n, its jobs checked)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.e2e
 def test_gpu_bench_smoke_writes_figures_and_targets(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--smoke", "--device",
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--all", "--smoke", "--device",
                         "cpu", "--out-dir", str(tmp_path)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp_path / "gpu-cpu-smoke.json").read_text())
     assert (tmp_path / "gpu-cpu-smoke.txt").read_text().startswith("device: cpu")
@@ -29,3 +30,6 @@ def test_gpu_bench_smoke_writes_figures_and_targets(tmp_path):
     assert ddp["process_group"] and ddp["backend"] == "gloo" and ddp["checkpoint_step"] == 2
     assert ddp["resumed_steps_contiguous"]
     assert "pretraining ≥ 3× DataLoader" in result["targets"]
+    jobs = result["rehearsal"]["planned_jobs"]  # bench/rehearsal.py's check_plan passed
+    assert jobs["pretrain"] == 12 and jobs["linear_eval"] == 32 and jobs["sample"] == 2
+    assert result["errors"] == {} and list(result["seconds_per_section"])[-1] == "rehearsal"

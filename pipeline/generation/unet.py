@@ -23,6 +23,29 @@ from pipeline.core.tensors import to_nchw
 log = logging.getLogger(__name__)
 
 
+# google/ddpm-cifar10-32 (Ho et al. 2020's CIFAR-10 DDPM, 35.7M parameters), as facts: the values
+# of the hub model's unet/config.json and scheduler_config.json (huggingface.co/google/
+# ddpm-cifar10-32, diffusers format; UNet2DModel defaults left out). The one place for its
+# architecture offline: bench/sample.py builds it, bench/rehearsal.py saves a random-weight copy.
+DDPM_CIFAR10_32_UNET = dict(
+    sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    norm_num_groups=32, norm_eps=1e-6, act_fn="silu", downsample_padding=0,
+    flip_sin_to_cos=False, freq_shift=1, center_input_sample=False, mid_block_scale_factor=1,
+    time_embedding_type="positional", attention_head_dim=None)
+DDPM_CIFAR10_32_SCHEDULER = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                                 beta_schedule="linear", clip_sample=True,
+                                 variance_type="fixed_large")
+
+
+def ddpm_cifar10_32(seed: int = 0) -> tuple[UNet2DModel, DDPMScheduler]:
+    """google/ddpm-cifar10-32's UNet (random weights, seeded) and scheduler."""
+    torch.manual_seed(seed)
+    return UNet2DModel(**DDPM_CIFAR10_32_UNET).eval(), DDPMScheduler(**DDPM_CIFAR10_32_SCHEDULER)
+
+
 def build_unet(resolution: int, channels: list[int], layers_per_block: int = 1,
                attention: bool = False) -> UNet2DModel:
     """A small UNet2DModel: one down/up block per entry of `channels`.
