@@ -150,6 +150,7 @@ FID_STATS_ARGS = ["--features", "pixels", "--dims", "2048", "--precision", "fp32
                   "--batch-size", "200", *RUNTIME_ARGS]
 PRETRAIN_ARGS = ["--method", "simclr", "--seed", "0", "--dup", "1", "--augmentation", "standard",
                  "--warmup-steps", "10", "--precision", "fp32", "--checkpoint-every", "0",
+                 "--log-every", "50",
                  *RUNTIME_ARGS]
 LINEAR_ARGS = ["--protocol", "features", "--seed", "0", "--epochs", "100", "--batch-size", "256",
                "--lr", "0.01", "--weight-decay", "0.0001", *RUNTIME_ARGS]

@@ -2,7 +2,7 @@ import shlex
 
 from pipeline.dag.job_params import (
     fid_stats_args, fid_stats_untracked_args, opt, opts, pretrain_args, pretrain_untracked_args,
-    sample_args, sample_untracked_args, settings, untracked,
+    sample_args, sample_untracked_args, settings, tracking, untracked,
 )
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
 from pipeline.data.npz_source import npz_files

@@ -10,6 +10,7 @@ rule train_generator:
             opt("--attention", config["generator"]["train"]["attention"]),
             opt("--snr-gamma", config["generator"]["train"]["snr_gamma"]),
         ]),
+        track=tracking(config, "train_generator", log_every=True),
         device=untracked(DEVICE),
     log:
         "logs/train_generator.log",
@@ -26,7 +27,7 @@ rule train_generator:
         GPU_STAGE + "train_generator --real {input} --out {output} {params.opts}"
         " --layers-per-block {params.t[layers_per_block]} --steps {params.t[steps]}"
         " --batch-size {params.t[batch_size]} --lr {params.t[lr]} --ema-decay {params.t[ema_decay]}"
-        " --beta-schedule {params.t[beta_schedule]} --seed {params.t[seed]}"
+        " --beta-schedule {params.t[beta_schedule]} --seed {params.t[seed]} {params.track}"
         + RUNTIME + LOG
 
 
@@ -44,6 +45,7 @@ rule sample:
         range=lambda wc: PATHS.shard_range(wc.shard),
         opts=sample_args(config),
         speed=untracked(sample_untracked_args(config)),
+        track=tracking(config, "sample/shard_{shard}"),
         device=untracked(DEVICE),
     log:
         "logs/sample/shard_{shard}.log",
@@ -58,7 +60,7 @@ rule sample:
     shell:
         GPU_STAGE + "sample --model {params.model:q} --out {output.manifest}"
         " --start {params.range[start]} --count {params.range[count]} {params.opts}"
-        " {params.speed}" + RUNTIME + LOG
+        " {params.speed} {params.track}" + RUNTIME + LOG
 
 
 # One job per shard, so the Inception work scales with the sampling jobs.

@@ -40,6 +40,8 @@ rule search_train:
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.variant),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "search/{method}/seed{seed}/round{round}/{variant}",
+                       log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.variant),
         checkpoint=f"{ROUND}/{{variant}}/state.pt",
@@ -105,6 +107,7 @@ rule auto_pretrain:
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "pretrain/{method}/{variant}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=f"{CELL}/checkpoint.pt",

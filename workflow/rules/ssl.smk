@@ -6,6 +6,7 @@ PRETRAIN_SHELL = (
     PYTHONPATH + GPU_SLOTS + "{params.launcher} --real {input.real} --out {output.encoder}"
     " --history {output.history} --method {wildcards.method} --strategy {wildcards.variant}"
     " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
+    " {params.track}"
     + RUNTIME + LOG
 )
 
@@ -25,6 +26,7 @@ rule pretrain:
         # a function of the wildcards only, so that Snakemake's params check sees every setting
         opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.variant, wc.seed),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "pretrain/{method}/{variant}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.variant),
         checkpoint=f"{CELL}/checkpoint.pt",
@@ -66,6 +68,7 @@ rule linear_eval:
         seed=r"\d+",
     params:
         l=lambda wc: settings(config["linear_eval"][wc.protocol]),
+        track=tracking(config, "linear_eval/{method}/{variant}/seed{seed}/{protocol}"),
         device=untracked(DEVICE),
     log:
         "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
@@ -80,5 +83,5 @@ rule linear_eval:
         GPU_STAGE + "linear_eval --protocol {wildcards.protocol} --encoder {input.encoder}"
         " --train {input.train} --test {input.test} --out {output} --seed {wildcards.seed}"
         " --epochs {params.l[epochs]} --batch-size {params.l[batch_size]}"
-        " --lr {params.l[lr]} --weight-decay {params.l[weight_decay]}"
+        " --lr {params.l[lr]} --weight-decay {params.l[weight_decay]} {params.track}"
         + RUNTIME + LOG
