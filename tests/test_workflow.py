@@ -127,6 +127,9 @@ RERUNS = {
     # none of these changes a result
     "speed_only": ("fid: {batch_size: 7}\nthreads: {default: 2, sample: 2}\ndevice: cpu\n"
                    "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}", {}),
+    # live curves change no result: TensorBoard off, another interval, W&B on
+    "logging": ("logging: {tensorboard: false, log_every: 7, wandb: {project: study, "
+                "mode: offline}}", {}),
     # the study's own settings restated (the merge puts them first) and `download` (same data)
     "same_settings_reordered": ("generator: {train: {batch_size: 16, steps: 10, channels: [8, 16]}}"
                                 "\nlinear_eval: {offline: {batch_size: 64, epochs: 1}}"
