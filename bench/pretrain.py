@@ -195,6 +195,18 @@ def bench_model_only(images, widths, blocks, args, device):
     return args.steps * args.batch_size / (time.perf_counter() - t0)
 
 
+def loader_rows(images, widths, blocks, args, device) -> dict:
+    rows = {
+        "ours (device-resident data + augmentation)": bench_ours(images, widths, blocks, args, device),
+        "torchvision DataLoader + PIL transforms": bench_dataloader(images, widths, blocks, args, device),
+        "model step only (fixed inputs)": bench_model_only(images, widths, blocks, args, device),
+    }
+    base = rows["torchvision DataLoader + PIL transforms"]
+    for k, v in rows.items():
+        print(f"{k:45s} {v:10.1f} samples/s  {v / base:6.2f}x DataLoader")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--arch", default="tiny", choices=sorted(ARCHS))
@@ -213,6 +225,8 @@ def main(argv=None):
     p.add_argument("--log-every", type=int, default=50,
                    help="steps between reports (config.yaml logging.log_every)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each tracking variant")
+    p.add_argument("--tracking-only", action="store_true",
+                   help="only the tracking comparison (not our loop against the DataLoader)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -222,25 +236,22 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}; {args.arch}, {args.size}px, batch {args.batch_size}, "
           f"{args.precision}, DataLoader workers {args.workers}")
-    rows = {
-        "ours (device-resident data + augmentation)": bench_ours(images, widths, blocks, args, device),
-        "torchvision DataLoader + PIL transforms": bench_dataloader(images, widths, blocks, args, device),
-        "model step only (fixed inputs)": bench_model_only(images, widths, blocks, args, device),
-    }
-    base = rows["torchvision DataLoader + PIL transforms"]
-    for k, v in rows.items():
-        print(f"{k:45s} {v:10.1f} samples/s  {v / base:6.2f}x DataLoader")
+    rows, base = {}, None
+    if not args.tracking_only:
+        rows = loader_rows(images, widths, blocks, args, device)
+        base = rows["torchvision DataLoader + PIL transforms"]
     tracking = None
     if args.tracking_steps:
         tracking = bench_tracking(images, widths, blocks, args, device)
         print(f"live curves every {args.log_every} steps: {tracking['steps_per_s_on']:.2f} vs "
               f"{tracking['steps_per_s_off']:.2f} steps/s without, ratio "
               f"{tracking['ratio_on_vs_off']:.4f}; reports take "
-              f"{100 * tracking['report_share_of_run']:.3f} % of the run "
+              f"{100 * tracking['report_share_of_run']:.3f} % of the steps' time "
               f"({tracking['lines']} progress lines)")
     if args.out:
         Path(args.out).write_text(json.dumps({"device": name, "args": vars(args), "samples_per_s": rows,
-                                              "ratio_ours_vs_dataloader": rows[next(iter(rows))] / base,
+                                              "ratio_ours_vs_dataloader":
+                                                  rows[next(iter(rows))] / base if rows else None,
                                               "tracking": tracking},
                                              indent=2) + "\n")
 

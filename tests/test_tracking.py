@@ -53,6 +53,22 @@ def test_a_disabled_tracker_writes_nothing(tmp_path):
     assert not tracker.active and not (tmp_path / "tb").exists()
 
 
+def test_a_resumed_run_replaces_its_killed_predecessors_points_from_its_start(tmp_path):
+    first = Tracker(str(tmp_path))
+    for step in (1, 2, 3, 4):  # killed after step 4, its last checkpoint at step 2
+        first.scalar("loss", 1.0, step)
+    first.close()
+    resumed = Tracker(str(tmp_path))
+    resumed.start(2)
+    for step in (3, 4, 5):
+        resumed.scalar("loss", 2.0, step)
+    resumed.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [
+        (1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0), (5, 2.0)]
+
+
 def test_progress_logs_step_total_loss_rate_and_eta(caplog):
     progress = Progress("pretrain", 100, unit_per_step=64, logger=logging.getLogger("t"))
     with caplog.at_level(logging.INFO, logger="t"):

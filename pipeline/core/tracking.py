@@ -44,9 +44,9 @@ class Tracker:
     """Scalars and hyper-parameters of one run, to TensorBoard (`logdir`) and/or W&B (`wandb`:
     {"project", "mode", "dir"}); a no-op with neither, or with `enabled` False (a DDP rank that
     is not the main one). The TensorBoard writer opens at the first write; call `start(step)`
-    before it when a run resumes at `step`, so that a killed predecessor's points from there on
-    are dropped (SummaryWriter's purge_step; a fresh run starts at 0 and so replaces every point
-    of an earlier run in the same folder)."""
+    before it when a run resumes after `step` steps, so that a killed predecessor's points past
+    that step are dropped (SummaryWriter's purge_step; a fresh run, at 0, replaces every point of
+    an earlier run in the same folder)."""
 
     def __init__(self, logdir: str | None = None, *, wandb: dict | None = None,
                  name: str | None = None, enabled: bool = True):
@@ -62,8 +62,9 @@ class Tracker:
         return self.logdir is not None or self._wandb is not None
 
     def start(self, step: int) -> None:
-        """The run (re)starts at `step` (before the first write)."""
-        self.purge_step = step
+        """The run (re)starts after `step` steps (call before the first write): the points a
+        killed predecessor wrote after that step are dropped; at 0, all of them."""
+        self.purge_step = step + 1 if step else 0
 
     @property
     def writer(self):
