@@ -5,14 +5,21 @@ step alone on fixed inputs (the ceiling). One sample = one image, two augmented 
     python bench/pretrain.py                           # CPU, a tiny backbone: runs anywhere
     python bench/pretrain.py --arch resnet18 --batch-size 256 --steps 100 --precision bf16 \
         --out bench/results/pretrain-h100.json          # the paper's CIFAR setting on a GPU
+
+Then the cost of the live curves (pipeline/core/tracking.py): our loop for --tracking-steps steps
+with TensorBoard event files and a progress line every --log-every steps, against the same loop
+without, as a ratio of steps/s, and the time spent inside the reports as a share of the run's.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +36,7 @@ from pipeline.pretraining.optim import make_optimizer  # noqa: E402
 from pipeline.core.runtime import PRECISIONS, autocast, resolve_device  # noqa: E402
 from pipeline.pretraining.methods import build_method  # noqa: E402
 from pipeline.pretraining.loop import PretrainConfig, pretrain  # noqa: E402
+from pipeline.core.tracking import Progress, Tracker  # noqa: E402
 
 ARCHS = {"smoke": ([8, 16], [1, 1]), "tiny": ([16, 32, 64], [1, 1, 1]),
          "resnet18": ([64, 128, 256, 512], [2, 2, 2, 2])}
@@ -95,6 +103,61 @@ def bench_ours(images, widths, blocks, args, device):
     return args.steps * args.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
 
 
+def run_loop(images, widths, blocks, args, device, tracker):
+    """Steps/s of our loop over --tracking-steps steps after --warmup, flushing the loss every
+    --log-every steps (as the workflow does), with `tracker` (None: no curves)."""
+    times = {}
+    start, end = args.warmup, args.warmup + args.tracking_steps
+
+    def mark(s):
+        if s in (start, end):
+            sync(device)
+            times[s] = time.perf_counter()
+
+    cfg = PretrainConfig(widths=widths, blocks=blocks, steps=end, batch_size=args.batch_size,
+                         optimizer="lars", lr=0.3, precision=args.precision,
+                         log_every=args.log_every, compile=args.compile,
+                         channels_last=args.channels_last)
+    pretrain(cfg, view_params("standard"), images, None, DistContext(0, 1, device),
+             callback=mark, tracker=tracker)
+    return args.tracking_steps / (times[end] - times[start])
+
+
+def bench_tracking(images, widths, blocks, args, device) -> dict:
+    """The loop with TensorBoard and progress lines (to a log handler) against the loop with
+    neither (its logger above INFO), alternating, the best of --repeats each; and the seconds
+    spent in Progress.report as a share of the timed steps' time."""
+    loop_log = logging.getLogger("pipeline.pretraining.loop")
+    loop_log.propagate = False
+    spent = [0.0]
+    report = Progress.report
+
+    def timed_report(self, *a, **kw):
+        t0 = time.perf_counter()
+        report(self, *a, **kw)
+        spent[0] += time.perf_counter() - t0
+
+    off, on, share = [], [], []
+    for _ in range(args.repeats):
+        loop_log.setLevel(logging.WARNING)
+        off.append(run_loop(images, widths, blocks, args, device, None))
+        handler = logging.StreamHandler(io.StringIO())
+        loop_log.addHandler(handler)
+        loop_log.setLevel(logging.INFO)
+        Progress.report, spent[0] = timed_report, 0.0
+        with tempfile.TemporaryDirectory() as tb:
+            tracker = Tracker(tb)
+            on.append(run_loop(images, widths, blocks, args, device, tracker))
+            tracker.close()
+        # every report falls in the timed steps (log_every > warmup)
+        share.append(spent[0] / (args.tracking_steps / on[-1]))
+        Progress.report = report
+        loop_log.removeHandler(handler)
+    return {"steps_per_s_off": max(off), "steps_per_s_on": max(on),
+            "ratio_on_vs_off": max(on) / max(off), "report_share_of_run": min(share),
+            "lines": handler.stream.getvalue().count("\n")}
+
+
 def bench_dataloader(images, widths, blocks, args, device):
     method, opt = make_method(widths, blocks, device)
     loader = torch.utils.data.DataLoader(
@@ -132,6 +195,18 @@ def bench_model_only(images, widths, blocks, args, device):
     return args.steps * args.batch_size / (time.perf_counter() - t0)
 
 
+def loader_rows(images, widths, blocks, args, device) -> dict:
+    rows = {
+        "ours (device-resident data + augmentation)": bench_ours(images, widths, blocks, args, device),
+        "torchvision DataLoader + PIL transforms": bench_dataloader(images, widths, blocks, args, device),
+        "model step only (fixed inputs)": bench_model_only(images, widths, blocks, args, device),
+    }
+    base = rows["torchvision DataLoader + PIL transforms"]
+    for k, v in rows.items():
+        print(f"{k:45s} {v:10.1f} samples/s  {v / base:6.2f}x DataLoader")
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--arch", default="tiny", choices=sorted(ARCHS))
@@ -145,6 +220,13 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--compile", action="store_true", help="torch.compile the encoder (our loop)")
     p.add_argument("--channels-last", action="store_true", help="channels_last (our loop)")
+    p.add_argument("--tracking-steps", type=int, default=200,
+                   help="steps of each run of the tracking comparison (0: skip it)")
+    p.add_argument("--log-every", type=int, default=50,
+                   help="steps between reports (config.yaml logging.log_every)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each tracking variant")
+    p.add_argument("--tracking-only", action="store_true",
+                   help="only the tracking comparison (not our loop against the DataLoader)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -154,17 +236,23 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}; {args.arch}, {args.size}px, batch {args.batch_size}, "
           f"{args.precision}, DataLoader workers {args.workers}")
-    rows = {
-        "ours (device-resident data + augmentation)": bench_ours(images, widths, blocks, args, device),
-        "torchvision DataLoader + PIL transforms": bench_dataloader(images, widths, blocks, args, device),
-        "model step only (fixed inputs)": bench_model_only(images, widths, blocks, args, device),
-    }
-    base = rows["torchvision DataLoader + PIL transforms"]
-    for k, v in rows.items():
-        print(f"{k:45s} {v:10.1f} samples/s  {v / base:6.2f}x DataLoader")
+    rows, base = {}, None
+    if not args.tracking_only:
+        rows = loader_rows(images, widths, blocks, args, device)
+        base = rows["torchvision DataLoader + PIL transforms"]
+    tracking = None
+    if args.tracking_steps:
+        tracking = bench_tracking(images, widths, blocks, args, device)
+        print(f"live curves every {args.log_every} steps: {tracking['steps_per_s_on']:.2f} vs "
+              f"{tracking['steps_per_s_off']:.2f} steps/s without, ratio "
+              f"{tracking['ratio_on_vs_off']:.4f}; reports take "
+              f"{100 * tracking['report_share_of_run']:.3f} % of the steps' time "
+              f"({tracking['lines']} progress lines)")
     if args.out:
         Path(args.out).write_text(json.dumps({"device": name, "args": vars(args), "samples_per_s": rows,
-                                              "ratio_ours_vs_dataloader": rows[next(iter(rows))] / base},
+                                              "ratio_ours_vs_dataloader":
+                                                  rows[next(iter(rows))] / base if rows else None,
+                                              "tracking": tracking},
                                              indent=2) + "\n")
 
 

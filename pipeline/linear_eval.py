@@ -14,6 +14,7 @@ import time
 import torch
 
 from pipeline.core import cli, io, runtime
+from pipeline.core.tracking import Progress, add_tracking_args, tracker_from_args
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
 from pipeline.pretraining.encoders import load_encoder
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate (features: AdamW, offline: SGD)")
     p.add_argument("--weight-decay", type=float, required=True, help="weight decay")
     p.add_argument("--seed", type=int, required=True, help="seed of the classifier and batches")
-    return runtime.add_common_args(p)
+    return runtime.add_common_args(add_tracking_args(p))
 
 
 def main(argv=None) -> None:
@@ -56,14 +57,29 @@ def main(argv=None) -> None:
     train_y, test_y = torch.from_numpy(train_labels), torch.from_numpy(test_labels)
     train_x = extract_features(encoder, train_images, device=device)
     test_x = extract_features(encoder, test_images, device=device)
-    if args.protocol == "features":
-        clf = train_linear(train_x, train_y, seed=args.seed, device=device, **hp)
-        extra = {"train_top1": top1(clf, train_x, train_y, device),
-                 "knn_top1": knn_top1(train_x, train_y, test_x, test_y)}
-    else:
-        clf = train_linear_offline(encoder, train_images, train_labels, seed=args.seed,
-                                   device=device, **hp)
-        extra = {"train_top1": top1(clf, train_x, train_y, device)}
+    tracker = tracker_from_args(args)
+    tracker.hparams({"protocol": args.protocol, "seed": args.seed, **hp,
+                     "encoder": {k: meta.get(k) for k in ("method", "strategy", "dup")}},
+                    ["linear/test_top1"])
+    progress = Progress("linear", args.epochs, unit_per_step=len(train_labels), tracker=tracker,
+                        device=device, logger=log)
+
+    def epoch_end(epoch, clf, stats):  # the test split's features are computed already
+        test_top1, test_top5 = accuracy(clf, test_x, test_y, device)
+        progress.report(epoch, {**stats, "test_top1": test_top1, "test_top5": test_top5})
+
+    try:
+        if args.protocol == "features":
+            clf = train_linear(train_x, train_y, seed=args.seed, device=device,
+                               epoch_end=epoch_end, **hp)
+            extra = {"train_top1": top1(clf, train_x, train_y, device),
+                     "knn_top1": knn_top1(train_x, train_y, test_x, test_y)}
+        else:
+            clf = train_linear_offline(encoder, train_images, train_labels, seed=args.seed,
+                                       device=device, epoch_end=epoch_end, **hp)
+            extra = {"train_top1": top1(clf, train_x, train_y, device)}
+    finally:
+        tracker.close()
     test_top1, test_top5 = accuracy(clf, test_x, test_y, device)
     result = {
         "method": meta["method"], "strategy": meta["strategy"], "protocol": args.protocol,

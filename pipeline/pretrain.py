@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pipeline.core import cli, io, runtime
 from pipeline.core.runtime import PRECISIONS
+from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab.names import OPTIMIZERS
 from pipeline.pretraining.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.pretraining.distributed import init_distributed
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--steps (default: none, train all --steps)")
     p.add_argument("--checkpoint-every", type=int, required=True,
                    help="steps between checkpoints (0: none)")
+    p.add_argument("--log-every", type=int, required=True,
+                   help="steps between the loss's copies to the host, a progress line in the log "
+                        "and a point of the live curves (speed only)")
     p.add_argument("--seed", type=int, required=True,
                    help="seed of the initial weights, batches and augmentations")
     p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
@@ -137,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "method's optimiser (default: the method's classifier_lr)")
     p.add_argument("--online-out", default=None,
                    help="online-probe result (JSON; default: none, with no --online-test)")
-    return runtime.add_common_args(p)
+    return runtime.add_common_args(add_tracking_args(p))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -151,6 +155,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
     if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
         p.error("--real-fraction below 1 needs --real-subset-seed")
+    if args.log_every < 1:
+        p.error(f"--log-every must be >= 1, got {args.log_every}")
     if args.num_generated is not None and (args.num_generated < 1 or args.generated is None):
         p.error(f"--num-generated {args.num_generated}: needs --generated and a value >= 1")
     if args.num_generated is not None and args.generated_subset_seed is None:
@@ -181,8 +187,8 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         hparams=method_hparams(args), dup=args.dup, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, precision=args.precision,
-        compile=args.compile, channels_last=args.channels_last,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        precision=args.precision, compile=args.compile, channels_last=args.channels_last,
     )
     # unset: PretrainConfig's None (the method's, the authors'), or with --steps 0 a training
     # option that the untrained encoder does not depend on
@@ -283,12 +289,21 @@ def main(argv=None) -> None:
 
     t0 = time.time()
     budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)
+    # the main process of a run that trains (random_init's --steps 0 does not)
+    tracker = tracker_from_args(args, enabled=ctx.is_main and cfg.steps > 0)
+    tracker.hparams({"method": args.method, "strategy": args.strategy, "num_real": len(real),
+                     "num_generated": num_gen, "augmentation": augmentation,
+                     **describe(cfg, ctx.world)},
+                    ["pretrain/loss"] + (["pretrain/online_top1"] if probe is not None else []))
     try:
         encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
                                     probe=probe, memory_budget=budget,
-                                    resume_from=args.resume_from, stop_at=args.stop_at)
+                                    resume_from=args.resume_from, stop_at=args.stop_at,
+                                    tracker=tracker)
     except MemoryPlanError as e:
         raise SystemExit(f"pretrain: {e}")
+    finally:
+        tracker.close()
     if not ctx.is_main:
         return
     meta = {

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import asdict
 
 from pipeline.core import cli, io, runtime
 from pipeline.generation.unet import load_generator
 from pipeline.generation.edm import EDMSettings
 from pipeline.data.dataset import write_shard
 from pipeline.core.runtime import PRECISIONS
+from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.generation.samplers import SAMPLERS, SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     p.add_argument("--batch-size", type=int, required=True,
                    help="images per forward pass (speed only)")
-    return runtime.add_common_args(p)
+    return runtime.add_common_args(add_tracking_args(p))
 
 
 def main(argv=None) -> None:
@@ -67,10 +69,17 @@ def main(argv=None) -> None:
         edm=EDMSettings(args.steps or EDMSettings.num_steps, args.sigma_min, args.sigma_max,
                         args.rho, args.s_churn, args.s_min, args.s_max, args.s_noise),
     )
+    tracker = tracker_from_args(args)
+    tracker.hparams({"start": args.start, "count": args.count, "seed": args.seed,
+                     "batch_size": args.batch_size, "model": args.model,
+                     **asdict(settings)}, ["sample/images_per_s"])
     t0 = time.time()
-    images, labels = sample_range(unet, scheduler_config, start=args.start, count=args.count,
-                                  seed=args.seed, settings=settings,
-                                  batch_size=args.batch_size, device=device)
+    try:
+        images, labels = sample_range(unet, scheduler_config, start=args.start, count=args.count,
+                                      seed=args.seed, settings=settings,
+                                      batch_size=args.batch_size, device=device, tracker=tracker)
+    finally:
+        tracker.close()
     seconds = time.time() - t0
     write_shard(args.out, images, labels)
     log.info("wrote %d images to %s in %.1fs (%.1f img/s)", len(images), args.out, seconds,

@@ -7,6 +7,7 @@ import logging
 import time
 
 from pipeline.core import cli, io, runtime
+from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.generation.unet import save_generator, train_unet
 
 log = logging.getLogger("pipeline.train_generator")
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Min-SNR loss weighting min(SNR, gamma)/SNR (Hang et al. 2023); "
                         "unset: the plain epsilon MSE")
     p.add_argument("--seed", type=int, required=True, help="seed of weights, noise and batches")
-    return runtime.add_common_args(p)
+    p.add_argument("--log-every", type=int, required=True,
+                   help="steps between a progress line in the log and a point of the live curves")
+    return runtime.add_common_args(add_tracking_args(p))
 
 
 def main(argv=None) -> None:
@@ -46,13 +49,19 @@ def main(argv=None) -> None:
     images, _ = io.load_images(args.real)
     log.info("training a DDPM on %d real images %s on %s", len(images), images.shape[1:], device)
     start = time.time()
-    unet, scheduler, losses = train_unet(
-        images, channels=args.channels, layers_per_block=args.layers_per_block,
+    settings = dict(
+        channels=args.channels, layers_per_block=args.layers_per_block,
         attention=args.attention, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         ema_decay=args.ema_decay, num_train_timesteps=args.num_train_timesteps,
-        beta_schedule=args.beta_schedule, seed=args.seed, device=device,
-        snr_gamma=args.snr_gamma,
+        beta_schedule=args.beta_schedule, seed=args.seed, snr_gamma=args.snr_gamma,
     )
+    tracker = tracker_from_args(args)
+    tracker.hparams({**settings, "num_images": len(images)}, ["generator/loss"])
+    try:
+        unet, scheduler, losses = train_unet(images, **settings, device=device,
+                                             log_every=args.log_every, tracker=tracker)
+    finally:
+        tracker.close()
     with io.atomic_dir(args.out) as tmp:
         save_generator(tmp, unet, scheduler)
         tail = losses[-100:]

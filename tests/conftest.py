@@ -168,7 +168,8 @@ PRETRAIN_ARGS = [
             *(job_params.opt(f"--{k}", CONFIG["strategies"]["none"][k])
               for k in ("dup", "augmentation")),
             *(job_params.opt(f"--{k.replace('_', '-')}", CONFIG["pretrain"][k])
-              for k in ("warmup_steps", "precision", "checkpoint_every"))),
+              for k in ("warmup_steps", "precision", "checkpoint_every")),
+            job_params.opt("--log-every", CONFIG["logging"]["log_every"])),
     *RUNTIME_ARGS]
 # The features protocol, which the tests run (config.yaml's protocols: online, offline).
 LINEAR_ARGS = [

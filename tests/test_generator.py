@@ -150,7 +150,7 @@ def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path, tiny_npz):
         "--real", str(tiny_npz), "--out", str(out), "--steps", "3", "--channels", "8", "16",
         "--batch-size", "4", "--num-train-timesteps", "40", "--beta-schedule", "squaredcos_cap_v2",
         "--lr", "2e-3", "--ema-decay", "0.99", "--seed", "5", "--layers-per-block", "1",
-        *RUNTIME_ARGS,
+        "--log-every", "2", *RUNTIME_ARGS,
     ])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder
     pipe = DDPMPipeline.from_pretrained(str(out))

@@ -115,8 +115,9 @@ def _leaves(d: dict, prefix=()) -> dict:
 # generator, eta only applies to DDIM, EDM's s_min/s_max/s_noise only act with s_churn > 0 (the
 # preset's is 0) and are EDM's own, stem_padding null is the authors' 2, experiments.sweeps is
 # empty, threads and pretrain's compile / channels_last only set speed, generator.channel_order,
-# real.test and real.channel_order are for npz sources only, and the `auto` search's
-# grid, budget and score settings only act when `auto` is among the strategies (not the preset's).
+# real.test and real.channel_order are for npz sources only, the `auto` search's grid, budget
+# and score settings only act when `auto` is among the strategies (not the preset's), and
+# `logging` only writes the live curves.
 # A new key in config.yaml that the preset would inherit fails here until it is judged.
 INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.train.channels",
              "generator.train.layers_per_block", "generator.train.attention",
@@ -129,7 +130,9 @@ INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.tra
              "pretrain.channels_last", "threads.train_generator", "experiments.sweeps",
              "auto.candidates.generated", "auto.candidates.dup", "auto.candidates.augmentation",
              "auto.candidates.crop_min_scale", "auto.candidates.jitter_strength", "auto.eta",
-             "auto.budget", "auto.val_fraction", "auto.val_seed", "auto.knn_k"}
+             "auto.budget", "auto.val_fraction", "auto.val_seed", "auto.knn_k",
+             "logging.tensorboard", "logging.log_every", "logging.wandb.project",
+             "logging.wandb.mode"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():

@@ -133,6 +133,9 @@ RERUNS = {
     # none of these changes a result
     "speed_only": ("fid: {batch_size: 7}\nthreads: {default: 2, sample: 2}\ndevice: cpu\n"
                    "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}", {}),
+    # live curves change no result: TensorBoard off, another interval, W&B on
+    "logging": ("logging: {tensorboard: false, log_every: 7, wandb: {project: study, "
+                "mode: offline}}", {}),
     # the study's own settings restated (the merge puts them first) and `download` (same data)
     "same_settings_reordered": ("generator: {train: {batch_size: 16, steps: 10, channels: [8, 16]}}"
                                 "\nlinear_eval: {offline: {batch_size: 64, epochs: 1}}"
@@ -193,7 +196,8 @@ def test_killed_stage_leaves_no_finished_output(tmp_path):
         [sys.executable, "-m", "pipeline.train_generator", "--real", str(tmp_path / "real.npz"),
          "--out", str(out), "--steps", "100000", "--channels", "8", "16", "--batch-size", "4",
          "--layers-per-block", "1", "--lr", "0.002", "--ema-decay", "0.995",
-         "--beta-schedule", "squaredcos_cap_v2", "--seed", "0", "--device", "cpu", "--threads", "1"],
+         "--beta-schedule", "squaredcos_cap_v2", "--seed", "0", "--log-every", "50",
+         "--device", "cpu", "--threads", "1"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )

@@ -9,6 +9,7 @@ Torch-free: the Snakefile calls these on every parse.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -165,6 +166,11 @@ def config_problems(config: dict) -> list[str]:
                 r["source"].startswith("cifar") and r.get("download")):
             problems.append(f"real.root: no such file or folder {r['root']!r} "
                             f"(real.source is {r['source']!r})")
+
+    project = config.get("logging", {}).get("wandb", {}).get("project")
+    if project and importlib.util.find_spec("wandb") is None:
+        problems.append(f"logging.wandb.project: {project!r}, but wandb is not installed "
+                        "(pip install 'adainf-pipeline[wandb]')")
 
     if "auto" in config["experiments"]["strategies"]:
         problems += search_problems(config)

@@ -105,6 +105,29 @@ def pretrain_untracked_args(config: dict) -> str:
                 opt("--channels-last", p["channels_last"]))
 
 
+def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
+    """The live-curve options (config `logging`) of the job `run` (RULE/WILDCARDS): TensorBoard
+    event files in OUTPUT_DIR/tensorboard/RUN, W&B files in OUTPUT_DIR/wandb when a project is
+    set, and, for a loop counted in steps, --log-every. None of them changes a result."""
+    lg, out = config["logging"], config["output_dir"].rstrip("/")
+    wandb = lg["wandb"]
+    project = wandb["project"]
+    return opts(
+        opt("--log-every", lg["log_every"] if log_every else None),
+        opt("--tensorboard", f"{out}/tensorboard/{run}" if lg["tensorboard"] else None),
+        opt("--wandb-project", project),
+        *((opt("--wandb-mode", wandb["mode"]), opt("--wandb-dir", out), opt("--run-name", run))
+          if project else ()),
+    )
+
+
+def tracking(config: dict, run: str, log_every: bool = False):
+    """tracking_args as an untracked rule param; `run` may name wildcards, e.g.
+    "pretrain/{method}/{variant}/seed{seed}"."""
+    return lambda wildcards, input: tracking_args(config, run.format(**dict(wildcards.items())),
+                                                  log_every)
+
+
 SAMPLE_UNTRACKED = ("batch_size", "channels_last", "compile")
 
 

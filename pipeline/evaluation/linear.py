@@ -12,6 +12,7 @@ Two offline protocols (the online one, during pretraining, is pipeline.pretraini
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,9 +36,33 @@ def extract_features(encoder: nn.Module, images: np.ndarray, batch_size: int = 5
     return torch.cat(out)
 
 
+# epoch_end(epoch, classifier, {"loss", "train_top1", "lr"}): the epoch's mean loss and top-1
+# (%) on its training batches and the learning rate it started with (for a live view).
+EpochEnd = Callable[[int, nn.Module, dict], None]
+
+
+class EpochStats:
+    """An epoch's summed loss and correct predictions, kept on the device (one host sync at
+    the epoch's end)."""
+
+    def __init__(self, device, lr: float):
+        self.loss, self.correct = torch.zeros((), device=device), torch.zeros((), device=device)
+        self.count, self.lr = 0, lr
+
+    @torch.no_grad()
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.count += len(y)
+
+    def summary(self) -> dict:
+        return {"loss": self.loss.item() / self.count,
+                "train_top1": 100.0 * self.correct.item() / self.count, "lr": self.lr}
+
+
 def train_linear(train_x: torch.Tensor, train_y: torch.Tensor, *, epochs: int = 100,
                  batch_size: int = 256, lr: float = 1e-2, weight_decay: float = 1e-4,
-                 seed: int = 0, device="cpu") -> nn.Module:
+                 seed: int = 0, device="cpu", epoch_end: EpochEnd | None = None) -> nn.Module:
     """A linear classifier on standardised features (mean/std of the training features)."""
     torch.manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
@@ -46,13 +71,19 @@ def train_linear(train_x: torch.Tensor, train_y: torch.Tensor, *, epochs: int = 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     x, y = train_x.to(device), train_y.to(device)
-    for _ in tqdm(range(epochs), desc="linear", mininterval=5):
+    for epoch in tqdm(range(epochs), desc="linear", mininterval=5):
+        stats = EpochStats(device, opt.param_groups[0]["lr"]) if epoch_end else None
         for idx in torch.randperm(len(x), device=device).split(batch_size):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            logits = model(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if stats is not None:
+                stats.add(loss, logits, y[idx])
         sched.step()
+        if epoch_end is not None:
+            epoch_end(epoch + 1, model, stats.summary())
     return model.eval()
 
 
@@ -85,10 +116,11 @@ def offline_augmentation(size: int) -> Augmentation:
 
 def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndarray, *,
                          epochs: int = 100, batch_size: int = 256, lr: float = 0.1,
-                         weight_decay: float = 0.0, seed: int = 0, device="cpu") -> nn.Module:
+                         weight_decay: float = 0.0, seed: int = 0, device="cpu",
+                         epoch_end: EpochEnd | None = None) -> nn.Module:
     """A linear layer on the frozen `encoder`'s features of augmented uint8 N×H×W×3 `images`:
     SGD (momentum 0.9, no Nesterov), lr as given (not scaled by the batch), cosine decay per
-    step. The encoder stays in eval mode and gets no gradient."""
+    step. The encoder stays in eval mode and gets no gradient. `epoch_end`: see EpochEnd."""
     torch.manual_seed(seed)
     encoder.eval()
     clf = nn.Linear(encoder.feature_dim, int(labels.max()) + 1).to(device)
@@ -99,15 +131,21 @@ def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndar
     data = to_nchw(images, device)  # uint8, moved once
     y = torch.from_numpy(labels).to(device)
     augment = offline_augmentation(images.shape[1]).to(device)
-    for _ in tqdm(range(epochs), desc="linear (offline)", mininterval=5):
+    for epoch in tqdm(range(epochs), desc="linear (offline)", mininterval=5):
+        stats = EpochStats(device, opt.param_groups[0]["lr"]) if epoch_end else None
         for idx in torch.randperm(len(data), device=device).split(batch_size):
             with torch.no_grad():
                 feats = encoder(augment(data[idx].float().div_(255)))
-            loss = F.cross_entropy(clf(feats), y[idx])
+            logits = clf(feats)
+            loss = F.cross_entropy(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if stats is not None:
+                stats.add(loss, logits, y[idx])
+        if epoch_end is not None:
+            epoch_end(epoch + 1, clf, stats.summary())
     return clf.eval()
 
 

@@ -16,11 +16,16 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+import logging
+
 from pipeline.core.runtime import PRECISIONS, autocast
+from pipeline.core.tracking import Progress, Tracker
 from pipeline.generation.unet import to_uint8
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample
 from pipeline.vocab.names import SAMPLERS
 
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,15 @@ class Sampler:
 
 
 def sample_range(unet, scheduler_config, *, start: int, count: int, seed: int,
-                 settings: SamplerSettings, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
-    """Generate images [start, start+count): uint8 N×H×W×3 and int64 labels."""
+                 settings: SamplerSettings, batch_size: int, device,
+                 tracker: Tracker | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Generate images [start, start+count): uint8 N×H×W×3 and int64 labels. After each
+    batch a progress line is logged and its images/s (and the peak memory) go to `tracker`, at
+    the count of images done."""
     sampler = Sampler(unet, scheduler_config, settings, device)
     images, labels = [], []
+    progress = Progress("sample", count, unit_per_step=1, unit="images", tracker=tracker,
+                        device=device, logger=log)
     with tqdm(total=count, desc=f"sample [{start}, {start + count})", unit="img") as bar:
         for lo in range(start, start + count, batch_size):
             hi = min(lo + batch_size, start + count)
@@ -139,6 +149,7 @@ def sample_range(unet, scheduler_config, *, start: int, count: int, seed: int,
             images.append(x)
             labels.append(y)
             bar.update(hi - lo)
+            progress.report(hi - start)
     return np.concatenate(images), np.concatenate(labels)
 
 

@@ -19,6 +19,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from pipeline.core.tensors import to_nchw
+from pipeline.core.tracking import Progress, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 def train_unet(images: np.ndarray, *, channels: list[int], layers_per_block: int,
                attention: bool, steps: int, batch_size: int, lr: float, ema_decay: float,
                num_train_timesteps: int, beta_schedule: str, seed: int, device: torch.device,
-               snr_gamma: float | None = None) -> tuple[UNet2DModel, DDPMScheduler, list[float]]:
+               snr_gamma: float | None = None, log_every: int = 0,
+               tracker: Tracker | None = None) -> tuple[UNet2DModel, DDPMScheduler, list[float]]:
     """Train a DDPM (epsilon prediction) on uint8 images; returns the EMA UNet, its scheduler
     and the loss of every step.
 
     With `snr_gamma`, a timestep's loss is weighted by min(SNR, gamma) / SNR: Min-SNR weighting
     (Hang et al., ICCV 2023, as diffusers' training scripts' --snr_gamma), which stops the
     nearly noise-free timesteps from dominating and so converges in fewer steps.
+
+    Every `log_every` steps (0: never) a progress line is logged and the mean loss since the
+    previous one, the learning rate, samples/s and the peak memory go to `tracker`.
     """
     torch.manual_seed(seed)
     resolution = images.shape[1]
@@ -97,6 +102,8 @@ def train_unet(images: np.ndarray, *, channels: list[int], layers_per_block: int
     gen = torch.Generator(device="cpu").manual_seed(seed)
     alphas = scheduler.alphas_cumprod.to(device)
     losses = []
+    progress = Progress("generator", steps, unit_per_step=batch_size, tracker=tracker,
+                        device=device, logger=log)
     for _ in tqdm(range(steps), desc="train generator", mininterval=5):
         idx = torch.randint(len(data), (batch_size,), generator=gen)
         x0 = data[idx.to(device)]
@@ -113,12 +120,17 @@ def train_unet(images: np.ndarray, *, channels: list[int], layers_per_block: int
             loss = (per_image * snr.clamp(max=snr_gamma) / snr).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        lr_used = opt.param_groups[0]["lr"]
         opt.step()
         lr_sched.step()
         ema.step(unet.parameters())
         losses.append(loss.item())
         if not np.isfinite(losses[-1]):
             raise RuntimeError(f"generator loss is {losses[-1]} at step {len(losses)}")
+        done = len(losses)
+        if log_every and (done % log_every == 0 or done == steps):
+            window = losses[progress.step:]
+            progress.report(done, {"loss": sum(window) / len(window), "lr": lr_used})
     ema.copy_to(unet.parameters())
     return unet.eval(), scheduler, losses
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core import io
 from pipeline.core.runtime import autocast, precision_dtype
+from pipeline.core.tracking import Progress, Tracker
 from pipeline.core.tensors import to_nchw
 from pipeline.pretraining.augment import AugParams, build_augmentation
 from pipeline.pretraining.distributed import DistContext, local_only
@@ -57,7 +58,7 @@ class PretrainConfig:
     seed: int = 0
     checkpoint_every: int = 0
     precision: str = "fp32"
-    log_every: int = 50  # steps between host syncs for the loss curve and the NaN check
+    log_every: int = 50  # steps between host syncs for the loss curve, the NaN check, the report
     compile: bool = False  # torch.compile the encoder(s): the 32 px step is launch-bound on GPUs
     channels_last: bool = False  # channels_last weights and views (tensor-core convolutions)
 
@@ -141,15 +142,16 @@ def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
 def train_step(model: nn.Module, views: tuple[torch.Tensor, torch.Tensor], opt, sched, scaler, *,
                step: int, total_steps: int, precision: str = "fp32",
                probe: OnlineProbe | None = None, rows: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, float]:
+               ) -> tuple[torch.Tensor, list[float], float | None]:
     """One step of the method on a batch's two augmented views: the loss, its gradient (with the
     online probe's, on the same views' features), the optimiser and schedule steps, then the
     momentum update of the targets. `model` is the method, or its DDP wrapper; `step` is 0-based.
-    Returns the loss (a device tensor: no host sync) and the learning rate it used."""
+    Returns the loss (a device tensor: no host sync), the learning rate of each param group it
+    used and the momentum tau of the targets' update (None without targets)."""
     method = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     with autocast(precision, views[0].device):
         loss = model(*views).float()
-    lr = opt.param_groups[0]["lr"]
+    lrs = [group["lr"] for group in opt.param_groups]
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if probe is not None:  # its gradient joins the method's in the same optimiser step
@@ -157,8 +159,8 @@ def train_step(model: nn.Module, views: tuple[torch.Tensor, torch.Tensor], opt, 
     scaler.step(opt)
     scaler.update()
     sched.step()
-    method.momentum_update(step, total_steps)  # the authors': the k-th update uses tau(k-1)
-    return loss.detach(), lr
+    tau = method.momentum_update(step, total_steps)  # the authors': the k-th update uses tau(k-1)
+    return loss.detach(), lrs, tau
 
 
 class LossCurve:
@@ -172,13 +174,17 @@ class LossCurve:
     def add(self, step: int, lr: float, loss: torch.Tensor) -> None:
         self.pending.append((step, lr, loss))
 
-    def flush(self) -> None:
+    def flush(self) -> float | None:
+        """Copy the pending losses to the host; returns their mean (None if there were none)."""
+        values = []
         for step, lr, loss in self.pending:
             value = loss.item()
             if not math.isfinite(value):
                 raise FloatingPointError(f"{self.method} loss is {value} at step {step}")
             self.history.append({"step": step, "loss": value, "lr": lr})
+            values.append(value)
         self.pending.clear()
+        return sum(values) / len(values) if values else None
 
 
 @dataclass
@@ -242,7 +248,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
              checkpoint: str | Path | None = None, callback=None,
              probe: OnlineProbe | None = None,
              memory_budget: int | None = None, resume_from: str | Path | None = None,
-             stop_at: int | None = None) -> tuple[Encoder, list[dict]]:
+             stop_at: int | None = None, tracker: Tracker | None = None
+             ) -> tuple[Encoder, list[dict]]:
     """Train an encoder with `cfg.method` on real images (×dup) plus generated ones.
 
     Returns the encoder and the loss curve (one dict per step: step, loss, lr). With
@@ -255,7 +262,10 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     MemoryPlanError before any data goes to the device. With `stop_at` < cfg.steps the run
     stops after that step (its schedules still span cfg.steps) and writes `checkpoint` there;
     `resume_from` is a checkpoint to start from when `checkpoint` does not exist yet (read
-    only): the `auto` search's rounds continue their candidates this way.
+    only): the `auto` search's rounds continue their candidates this way. Every
+    `cfg.log_every` steps the main process logs a progress line and writes the mean loss, each
+    param group's learning rate, the momentum tau, samples/s and the peak memory (and the online
+    probe's top-1/top-5 at its evaluations) to `tracker`, at no extra host sync.
     """
     if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
         raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
@@ -302,6 +312,10 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     if ctx.rank:  # augmentation randomness differs between ranks
         torch.manual_seed(cfg.seed + 7919 * ctx.rank + start)
     curve = LossCurve(cfg.method, history)
+    tracker = tracker or Tracker()
+    tracker.start(start)
+    progress = Progress("pretrain", stop, unit_per_step=cfg.batch_size * ctx.world, start=start,
+                        tracker=tracker, device=device, logger=log) if ctx.is_main else None
 
     model.train()
     for step in tqdm(range(start, stop), desc=f"pretrain {cfg.method}", mininterval=5,
@@ -313,17 +327,23 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
         x1, x2 = augment[0](x), augment[1](x)
         if cfg.channels_last:
             x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
-        loss, lr = train_step(model, (x1, x2), opt, sched, scaler, step=step,
-                              total_steps=cfg.steps, precision=cfg.precision, probe=probe,
-                              rows=rows)
+        loss, lrs, tau = train_step(model, (x1, x2), opt, sched, scaler, step=step,
+                                    total_steps=cfg.steps, precision=cfg.precision, probe=probe,
+                                    rows=rows)
         done = step + 1
-        curve.add(done, lr, loss)
+        curve.add(done, lrs[0], loss)
         if probe is not None and probe.due(done):
-            probe.evaluate(encoder, done, lambda: autocast(cfg.precision, device))
+            point = probe.evaluate(encoder, done, lambda: autocast(cfg.precision, device))
+            tracker.scalars({"pretrain/online_top1": point["top1"],
+                             "pretrain/online_top5": point["top5"]}, done)
         last = done == stop
         checkpoint_due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
         if len(curve.pending) >= cfg.log_every or last or checkpoint_due:
-            curve.flush()
+            mean_loss = curve.flush()
+            if progress is not None:
+                progress.report(done, {"loss": mean_loss, "lr": lrs[0],
+                                       **({"lr_probe": lrs[1]} if probe is not None else {}),
+                                       **({"tau": tau} if tau is not None else {})})
         stopped_early = last and stop < cfg.steps  # the state is what the next round resumes
         if checkpoint is not None and ctx.is_main and (
                 stopped_early or cfg.checkpoint_every and (checkpoint_due or last)):

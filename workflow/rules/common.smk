@@ -6,7 +6,7 @@ import shlex
 from pipeline.dag.job_params import (
     cut_npz_args, fid_stats_args, fid_stats_untracked_args, linear_eval_args, opt, opts,
     prepare_real_args, prepare_real_untracked_args, pretrain_args, pretrain_untracked_args,
-    sample_args, sample_untracked_args, train_generator_args, untracked,
+    sample_args, sample_untracked_args, tracking, train_generator_args, untracked,
 )
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
 from pipeline.dag.search import SearchPlan, survivors_of

@@ -5,6 +5,7 @@ rule train_generator:
         directory(f"{OUT}/generator"),
     params:
         opts=train_generator_args(config),
+        track=tracking(config, "train_generator", log_every=True),
         device=untracked(DEVICE),
     log:
         "logs/train_generator.log",
@@ -19,6 +20,7 @@ rule train_generator:
         CONDA_ENV
     shell:
         GPU_SLOTS + "python -m pipeline.train_generator --real {input} --out {output} {params.opts}"
+        " {params.track}"
         + RUNTIME + LOG
 
 
@@ -36,6 +38,7 @@ rule sample:
         range=lambda wc: PATHS.shard_range(wc.shard),
         opts=sample_args(config),
         speed=untracked(sample_untracked_args(config)),
+        track=tracking(config, "sample/shard_{shard}"),
         device=untracked(DEVICE),
     log:
         "logs/sample/shard_{shard}.log",
@@ -50,7 +53,7 @@ rule sample:
     shell:
         GPU_SLOTS + "python -m pipeline.sample --model {params.model:q} --out {output.manifest}"
         " --start {params.range[start]} --count {params.range[count]} {params.opts}"
-        " {params.speed}" + RUNTIME + LOG
+        " {params.speed} {params.track}" + RUNTIME + LOG
 
 
 # One job per shard, so the Inception work scales with the sampling jobs.

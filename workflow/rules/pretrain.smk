@@ -5,6 +5,7 @@ PRETRAIN_SHELL = (
     GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
     " --history {output.history} --method {wildcards.method} --strategy {wildcards.strategy}"
     " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
+    " {params.track}"
     + RUNTIME + LOG
 )
 
@@ -24,6 +25,7 @@ rule pretrain:
         # a function of the wildcards only, so that Snakemake's params check sees every setting
         opts=lambda wc: pretrain_args(config, DESIGN, wc.method, wc.strategy, wc.seed),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "pretrain/{method}/{strategy}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=f"{CELL}/checkpoint.pt",
@@ -65,6 +67,7 @@ rule linear_eval:
         seed=r"\d+",
     params:
         opts=lambda wc: linear_eval_args(config, wc.protocol),
+        track=tracking(config, "linear_eval/{method}/{strategy}/seed{seed}/{protocol}"),
         device=untracked(DEVICE),
     log:
         "logs/linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
@@ -78,4 +81,4 @@ rule linear_eval:
     shell:
         GPU_SLOTS + "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
         " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
-        " --seed {wildcards.seed} {params.opts}" + RUNTIME + LOG
+        " --seed {wildcards.seed} {params.opts} {params.track}" + RUNTIME + LOG

@@ -37,6 +37,8 @@ rule search_train:
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, int(wc.round), wc.strategy),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "search/{method}/seed{seed}/round{round}/{strategy}",
+                       log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=f"{ROUND}/{{strategy}}/state.pt",
@@ -103,6 +105,7 @@ rule auto_pretrain:
     params:
         opts=lambda wc: SEARCH.train_args(wc.method, wc.seed, SEARCH.last, winner(wc)),
         speed=untracked(pretrain_untracked_args(config)),
+        track=tracking(config, "pretrain/{method}/{strategy}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=f"{CELL}/checkpoint.pt",
