@@ -9,6 +9,10 @@ from pipeline.data.npz_source import npz_files
 from pipeline.study.design import AUTO, RANDOM_INIT, plan
 
 OUT = config["output_dir"].rstrip("/")
+# Each run keeps its logs and benchmark files under its own output_dir, so two configs (the
+# default, a preset) never overwrite each other's. The one place of that prefix.
+LOGS = f"{OUT}/logs/"
+BENCHMARKS = f"{OUT}/benchmarks/"
 DEVICE = config["device"]
 CONDA_ENV = "../../envs/pipeline.yaml"
 # Jobs import the package from this checkout whatever their working directory (--directory).

@@ -9,9 +9,9 @@ rule prepare_real:
         download=untracked(opt("--download", config["real"]["download"])),
         device=untracked(DEVICE),
     log:
-        "logs/prepare_real.log",
+        LOGS + "prepare_real.log",
     benchmark:
-        "benchmarks/prepare_real.tsv"
+        BENCHMARKS + "prepare_real.tsv"
     threads: threads_for(config, "prepare_real")
     conda:
         CONDA_ENV
@@ -33,9 +33,9 @@ rule pack:
     wildcard_constraints:
         part="real|generated",
     log:
-        "logs/pack_{part}.log",
+        LOGS + "pack_{part}.log",
     benchmark:
-        "benchmarks/pack_{part}.tsv"
+        BENCHMARKS + "pack_{part}.tsv"
     conda:
         CONDA_ENV
     shell:

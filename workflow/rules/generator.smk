@@ -12,9 +12,9 @@ rule train_generator:
         ]),
         device=untracked(DEVICE),
     log:
-        "logs/train_generator.log",
+        LOGS + "train_generator.log",
     benchmark:
-        "benchmarks/train_generator.tsv"
+        BENCHMARKS + "train_generator.tsv"
     threads: threads_for(config, "train_generator")
     # the generator is on the critical path: start it before the real-only pretraining jobs
     priority: 50
@@ -46,9 +46,9 @@ rule sample:
         speed=untracked(sample_untracked_args(config)),
         device=untracked(DEVICE),
     log:
-        "logs/sample/shard_{shard}.log",
+        LOGS + "sample/shard_{shard}.log",
     benchmark:
-        "benchmarks/sample/shard_{shard}.tsv"
+        BENCHMARKS + "sample/shard_{shard}.tsv"
     threads: threads_for(config, "sample")
     priority: 50
     resources:
@@ -74,9 +74,9 @@ rule fid_stats:
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
-        "logs/fid_stats/{name}.log",
+        LOGS + "fid_stats/{name}.log",
     benchmark:
-        "benchmarks/fid_stats/{name}.tsv"
+        BENCHMARKS + "fid_stats/{name}.tsv"
     threads: threads_for(config, "fid_stats")
     resources:
         gpu=1,
@@ -94,9 +94,9 @@ rule fid:
     output:
         f"{OUT}/fid.json",
     log:
-        "logs/fid.log",
+        LOGS + "fid.log",
     benchmark:
-        "benchmarks/fid.tsv"
+        BENCHMARKS + "fid.tsv"
     conda:
         CONDA_ENV
     shell:

@@ -36,9 +36,9 @@ rule report:
         search=lambda wc, input, output: opts(opt("--search-rounds", list(input.search_rounds) or None),
                                               opt("--search-plot", output.get("search"))),
     log:
-        "logs/report.log",
+        LOGS + "report.log",
     benchmark:
-        "benchmarks/report.tsv"
+        BENCHMARKS + "report.tsv"
     conda:
         CONDA_ENV
     shell:

@@ -44,9 +44,9 @@ rule search_train:
         launcher=lambda wc: pretrain_launcher(config, wc.variant),
         checkpoint=f"{ROUND}/{{variant}}/state.pt",
     log:
-        "logs/search/{method}/seed{seed}/round{round}/{variant}.log",
+        LOGS + "search/{method}/seed{seed}/round{round}/{variant}.log",
     benchmark:
-        "benchmarks/search/{method}/seed{seed}/round{round}/{variant}.tsv"
+        BENCHMARKS + "search/{method}/seed{seed}/round{round}/{variant}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -72,9 +72,9 @@ checkpoint search_select:
         names=lambda wc, input: " ".join(Path(e).parent.name for e in input.encoders),
         device=untracked(DEVICE),
     log:
-        "logs/search/{method}/seed{seed}/round{round}.log",
+        LOGS + "search/{method}/seed{seed}/round{round}.log",
     benchmark:
-        "benchmarks/search_select/{method}/seed{seed}/round{round}.tsv"
+        BENCHMARKS + "search_select/{method}/seed{seed}/round{round}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
@@ -109,9 +109,9 @@ rule auto_pretrain:
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{variant}/seed{seed}.log",
+        LOGS + "pretrain/{method}/{variant}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
+        BENCHMARKS + "pretrain/{method}/{variant}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],

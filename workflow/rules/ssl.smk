@@ -29,9 +29,9 @@ rule pretrain:
         launcher=lambda wc: pretrain_launcher(config, wc.variant),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{variant}/seed{seed}.log",
+        LOGS + "pretrain/{method}/{variant}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{variant}/seed{seed}.tsv"
+        BENCHMARKS + "pretrain/{method}/{variant}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -68,9 +68,9 @@ rule linear_eval:
         l=lambda wc: settings(config["linear_eval"][wc.protocol]),
         device=untracked(DEVICE),
     log:
-        "logs/linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
+        LOGS + "linear_eval/{method}/{variant}/seed{seed}_{protocol}.log",
     benchmark:
-        "benchmarks/linear_eval/{method}/{variant}/seed{seed}_{protocol}.tsv"
+        BENCHMARKS + "linear_eval/{method}/{variant}/seed{seed}_{protocol}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
