@@ -42,7 +42,8 @@ def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
     # Inception statistics per shard plus the real reference, merged by one fid job
     assert counts["fid_stats"] == 21 and counts["fid"] == 1
     commands = cifar10_dry_run.stdout
-    assert "--model google/ddpm-cifar10-32" in commands
+    # sampled from the folder rule fetch_generator fills (tests/test_fetch.py), not the hub
+    assert "fetch --retry" in commands and "generator --model google/ddpm-cifar10-32" in commands
     # the paper's online probe trains inside every pretraining job, not on random_init
     assert commands.count("--online-out") == 12
     # every 200 steps as the authors' val_check_interval, at each method's own classifier_lr

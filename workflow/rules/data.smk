@@ -1,12 +1,14 @@
 rule prepare_real:
+    input:
+        # the fetch record, when rule fetch_real downloads the data: this job reads only disk
+        PATHS.real_inputs(),
     output:
         train=f"{OUT}/real/train.npz",
         test=f"{OUT}/real/test.npz",
     params:
+        # fetching CIFAR (rule fetch_real) or finding it on disk gives the same data
         real=settings(config["real"], without=("download",)),
         root=opt("--root", config["real"]["root"]),
-        # fetching CIFAR or finding it on disk gives the same data
-        download=untracked(opt("--download", config["real"]["download"])),
         device=untracked(DEVICE),
     log:
         LOGS + "prepare_real.log",
@@ -16,7 +18,7 @@ rule prepare_real:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "prepare_real --source {params.real[source]} {params.root} {params.download}"
+        STAGE + "prepare_real --source {params.real[source]} {params.root}"
         " --resolution {params.real[resolution]} --test-fraction {params.real[test_fraction]}"
         " --seed {params.real[seed]} --train-out {output.train} --test-out {output.test}"
         + RUNTIME + LOG

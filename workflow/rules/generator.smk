@@ -71,6 +71,9 @@ rule fid_stats:
         name=r"real|shard_\d{5}",
     params:
         opts=fid_stats_args(config),
+        # the weights rule fetch_inception verified in the torch.hub cache (a place on this
+        # machine; fid.weights, when set, is among the tracked opts)
+        fetched=untracked(opt("--weights", ASSETS.get("inception", {}).get("out"))),
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
@@ -83,7 +86,8 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        GPU_STAGE + "fid_stats --images {input.images} --out {output} {params.opts} {params.speed}"
+        GPU_STAGE + "fid_stats --images {input.images} --out {output} {params.opts} {params.fetched}"
+        " {params.speed}"
         + RUNTIME + LOG
 
 
