@@ -40,6 +40,7 @@ def test_the_numpy_only_stages_never_import_torch(tmp_path):
                "--test-fraction", "0.2", "--seed", "0", "--train-out", "train.npz",
                "--test-out", "test.npz", "--device", "auto", "--threads", "1", cwd=tmp_path),
         _stage("pipeline.pack", "--part", "real", "--inputs", "train.npz", "--out", "real",
+               "--record", "real.json",
                cwd=tmp_path),
         _stage("pipeline.fid_stats", "--images", "train.npz", "--out", "real.stats.npz",
                "--features", "pixels", "--dims", "2048", "--precision", "fp32",

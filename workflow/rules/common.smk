@@ -1,3 +1,4 @@
+import os
 import shlex
 
 from pipeline.dag.job_params import (

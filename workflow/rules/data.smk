@@ -25,13 +25,18 @@ rule prepare_real:
 
 
 # The generated part references the sample shards in place (they are written in the packed
-# format with their checksums), so packing it writes only a manifest.
-rule pack:
+# format with their checksums), so packing it writes only a manifest. A checkpoint beside the
+# folder, dataset/PART.json records its content (every file's sha256): the consumers depend on
+# that small file, which Snakemake compares by checksum, and on the folder as `ancient`. So a
+# repack whose content equals the recorded one (a damaged folder moved aside and rebuilt)
+# reruns nothing downstream, and one whose content differs reruns what depends on it.
+checkpoint pack:
     input:
         files=lambda wc: [f"{OUT}/real/train.npz"] if wc.part == "real" else PATHS.shard_files(),
         data=lambda wc: [] if wc.part == "real" else PATHS.all_shard_data(),
     output:
-        directory(f"{OUT}/dataset/{{part}}"),
+        folder=directory(f"{OUT}/dataset/{{part}}"),
+        record=f"{OUT}/dataset/{{part}}.json",
     wildcard_constraints:
         part="real|generated",
     log:
@@ -41,4 +46,22 @@ rule pack:
     conda:
         CONDA_ENV
     shell:
-        STAGE + "pack --part {wildcards.part} --inputs {input.files} --out {output}" + LOG
+        STAGE + "pack --part {wildcards.part} --inputs {input.files} --out {output.folder}"
+        " --record {output.record}" + LOG
+
+
+def packed(inputs: dict) -> dict:
+    """A consumer's inputs with each packed folder as `ancient` plus its content record. A
+    folder missing beside its record is being repaired: the consumer waits for the repack
+    (checkpoints.pack.get raises until it is done), then Snakemake compares the new record's
+    checksum with the one this consumer was made from."""
+    out = {}
+    for key, path in inputs.items():
+        part = path.removeprefix(f"{OUT}/dataset/")
+        if part not in ("real", "generated"):
+            out[key] = path
+            continue
+        if not os.path.exists(path) and os.path.exists(f"{path}.json"):
+            checkpoints.pack.get(part=part)
+        out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
+    return out

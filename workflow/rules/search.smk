@@ -28,7 +28,8 @@ def winner(wc):
 # its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
     input:
-        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.variant)),
+        unpack(lambda wc: packed(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
+                                                  wc.variant))),
     output:
         state=f"{ROUND}/{{variant}}/state.pt",
         encoder=f"{ROUND}/{{variant}}/encoder.pt",

@@ -12,7 +12,7 @@ PRETRAIN_SHELL = (
 
 rule pretrain:
     input:
-        unpack(lambda wc: PATHS.pretrain_inputs(wc.variant)),
+        unpack(lambda wc: packed(PATHS.pretrain_inputs(wc.variant))),
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
