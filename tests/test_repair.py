@@ -59,3 +59,32 @@ def test_a_repair_that_changes_nothing_reruns_nothing_and_one_that_does_reruns_i
     r = run(tmp_path, ENCODER, PACKED)
     assert "rule pretrain:" in r.stdout + r.stderr
     assert encoder.stat().st_mtime_ns != made
+
+
+@pytest.mark.e2e
+def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
+    """Snakemake locks the working directory's outputs: a second run of the same config while
+    the first is running stops at once (naming the directory and --unlock) and the first
+    finishes untouched."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import SNAKEFILE
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "1",
+           "--configfile", str(TINY), ENCODER]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    locks = tmp_path / ".snakemake" / "locks"
+    deadline = time.time() + 120
+    while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    second = snakemake("--cores", "1", "--configfile", str(TINY), ENCODER, cwd=tmp_path,
+                       timeout=120)
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
+    assert second.returncode != 0
+    assert "Directory cannot be locked" in second.stdout + second.stderr
+    assert "rule pretrain" not in second.stdout + second.stderr  # it ran no job
+    assert (tmp_path / ENCODER).exists()
