@@ -52,16 +52,17 @@ checkpoint pack:
 
 def packed(inputs: dict) -> dict:
     """A consumer's inputs with each packed folder as `ancient` plus its content record. A
-    folder missing beside its record is being repaired: the consumer waits for the repack
-    (checkpoints.pack.get raises until it is done), then Snakemake compares the new record's
-    checksum with the one this consumer was made from."""
+    folder missing beside its record (or the reverse) is being repaired: the consumer waits for
+    the repack (checkpoints.pack.get raises until it is done), then Snakemake compares the new
+    record's checksum with the one this consumer was made from. (In a fresh run neither exists
+    and the whole DAG is planned at once.)"""
     out = {}
     for key, path in inputs.items():
         part = path.removeprefix(f"{OUT}/dataset/")
         if part not in ("real", "generated"):
             out[key] = path
             continue
-        if not os.path.exists(path) and os.path.exists(f"{path}.json"):
+        if os.path.exists(path) != os.path.exists(f"{path}.json"):
             checkpoints.pack.get(part=part)
         out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
     return out
