@@ -41,6 +41,9 @@ def test_a_repair_that_changes_nothing_reruns_nothing_and_one_that_does_reruns_i
     assert "\n" not in str(e.value) and "moved" in str(e.value)
     assert not folder.exists() and (folder.parent / "real.corrupt").is_dir()
 
+    # a dry run cannot know the repack's content: it lists the encoder, pending on the repack
+    dry = run(tmp_path, ENCODER, PACKED, "-n", "-p")
+    assert "checkpoint pack:" in dry.stdout and "DAG of jobs will be updated" in dry.stdout
     r = run(tmp_path, ENCODER, PACKED)
     assert "rule pack:" in r.stdout + r.stderr or "checkpoint pack:" in r.stdout + r.stderr
     assert "rule pretrain:" not in r.stdout + r.stderr

@@ -30,6 +30,8 @@ rule search_train:
     input:
         unpack(lambda wc: packed(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
                                                   wc.variant))),
+        repack=lambda wc: after_repack(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
+                                                           wc.variant)),
     output:
         state=f"{ROUND}/{{variant}}/state.pt",
         encoder=f"{ROUND}/{{variant}}/encoder.pt",

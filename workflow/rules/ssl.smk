@@ -13,6 +13,7 @@ PRETRAIN_SHELL = (
 rule pretrain:
     input:
         unpack(lambda wc: packed(PATHS.pretrain_inputs(wc.variant))),
+        repack=lambda wc: after_repack(PATHS.pretrain_inputs(wc.variant)),
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
