@@ -24,17 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry", default=None,
                    help="the command the one-line error tells the user to run where there is "
                         "network (default: this command line)")
-    sub = p.add_subparsers(dest="asset", required=True)
-    g = sub.add_parser("generator", help="a diffusers pipeline from the Hugging Face hub")
+    sub = p.add_subparsers(dest="asset", required=True,
+                           help="the asset: generator, real or inception (each has its --help)")
+    g = sub.add_parser("generator", help="a diffusers pipeline from the Hugging Face hub",
+                       formatter_class=cli.HelpFormatter)
     g.add_argument("--model", required=True, help="hub id, e.g. google/ddpm-cifar10-32")
     g.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     g.add_argument("--out", required=True, help="folder the pipeline's files are written to")
     g.add_argument("--record", required=True, help="JSON record: commit, files, sizes, sha256")
-    r = sub.add_parser("real", help="CIFAR-10/100 with torchvision's download")
+    r = sub.add_parser("real", help="CIFAR-10/100 with torchvision's download",
+                       formatter_class=cli.HelpFormatter)
     r.add_argument("--source", required=True, choices=("cifar10", "cifar100"), help="data set")
     r.add_argument("--root", required=True, help="data folder (real.root)")
     r.add_argument("--record", required=True, help="JSON record: files, sizes, md5")
-    i = sub.add_parser("inception", help="pytorch-fid's FID Inception weights")
+    i = sub.add_parser("inception", help="pytorch-fid's FID Inception weights",
+                       formatter_class=cli.HelpFormatter)
     i.add_argument("--out", required=True, help="the weights file (the torch.hub cache's path)")
     i.add_argument("--url", default=assets.FID_WEIGHTS_URL, help="where they come from")
     i.add_argument("--record", required=True, help="JSON record: path, size, sha256")
