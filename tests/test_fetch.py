@@ -223,7 +223,8 @@ def test_the_preset_plans_its_fetch_rules_as_local_rules_upstream(cifar10_dry_ru
     assert len(sample) == 20 and all("--model results/cifar10/assets/generator " in line
                                      for line in sample)
     inputs = [line.strip() for line in out.splitlines() if line.strip().startswith("input:")]
-    assert sum("results/cifar10/assets/generator.json" in line for line in inputs) == 20
+    # the 20 sampling jobs, and the report (which states the commit fetched)
+    assert sum("results/cifar10/assets/generator.json" in line for line in inputs) == 21
     assert sum("results/cifar10/assets/inception.json" in line for line in inputs) == 21
     assert sum(line == "input: results/cifar10/assets/real.json" for line in inputs) == 1
     fid = [line for line in out.splitlines() if "python -m pipeline.fid_stats" in line]

@@ -75,8 +75,8 @@ def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
 
     from conftest import SNAKEFILE
 
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", "1",
-           "--configfile", str(TINY), ENCODER]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), ENCODER, "--cores", "1",
+           "--configfile", str(TINY)]
     first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     locks = tmp_path / ".snakemake" / "locks"
@@ -84,7 +84,7 @@ def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
     while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None:
         assert time.time() < deadline
         time.sleep(0.2)
-    second = snakemake("--cores", "1", "--configfile", str(TINY), ENCODER, cwd=tmp_path,
+    second = snakemake(ENCODER, "--cores", "1", "--configfile", str(TINY), cwd=tmp_path,
                        timeout=120)
     assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
     assert second.returncode != 0
