@@ -1,16 +1,17 @@
 """CPU work of a workflow run: per rule, the sum of Snakemake's `benchmark:` cpu_time (and wall
-seconds) over every file under benchmarks/; in total, the exact CPU of the whole run when it was
+seconds) over every file under OUTPUT_DIR/benchmarks/; in total, the exact CPU of the whole run when it was
 started through this script (`--run`).
 
     python bench/workflow_cpu.py --run snakemake --cores 2   # run it, then the table below
-    python bench/workflow_cpu.py                        # ./benchmarks of the run in this folder
-    python bench/workflow_cpu.py RUN/benchmarks --baseline BASE/benchmarks   # with ratios
+    python bench/workflow_cpu.py                        # results/benchmarks (the default's run)
+    python bench/workflow_cpu.py results/cifar10/benchmarks --baseline BASE/benchmarks  # ratios
 
 Why both: Snakemake samples a job's CPU (every 0.5 s for its first ~15 s, then every 30 s) and
 keeps the last sample, so a job's last seconds are not counted (a 41 s job can show 15 s). The
 per-rule figures are therefore lower bounds. `--run` reads the operating system's account of
 every process the command started and waited for (Snakemake itself and all its jobs), which
-misses nothing, and stores it in benchmarks/run.json, where `--baseline` finds it too.
+misses nothing, and stores it in that run's benchmarks/run.json, where `--baseline` finds it too.
+Each run keeps its benchmark files under its own output_dir (the workflow's `benchmark:` paths).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 
 def rule_of(path: Path, root: Path) -> str:
-    """The rule a benchmark file belongs to: its first path part (benchmarks/RULE[...].tsv)."""
+    """The rule a benchmark file belongs to: its first path part (OUT/benchmarks/RULE[...].tsv)."""
     return path.relative_to(root).parts[0].removesuffix(".tsv")
 
 
@@ -72,6 +73,8 @@ def format_table(run: dict, baseline: dict | None = None) -> str:
 
 
 RUN_FILE = "run.json"
+# The embedded default's output_dir is results/; a preset's benchmarks are under its own.
+DEFAULT_BENCHMARKS = "results/benchmarks"
 
 
 def run_and_measure(command: list[str], benchmarks: str | Path) -> dict:
@@ -113,8 +116,9 @@ def format_run(run: dict | None, baseline: dict | None = None) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("benchmarks", nargs="?", default="benchmarks",
-                   help="a run's benchmarks/ folder (default: ./benchmarks)")
+    p.add_argument("benchmarks", nargs="?", default=DEFAULT_BENCHMARKS,
+                   help="a run's OUTPUT_DIR/benchmarks/ folder (default: the embedded default's, "
+                        f"{DEFAULT_BENCHMARKS})")
     p.add_argument("--baseline", help="another run's benchmarks/ folder, to print ratios against")
     p.add_argument("--run", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="run COMMAND (e.g. snakemake --cores 2) in this folder first, measuring "

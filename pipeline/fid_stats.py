@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import time
 
 from pipeline.core import cli, runtime
+from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
 from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
 
@@ -40,8 +42,14 @@ def main(argv=None) -> None:
     if args.features == "inception":
         try:
             model, digest = inception_model(device, args.dims, args.weights)
-        except (FileNotFoundError, RuntimeError, ValueError) as e:
-            raise SystemExit(f"fid_stats: {e}")
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+            # a truncated or damaged file: torch.load's zip or pickle errors
+            raise UserError(f"FID Inception weights {args.weights or 'in the torch.hub cache'}: "
+                            f"{type(e).__name__}: {runtime.first_line(e, 160)}; delete a damaged "
+                            "file (rule fetch_inception fetches it again) or set fid.weights to "
+                            "a good copy") from e
         meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
     stats = image_stats(images, args.features, model=model, batch_size=args.batch_size,
                         device=device, precision=args.precision)

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from pipeline.core import cli, runtime
-from pipeline.data.dataset import PARTS, pack
+from pipeline.data.dataset import PARTS, pack, write_content_record
 
 log = logging.getLogger("pipeline.pack")
 
@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", required=True, choices=PARTS, help="which dataset the images form")
     p.add_argument("--inputs", required=True, nargs="+", help="npz image files (copied, one shard each) or sample shard manifests (.json, referenced in place)")
     p.add_argument("--out", required=True, help="dataset folder")
+    p.add_argument("--record", required=True,
+                   help="the content record written beside the folder (PART.json: part, count, "
+                        "every file's sha256): what the workflow's consumers depend on")
     return p
 
 
@@ -23,6 +26,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     runtime.setup(args, uses_torch=False)
     manifest = pack(args.out, args.part, args.inputs)
+    write_content_record(args.record, manifest)
     log.info("packed %d %s images in %d shards into %s", manifest["count"], args.part,
              len(manifest["shards"]), args.out)
 

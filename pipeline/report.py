@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid", required=True, help="FID result (JSON, from fid)")
     p.add_argument("--real", required=True, help="real training images (npz)")
     p.add_argument("--generated", required=True, help="a generated shard (its .json manifest)")
+    p.add_argument("--generator-record", default=None,
+                   help="a fetched hub generator's record (JSON, from fetch): its commit is "
+                        "reported (default: none, a generator trained here or a local folder)")
     p.add_argument("--summary", required=True, help="summary JSON")
     p.add_argument("--table", required=True, help="summary Markdown")
     p.add_argument("--page", required=True, help="summary HTML page")
@@ -55,6 +58,10 @@ def main(argv=None) -> None:
 
     spec = io.read_json(args.design)
     design, sampling = Design.from_dict(spec["design"]), spec["sampling"]
+    if args.generator_record:  # the revision sampled from, pinned by the fetch
+        commit = io.read_json(args.generator_record)["commit"]
+        sampling = {**sampling, "generator": f"{sampling['generator']} at commit {commit}",
+                    "generator_commit": commit}
     if len(args.sweep_plots) != len(design.sweeps):
         raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "
                          f"{len(design.sweeps)} sweeps")

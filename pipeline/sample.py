@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import time
 from dataclasses import asdict
 
 from pipeline.core import cli, io, runtime
+from pipeline.core.errors import UserError
 from pipeline.generation.unet import load_generator
 from pipeline.generation.edm import EDMSettings
 from pipeline.data.dataset import write_shard
@@ -60,7 +62,15 @@ def main(argv=None) -> None:
         raise SystemExit(f"need start >= 0 and count >= 1, got start={args.start} count={args.count}")
     device = runtime.setup(args)
 
-    unet, scheduler_config = load_generator(args.model, device)
+    try:
+        unet, scheduler_config = load_generator(args.model, device)
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        # diffusers' page-long OSError for a model not on disk, a damaged weights file
+        raise UserError(f"cannot load the generator {args.model!r} ({type(e).__name__}: "
+                        f"{runtime.first_line(e, 160)}); the workflow samples only a local "
+                        "folder: rule fetch_generator fetches a hub model into one (delete a "
+                        "damaged one to fetch it again), or set generator.model to a folder "
+                        "saved with save_pretrained") from e
     size = unet.config.sample_size
     io.check_free_space(args.out, io.image_bytes(args.count, size))
     unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)

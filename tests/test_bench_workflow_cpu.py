@@ -59,3 +59,14 @@ def test_run_refuses_a_failing_command_and_stores_nothing(tmp_path):
         workflow_cpu.run_and_measure(["bash", "-c", "exit 3"], tmp_path)
     assert workflow_cpu.read_run(tmp_path) is None
     assert "not measured" in workflow_cpu.format_run(None)
+
+
+def test_reads_the_default_runs_benchmarks_under_its_output_dir(tmp_path, monkeypatch, capsys):
+    """The workflow writes benchmark files under OUTPUT_DIR/benchmarks/; with no folder given the
+    script reads the embedded default's (results/benchmarks), not a shared ./benchmarks."""
+    _bench(tmp_path / "results" / "benchmarks" / "fid.tsv", 2.0, 1.5)
+    _bench(tmp_path / "benchmarks" / "report.tsv", 2.0, 1.5)  # not the default's: ignored
+    monkeypatch.chdir(tmp_path)
+    workflow_cpu.main([])
+    table = capsys.readouterr().out
+    assert "fid" in table and "report" not in table

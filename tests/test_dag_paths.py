@@ -79,8 +79,30 @@ def test_generator_is_the_trained_folder_or_the_given_model(config):
     assert p.generator_model() == f"{p.out}/generator" and p.generator_inputs() == [p.generator_model()]
     config["generator"] = {**config["generator"], "source": "pretrained", "model": "google/ddpm-cifar10-32"}
     p = _paths(config)
-    assert p.generator_model() == "google/ddpm-cifar10-32" and p.generator_inputs() == []
+    # a hub model is sampled from the folder rule fetch_generator fills
+    fetched = f"{p.out}/assets/generator"
+    assert p.generator_model() == fetched
+    assert p.generator_inputs() == [fetched, f"{p.out}/assets/generator.json"]
     assert sampler_description(config)["generator"] == "pretrained google/ddpm-cifar10-32"
+    (tmp := Path(p.out) / "mine").mkdir(parents=True)
+    config["generator"]["model"] = str(tmp)  # a local folder: no fetch
+    p = _paths(config)
+    assert p.generator_model() == str(tmp) and p.generator_inputs() == [] and p.assets() == {}
+
+
+def test_assets_are_fetched_only_where_not_local(config, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", "/th")
+    config["real"] = {**config["real"], "source": "cifar10", "root": "data/c", "download": True}
+    config["fid"] = {**config["fid"], "features": "inception", "weights": None}
+    p = _paths(config)
+    assert set(p.assets()) == {"real", "inception"}
+    assert p.real_inputs() == [f"{p.out}/assets/real.json"]
+    assert p.inception_weights() == "/th/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
+    assert p.fid_stats_inputs("real")["weights"] == f"{p.out}/assets/inception.json"
+    config["real"]["download"] = False
+    config["fid"]["weights"] = "my.pth"
+    p = _paths(config)
+    assert p.assets() == {} and p.real_inputs() == [] and p.inception_weights() == "my.pth"
 
 
 def test_fid_inputs(config):

@@ -18,6 +18,7 @@ from torchvision.transforms import ToTensor
 from pipeline import fid, fid_stats
 from pipeline.evaluation import frechet
 from pipeline.core import io
+from pipeline.core.errors import UserError
 from pipeline.evaluation.frechet import FeatureStats, frechet_distance, image_stats
 from pipeline.core.io import save_images
 from pipeline.data.dataset import write_shard
@@ -280,7 +281,7 @@ def test_no_weights_offline_says_where_to_put_them(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     save_images(tmp_path / "x.npz", make_images(2, size=8), np.zeros(2))
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(UserError) as e:  # runtime.run prints it as one line (tests/test_runtime.py)
         fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "x.npz"), "--out", str(tmp_path / "x.stats.npz"),
                         "--features", "inception", "--device", "cpu"])
     message = str(e.value)

@@ -120,13 +120,20 @@ def test_unknown_part_is_rejected(tmp_path, shard_files):
 
 def test_pack_cli(tmp_path, shard_files):
     out = tmp_path / "packed" / "generated"
-    pack_stage.main(["--part", "generated", "--inputs", *map(str, shard_files), "--out", str(out)])
+    record = tmp_path / "packed" / "generated.json"
+    pack_stage.main(["--part", "generated", "--inputs", *map(str, shard_files), "--out", str(out),
+                     "--record", str(record)])
     ds = open_packed(out)
+    # the content record: part, count and each file's sha256, what the consumers depend on
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert json.loads(record.read_text()) == {"part": "generated", "count": 12,
+                                              "sha256": dict(sorted(manifest["sha256"].items()))}
     assert ds.part == "generated" and len(ds) == 12
     np.testing.assert_array_equal(ds.load()[1], np.full(12, -1))
     np.testing.assert_array_equal(ds.images[2], _images(2, 5))
     with pytest.raises(SystemExit):
-        pack_stage.main(["--part", "fake", "--inputs", str(shard_files[0]), "--out", str(out)])
+        pack_stage.main(["--part", "fake", "--inputs", str(shard_files[0]), "--out", str(out),
+                         "--record", str(record)])
 
 
 @pytest.fixture

@@ -167,7 +167,9 @@ def test_report_main(tmp_path):
     out = tmp_path / "report"
     design = str(tmp_path / "design.json")
     io.write_json(design, {"design": DESIGN.to_dict(), "sampling": SAMPLING})
-    report.main(["--results", *files, "--histories", *histories, "--design", design,
+    # a hub generator's fetch record: the commit sampled from is reported
+    io.write_json(tmp_path / "generator.json", {"commit": "c0ffee" * 6 + "0123"})
+    report.main(["--generator-record", str(tmp_path / "generator.json"), "--results", *files, "--histories", *histories, "--design", design,
                  "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
                  "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
                  "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
@@ -177,7 +179,11 @@ def test_report_main(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == len(RESULTS)
-    assert summary["fid"] == FID_PIXELS and summary["sampling"] == SAMPLING
+    assert summary["fid"] == FID_PIXELS
+    assert summary["sampling"] == {**SAMPLING, "generator_commit": "c0ffee" * 6 + "0123",
+                                   "generator": SAMPLING["generator"] + " at commit "
+                                   + "c0ffee" * 6 + "0123"}
+    assert "at commit c0ffee" in (out / "summary.md").read_text()
     assert {"method": "simclr", "strategy": "adainf", "protocol": "online"}.items() <= \
         next(c for c in summary["cells"] if c["strategy"] == "adainf").items()
     assert "| simclr | 41.00 ± 1.41 | 43.50 ± 0.71 | 48.00 ± 1.41 | – |" in (out / "summary.md").read_text()

@@ -50,7 +50,7 @@ def test_search_rounds_checkpoints_and_test_split(tmp_path):
     assert f"{SEARCH}/round1/{winner}/state.pt" in dry.stdout
     run(tmp_path, AUTO_ENCODER)
     # the winner resumed its round-1 state (not restarted) and ran to the full 12 steps
-    log = (tmp_path / "logs/pretrain/simclr/auto/seed0.log").read_text()
+    log = (tmp_path / "results/logs/pretrain/simclr/auto/seed0.log").read_text()
     assert f"resumed from {SEARCH}/round1/{winner}/state.pt at step 8" in log
     history = io.read_json(tmp_path / "results/pretrain/simclr/auto/seed0/history.json")
     assert history["strategy"] == "auto" and history["config"]["steps"] == 12

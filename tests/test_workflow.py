@@ -43,7 +43,8 @@ def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
     # Inception statistics per shard plus the real reference, merged by one fid job
     assert counts["fid_stats"] == 21 and counts["fid"] == 1
     commands = cifar10_dry_run.stdout
-    assert "--model google/ddpm-cifar10-32" in commands
+    # sampled from the folder rule fetch_generator fills (tests/test_fetch.py), not the hub
+    assert "fetch --retry" in commands and "generator --model google/ddpm-cifar10-32" in commands
     # the paper's online probe trains inside every pretraining job, not on random_init
     assert commands.count("--online-out") == 12
     # every 200 steps as the authors' val_check_interval, at each method's own classifier_lr
@@ -92,7 +93,7 @@ def test_tiny_study_end_to_end(tiny_study):
         assert (results / name).stat().st_size > 0
     table = (results / "summary.md").read_text()
     assert "online protocol" in table and "offline protocol" in table and " ± " in table
-    assert (tiny_study / "logs" / "pretrain" / "simclr" / "adainf" / "seed1.log").exists()
+    assert (tiny_study / "results" / "logs" / "pretrain" / "simclr" / "adainf" / "seed1.log").exists()
 
     again = snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), "-n",
                       cwd=tiny_study)
@@ -242,4 +243,19 @@ def test_a_stage_failing_on_bad_input_shows_one_line_on_the_console(tmp_path):
     assert r.returncode != 0
     line = f"prepare_real: npz {tmp_path / 'real.npz'}: label -1 in the real data"
     assert line in r.stdout + r.stderr
-    assert "Traceback" not in (tmp_path / "logs" / "prepare_real.log").read_text()
+    assert "Traceback" not in (tmp_path / "results" / "logs" / "prepare_real.log").read_text()
+
+
+@pytest.mark.e2e
+def test_two_runs_with_different_output_dirs_keep_their_own_logs(tmp_path):
+    """The preset after the default (or two presets): each run's logs and benchmark files live
+    under its own output_dir, so the second run overwrites none of the first's."""
+    for out in ("run_a", "run_b"):
+        r = snakemake(f"{out}/real/train.npz", "--cores", "1", "--configfile", str(TINY),
+                      "--config", f"output_dir={out}", cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for out in ("run_a", "run_b"):
+        log = (tmp_path / out / "logs" / "prepare_real.log").read_text()
+        assert "digits train" in log
+        assert (tmp_path / out / "benchmarks" / "prepare_real.tsv").exists()
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "benchmarks").exists()

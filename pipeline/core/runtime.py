@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import logging
 import os
+import pickle
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,10 +91,32 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: libraries' messages (diffusers' OSError) span a page."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# What a user causes or meets rather than a bug: bad input (UserError), a missing or unreadable
+# file, model or download (OSError is EnvironmentError: FileNotFoundError, diffusers' and
+# huggingface_hub's load errors, urllib's URLError, a full disk), a damaged weights file
+# (torch.load's pickle errors, EOFError).
+USER_FACING = (UserError, OSError, pickle.UnpicklingError, EOFError)
+
+
 def run(main) -> None:
-    """Run a stage's main(): bad input (UserError, a missing file) ends it with one line naming
-    the problem on stderr and exit status 1, no traceback; the workflow shows that line."""
+    """Run a stage's main(): a failure the user can fix (USER_FACING) ends it with one line naming
+    the problem on stderr and exit status 1. The workflow sends stderr to the job's log and shows
+    the log's last line on the console: that line. A library's error keeps its traceback, in the
+    log only, above the line; a UserError (a message of ours) is the line alone, with the
+    traceback of what caused it, if anything did."""
     try:
         main()
-    except (UserError, FileNotFoundError) as e:
-        sys.exit(f"{Path(sys.argv[0]).stem}: {e}")
+    except USER_FACING as e:
+        cause = e if not isinstance(e, UserError) else e.__cause__
+        if cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        line = first_line(e, 10_000) if isinstance(e, (UserError, FileNotFoundError)) else (
+            f"{type(e).__name__}: {first_line(e)}")
+        sys.exit(f"{Path(sys.argv[0]).stem}: {line}")

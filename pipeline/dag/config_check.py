@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from pipeline.core.errors import ConfigError
-from pipeline.dag.paths import num_shards
+from pipeline.dag.paths import looks_local, num_shards
 from pipeline.dag.search import search_problems
 from pipeline.vocab.augmentation import VIEW_PRESETS, view_params
 from pipeline.vocab.methods import head_keys
@@ -49,19 +49,6 @@ def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
     lines = schema_errors(config, schema_path)
     if lines:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-
-
-def looks_local(model: str) -> bool:
-    """A generator reference that is a path rather than a hub id (`org/name`)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if os.path.isabs(model) or model.startswith(("~", ".")) or os.path.exists(model):
-        return True
-    try:
-        validate_repo_id(model)
-    except HFValidationError:
-        return True
-    return False
 
 
 def data_size_problems(config: dict) -> list[str]:

@@ -167,10 +167,6 @@ def prepare_real_args(config: dict) -> str:
                 opt("--seed", r["seed"]))
 
 
-def prepare_real_untracked_args(config: dict) -> str:
-    return opt("--download", config["real"]["download"])
-
-
 def train_generator_args(config: dict) -> str:
     """Every setting of the generator trained here (generator.train)."""
     t = config["generator"]["train"]

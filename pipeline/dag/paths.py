@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 
 from pipeline.core import io
@@ -49,6 +50,19 @@ def shard_manifest(out: str, shard) -> str:
         f"{out}/samples/shard_{shard}.json"
 
 
+def looks_local(model: str) -> bool:
+    """A generator reference that is a path rather than a hub id (`org/name`)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if os.path.isabs(model) or model.startswith(("~", ".")) or os.path.exists(model):
+        return True
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        return True
+    return False
+
+
 def num_shards(sampling: dict, num_images: int | None = None) -> int:
     """Shards of `num_images` generated images (default: sampling.num_images)."""
     total = sampling["num_images"] if num_images is None else num_images
@@ -68,6 +82,17 @@ def pretrain_launcher(config: dict, variant: str) -> str:
     if n == 1 or variant == RANDOM_INIT:
         return ""
     return f"torchrun --standalone --nproc_per_node {n} --no-python"
+
+
+# pytorch-fid's weights file (pipeline.core.assets.FID_WEIGHTS_URL's name; torch-free here).
+FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir() without importing torch (the Snakefile is torch-free): $TORCH_HOME/hub,
+    TORCH_HOME defaulting to $XDG_CACHE_HOME/torch, that to ~/.cache/torch."""
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 def sampler_description(config: dict) -> dict:
@@ -138,12 +163,48 @@ class WorkflowPaths:
         return {"start": start, "count": min(size, total - start)}
 
     def generator_model(self) -> str:
-        """The generator for sampling: trained here (a workflow output) or a hub id / folder."""
+        """The generator for sampling, always a local folder: trained here, fetched from the hub
+        by rule fetch_generator, or the config's own folder."""
         g = self.config["generator"]
-        return f"{self.out}/generator" if g["source"] == "train" else g["model"]
+        if g["source"] == "train":
+            return f"{self.out}/generator"
+        return self.assets()["generator"]["out"] if "generator" in self.assets() else g["model"]
 
     def generator_inputs(self) -> list[str]:
-        return [f"{self.out}/generator"] if self.config["generator"]["source"] == "train" else []
+        if self.config["generator"]["source"] == "train":
+            return [f"{self.out}/generator"]
+        fetched = self.assets().get("generator")
+        return [fetched["out"], fetched["record"]] if fetched else []
+
+    # --- external assets (rules fetch_*, local rules) -------------------------------------
+    def assets(self) -> dict[str, dict]:
+        """What rule fetch_ASSET fetches, for the assets that are not local already: {asset:
+        {"out": where it goes, "record": its JSON record}}. A hub generator (not a folder), CIFAR
+        with real.download, the FID Inception weights when fid.weights is null."""
+        c, found = self.config, {}
+        g, r, f = c["generator"], c["real"], c["fid"]
+        if g["source"] == "pretrained" and not looks_local(g["model"]):
+            found["generator"] = {"out": f"{self.out}/assets/generator",
+                                  "record": f"{self.out}/assets/generator.json"}
+        if r["source"] in ("cifar10", "cifar100") and r.get("download"):
+            found["real"] = {"out": r["root"], "record": f"{self.out}/assets/real.json"}
+        if f["features"] == "inception" and not f.get("weights"):
+            found["inception"] = {"out": str(torch_hub_dir() / "checkpoints" / FID_WEIGHTS_NAME),
+                                  "record": f"{self.out}/assets/inception.json"}
+        return found
+
+    def asset_records(self) -> list[str]:
+        return [a["record"] for a in self.assets().values()]
+
+    def real_inputs(self) -> list[str]:
+        """prepare_real's: the fetch record when the data are downloaded (its files local)."""
+        fetched = self.assets().get("real")
+        return [fetched["record"]] if fetched else []
+
+    def inception_weights(self) -> str | None:
+        """The weights fid_stats reads: fid.weights, else the file rule fetch_inception made."""
+        fetched = self.assets().get("inception")
+        return fetched["out"] if fetched else self.config["fid"].get("weights")
 
     def check_disk_space(self, margin: float = 1.1) -> None:
         """Room for the sample shards not yet written (packing only references them); a
@@ -160,10 +221,12 @@ class WorkflowPaths:
     # --- FID ------------------------------------------------------------------------------
     def fid_stats_inputs(self, name: str) -> dict:
         """The images of a `fid_stats` job: the real train split or one shard (with its data)."""
+        fetched = self.assets().get("inception")
+        weights = {"weights": fetched["record"]} if fetched else {}
         if name == "real":
-            return {"images": self.real("train")}
+            return {"images": self.real("train"), **weights}
         manifest = shard_manifest(self.out, name.removeprefix("shard_"))
-        return {"images": manifest, "data": self.shard_data(manifest)}
+        return {"images": manifest, "data": self.shard_data(manifest), **weights}
 
     def real_fid_reference(self) -> str:
         """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""

@@ -110,6 +110,14 @@ def pack(out_dir: str | Path, part: str, files: list[str]) -> dict:
     return manifest
 
 
+def write_content_record(path: str | Path, manifest: dict) -> None:
+    """What a packed folder holds, by content only (part, count, each file's sha256): equal
+    bytes for equal data, so Snakemake's checksum of this small file tells a repack that
+    changed nothing from one that did."""
+    io.write_json(path, {"part": manifest["part"], "count": manifest["count"],
+                         "sha256": dict(sorted(manifest["sha256"].items()))})
+
+
 def read_manifest(path: str | Path) -> tuple[dict, Path]:
     """A dataset folder's manifest.json, or a shard's manifest file; and the folder that the
     file names in it are relative to."""

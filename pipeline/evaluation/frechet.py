@@ -116,7 +116,8 @@ def inception_model(device, dims: int = 2048, weights: str | Path | None = None)
         try:
             model = InceptionV3(blocks)
         except (OSError, RuntimeError) as e:  # URLError is an OSError
-            raise RuntimeError(
+            # not found (and not fetchable): FileNotFoundError, so the stage says where it goes
+            raise FileNotFoundError(
                 f"FID Inception weights are not in {weights} and could not be downloaded "
                 f"({type(e).__name__}); download {FID_WEIGHTS_URL} there, or set fid.weights"
             ) from e

@@ -1,11 +1,12 @@
 # What every rule file shares, defined once: the config's plan (the study's cells, the files),
 # the command pieces every stage's shell ends with, and the search's plan. Rules only wire: every
 # option a job gets is built in pipeline/dag/job_params.py, every path in pipeline/dag/paths.py.
+import os
 import shlex
 
 from pipeline.dag.job_params import (
     cut_npz_args, fid_stats_args, fid_stats_untracked_args, linear_eval_args, opt, opts,
-    prepare_real_args, prepare_real_untracked_args, pretrain_args, pretrain_untracked_args,
+    prepare_real_args, pretrain_args, pretrain_untracked_args,
     sample_args, sample_untracked_args, tracking, train_generator_args, untracked,
 )
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
@@ -14,6 +15,10 @@ from pipeline.data.npz_source import npz_files
 from pipeline.study.design import AUTO, RANDOM_INIT, plan
 
 OUT = config["output_dir"].rstrip("/")
+# Each run keeps its logs and benchmark files under its own output_dir, so two configs (the
+# default, a preset) never overwrite each other's. The one place of that prefix.
+LOGS = f"{OUT}/logs/"
+BENCHMARKS = f"{OUT}/benchmarks/"
 DEVICE = config["device"]
 CONDA_ENV = "../../envs/pipeline.yaml"
 

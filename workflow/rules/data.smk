@@ -1,39 +1,70 @@
 rule prepare_real:
+    input:
+        # the fetch record, when rule fetch_real downloads the data: this job reads only disk
+        PATHS.real_inputs(),
     output:
         train=PATHS.real("train"),
         test=PATHS.real("test"),
     params:
         opts=prepare_real_args(config),
-        # fetching CIFAR or finding it on disk gives the same data
-        download=untracked(prepare_real_untracked_args(config)),
         device=untracked(DEVICE),
     log:
-        "logs/prepare_real.log",
+        LOGS + "prepare_real.log",
     benchmark:
-        "benchmarks/prepare_real.tsv"
+        BENCHMARKS + "prepare_real.tsv"
     threads: threads_for(config, "prepare_real")
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.prepare_real {params.opts} {params.download}"
+        "python -m pipeline.prepare_real {params.opts}"
         " --train-out {output.train} --test-out {output.test}" + RUNTIME + LOG
 
 
 # The generated part references the sample shards in place (they are written in the packed
-# format with their checksums), so packing it writes only a manifest.
-rule pack:
+# format with their checksums), so packing it writes only a manifest. A checkpoint beside the
+# folder, dataset/PART.json records its content (every file's sha256): the consumers depend on
+# that small file, which Snakemake compares by checksum, and on the folder as `ancient`. So a
+# repack whose content equals the recorded one (a damaged folder moved aside and rebuilt)
+# reruns nothing downstream, and one whose content differs reruns what depends on it.
+checkpoint pack:
     input:
         files=lambda wc: rules.prepare_real.output.train if wc.part == "real" else PATHS.shard_files(),
         data=lambda wc: [] if wc.part == "real" else PATHS.all_shard_data(),
     output:
-        directory(PATHS.dataset("{part}")),
+        folder=directory(PATHS.dataset("{part}")),
+        record=PATHS.dataset("{part}") + ".json",
     wildcard_constraints:
         part="real|generated",
     log:
-        "logs/pack_{part}.log",
+        LOGS + "pack_{part}.log",
     benchmark:
-        "benchmarks/pack_{part}.tsv"
+        BENCHMARKS + "pack_{part}.tsv"
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output}" + LOG
+        "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output.folder}"
+        " --record {output.record}" + LOG
+
+
+def packed(inputs: dict) -> dict:
+    """A consumer's inputs with each packed folder as `ancient` plus its content record."""
+    out = {}
+    for key, path in inputs.items():
+        if path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
+            out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
+        else:
+            out[key] = path
+    return out
+
+
+def after_repack(inputs: dict) -> list:
+    """No files; an input function of its own so that the others keep their names. A packed
+    folder missing beside its record (or the reverse) is being repaired: the consumer waits for
+    the repack (checkpoints.pack.get raises until it is done), then Snakemake compares the new
+    record's checksum with the one the consumer was made from. (A dry run cannot know and lists
+    the consumers; in a fresh run neither file exists and the whole DAG is planned at once.)"""
+    for path in inputs.values():
+        part = path.removeprefix(f"{OUT}/dataset/")
+        if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
+            checkpoints.pack.get(part=part)
+    return []

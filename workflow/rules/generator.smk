@@ -8,9 +8,9 @@ rule train_generator:
         track=tracking(config, "train_generator", log_every=True),
         device=untracked(DEVICE),
     log:
-        "logs/train_generator.log",
+        LOGS + "train_generator.log",
     benchmark:
-        "benchmarks/train_generator.tsv"
+        BENCHMARKS + "train_generator.tsv"
     threads: threads_for(config, "train_generator")
     # the generator is on the critical path: start it before the real-only pretraining jobs
     priority: 50
@@ -41,9 +41,9 @@ rule sample:
         track=tracking(config, "sample/shard_{shard}"),
         device=untracked(DEVICE),
     log:
-        "logs/sample/shard_{shard}.log",
+        LOGS + "sample/shard_{shard}.log",
     benchmark:
-        "benchmarks/sample/shard_{shard}.tsv"
+        BENCHMARKS + "sample/shard_{shard}.tsv"
     threads: threads_for(config, "sample")
     priority: 50
     resources:
@@ -66,12 +66,15 @@ rule fid_stats:
         name=r"real|shard_\d{5}",
     params:
         opts=fid_stats_args(config),
+        # the weights rule fetch_inception verified in the torch.hub cache (a place on this
+        # machine; fid.weights, when set, is among the tracked opts)
+        fetched=untracked(opt("--weights", ASSETS.get("inception", {}).get("out"))),
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
-        "logs/fid_stats/{name}.log",
+        LOGS + "fid_stats/{name}.log",
     benchmark:
-        "benchmarks/fid_stats/{name}.tsv"
+        BENCHMARKS + "fid_stats/{name}.tsv"
     threads: threads_for(config, "fid_stats")
     resources:
         gpu=1,
@@ -79,7 +82,7 @@ rule fid_stats:
         CONDA_ENV
     shell:
         GPU_SLOTS + "python -m pipeline.fid_stats --images {input.images} --out {output}"
-        " {params.opts} {params.speed}" + RUNTIME + LOG
+        " {params.opts} {params.fetched} {params.speed}" + RUNTIME + LOG
 
 
 rule fid:
@@ -89,9 +92,9 @@ rule fid:
     output:
         f"{OUT}/fid.json",
     log:
-        "logs/fid.log",
+        LOGS + "fid.log",
     benchmark:
-        "benchmarks/fid.tsv"
+        BENCHMARKS + "fid.tsv"
     conda:
         CONDA_ENV
     shell:

@@ -14,9 +14,9 @@ if config["generator"]["source"] == "npz":
             opts=cut_npz_args(config, PATHS.num_generated()),
             manifests=PATHS.shard_files(),
         log:
-            "logs/cut_npz.log",
+            LOGS + "cut_npz.log",
         benchmark:
-            "benchmarks/cut_npz.tsv"
+            BENCHMARKS + "cut_npz.tsv"
         conda:
             CONDA_ENV
         shell:

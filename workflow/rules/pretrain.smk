@@ -12,7 +12,8 @@ PRETRAIN_SHELL = (
 
 rule pretrain:
     input:
-        unpack(lambda wc: PATHS.pretrain_inputs(wc.strategy)),
+        unpack(lambda wc: packed(PATHS.pretrain_inputs(wc.strategy))),
+        repack=lambda wc: after_repack(PATHS.pretrain_inputs(wc.strategy)),
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
@@ -30,9 +31,9 @@ rule pretrain:
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{strategy}/seed{seed}.log",
+        LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{strategy}/seed{seed}.tsv"
+        BENCHMARKS + "pretrain/{method}/{strategy}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -70,9 +71,9 @@ rule linear_eval:
         track=tracking(config, "linear_eval/{method}/{strategy}/seed{seed}/{protocol}"),
         device=untracked(DEVICE),
     log:
-        "logs/linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
+        LOGS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
     benchmark:
-        "benchmarks/linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv"
+        BENCHMARKS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,

@@ -18,6 +18,7 @@ rule report:
         real=rules.prepare_real.output.train,
         generated=PATHS.shard_files()[0],
         search_rounds=SEARCH_ROUNDS,
+        generator_record=[ASSETS["generator"]["record"]] if "generator" in ASSETS else [],
     output:
         summary=f"{OUT}/summary.json",
         table=f"{OUT}/summary.md",
@@ -33,12 +34,13 @@ rule report:
         **SEARCH_PLOT,
     params:
         curves=lambda wc, output: opt("--online-curves", output.get("online")),
+        record=lambda wc, input: opt("--generator-record", list(input.generator_record) or None),
         search=lambda wc, input, output: opts(opt("--search-rounds", list(input.search_rounds) or None),
                                               opt("--search-plot", output.get("search"))),
     log:
-        "logs/report.log",
+        LOGS + "report.log",
     benchmark:
-        "benchmarks/report.tsv"
+        BENCHMARKS + "report.tsv"
     conda:
         CONDA_ENV
     shell:
@@ -46,4 +48,4 @@ rule report:
         " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
-        " --sweep-plots {output.sweeps} {params.curves} {params.search}" + LOG
+        " --sweep-plots {output.sweeps} {params.curves} {params.search} {params.record}" + LOG

@@ -25,7 +25,10 @@ def winner(wc):
 # its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
     input:
-        unpack(lambda wc: SEARCH.train_inputs(wc.method, wc.seed, int(wc.round), wc.strategy)),
+        unpack(lambda wc: packed(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
+                                                  wc.strategy))),
+        repack=lambda wc: after_repack(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
+                                                           wc.strategy)),
     output:
         state=f"{ROUND}/{{strategy}}/state.pt",
         encoder=f"{ROUND}/{{strategy}}/encoder.pt",
@@ -43,9 +46,9 @@ rule search_train:
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=f"{ROUND}/{{strategy}}/state.pt",
     log:
-        "logs/search/{method}/seed{seed}/round{round}/{strategy}.log",
+        LOGS + "search/{method}/seed{seed}/round{round}/{strategy}.log",
     benchmark:
-        "benchmarks/search/{method}/seed{seed}/round{round}/{strategy}.tsv"
+        BENCHMARKS + "search/{method}/seed{seed}/round{round}/{strategy}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -71,9 +74,9 @@ checkpoint search_select:
         names=lambda wc, input: " ".join(Path(e).parent.name for e in input.encoders),
         device=untracked(DEVICE),
     log:
-        "logs/search/{method}/seed{seed}/round{round}.log",
+        LOGS + "search/{method}/seed{seed}/round{round}.log",
     benchmark:
-        "benchmarks/search_select/{method}/seed{seed}/round{round}.tsv"
+        BENCHMARKS + "search_select/{method}/seed{seed}/round{round}.tsv"
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
@@ -110,9 +113,9 @@ rule auto_pretrain:
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=f"{CELL}/checkpoint.pt",
     log:
-        "logs/pretrain/{method}/{strategy}/seed{seed}.log",
+        LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
-        "benchmarks/pretrain/{method}/{strategy}/seed{seed}.tsv"
+        BENCHMARKS + "pretrain/{method}/{strategy}/seed{seed}.tsv"
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],

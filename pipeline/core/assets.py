@@ -1,0 +1,158 @@
+"""The external assets, fetched once before any job needs them, then read only from disk.
+
+Three things come from the network: a hub generator (diffusers' own download into the user's
+Hugging Face cache, then copied, as hard links where possible, into a folder of the run), a real
+data set (torchvision's CIFAR download, which checks every file's md5) and pytorch-fid's FID
+Inception weights (torch.hub's download, which writes to a temporary name and checks the sha256
+prefix in the file name before renaming). Each fetch writes a small JSON record of what it has
+(commit, sizes, hashes), the file later jobs depend on. An asset already on disk and verified is
+not fetched again; a partial download is never taken for a finished one: the three libraries
+write to temporary names (`.incomplete`, the md5 check, `.partial`) and the copy here goes
+through io.atomic_dir.
+
+A fetch that fails (no network, an unknown model, a damaged file) raises FetchError: one line
+naming the asset, what was tried, and the two ways out: the same fetch on a machine with
+network, or the config key of a local copy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from pipeline.core import io
+from pipeline.core.errors import UserError
+from pipeline.core.runtime import first_line
+
+# pytorch-fid's weights (pytorch_fid.inception.FID_WEIGHTS_URL), named with their sha256 prefix.
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   "pt_inception-2015-12-05-6726825d.pth")
+# torch.hub's own pattern for the hash prefix in a file name (torch.hub.HASH_REGEX)
+HASH_REGEX = re.compile(r"-([a-f0-9]*)\.")
+
+# The config key that points the workflow at a local copy instead, per asset.
+LOCAL_KEYS = {
+    "generator": "generator.model to a local folder (saved with save_pretrained)",
+    "real": "real.root to a folder holding the python-format batches and real.download to false",
+    "inception": "fid.weights to a local pt_inception-2015-12-05-6726825d.pth",
+}
+
+
+class FetchError(UserError):
+    """An asset that could not be fetched or verified; the message says how to get it."""
+
+
+def reason(e: BaseException) -> str:
+    """The exception's type and first line (libraries' messages can span a page)."""
+    return f"{type(e).__name__}: {first_line(e, 100)}"
+
+
+def failure(asset: str, what: str, e: BaseException, retry: str) -> FetchError:
+    return FetchError(f"cannot fetch {what} ({reason(e)}); run `{retry}` on a machine with "
+                      f"network, or set {LOCAL_KEYS[asset]}")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link to the cache's file where the file system allows it, else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def file_entries(folder: Path) -> dict[str, dict]:
+    """{relative path: {size, sha256}} of every file under `folder`."""
+    return {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": io.sha256_file(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fetch_generator(model: str, out: str | os.PathLike, record: str | os.PathLike,
+                    revision: str | None = None, retry: str = "python -m pipeline.fetch") -> dict:
+    """A hub pipeline (e.g. google/ddpm-cifar10-32) at `revision` (None: main) into folder `out`.
+
+    diffusers' DiffusionPipeline.download picks the files a pipeline needs and keeps them in the
+    Hugging Face cache (it reuses what is cached, and works from the cache alone offline); the
+    snapshot folder's name is the commit, recorded with every file's size and sha256.
+    """
+    from diffusers import DiffusionPipeline
+
+    what = f"generator {model!r} (revision {revision or 'main'}) from the Hugging Face hub"
+    try:
+        snapshot = Path(DiffusionPipeline.download(model, revision=revision))
+    except Exception as e:  # OSError, huggingface_hub's and requests'/httpx's errors, ValueError
+        raise failure("generator", what, e, retry) from e
+    with io.atomic_dir(out) as tmp:
+        for f in sorted(snapshot.rglob("*")):
+            if f.is_file():
+                _link_or_copy(f.resolve(), tmp / f.relative_to(snapshot))
+        files = file_entries(tmp)
+    info = {"asset": "generator", "model": model, "revision": revision or "main",
+            "commit": snapshot.name, "folder": str(out), "files": files}
+    io.write_json(record, info)
+    return info
+
+
+def cifar_class(source: str):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    try:
+        return {"cifar10": CIFAR10, "cifar100": CIFAR100}[source]
+    except KeyError:
+        raise UserError(f"real.source {source!r} has no download (cifar10 and cifar100 have)")
+
+
+def fetch_real(source: str, root: str | os.PathLike, record: str | os.PathLike,
+               retry: str = "python -m pipeline.fetch") -> dict:
+    """CIFAR-10/100 into `root` with torchvision's download: it checks the md5 of every file
+    already there and downloads (and checks) the archive only when one is missing or wrong."""
+    cls = cifar_class(source)
+    root = Path(root)
+    what = f"{source} into {root} (torchvision's download of {cls.url})"
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad md5 a RuntimeError
+        raise failure("real", what, e, retry) from e
+    folder = root / cls.base_folder
+    files = {name: {"size": (folder / name).stat().st_size, "md5": md5}
+             for name, md5 in cls.train_list + cls.test_list + [[cls.meta["filename"],
+                                                                   cls.meta["md5"]]]}
+    info = {"asset": "real", "source": source, "root": str(root), "files": files}
+    io.write_json(record, info)
+    return info
+
+
+def hash_prefix(url: str) -> str:
+    match = HASH_REGEX.search(Path(url).name)
+    if not match:
+        raise ValueError(f"{url}: no hash prefix in the file name")
+    return match.group(1)
+
+
+def fetch_inception(dest: str | os.PathLike, record: str | os.PathLike,
+                    url: str = FID_WEIGHTS_URL, retry: str = "python -m pipeline.fetch") -> dict:
+    """pytorch-fid's Inception weights at `dest` (the torch.hub cache's path), verified by the
+    sha256 prefix in their name as torch.hub's check_hash does; a file there that fails the check
+    is moved aside to NAME.corrupt and downloaded again."""
+    import torch
+
+    dest, prefix = Path(dest), hash_prefix(url)
+    if dest.exists():
+        digest = io.sha256_file(dest)
+        if not digest.startswith(prefix):
+            os.replace(dest, f"{dest}.corrupt")
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:  # to a temporary name beside dest; renamed only once the hash checks out
+            torch.hub.download_url_to_file(url, str(dest), hash_prefix=prefix, progress=False)
+        except (OSError, RuntimeError) as e:  # URLError; "invalid hash value"
+            raise failure("inception", f"FID Inception weights {url} into {dest}", e,
+                          retry) from e
+        digest = io.sha256_file(dest)
+    info = {"asset": "inception", "path": str(dest), "size": dest.stat().st_size,
+            "sha256": digest}
+    io.write_json(record, info)
+    return info

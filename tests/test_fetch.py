@@ -1,0 +1,243 @@
+"""The fetch step (pipeline/core/assets.py, rules fetch_*): the external assets fetched once by
+local rules before the jobs that need them, which then read only local files; without network
+one line per asset, with the command and the config key that get it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, TINY, make_tiny_unet, run_snakemake as snakemake
+from test_real_data import _write_cifar10
+from pipeline.data.dataset import load_packed
+from pipeline.core import assets, io
+from pipeline.core.assets import FetchError
+
+# Imported first by every Python process whose PYTHONPATH holds its folder (the jobs'): a
+# connection to any network address fails and is written down in $NET_LOG. With $NO_MD5,
+# torchvision's CIFAR check accepts synthetic batch files (the real md5s cannot be matched).
+SITECUSTOMIZE = '''
+import os, socket, sys
+_connect = socket.socket.connect
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        with open(os.environ["NET_LOG"], "a") as f:
+            f.write(f"{os.getpid()} {sys.argv[:3]} {address}\\n")
+        raise OSError(101, "Network is unreachable (blocked by the test)")
+    return _connect(self, address)
+socket.socket.connect = connect
+
+if os.environ.get("NO_MD5"):
+    import importlib.abc, importlib.util
+    class _NoMd5(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "torchvision.datasets.cifar":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+            def exec_module(module):
+                run(module)
+                module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, _NoMd5())
+'''
+
+
+def offline_env(tmp_path: Path, **extra) -> dict:
+    """The environment of a machine without network, for Snakemake and its jobs."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return {"PYTHONPATH": f"{site}:{os.environ.get('PYTHONPATH', '')}",
+            "NET_LOG": str(tmp_path / "net.log"), "HF_HOME": str(tmp_path / "hf"),
+            "TORCH_HOME": str(tmp_path / "torch"), **extra}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """In this process: every connection to a network address fails."""
+    def refuse(self, address):
+        raise OSError(101, "Network is unreachable (blocked by the test)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_inception_weights_already_there_are_verified_and_kept(tmp_path, no_network):
+    dest = tmp_path / "hub" / "checkpoints" / "weights.pth"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"weights")
+    digest = io.sha256_file(dest)
+    url = f"https://example.org/weights-{digest[:8]}.pth"  # the hash prefix in the name
+    info = assets.fetch_inception(dest, tmp_path / "inception.json", url=url)
+    assert info["sha256"] == digest and dest.read_bytes() == b"weights"
+    assert io.read_json(tmp_path / "inception.json")["path"] == str(dest)
+
+
+def test_damaged_inception_weights_are_moved_aside_and_fetched_again(tmp_path, no_network):
+    dest = tmp_path / "weights.pth"
+    dest.write_bytes(b"a truncated download")
+    url = "https://example.org/weights-00000000.pth"
+    with pytest.raises(FetchError) as e:
+        assets.fetch_inception(dest, tmp_path / "inception.json", url=url, retry="RETRY")
+    msg = str(e.value)
+    assert "\n" not in msg and url in msg and "run `RETRY` on a machine with network" in msg
+    assert "fid.weights" in msg
+    assert not dest.exists() and Path(f"{dest}.corrupt").read_bytes() == b"a truncated download"
+    assert not (tmp_path / "inception.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.pth.corrupt"]  # no partial file
+
+
+def test_cifar_already_there_is_verified_not_downloaded(tmp_path, no_network, monkeypatch):
+    from torchvision.datasets import CIFAR10
+
+    _write_cifar10(tmp_path / "cifar", __import__("numpy").random.default_rng(0))
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    # the synthetic files' own md5s in place of the real ones: torchvision checks each file
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, io_md5(folder / n)] for n, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[n, io_md5(folder / n)] for n, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", dict(CIFAR10.meta, md5=io_md5(folder / "batches.meta")))
+    info = assets.fetch_real("cifar10", tmp_path / "cifar", tmp_path / "real.json")
+    assert set(info["files"]) == {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch",
+                                                                            "batches.meta"}
+    # a damaged batch fails the md5 check: torchvision downloads again, which fails here
+    with open(folder / "data_batch_3", "r+b") as f:
+        f.write(b"\0")
+    with pytest.raises(FetchError, match=r"cannot fetch cifar10 into .*real.root to a folder"):
+        assets.fetch_real("cifar10", tmp_path / "cifar", tmp_path / "real2.json", retry="R")
+
+
+def io_md5(path: Path) -> str:
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_hub_cache(hf_home: Path, repo_id: str, commit: str = "0" * 39 + "1") -> None:
+    """A tiny DDPM pipeline in the Hugging Face cache's layout, as a download leaves it."""
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    pipe = DDPMPipeline(unet=make_tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=20))
+    pipe.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+@pytest.mark.e2e
+def test_the_preset_without_network_fails_in_its_fetch_step_with_one_line_per_asset(tmp_path):
+    """configs/cifar10.yaml on a machine without network: only the fetch jobs run, each fails
+    with one line naming what it tried and the two ways out; no other job starts."""
+    override = tmp_path / "here.yaml"
+    override.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"),
+                                        "real": {"root": str(tmp_path / "cifar")},
+                                        "sampling": {"num_images": 100, "shard_size": 50}}))
+    preset = REPO / "configs" / "cifar10.yaml"
+    env = offline_env(tmp_path, HF_HUB_OFFLINE="1")
+    r = snakemake_env(env, "--cores", "2", "--keep-going", "--configfile", str(preset),
+                      str(override), cwd=tmp_path)
+    assert r.returncode != 0
+    retry = f"run `snakemake --cores 1 --configfile {preset} --configfile {override} fetch`"
+    lines = [line for line in r.stderr.splitlines() if line.startswith("fetch: ")]
+    assert len(lines) == 3, r.stderr[-3000:]
+    for asset, key in (("generator 'google/ddpm-cifar10-32'", "generator.model to a local"),
+                       ("cifar10 into", "real.root to a folder"),
+                       ("FID Inception weights https://", "fid.weights to a local")):
+        (line,) = [line for line in lines if line.startswith(f"fetch: cannot fetch {asset}")]
+        assert retry in line and f"or set {key}" in line
+    assert "Please check out the root cause" not in r.stderr
+    # the traceback is in the job's log only
+    assert "Traceback" in (tmp_path / "out" / "logs" / "fetch" / "generator.log").read_text()
+    assert "Traceback" not in r.stderr
+    for rule in ("prepare_real", "sample", "fid_stats"):
+        assert f"rule {rule}:" not in r.stdout + r.stderr  # never started
+    assert not (tmp_path / "out" / "assets" / "generator").exists()
+
+
+def snakemake_env(env: dict, *args, cwd, timeout=600):
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return snakemake(*args, cwd=cwd, timeout=timeout)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.mark.e2e
+def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(tmp_path):
+    """A hub model already in the Hugging Face cache, CIFAR batches already in real.root and
+    a local Inception file: the fetch jobs verify and copy, and no job (fetch, prepare_real,
+    sample, fid_stats on a shard) opens a network connection."""
+    from pipeline.evaluation.frechet import fid_inception_architecture
+
+    env = offline_env(tmp_path, HF_HUB_OFFLINE="1", NO_MD5="1")
+    write_hub_cache(Path(env["HF_HOME"]), "test-org/tiny-ddpm")
+    _write_cifar10(tmp_path / "cifar", __import__("numpy").random.default_rng(0))
+    torch.manual_seed(0)
+    torch.save(fid_inception_architecture().state_dict(), tmp_path / "inception.pth")
+    config = tmp_path / "local.yaml"
+    config.write_text(yaml.safe_dump({
+        "real": {"source": "cifar10", "root": str(tmp_path / "cifar"), "download": True,
+                 "resolution": 8},
+        "generator": {"source": "pretrained", "model": "test-org/tiny-ddpm"},
+        "sampling": {"num_images": 6, "shard_size": 6, "steps": 2},
+        "fid": {"features": "inception", "dims": 64, "weights": str(tmp_path / "inception.pth"),
+                "batch_size": 20},
+    }))
+    targets = ["results/real/train.npz", "results/fid/shard_00000.stats.npz"]
+    r = snakemake_env(env, *targets, "--cores", "2", "--configfile", str(TINY), str(config),
+                      cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert not (tmp_path / "net.log").exists(), (tmp_path / "net.log").read_text()
+    record = json.loads((tmp_path / "results" / "assets" / "generator.json").read_text())
+    assert record["commit"] == "0" * 39 + "1" and record["model"] == "test-org/tiny-ddpm"
+    assert "unet/diffusion_pytorch_model.safetensors" in record["files"]
+    assert len(load_packed(tmp_path / "results" / "samples" / "shard_00000.json")[0]) == 6
+    # no inception fetch (fid.weights is local); the fetch target has nothing left to do
+    again = snakemake_env(env, "fetch", "-n", "--configfile", str(TINY), str(config), cwd=tmp_path)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_the_preset_plans_its_fetch_rules_as_local_rules_upstream(cifar10_dry_run, tmp_path):
+    """configs/cifar10.yaml: one fetch job per asset, run on the host running Snakemake (local
+    rules), upstream of sampling (a local folder, not the hub id), FID (--weights, the file the
+    fetch verified) and prepare_real (no --download)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    out = cifar10_dry_run.stdout
+    for rule in ("fetch_generator", "fetch_real", "fetch_inception"):
+        assert f"rule {rule}:" in out
+    sample = [line for line in out.splitlines() if "python -m pipeline.sample" in line]
+    assert len(sample) == 20 and all("--model results/cifar10/assets/generator " in line
+                                     for line in sample)
+    inputs = [line.strip() for line in out.splitlines() if line.strip().startswith("input:")]
+    # the 20 sampling jobs, and the report (which states the commit fetched)
+    assert sum("results/cifar10/assets/generator.json" in line for line in inputs) == 21
+    assert sum("results/cifar10/assets/inception.json" in line for line in inputs) == 21
+    assert sum(line == "input: results/cifar10/assets/real.json" for line in inputs) == 1
+    fid = [line for line in out.splitlines() if "python -m pipeline.fid_stats" in line]
+    assert len(fid) == 21 and all("--weights " in line and "pt_inception-2015-12-05-6726825d.pth"
+                                  in line for line in fid)
+    (prepare,) = [line for line in out.splitlines() if "python -m pipeline.prepare_real" in line]
+    assert "--download" not in prepare
+    # Snakemake's dry run does not print which rules are local: ask the parsed workflow
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1), snakefile=REPO / "workflow" / "Snakefile",
+            config_settings=ConfigSettings(configfiles=[REPO / "configs" / "cifar10.yaml"]),
+            workdir=tmp_path)._workflow
+        local = {r.name for r in workflow.rules if r.name in workflow._localrules}
+    assert local == {"fetch", "fetch_generator", "fetch_real", "fetch_inception"}

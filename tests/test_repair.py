@@ -1,0 +1,93 @@
+"""A repair reruns what its content changes: a damaged packed folder, moved aside and repacked
+with the same content, reruns nothing downstream; repacked with other content, it reruns the
+encoders made from it (rule pack is a checkpoint; consumers depend on dataset/PART.json)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import TINY, run_snakemake as snakemake
+from pipeline.core import io
+from pipeline.data.dataset import ChecksumError, load_packed
+
+ENCODER = "results/pretrain/simclr/none/seed0/encoder.pt"
+PACKED = "results/dataset/real"  # as rule all asks for it: a missing folder is rebuilt
+
+
+def run(cwd, *args):
+    r = snakemake(*args, "--cores", "1", "--configfile", str(TINY), cwd=cwd, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+@pytest.mark.e2e
+def test_a_repair_that_changes_nothing_reruns_nothing_and_one_that_does_reruns_its_consumers(
+        tmp_path):
+    run(tmp_path, ENCODER)
+    encoder = tmp_path / ENCODER
+    made = encoder.stat().st_mtime_ns
+    folder = tmp_path / "results" / "dataset" / "real"
+
+    # one flipped byte, caught when a job reads the folder: one line, the folder moved aside
+    shard = folder / "00000.images.npy"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as e:
+        load_packed(folder)
+    assert "\n" not in str(e.value) and "moved" in str(e.value)
+    assert not folder.exists() and (folder.parent / "real.corrupt").is_dir()
+
+    # a dry run cannot know the repack's content: it lists the encoder, pending on the repack
+    dry = run(tmp_path, ENCODER, PACKED, "-n", "-p")
+    assert "checkpoint pack:" in dry.stdout and "DAG of jobs will be updated" in dry.stdout
+    r = run(tmp_path, ENCODER, PACKED)
+    assert "rule pack:" in r.stdout + r.stderr or "checkpoint pack:" in r.stdout + r.stderr
+    assert "rule pretrain:" not in r.stdout + r.stderr
+    assert folder.is_dir() and encoder.stat().st_mtime_ns == made
+    load_packed(folder)  # repacked, intact
+    assert "Nothing to be done" in run(tmp_path, ENCODER, PACKED, "-n").stdout
+
+    # the same repair with other content (the real split changed behind Snakemake's back,
+    # its time kept): the repack differs from what the encoder was made from, which reruns
+    train = tmp_path / "results" / "real" / "train.npz"
+    stat = train.stat()
+    images, labels = io.load_images(train)
+    io.save_images(train, np.ascontiguousarray(images[::-1]), labels[::-1].copy())
+    os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(folder, folder.parent / "real.moved")
+    r = run(tmp_path, ENCODER, PACKED)
+    assert "rule pretrain:" in r.stdout + r.stderr
+    assert encoder.stat().st_mtime_ns != made
+
+
+@pytest.mark.e2e
+def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
+    """Snakemake locks the working directory's outputs: a second run of the same config while
+    the first is running stops at once (naming the directory and --unlock) and the first
+    finishes untouched."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import SNAKEFILE
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), ENCODER, "--cores", "1",
+           "--configfile", str(TINY)]
+    first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    locks = tmp_path / ".snakemake" / "locks"
+    deadline = time.time() + 120
+    while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    second = snakemake(ENCODER, "--cores", "1", "--configfile", str(TINY), cwd=tmp_path,
+                       timeout=120)
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
+    assert second.returncode != 0
+    assert "Directory cannot be locked" in second.stdout + second.stderr
+    assert "rule pretrain" not in second.stdout + second.stderr  # it ran no job
+    assert (tmp_path / ENCODER).exists()

@@ -1,0 +1,75 @@
+# The external assets (pipeline/core/assets.py): a hub generator, CIFAR, the FID Inception
+# weights, each fetched once by a local rule (on a cluster: on the host running Snakemake, where
+# the network is) before any job that needs it; the jobs after it read only local files. An asset
+# that is local already (generator.model a folder, real.download false, fid.weights set or pixel
+# FID) has no fetch rule. `snakemake --cores 1 --configfile FILE fetch` fetches them alone.
+ASSETS = PATHS.assets()
+# What the one-line error tells the user to run where there is network: this run's own configs.
+RETRY = untracked(shlex.join(
+    ["snakemake", "--cores", "1"]
+    + [a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))] + ["fetch"]))
+
+
+
+rule fetch:
+    localrule: True
+    input:
+        PATHS.asset_records(),
+
+
+if "generator" in ASSETS:
+
+    rule fetch_generator:
+        localrule: True
+        output:
+            folder=directory(ASSETS["generator"]["out"]),
+            record=ASSETS["generator"]["record"],
+        params:
+            model=config["generator"]["model"],
+            revision=opt("--revision", config["generator"]["revision"]),
+            retry=RETRY,
+        log:
+            LOGS + "fetch/generator.log",
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pipeline.fetch --retry {params.retry:q} generator --model {params.model:q}"
+            " {params.revision} --out {output.folder} --record {output.record}" + LOG
+
+
+if "real" in ASSETS:
+
+    rule fetch_real:
+        localrule: True
+        output:
+            ASSETS["real"]["record"],
+        params:
+            source=config["real"]["source"],
+            root=config["real"]["root"],
+            retry=RETRY,
+        log:
+            LOGS + "fetch/real.log",
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pipeline.fetch --retry {params.retry:q} real --source {params.source}"
+            " --root {params.root:q} --record {output}" + LOG
+
+
+if "inception" in ASSETS:
+
+    rule fetch_inception:
+        localrule: True
+        output:
+            ASSETS["inception"]["record"],
+        params:
+            # where torch.hub keeps it on this machine: a place, not a setting of the results
+            weights=untracked(ASSETS["inception"]["out"]),
+            retry=RETRY,
+        log:
+            LOGS + "fetch/inception.log",
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m pipeline.fetch --retry {params.retry:q} inception --out {params.weights:q}"
+            " --record {output}" + LOG
