@@ -169,9 +169,14 @@ def same_file(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
+# a run's own records, not its results: logs, timings, live curves (event files named by time)
+RUN_RECORDS = {"logs", "benchmarks", "tensorboard", "wandb"}
+
+
 def output_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and p.name != ".snakemake_timestamp"}
+            if p.is_file() and p.name != ".snakemake_timestamp"
+            and p.relative_to(root).parts[0] not in RUN_RECORDS}
 
 
 def assert_same_outputs(a: Path, b: Path):

@@ -198,5 +198,5 @@ def test_the_tiny_study_writes_one_run_per_job_under_output_dir_tensorboard(tiny
         "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3]}
     assert steps_of(root / "sample/shard_00001")["sample/images_per_s"] == [16]  # one batch
     assert steps_of(root / "train_generator")["generator/loss"] == [10]  # 10 steps, every 50
-    log = (tiny_study / "logs" / "pretrain" / "simclr" / "none" / "seed0.log").read_text()
+    log = (tiny_study / "results" / "logs" / "pretrain" / "simclr" / "none" / "seed0.log").read_text()
     assert "pretrain 3/3  loss " in log  # the progress line a SLURM job's log shows
