@@ -5,6 +5,7 @@ tiny counts (configs/rehearsal.yaml laid after configs/cifar10.yaml), offline.
     python bench/rehearsal.py --dry-run           # make the inputs, plan the DAG, check its jobs
     python bench/rehearsal.py --device cuda --compile --threads 2 --cores 16   # on a GPU
                                                   # (bench/gpu.py --all runs it so)
+    python bench/rehearsal.py --authors-data --methods simclr   # the authors'-data preset
 
 It makes the preset's inputs in the work folder, in their real formats:
   data/cifar10/cifar-10-batches-py/   CIFAR-10's python pickles (what torchvision reads), random
@@ -13,6 +14,9 @@ It makes the preset's inputs in the work folder, in their real formats:
                                       (pipeline.generation.unet), random weights, save_pretrained
   torch_home/hub/checkpoints/         pytorch-fid's Inception file name, random weights: the
                                       preset's loading path (fid.weights null: TORCH_HOME's cache)
+  data/generated/cifar10-edm-1m.npz   with --authors-data: the authors' npz format (`image`,
+                                      `label` 0..9 sorted by class), configs/cifar10-authors-data.yaml
+                                      laid over the preset (cut into shards, labels kept)
 then runs `snakemake --cores N --configfile configs/cifar10.yaml configs/rehearsal.yaml` there
 (TORCH_HOME set to that folder; the hub offline), prints its exact CPU and wall seconds
 (bench/workflow_cpu.py) and checks that the outputs are the preset's full set.
@@ -34,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,6 +50,12 @@ PRESET = REPO / "configs" / "cifar10.yaml"
 OVERLAY = REPO / "configs" / "rehearsal.yaml"
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SITE = HERE / "rehearsal_site"
+AUTHORS_PRESET = REPO / "configs" / "cifar10-authors-data.yaml"
+AUTHORS_NPZ = yaml.safe_load(AUTHORS_PRESET.read_text())["generator"]["path"]
+AUTHORS_OUT = "results/rehearsal-authors-data"
+# the rehearsal's images, as configs/rehearsal.yaml sets them (the authors' file holds as many)
+SAMPLED_IMAGES, SHARD_SIZE = (yaml.safe_load(OVERLAY.read_text())["sampling"][k]
+                              for k in ("num_images", "shard_size"))
 METHODS = ("simclr", "mocov2plus", "byol", "barlow")
 STRATEGIES = ("none", "vanilla", "adainf")
 PROTOCOLS = ("online", "offline", "features")
@@ -146,23 +157,31 @@ def write_authors_npz(path, n: int, seed: int = 0, num_classes: int = 10) -> Pat
     return Path(path)
 
 
-def make_inputs(work, train: int = 200, test: int = 100, seed: int = 0) -> dict:
-    """Every input of the preset under `work`, where configs/rehearsal.yaml expects them."""
+def make_inputs(work, train: int = 200, test: int = 100, seed: int = 0,
+                authors_data: bool = False) -> dict:
+    """Every input of the preset under `work`, where configs/rehearsal.yaml expects them (with
+    `authors_data`, the npz file that configs/cifar10-authors-data.yaml reads in place of the
+    generator)."""
     work = Path(work)
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (train + test, 32, 32, 3), dtype=np.uint8)
     labels = np.arange(train + test) % 10  # every class in both splits
-    return {"cifar10": write_cifar10_pickles(work / "data" / "cifar10", images[:train],
+    made = {"cifar10": write_cifar10_pickles(work / "data" / "cifar10", images[:train],
                                              labels[:train], images[train:], labels[train:]),
-            "generator": save_ddpm_cifar10_like(work / "generator" / "ddpm-cifar10-32", seed),
             "inception": write_random_inception(work / "torch_home", seed)}
+    if authors_data:
+        made["generated"] = write_authors_npz(work / AUTHORS_NPZ, SAMPLED_IMAGES, seed)
+    else:
+        made["generator"] = save_ddpm_cifar10_like(work / "generator" / "ddpm-cifar10-32", seed)
+    return made
 
 
 # -- the run ----------------------------------------------------------------------------------
 
-def snakemake_command(cores: int, *extra: str) -> list[str]:
+def snakemake_command(cores: int, *extra: str, authors_data: bool = False) -> list[str]:
+    presets = [str(PRESET), *([str(AUTHORS_PRESET)] if authors_data else []), str(OVERLAY)]
     return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", str(cores),
-            "--configfile", str(PRESET), str(OVERLAY), *extra]
+            "--configfile", *presets, *extra]
 
 
 def run_environment(work) -> dict:
@@ -172,9 +191,9 @@ def run_environment(work) -> dict:
             "PYTHONPATH": path}
 
 
-def check_outputs(out) -> dict:
-    """The preset's full set of outputs: one accuracy per protocol for each of the 4 methods ×
-    3 strategies (and the untrained encoder), FID over ≥ 2 shards of 2048-d Inception features,
+def check_outputs(out, methods=METHODS) -> dict:
+    """The preset's full set of outputs: one accuracy per protocol for each method × 3
+    strategies (and the untrained encoder), FID over ≥ 2 shards of 2048-d Inception features,
     the report's files. Returns the figures; raises AssertionError naming what is missing."""
     out = Path(out)
     missing = [p for p in ("summary.json", "summary.md", "summary.html", "samples.png",
@@ -185,7 +204,7 @@ def check_outputs(out) -> dict:
     shards = sorted((out / "fid").glob("shard_*.stats.npz"))
     assert len(shards) >= 2, f"FID from {len(shards)} shard(s)"
     accuracy = {}
-    for m in METHODS:
+    for m in methods:
         for s in (*STRATEGIES, "random_init"):
             for p in PROTOCOLS:
                 if s == "random_init" and p == "online":
@@ -211,22 +230,34 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
     return jobs
 
 
-def check_plan(jobs: dict[str, int]) -> None:
-    """The preset's DAG: 4 methods × 3 strategies pretrained, 4 untrained encoders, offline and
-    features for each of the 16 (online comes from pretraining), ≥ 2 shards, one FID."""
-    want = {"pretrain": 12, "init_encoder": 4, "linear_eval": 32, "fid": 1, "report": 1}
+def check_plan(jobs: dict[str, int], methods: int = len(METHODS),
+               authors_data: bool = False) -> None:
+    """The preset's DAG: each method × 3 strategies pretrained, one untrained encoder per method,
+    offline and features for each (online comes from pretraining), one FID over ≥ 2 shards,
+    sampled, or with the authors' data cut from their file by one job (and nothing sampled)."""
+    want = {"pretrain": 3 * methods, "init_encoder": methods, "linear_eval": 8 * methods,
+            "fid": 1, "report": 1}
+    if authors_data:
+        want.update(cut_npz=1, sample=None, train_generator=None, fetch_generator=None)
     wrong = {k: (jobs.get(k), v) for k, v in want.items() if jobs.get(k) != v}
     assert not wrong, f"planned jobs (got, want): {wrong}"
-    assert jobs["sample"] >= 2 and jobs["fid_stats"] == jobs["sample"] + 1, jobs
+    shards = SAMPLED_IMAGES // SHARD_SIZE + bool(SAMPLED_IMAGES % SHARD_SIZE)
+    assert jobs.get("sample", shards) >= 2 and jobs["fid_stats"] == shards + 1, jobs
 
 
-def write_overlay(work, device: str | None, compile: bool, threads: int | None) -> list[str]:
+def write_overlay(work, device: str | None, compile: bool, threads: int | None,
+                  methods: list[str] | None = None, authors_data: bool = False) -> list[str]:
     """A last config file in `work` for what this run changes (none: an empty list)."""
     extra = {}
+    if authors_data:  # its own output folder, the file's 24 images as configs/rehearsal.yaml's
+        extra["output_dir"] = AUTHORS_OUT
+        extra["sampling"] = {"num_images": SAMPLED_IMAGES}
+    if methods:
+        extra["experiments"] = {"methods": methods}
     if device:
         extra["device"] = device
     if compile:
-        extra["sampling"] = {"compile": True}  # the preset's own: configs/rehearsal.yaml turns it off
+        extra.setdefault("sampling", {})["compile"] = True  # the preset's own: configs/rehearsal.yaml turns it off
     if threads:
         extra["threads"] = {"default": threads}
     if not extra:
@@ -252,31 +283,40 @@ def main(argv=None) -> dict:
                    help="make the inputs and plan the DAG (`snakemake -n`), checking its jobs")
     p.add_argument("--train", type=int, default=200, help="CIFAR-10 train images written")
     p.add_argument("--test", type=int, default=100, help="CIFAR-10 test images written")
+    p.add_argument("--authors-data", action="store_true",
+                   help="lay configs/cifar10-authors-data.yaml over the preset too: the authors' "
+                        "npz (made here, in their format) cut into shards, its labels kept")
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                   help="pretrain only these methods (default: the preset's four)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
+    methods = args.methods or list(METHODS)
     work = Path(args.work or tempfile.mkdtemp(prefix="rehearsal-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    made = make_inputs(work, args.train, args.test)
+    made = make_inputs(work, args.train, args.test, authors_data=args.authors_data)
     print(f"inputs in {work}: " + ", ".join(str(v.relative_to(work)) for v in made.values()),
           flush=True)
-    configs = write_overlay(work, args.device, args.compile, args.threads)
-    command = snakemake_command(args.cores, *configs)
+    configs = write_overlay(work, args.device, args.compile, args.threads, args.methods,
+                            args.authors_data)
+    command = snakemake_command(args.cores, *configs, authors_data=args.authors_data)
     os.environ.update(run_environment(work))
     os.chdir(work)
     figures = {"work": str(work), "cores": args.cores, "device": args.device or "auto",
-               "compile": args.compile}
+               "compile": args.compile, "authors_data": args.authors_data, "methods": methods}
     if args.dry_run:
         r = subprocess.run(command + ["-n"], capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(f"snakemake -n failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         figures["planned_jobs"] = jobs = planned_jobs(r.stdout)
-        check_plan(jobs)
+        check_plan(jobs, len(methods), args.authors_data)
         print(f"rehearsal planned: {sum(jobs.values())} jobs {jobs}")
     else:
         run = workflow_cpu.run_and_measure(command, work / "benchmarks")
         figures.update(cpu_s=run["cpu_s"], wall_s=run["wall_s"],
-                       **check_outputs(work / "results" / "rehearsal"))
-        print(f"rehearsal: {figures['evaluations']} evaluations (4 methods × 3 strategies + "
+                       **check_outputs(work / (AUTHORS_OUT if args.authors_data
+                                               else "results/rehearsal"), methods))
+        print(f"rehearsal: {figures['evaluations']} evaluations ({len(methods)} methods × 3 "
+              "strategies + "
               f"random_init, 3 protocols), FID {figures['fid']:.2f} over "
               f"{figures['fid_shards']} shards at 2048-d; {run['cpu_s']:.0f} s CPU, "
               f"{run['wall_s']:.0f} s wall on {args.cores} cores")

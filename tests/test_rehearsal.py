@@ -81,6 +81,16 @@ def test_random_inception_loads_from_torch_home_at_2048_dims(tmp_path, monkeypat
     assert features.shape == (2, 2048)
     # of order one (not the ~1e-7 of uncalibrated random weights) and not all alike
     assert 0.01 < np.abs(features).mean() < 1000 and np.abs(features[0] - features[1]).max() > 1e-3
+    # the preset's fetch step keeps them in the run's environment (its sha256 check relaxed to
+    # "exists", as torchvision's md5 check is); outside it, they fail the check and go aside
+    fetch = [sys.executable, "-m", "pipeline.fetch", "inception", "--out", str(path)]
+    env = {**os.environ, **rehearsal.run_environment(tmp_path)}
+    r = subprocess.run([*fetch, "--record", str(tmp_path / "r.json")], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and path.is_file(), r.stderr[-2000:]
+    r = subprocess.run([*fetch, "--record", str(tmp_path / "r2.json"), "--url", "file:///none-"
+                        + path.name], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and not path.exists() and path.with_name(path.name + ".corrupt").exists()
 
 
 def test_authors_npz_format(tmp_path):
@@ -105,6 +115,16 @@ def test_plan_check_names_what_is_wrong():
     rehearsal.check_plan(jobs)
     with pytest.raises(AssertionError, match="pretrain"):
         rehearsal.check_plan({**jobs, "pretrain": 3})
+
+
+def test_plan_check_of_the_authors_data_preset_wants_the_cut_and_no_sampling():
+    jobs = {"cut_npz": 1, "fid_stats": 3, "pack": 2, "fid": 1, "init_encoder": 1, "pretrain": 3,
+            "linear_eval": 8, "report": 1}
+    rehearsal.check_plan(jobs, methods=1, authors_data=True)
+    with pytest.raises(AssertionError, match="sample"):  # a sampling job: the file was not used
+        rehearsal.check_plan({**jobs, "sample": 2}, methods=1, authors_data=True)
+    with pytest.raises(AssertionError, match="cut_npz"):
+        rehearsal.check_plan({**jobs, "cut_npz": 0}, methods=1, authors_data=True)
 
 
 def test_the_benchmarks_time_the_hub_models_architecture():
