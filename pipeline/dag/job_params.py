@@ -19,6 +19,7 @@ import shlex
 
 from pipeline.dag.paths import dataset_dir, real_split, result_path
 from pipeline.study.design import RANDOM_INIT, Design
+from pipeline.vocab.options import PRETRAIN, config_value
 
 
 def opt(flag: str, value) -> str:
@@ -57,52 +58,69 @@ def method_preset(config: dict, method: str, augmentation: str) -> str:
     return config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
 
 
+def stage_args(declared, config: dict, *, tracked: bool = True, only=None, **given) -> str:
+    """The options of pipeline.vocab.options' declarations `declared` (a stage's), in their
+    order: the `tracked` ones (else the untracked: speed only), each with its value in `given`
+    (by dest) or else, for a config key the workflow does not compute, the config's. `only`:
+    just these dests."""
+    unknown = set(given) - {o.dest for o in declared}
+    if unknown:
+        raise ValueError(f"not an option of this stage: {sorted(unknown)}")
+    parts = []
+    for o in declared:
+        if o.tracked != tracked or (only is not None and o.dest not in only):
+            continue
+        if o.dest in given:
+            value = given[o.dest]
+        elif o.key is not None and not o.computed:
+            value = config_value(config, o.key)
+        else:
+            continue
+        if o.argparse.get("action") == "append":  # repeated: --method-arg a=1 --method-arg b=2
+            parts += [opt(o.flag, v) for v in value]
+        else:
+            parts.append(opt(o.flag, value))
+    return opts(*parts)
+
+
+BACKBONE = ("widths", "blocks", "stem_padding")
+
+
 def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
-    s, p = design.settings(variant), config["pretrain"]
-    b = p["backbone"]
-    backbone = opts(opt("--widths", b["widths"]), opt("--blocks", b["blocks"]),
-                    opt("--stem-padding", b.get("stem_padding")))
+    s = design.settings(variant)
     if variant == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
-        return opts(backbone, opt("--steps", 0))
+        return stage_args(PRETRAIN, config, only=(*BACKBONE, "steps"), steps=0)
     online = {}
     if "online" in design.protocols:
-        online = {"test": real_split(out, "test"),
-                  "out": result_path(out, method, variant, seed, "online"),
-                  **config["linear_eval"]["online"]}
-    return opts(
-        opt("--generated", dataset_dir(out, "generated") if s["generated"] else None),
-        opt("--dup", s["dup"]),
-        opt("--augmentation", method_preset(config, method, s["augmentation"])),
-        opt("--crop-min-scale", s.get("crop_min_scale")),
-        opt("--jitter-strength", s.get("jitter_strength")),
+        online = {"online_test": real_split(out, "test"),
+                  "online_out": result_path(out, method, variant, seed, "online"),
+                  **{f"online_{k}": v for k, v in config["linear_eval"]["online"].items()}}
+    return stage_args(
+        PRETRAIN, config,
+        generated=dataset_dir(out, "generated") if s["generated"] else None,
+        dup=s["dup"], augmentation=method_preset(config, method, s["augmentation"]),
+        crop_min_scale=s.get("crop_min_scale"), jitter_strength=s.get("jitter_strength"),
         # absent where they mean all images (design.without_all); the real subset is seeded by
         # the real split's seed, so every cell at one fraction sees the same images
-        opt("--num-generated", s.get("num_generated")),
-        opt("--generated-subset-seed",
-            config["sampling"]["seed"] if "num_generated" in s else None),
-        opt("--real-fraction", s.get("real_fraction")),
-        opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
-        backbone,
-        opt("--steps", p["steps"]),
-        *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
-          ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision")),
-        *(opt("--method-arg", f"{k}={json.dumps(v)}")
-          for k, v in p["method_args"].get(method, {}).items()),
-        *(opt(f"--online-{k}", v) for k, v in online.items()),
+        num_generated=s.get("num_generated"),
+        generated_subset_seed=config["sampling"]["seed"] if "num_generated" in s else None,
+        real_fraction=s.get("real_fraction"),
+        real_subset_seed=config["real"]["seed"] if "real_fraction" in s else None,
+        method_arg=[f"{k}={json.dumps(v)}"
+                    for k, v in config["pretrain"]["method_args"].get(method, {}).items()],
+        **online,
         # only the online probe reads generated labels (offline and features: real only)
-        opt("--keep-generated-labels", bool(online) and s["generated"]
-            and config["generator"]["labels"] == "keep"),
+        keep_generated_labels=bool(online) and s["generated"]
+        and config["generator"]["labels"] == "keep",
     )
 
 
 def pretrain_untracked_args(config: dict) -> str:
     # resuming is exact, so where the checkpoints fall changes no result; compile and
     # channels_last change the speed (and float summation order), not the method
-    p = config["pretrain"]
-    return opts(opt("--checkpoint-every", p["checkpoint_every"]), opt("--compile", p["compile"]),
-                opt("--channels-last", p["channels_last"]))
+    return stage_args(PRETRAIN, config, tracked=False)
 
 
 def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
