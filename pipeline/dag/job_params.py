@@ -19,7 +19,10 @@ import shlex
 
 from pipeline.dag.paths import dataset_dir, real_split, result_path
 from pipeline.study.design import RANDOM_INIT, Design
-from pipeline.vocab.options import PRETRAIN, config_value
+from pipeline.vocab.options import (
+    CUT_NPZ, FID_STATS, LINEAR_EVAL, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT, TRAIN_GENERATOR,
+    config_value,
+)
 
 
 def opt(flag: str, value) -> str:
@@ -146,64 +149,51 @@ def tracking(config: dict, run: str, log_every: bool = False):
                                                   log_every)
 
 
-SAMPLE_UNTRACKED = ("batch_size", "channels_last", "compile")
-
-
 def sample_args(config: dict) -> str:
     """Sampling options that determine the images (an image's noise depends only on its index,
     so the batch size, channels_last and compile change how fast, not what)."""
-    s = config["sampling"]
-    return opts(
-        opt("--seed", s["seed"]), opt("--sampler", s["sampler"]), opt("--steps", s["steps"]),
-        opt("--eta", s["eta"]), opt("--precision", s["precision"]),
-        *(opt(f"--{k.replace('_', '-')}", v) for k, v in s["edm"].items()),
-    )
+    return stage_args(SAMPLE, config)
 
 
 def sample_untracked_args(config: dict) -> str:
-    s = config["sampling"]
-    return opts(*(opt(f"--{k.replace('_', '-')}", s[k]) for k in SAMPLE_UNTRACKED))
+    return stage_args(SAMPLE, config, tracked=False)
 
 
 def fid_stats_args(config: dict) -> str:
-    f = config["fid"]
-    return opts(opt("--features", f["features"]), opt("--dims", f["dims"]),
-                opt("--weights", f["weights"]), opt("--precision", f["precision"]))
+    return stage_args(FID_STATS, config)
 
 
 def fid_stats_untracked_args(config: dict) -> str:
-    return opt("--batch-size", config["fid"]["batch_size"])
+    return stage_args(FID_STATS, config, tracked=False)
+
+
+def fetched_weights_arg(weights: str | None) -> str:
+    """--weights of the Inception weights that rule fetch_inception verified (fid.weights null)."""
+    return stage_args(FID_STATS, {}, only=("weights",), weights=weights)
 
 
 def prepare_real_args(config: dict) -> str:
-    """The real data's source and split (`download` is untracked: fetching CIFAR or finding it on
-    disk gives the same data)."""
-    r = config["real"]
-    return opts(opt("--source", r["source"]), opt("--root", r["root"]), opt("--test", r["test"]),
-                opt("--bgr", r["channel_order"] == "bgr"),
-                opt("--resolution", r["resolution"]), opt("--test-fraction", r["test_fraction"]),
-                opt("--seed", r["seed"]))
+    """The real data's source and split (`download` is not passed: rule fetch_real fetches the
+    data first, and fetching CIFAR or finding it on disk gives the same data)."""
+    return stage_args(PREPARE_REAL, config, bgr=config["real"]["channel_order"] == "bgr")
 
 
 def train_generator_args(config: dict) -> str:
     """Every setting of the generator trained here (generator.train)."""
-    t = config["generator"]["train"]
-    return opts(*(opt(f"--{k.replace('_', '-')}", t[k]) for k in
-                  ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr",
-                   "ema_decay", "snr_gamma", "beta_schedule", "seed")))
+    return stage_args(TRAIN_GENERATOR, config)
 
 
 def linear_eval_args(config: dict, protocol: str) -> str:
     """An offline or features evaluation's settings (linear_eval.PROTOCOL)."""
-    l = config["linear_eval"][protocol]
-    return opts(opt("--epochs", l["epochs"]), opt("--batch-size", l["batch_size"]),
-                opt("--lr", l["lr"]), opt("--weight-decay", l["weight_decay"]))
+    return stage_args(LINEAR_EVAL, config, **config["linear_eval"][protocol])
 
 
 def cut_npz_args(config: dict, num_images: int) -> str:
     """generator.source npz: which images of the files become the shards."""
-    return opts(opt("--source", config["generator"]["path"]),
-                opt("--shard-size", config["sampling"]["shard_size"]),
-                opt("--num-images", num_images),
-                opt("--bgr", config["generator"]["channel_order"] == "bgr"),
-                opt("--resolution", config["real"]["resolution"]))
+    return stage_args(CUT_NPZ, config, num_images=num_images,
+                      bgr=config["generator"]["channel_order"] == "bgr")
+
+
+def search_select_args(config: dict, round: int, step: int, keep: int) -> str:
+    """A round's choice: which round, its step and survivors, and the score's settings (auto)."""
+    return stage_args(SEARCH_SELECT, config, round=round, step=step, keep=keep)

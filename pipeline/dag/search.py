@@ -9,7 +9,7 @@ pretrain.steps as the `auto` cell. Torch-free: the Snakefile builds a `SearchPla
 from __future__ import annotations
 
 from pipeline.core import io
-from pipeline.dag.job_params import opt, opts, pretrain_args, stage_args
+from pipeline.dag.job_params import opts, pretrain_args, search_select_args, stage_args
 from pipeline.dag.paths import dataset_dir
 from pipeline.search.candidates import SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
@@ -77,11 +77,8 @@ class SearchPlan:
                                stop_at=stop, resume_from=resume))
 
     def select_args(self, round: int) -> str:
-        a = self.config["auto"]
-        return opts(opt("--round", round), opt("--step", self.schedule.steps[round]),
-                    opt("--keep", self.schedule.survivors[round + 1]),
-                    opt("--val-fraction", a["val_fraction"]), opt("--val-seed", a["val_seed"]),
-                    opt("--k", a["knn_k"]))
+        return search_select_args(self.config, round, self.schedule.steps[round],
+                                  self.schedule.survivors[round + 1])
 
     def spec(self) -> dict:
         """What the report states about the search."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.vocab.names import METHODS
+from pipeline.vocab.names import METHODS, PROTOCOLS, SYMMETRIC_PRESETS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -83,7 +83,7 @@ PRETRAIN = (
            required=False),
     option("--augmentation", "strategies.*.augmentation", "mild: from "
            "pretrain.method_augmentation; required unless --steps 0",
-           computed=True, required=False, choices=("mild", "standard", "weak")),
+           computed=True, required=False, choices=sorted(SYMMETRIC_PRESETS)),
     option("--crop-min-scale", "strategies.*.crop_min_scale", "default: the preset's",
            computed=True, required=False, default=None),
     option("--jitter-strength", "strategies.*.jitter_strength", "default: the preset's",
@@ -140,5 +140,109 @@ PRETRAIN = (
            tracked=False, computed=True),
 )
 
+SAMPLE = (
+    option("--model", help="generator: hub id or local folder", required=True),
+    option("--out", help="shard manifest (NAME.json); the images go to NAME.images.npy and "
+           "NAME.labels.npy beside it (pipeline.data.dataset's format)", required=True),
+    option("--start", help="global index of the first image", required=True, type=int),
+    option("--count", help="images in the shard", required=True, type=int),
+    option("--seed", "sampling.seed", "an image's noise depends only on it and the image's index"),
+    option("--sampler", "sampling.sampler"),
+    option("--steps", "sampling.steps"),
+    option("--eta", "sampling.eta", "0: deterministic"),
+    option("--precision", "sampling.precision"),
+    *(option(f"--{k.replace('_', '-')}", f"sampling.edm.{k}")
+      for k in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise")),
+    # speed only: an image's noise depends only on its index
+    option("--batch-size", "sampling.batch_size", tracked=False),
+    option("--channels-last", "sampling.channels_last", tracked=False),
+    option("--compile", "sampling.compile", tracked=False),
+)
+
+FID_STATS = (
+    option("--images", help="image file: npz, or a sample shard's manifest (.json)",
+           required=True),
+    option("--out", help="statistics file (.npz)", required=True),
+    option("--features", "fid.features"),
+    option("--dims", "fid.dims"),
+    # the workflow passes the weights that rule fetch_inception verified where fid.weights is null
+    option("--weights", "fid.weights"),
+    option("--precision", "fid.precision"),
+    option("--batch-size", "fid.batch_size", tracked=False),
+)
+
+PREPARE_REAL = (
+    option("--source", "real.source", choices=None),  # load_real names an unknown source
+    option("--root", "real.root"),
+    option("--test", "real.test"),
+    option("--bgr", help="source npz: the files are BGR (real.channel_order bgr, cv2.imread); "
+           "swap them to RGB", computed=True, action="store_true"),
+    option("--resolution", "real.resolution"),
+    option("--test-fraction", "real.test_fraction"),
+    option("--seed", "real.seed"),
+    # not passed by the workflow: rule fetch_real fetches the data first
+    option("--download", help="fetch CIFAR if absent", action="store_true"),
+    option("--train-out", help="training images (npz)", required=True),
+    option("--test-out", help="test images (npz)", required=True),
+)
+
+TRAIN_GENERATOR = (
+    option("--real", help="real training images (npz from prepare_real)", required=True),
+    option("--out", help="output folder (diffusers DDPMPipeline layout)", required=True),
+    *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}") for k in
+      ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr", "ema_decay",
+       "snr_gamma", "beta_schedule", "seed")),
+    # not a config key: the workflow's generators all use diffusers' 1000
+    option("--num-train-timesteps", help="diffusion timesteps of the noise schedule",
+           type=int, default=1000),
+    option("--log-every", "logging.log_every", tracked=False, computed=True),
+)
+
+LINEAR_EVAL = (
+    option("--encoder", help="encoder checkpoint (from pretrain)", required=True),
+    option("--train", help="real training images (npz)", required=True),
+    option("--test", help="real test images (npz)", required=True),
+    option("--out", help="JSON result", required=True),
+    option("--protocol", help="see above", required=True,
+           choices=tuple(p for p in PROTOCOLS if p != "online")),  # online: inside pretrain
+    # linear_eval.PROTOCOL's (the schema describes each protocol's)
+    option("--epochs", help="passes over the training images (linear_eval.PROTOCOL.epochs)",
+           computed=True, required=True, type=int),
+    option("--batch-size", help="images per step", computed=True, required=True, type=int),
+    option("--lr", help="learning rate (features: AdamW, offline: SGD)", computed=True,
+           required=True, type=float),
+    option("--weight-decay", help="weight decay", computed=True, required=True, type=float),
+    option("--seed", help="seed of the classifier and batches", required=True, type=int),
+)
+
+CUT_NPZ = (
+    option("--source", "generator.path", required=True),
+    option("--out", help="shard manifests (NAME.json), in order", required=True, nargs="+"),
+    option("--shard-size", "sampling.shard_size"),
+    option("--num-images", help="take the first this many images (at most all of them)",
+           computed=True, required=True, type=int),
+    option("--bgr", help="the files are BGR (generator.channel_order bgr, written from "
+           "cv2.imread): swap them to RGB", computed=True, action="store_true"),
+    option("--resolution", "real.resolution", "the images' expected side"),
+)
+
+SEARCH_SELECT = (
+    option("--encoders", help="each candidate's encoder at this round's step", required=True,
+           nargs="+"),
+    option("--candidates", help="the candidates' names, in the order of --encoders (ties go "
+           "to the first)", required=True, nargs="+"),
+    option("--train", help="real training images (npz)", required=True),
+    option("--round", help="this round's number (from 0)", computed=True, required=True, type=int),
+    option("--step", help="the step the encoders stopped at", computed=True, required=True,
+           type=int),
+    option("--keep", help="how many candidates survive", computed=True, required=True, type=int),
+    option("--val-fraction", "auto.val_fraction"),
+    option("--val-seed", "auto.val_seed"),
+    option("--k", "auto.knn_k"),
+    option("--out", help="the round's JSON", required=True),
+)
+
 # every stage's declarations, by stage module (tests/test_options.py checks them all)
-STAGES = {"pretrain": PRETRAIN}
+STAGES = {"pretrain": PRETRAIN, "sample": SAMPLE, "fid_stats": FID_STATS,
+          "prepare_real": PREPARE_REAL, "train_generator": TRAIN_GENERATOR,
+          "linear_eval": LINEAR_EVAL, "cut_npz": CUT_NPZ, "search_select": SEARCH_SELECT}
