@@ -5,13 +5,19 @@ as argument lists: a restructuring that must not change a job compares them befo
     python bench/dry_run_commands.py --compare /tmp/before.json  # after: exit 1 on a difference
 
 Commands are compared as shlex-split words (whitespace between options is not a difference),
-sorted (the dry run's job order is not the execution order). configs/cifar10-authors-data.yaml
-is planned over a small stand-in for its npz file, as tests/test_preset.py does.
+sorted (the dry run's job order is not the execution order), and each stage's arguments as the
+namespace that tree's parser makes of them (`--save` parses with the tree it runs in), so a
+changed parser that reads the same words differently is a difference too.
+configs/cifar10-authors-data.yaml is planned over a small stand-in for its npz file, as
+tests/test_preset.py does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import io
 import json
 import shlex
 import subprocess
@@ -22,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this tree's stages, whatever is installed
 CONFIGS = {
     "default": [],
     "study": ["configs/study.yaml"],
@@ -45,9 +52,33 @@ def commands(configfiles: list[str]) -> list[list[str]]:
                            cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"dry run of {configfiles or 'config.yaml'} failed:\n{r.stderr[-3000:]}")
-    lines = [line.removeprefix("Shell command: ") for line in r.stdout.splitlines()
-             if line.startswith("Shell command: ")]
+    # the checkout's own path (in a fetch job's retry hint) is no difference between two trees
+    lines = [line.removeprefix("Shell command: ").replace(str(REPO), "REPO")
+             for line in r.stdout.splitlines() if line.startswith("Shell command: ")]
     return sorted(shlex.split(line) for line in lines)
+
+
+def parsed(words: list[str]) -> dict[str, dict | str]:
+    """{stage and arguments: the namespace its parser makes of them} of one command (a
+    gpu_slots wrapper's stage included); jobs after a checkpoint (<TBD> inputs) are left out."""
+    if "<TBD>" in words:
+        return {}
+    words = words[:words.index(">")] if ">" in words else words
+    starts = [i for i, w in enumerate(words) if w == "-m"]
+    out = {}
+    for i, j in zip(starts, starts[1:] + [len(words)]):
+        stage = words[i + 1].removeprefix("pipeline.")
+        if stage in ("core.gpu_slots", "fetch", "report", "fid", "pack"):  # no declared options
+            continue
+        module = importlib.import_module(f"pipeline.{stage}")
+        parse = getattr(module, "parse_args", None) or module.build_parser().parse_args
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                ns = {k: repr(v) for k, v in sorted(vars(parse(words[i + 2:j])).items())}
+        except SystemExit:  # e.g. search_select's --candidates, known only once inputs exist
+            ns = "unparsable"
+        out[shlex.join([stage, *words[i + 2:j]])] = ns
+    return out
 
 
 def main() -> None:
@@ -58,10 +89,13 @@ def main() -> None:
     args = p.parse_args()
     now = {name: commands(files) for name, files in CONFIGS.items()}
     if args.save:
-        Path(args.save).write_text(json.dumps(now, indent=1))
-        print(", ".join(f"{k}: {len(v)} commands" for k, v in now.items()))
+        parses = {k: v for cmds in now.values() for c in cmds for k, v in parsed(c).items()}
+        Path(args.save).write_text(json.dumps({"commands": now, "parsed": parses}, indent=1))
+        print(", ".join(f"{k}: {len(v)} commands" for k, v in now.items()),
+              f"({len(parses)} stage invocations parsed)")
         return
-    before, differ = json.loads(Path(args.compare).read_text()), False
+    saved, differ = json.loads(Path(args.compare).read_text()), False
+    before = saved["commands"]
     for name, cmds in now.items():
         old = before[name]
         same = old == cmds
@@ -74,7 +108,14 @@ def main() -> None:
                 print("  -", c)
             for c in new[:3]:
                 print("  +", c)
-    sys.exit(1 if differ else 0)
+    # the saved commands as this tree's parsers read them
+    parses = {k: v for cmds in before.values() for c in cmds for k, v in parsed(c).items()}
+    changed = [k for k, v in saved["parsed"].items() if parses.get(k) != v]
+    print(f"{len(parses)} stage invocations parsed,",
+          f"{len(changed)} differently" if changed else "every one as before")
+    for k in changed[:3]:
+        print("  ", k[:200])
+    sys.exit(1 if differ or changed else 0)
 
 
 if __name__ == "__main__":
