@@ -22,7 +22,7 @@ from pipeline.pretraining.encoders import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
 
-HPARAMS = ("epochs", "batch_size", "lr", "weight_decay")
+HPARAMS = [o.dest for o in options.LINEAR_EVAL if o.computed]  # linear_eval.PROTOCOL's
 
 
 def build_parser() -> argparse.ArgumentParser:
