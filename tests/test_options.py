@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from pipeline.dag.job_params import stage_args
-from pipeline.vocab.options import STAGES, config_value, option, schema_entry
+from pipeline.vocab.options import STAGES, TRACKING, config_value, option, schema_entry
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
-DECLARED = [(stage, o) for stage, declared in STAGES.items() for o in declared]
+DECLARED = [(stage, o) for stage, declared in {**STAGES, "tracking": TRACKING}.items()
+            for o in declared]
 
 
 @pytest.mark.parametrize("stage,o", DECLARED, ids=[f"{s}{o.flag}" for s, o in DECLARED])
@@ -38,8 +39,7 @@ def test_the_stage_s_parser_is_its_declaration(stage):
         assert o.flag in actions, f"{stage}: {o.flag} declared, not in the parser"
         if o.key is not None:
             assert actions[o.flag].help.startswith(schema_entry(o.key)["description"])
-    shared = {"-h", "--help", "--device", "--threads", "--tensorboard", "--wandb-project",
-              "--wandb-mode", "--wandb-dir", "--run-name"}
+    shared = {"-h", "--help", "--device", "--threads", *(o.flag for o in TRACKING)}
     assert set(actions) - shared == {o.flag for o in STAGES[stage]}
 
 

@@ -20,8 +20,8 @@ import shlex
 from pipeline.dag.paths import dataset_dir, real_split, result_path
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.options import (
-    CUT_NPZ, FID_STATS, LINEAR_EVAL, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT, TRAIN_GENERATOR,
-    config_value,
+    CUT_NPZ, FID_STATS, LINEAR_EVAL, LOG_EVERY, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT,
+    TRACKING, TRAIN_GENERATOR, config_value,
 )
 
 
@@ -131,14 +131,13 @@ def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
     event files in OUTPUT_DIR/tensorboard/RUN, W&B files in OUTPUT_DIR/wandb when a project is
     set, and, for a loop counted in steps, --log-every. None of them changes a result."""
     lg, out = config["logging"], config["output_dir"].rstrip("/")
-    wandb = lg["wandb"]
-    project = wandb["project"]
+    wandb = {"wandb_mode": lg["wandb"]["mode"], "wandb_dir": out, "run_name": run}
     return opts(
-        opt("--log-every", lg["log_every"] if log_every else None),
-        opt("--tensorboard", f"{out}/tensorboard/{run}" if lg["tensorboard"] else None),
-        opt("--wandb-project", project),
-        *((opt("--wandb-mode", wandb["mode"]), opt("--wandb-dir", out), opt("--run-name", run))
-          if project else ()),
+        stage_args((LOG_EVERY,), config, tracked=False, log_every=lg["log_every"]) if log_every
+        else "",
+        stage_args(TRACKING, config, tracked=False,
+                   tensorboard=f"{out}/tensorboard/{run}" if lg["tensorboard"] else None,
+                   **(wandb if lg["wandb"]["project"] else {})),
     )
 
 

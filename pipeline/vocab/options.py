@@ -16,7 +16,7 @@ argparse settings; so does an option whose value the workflow computes (`compute
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -67,6 +67,23 @@ def config_value(config: dict, key: str):
         config = config[part]
     return config
 
+
+# The live curves' options of every stage that trains or samples (pipeline.core.tracking), none
+# of which changes a result; --log-every for the loops counted in steps.
+LOG_EVERY = option("--log-every", "logging.log_every", tracked=False, computed=True)
+TRACKING = (
+    option("--tensorboard", help="write TensorBoard event files to DIR (logging.tensorboard: "
+           "OUTPUT_DIR/tensorboard/RULE/WILDCARDS; default: none)", tracked=False,
+           computed=True, metavar="DIR"),
+    option("--wandb-project", "logging.wandb.project", tracked=False),
+    option("--wandb-mode", "logging.wandb.mode", "required with --wandb-project", tracked=False,
+           computed=True, required=False, default=None),
+    option("--wandb-dir", help="folder for W&B's files, under it wandb/ (the workflow: "
+           "OUTPUT_DIR; default: W&B's own, $WANDB_DIR or the working directory)",
+           tracked=False, computed=True),
+    option("--run-name", help="the run's name in W&B; its first part is the run's group "
+           "(default: W&B's own)", tracked=False, computed=True),
+)
 
 # pipeline.pretrain, in the order the workflow passes them
 PRETRAIN = (
@@ -136,8 +153,7 @@ PRETRAIN = (
     option("--checkpoint-every", "pretrain.checkpoint_every", tracked=False),
     option("--compile", "pretrain.compile", tracked=False),
     option("--channels-last", "pretrain.channels_last", tracked=False),
-    option("--log-every", "logging.log_every", "and the loss's copies to the host",
-           tracked=False, computed=True),
+    replace(LOG_EVERY, help="also the loss's copies to the host"),
 )
 
 SAMPLE = (
@@ -195,7 +211,7 @@ TRAIN_GENERATOR = (
     # not a config key: the workflow's generators all use diffusers' 1000
     option("--num-train-timesteps", help="diffusion timesteps of the noise schedule",
            type=int, default=1000),
-    option("--log-every", "logging.log_every", tracked=False, computed=True),
+    LOG_EVERY,
 )
 
 LINEAR_EVAL = (
