@@ -21,10 +21,10 @@ import time
 from pipeline.core import cli
 from pipeline.core.errors import UserError
 from pipeline.vocab import options
+from pipeline.vocab.names import WANDB_MODES
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("offline", "online")
 
 
 def flat_hparams(hparams: dict, prefix: str = "") -> dict:
