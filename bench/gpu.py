@@ -157,7 +157,8 @@ def memory(s, device) -> dict:
     widths, blocks = bench_pretrain.ARCHS[s["encoder"]]
     cfg = PretrainConfig(widths=widths, blocks=blocks, steps=3, batch_size=s["batch"],
                          optimizer="lars", lr=0.3, precision="bf16", log_every=10**9,
-                         channels_last=device.type == "cuda")
+                         channels_last=device.type == "cuda", method="simclr", warmup_steps=10,
+                         dup=1, seed=0)
     real, generated = resident_data(s)
     method = build_method("simclr", Encoder(widths, blocks, [0.5] * 3, [0.25] * 3))
     plan = plan_memory(cfg, method, len(real) + len(generated), (32, 32, 3), world=1)
@@ -234,7 +235,8 @@ def ddp_worker(args) -> None:
     widths, blocks = bench_pretrain.ARCHS[args.encoder]
     cfg = PretrainConfig(widths=widths, blocks=blocks, steps=args.steps, batch_size=args.batch,
                          optimizer="lars", lr=0.3, precision="bf16",
-                         checkpoint_every=args.steps // 2, log_every=1)
+                         checkpoint_every=args.steps // 2, log_every=1, method="simclr",
+                         warmup_steps=10, dup=1, seed=0)
     images = np.random.default_rng(2).integers(0, 256, (4 * args.batch, 32, 32, 3),
                                                dtype=np.uint8)
     views = view_params("standard")

@@ -98,7 +98,8 @@ def bench_ours(images, widths, blocks, args, device):
     cfg = PretrainConfig(widths=widths, blocks=blocks, steps=args.warmup + args.steps,
                          batch_size=args.batch_size, optimizer="lars", lr=0.3,
                          precision=args.precision, log_every=10**9, compile=args.compile,
-                         channels_last=args.channels_last)
+                         channels_last=args.channels_last, method="simclr", warmup_steps=10,
+                         dup=1, seed=0)
     pretrain(cfg, view_params("standard"), images, None, DistContext(0, 1, device), callback=mark)
     return args.steps * args.batch_size / (times[args.warmup + args.steps] - times[args.warmup])
 
@@ -117,7 +118,8 @@ def run_loop(images, widths, blocks, args, device, tracker):
     cfg = PretrainConfig(widths=widths, blocks=blocks, steps=end, batch_size=args.batch_size,
                          optimizer="lars", lr=0.3, precision=args.precision,
                          log_every=args.log_every, compile=args.compile,
-                         channels_last=args.channels_last)
+                         channels_last=args.channels_last, method="simclr", warmup_steps=10,
+                         dup=1, seed=0)
     pretrain(cfg, view_params("standard"), images, None, DistContext(0, 1, device),
              callback=mark, tracker=tracker)
     return args.tracking_steps / (times[end] - times[start])

@@ -54,7 +54,8 @@ def sync(device):
 
 
 def time_ours(unet, config, sampler, precision, batch_size, images, device, compile):
-    settings = SamplerSettings(sampler, num_steps=DEFAULT_STEPS[sampler], precision=precision)
+    settings = SamplerSettings(sampler, num_steps=DEFAULT_STEPS[sampler], eta=0.0,
+                               precision=precision)
     model = prepare_unet(unet, device, channels_last=device.type == "cuda", compile=compile)
     s = Sampler(model, config, settings, device)
     s.images(0, 0, batch_size)  # warm-up (and compilation)

@@ -6,23 +6,14 @@ import argparse
 import logging
 
 from pipeline.core import cli, runtime
+from pipeline.vocab import options
 from pipeline.data.npz_source import cut_into_shards, npz_files, unlabelled
 
 log = logging.getLogger("pipeline.cut_npz")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--source", required=True,
-                   help="an .npz file (image uint8 N×H×W×3, label) or a folder of them")
-    p.add_argument("--out", required=True, nargs="+", help="shard manifests (NAME.json), in order")
-    p.add_argument("--shard-size", type=int, required=True, help="images per shard")
-    p.add_argument("--num-images", type=int, required=True,
-                   help="take the first this many images (at most all of them)")
-    p.add_argument("--resolution", type=int, required=True,
-                   help="expected image side, pixels (the real images')")
-    p.add_argument("--bgr", action="store_true",
-                   help="the files are BGR (written from cv2.imread): swap them to RGB")
+    p = cli.add_options(cli.parser(__doc__), options.CUT_NPZ)
     return p
 
 

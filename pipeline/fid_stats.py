@@ -8,26 +8,16 @@ import pickle
 import time
 
 from pipeline.core import cli, runtime
+from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
-from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
+from pipeline.evaluation.frechet import image_stats, inception_model, save_stats
 
 log = logging.getLogger("pipeline.fid_stats")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--images", required=True, help="image file: npz, or a sample shard's manifest (.json)")
-    p.add_argument("--out", required=True, help="statistics file (.npz)")
-    p.add_argument("--features", required=True, choices=FEATURES,
-                   help="inception (pytorch-fid's Inception-V3) or pixels (an offline stand-in)")
-    p.add_argument("--dims", type=int, required=True,
-                   help="Inception features: 64, 192, 768, 2048 (only 2048 is comparable)")
-    p.add_argument("--weights", default=None, help="FID Inception weights file (default: the "
-                   "torch.hub cache under TORCH_HOME, else pytorch-fid's download)")
-    p.add_argument("--precision", required=True, choices=PRECISIONS,
-                   help="precision of the Inception network")
-    p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
+    p = cli.add_options(cli.parser(__doc__), options.FID_STATS)
     return runtime.add_common_args(p)
 
 

@@ -14,6 +14,7 @@ import time
 import torch
 
 from pipeline.core import cli, io, runtime
+from pipeline.vocab import options
 from pipeline.core.tracking import Progress, add_tracking_args, tracker_from_args
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
@@ -21,25 +22,13 @@ from pipeline.pretraining.encoders import load_encoder
 
 log = logging.getLogger("pipeline.linear_eval")
 
-PROTOCOLS = ("features", "offline")
-HPARAMS = ("epochs", "batch_size", "lr", "weight_decay")
+HPARAMS = [o.dest for o in options.LINEAR_EVAL if o.computed]  # linear_eval.PROTOCOL's
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Each protocol's settings default to config.yaml's linear_eval.PROTOCOL (the workflow
     passes them), hence required here."""
-    p = cli.parser(__doc__)
-    p.add_argument("--encoder", required=True, help="encoder checkpoint (from pretrain)")
-    p.add_argument("--train", required=True, help="real training images (npz)")
-    p.add_argument("--test", required=True, help="real test images (npz)")
-    p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS, help="see above")
-    p.add_argument("--epochs", type=int, required=True, help="passes over the training images")
-    p.add_argument("--batch-size", type=int, required=True, help="images per step")
-    p.add_argument("--lr", type=float, required=True,
-                   help="learning rate (features: AdamW, offline: SGD)")
-    p.add_argument("--weight-decay", type=float, required=True, help="weight decay")
-    p.add_argument("--seed", type=int, required=True, help="seed of the classifier and batches")
+    p = cli.add_options(cli.parser(__doc__), options.LINEAR_EVAL)
     return runtime.add_common_args(add_tracking_args(p))
 
 

@@ -7,27 +7,14 @@ import argparse
 import numpy as np
 
 from pipeline.core import cli
+from pipeline.vocab import options
 from pipeline.core.io import save_images
-from pipeline.data.sources import SOURCES, load_real
+from pipeline.data.sources import load_real
 from pipeline.core.runtime import add_common_args, log, run, setup
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--source", required=True, help=f"one of {', '.join(SOURCES)}")
-    p.add_argument("--root", default=None, help="data path (default: none, for digits)")
-    p.add_argument("--resolution", type=int, required=True, help="output image side, pixels")
-    p.add_argument("--test-fraction", type=float, required=True,
-                   help="held-out share where the source has no test split")
-    p.add_argument("--seed", type=int, required=True, help="seed of that split")
-    p.add_argument("--download", action="store_true", help="fetch CIFAR if absent")
-    p.add_argument("--test", default=None,
-                   help="source npz: the test split's npz, --root then the train split's file "
-                        "(default: none; --root's folder or file is split)")
-    p.add_argument("--bgr", action="store_true",
-                   help="source npz: the files are BGR (cv2.imread); swap them to RGB")
-    p.add_argument("--train-out", required=True, help="training images (npz)")
-    p.add_argument("--test-out", required=True, help="test images (npz)")
+    p = cli.add_options(cli.parser(__doc__), options.PREPARE_REAL)
     return add_common_args(p)
 
 

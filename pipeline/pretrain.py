@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from pipeline.core import cli, io, runtime
-from pipeline.core.runtime import PRECISIONS
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
-from pipeline.vocab.names import OPTIMIZERS
+from pipeline.vocab import options
 from pipeline.pretraining.augment import PRESETS, describe as describe_aug, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
@@ -40,108 +39,20 @@ def parse_value(text: str):
 
 
 # Passed by the workflow to every job that trains, but not to random_init's (--steps 0), whose
-# untrained encoder they cannot change: required unless --steps 0 (then PretrainConfig's own).
+# untrained encoder they cannot change: required unless --steps 0.
 TRAINING_OPTIONS = ("dup", "augmentation", "batch_size", "warmup_steps", "precision")
+# What an untrained encoder's record (history.json) states for the training settings it was not
+# given: the values random_init's record has always held; none of them changes its weights.
+UNTRAINED = {"dup": 1, "batch_size": 256, "warmup_steps": 10, "precision": "fp32"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Options the workflow passes are required (config.yaml holds their defaults); None means
-    unset: the method's own (optimizer, lr, weight decay), the authors' stem padding, no
-    inflation with generated images, no online probe, no checkpoint."""
-    p = cli.parser(__doc__)
-    p.add_argument("--real", required=True, help="packed real dataset folder (from pack)")
-    p.add_argument("--generated", default=None,
-                   help="packed generated dataset folder, to inflate with (default: none)")
-    p.add_argument("--num-generated", type=int, default=None,
-                   help="use N generated images, a random subset seeded by "
-                        "--generated-subset-seed (pipeline.data.dataset.generated_subset; "
-                        "default: all)")
-    p.add_argument("--generated-subset-seed", type=int, default=None,
-                   help="seed of the --num-generated subset (the workflow passes "
-                        "sampling.seed); required with --num-generated")
-    p.add_argument("--keep-generated-labels", action="store_true",
-                   help="the online probe also trains on the generated images' labels (an npz "
-                        "set's, a class-conditional sampler's), as the authors' did; "
-                        "default: generated images are unlabelled (-1)")
-    p.add_argument("--real-fraction", type=float, default=None,
-                   help="pretrain on a class-stratified fraction of the real images, in (0, 1]; "
-                        "the online probe sees only these (default: all)")
-    p.add_argument("--real-subset-seed", type=int, default=None,
-                   help="seed of the real subset (the workflow passes real.seed); required "
-                        "with --real-fraction below 1")
-    p.add_argument("--out", required=True, help="encoder checkpoint (.pt)")
-    p.add_argument("--history", required=True, help="loss curve (.csv); a .json summary goes beside it")
-    p.add_argument("--strategy", required=True, help="name recorded with the run")
-    p.add_argument("--method", required=True, choices=sorted(METHODS), help="the SSL method")
-    p.add_argument("--dup", type=int, default=None,
-                   help="times the real set is replicated (required unless --steps 0)")
-    p.add_argument("--augmentation", default=None, choices=sorted(PRESETS),
-                   help="augmentation preset; BYOL and Barlow Twins take its asymmetric variant "
-                        "(required unless --steps 0)")
-    p.add_argument("--crop-min-scale", type=float, default=None,
-                   help="override the preset's crop scale (default: the preset's)")
-    p.add_argument("--jitter-strength", type=float, default=None,
-                   help="multiply the preset's colour-jitter strengths (default: the preset's)")
-    p.add_argument("--widths", type=int, nargs="+", required=True,
-                   help="ResNet channels per stage")
-    p.add_argument("--blocks", type=int, nargs="+", required=True,
-                   help="ResNet basic blocks per stage")
-    p.add_argument("--stem-padding", type=int, default=None,
-                   help="padding of the 3×3 stem conv (default: the authors' 2, "
-                        "pipeline.pretraining.encoders.STEM_PADDING)")
-    p.add_argument("--steps", type=int, required=True,
-                   help="training steps; 0 saves the encoder at initialisation")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="per process (required unless --steps 0)")
-    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
-                   help="default: the method's (the paper's)")
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate per 256 samples of the global batch (default: the method's)")
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="default: the method's (the paper's)")
-    p.add_argument("--warmup-steps", type=int, default=None,
-                   help="linear warm-up before the cosine decay (required unless --steps 0)")
-    p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="a head/loss setting of the method, e.g. proj_dim=256 (repeatable; "
-                        "default: the method's, pipeline.vocab.methods)")
-    p.add_argument("--precision", default=None, choices=sorted(PRECISIONS),
-                   help="autocast precision (required unless --steps 0)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the encoder (the 32 px ResNet step is launch-bound on a GPU)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="channels_last weights and views (tensor-core convolutions on a GPU)")
-    p.add_argument("--memory-budget", type=float, default=None, metavar="GB",
-                   help="device memory the run may plan for (default: the CUDA device's free "
-                        "memory; none on CPU); a larger plan stops before training starts")
-    p.add_argument("--checkpoint", default=None, help="resume from / save to this file (removed "
-                   "once the outputs are written; one of other settings is ignored; "
-                   "default: none, no resuming)")
-    p.add_argument("--resume-from", default=None,
-                   help="a checkpoint to start from (read only) while --checkpoint does not exist "
-                        "yet, e.g. the previous round's of the auto search (default: none)")
-    p.add_argument("--stop-at", type=int, default=None,
-                   help="stop after this step, keeping --checkpoint; the schedules still span "
-                        "--steps (default: none, train all --steps)")
-    p.add_argument("--checkpoint-every", type=int, required=True,
-                   help="steps between checkpoints (0: none)")
-    p.add_argument("--log-every", type=int, required=True,
-                   help="steps between the loss's copies to the host, a progress line in the log "
-                        "and a point of the live curves (speed only)")
-    p.add_argument("--seed", type=int, required=True,
-                   help="seed of the initial weights, batches and augmentations")
-    p.add_argument("--no-verify", action="store_true", help="skip the dataset checksums")
-    p.add_argument("--online-test", default=None,
-                   help="real test split (npz): train and evaluate the online linear probe "
-                        "(default: no probe)")
-    p.add_argument("--online-every", type=int, default=None,
-                   help="steps between online-probe evaluations (0: only after the last step; "
-                        "required with --online-test)")
-    p.add_argument("--online-lr", type=float, default=None,
-                   help="online-probe learning rate per 256 samples of the global batch, in the "
-                        "method's optimiser (default: the method's classifier_lr)")
-    p.add_argument("--online-out", default=None,
-                   help="online-probe result (JSON; default: none, with no --online-test)")
-    return runtime.add_common_args(add_tracking_args(p))
+    """pipeline.vocab.options.PRETRAIN's options: those the workflow passes are required
+    (config.yaml holds their defaults); None means unset: the method's own (optimizer, lr,
+    weight decay), the authors' stem padding, no inflation with generated images, no online
+    probe, no checkpoint."""
+    return runtime.add_common_args(add_tracking_args(cli.add_options(cli.parser(__doc__),
+                                                                     options.PRETRAIN)))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -192,7 +103,8 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
     )
     # unset: PretrainConfig's None (the method's, the authors'), or with --steps 0 a training
     # option that the untrained encoder does not depend on
-    cfg = PretrainConfig(**{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = PretrainConfig(**({**UNTRAINED, **given} if args.steps == 0 else given))
     if args.augmentation is None:  # --steps 0: no views
         return cfg, None, ()
     augmentation = view_preset(args.method, args.augmentation)

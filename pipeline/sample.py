@@ -9,48 +9,19 @@ import time
 from dataclasses import asdict
 
 from pipeline.core import cli, io, runtime
+from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.generation.unet import load_generator
 from pipeline.generation.edm import EDMSettings
 from pipeline.data.dataset import write_shard
-from pipeline.core.runtime import PRECISIONS
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
-from pipeline.generation.samplers import SAMPLERS, SamplerSettings, prepare_unet, sample_range
+from pipeline.generation.samplers import SamplerSettings, prepare_unet, sample_range
 
 log = logging.getLogger("pipeline.sample")
 
 
-# EDM's settings: config.yaml's sampling.edm (EDM's own values) is their one default.
-EDM_OPTIONS = {"sigma_min": "lowest noise level", "sigma_max": "highest noise level",
-               "rho": "time-step exponent", "s_churn": "stochasticity (0: deterministic)",
-               "s_min": "lowest noise level with churn", "s_max": "highest noise level with churn",
-               "s_noise": "noise inflation with churn"}
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--model", required=True, help="generator: hub id or local folder")
-    p.add_argument("--out", required=True, help="shard manifest (NAME.json); the images go to "
-                   "NAME.images.npy and NAME.labels.npy beside it (pipeline.data.dataset's format)")
-    p.add_argument("--start", type=int, required=True, help="global index of the first image")
-    p.add_argument("--count", type=int, required=True, help="images in the shard")
-    p.add_argument("--seed", type=int, required=True,
-                   help="base seed: an image's noise depends only on it and the image's index")
-    p.add_argument("--sampler", required=True, choices=SAMPLERS, help="the solver")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (default: ddpm all training steps, ddim 50, edm 18)")
-    p.add_argument("--eta", type=float, required=True, help="DDIM eta (0: deterministic)")
-    e = p.add_argument_group("edm (Karras et al. 2022, Algorithm 2)")
-    for name, what in EDM_OPTIONS.items():
-        e.add_argument(f"--{name.replace('_', '-')}", type=float, required=True,
-                       help=f"{name}: {what}")
-    p.add_argument("--precision", required=True, choices=sorted(PRECISIONS),
-                   help="autocast precision of the UNet")
-    p.add_argument("--channels-last", action="store_true",
-                   help="channels_last UNet weights (speed only)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    p.add_argument("--batch-size", type=int, required=True,
-                   help="images per forward pass (speed only)")
+    p = cli.add_options(cli.parser(__doc__), options.SAMPLE)
     return runtime.add_common_args(add_tracking_args(p))
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 
 from pipeline.core import cli, io, runtime
+from pipeline.vocab import options
 from pipeline.search.score import knn_validation_score
 from pipeline.search.select import ranking, validation_split
 from pipeline.pretraining.encoders import load_encoder
@@ -20,20 +21,7 @@ log = logging.getLogger("pipeline.search_select")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--encoders", nargs="+", required=True,
-                   help="each candidate's encoder at this round's step")
-    p.add_argument("--candidates", nargs="+", required=True,
-                   help="the candidates' names, in the order of --encoders (ties go to the first)")
-    p.add_argument("--train", required=True, help="real training images (npz)")
-    p.add_argument("--round", type=int, required=True, help="this round's number (from 0)")
-    p.add_argument("--step", type=int, required=True, help="the step the encoders stopped at")
-    p.add_argument("--keep", type=int, required=True, help="how many candidates survive")
-    p.add_argument("--val-fraction", type=float, required=True,
-                   help="share of the real training split held out as validation queries")
-    p.add_argument("--val-seed", type=int, required=True, help="seed of the validation split")
-    p.add_argument("--k", type=int, required=True, help="neighbours of the k-NN score")
-    p.add_argument("--out", required=True, help="the round's JSON")
+    p = cli.add_options(cli.parser(__doc__), options.SEARCH_SELECT)
     return runtime.add_common_args(p)
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 
 from pipeline.core import cli, io, runtime
+from pipeline.vocab import options
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.generation.unet import save_generator, train_unet
 
@@ -14,31 +15,7 @@ log = logging.getLogger("pipeline.train_generator")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--real", required=True, help="real training images (npz from prepare_real)")
-    p.add_argument("--out", required=True, help="output folder (diffusers DDPMPipeline layout)")
-    p.add_argument("--channels", type=int, nargs="+", required=True,
-                   help="UNet channels per resolution level")
-    p.add_argument("--layers-per-block", type=int, required=True, help="ResNet layers per level")
-    p.add_argument("--attention", action="store_true",
-                   help="self-attention at the lowest resolution")
-    p.add_argument("--steps", type=int, required=True, help="training steps")
-    p.add_argument("--batch-size", type=int, required=True, help="images per step")
-    p.add_argument("--lr", type=float, required=True, help="AdamW learning rate")
-    p.add_argument("--ema-decay", type=float, required=True,
-                   help="decay of the weights' moving average (the saved model)")
-    # not a config key: the workflow's generators all use diffusers' 1000
-    p.add_argument("--num-train-timesteps", type=int, default=1000,
-                   help="diffusion timesteps of the noise schedule")
-    p.add_argument("--beta-schedule", required=True,
-                   choices=["linear", "scaled_linear", "squaredcos_cap_v2"],
-                   help="noise schedule (diffusers' beta_schedule)")
-    p.add_argument("--snr-gamma", type=float, default=None,
-                   help="Min-SNR loss weighting min(SNR, gamma)/SNR (Hang et al. 2023); "
-                        "unset: the plain epsilon MSE")
-    p.add_argument("--seed", type=int, required=True, help="seed of weights, noise and batches")
-    p.add_argument("--log-every", type=int, required=True,
-                   help="steps between a progress line in the log and a point of the live curves")
+    p = cli.add_options(cli.parser(__doc__), options.TRAIN_GENERATOR)
     return runtime.add_common_args(add_tracking_args(p))
 
 

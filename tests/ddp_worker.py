@@ -30,7 +30,8 @@ def spy(self, n):
 training.InflatedIndex.next_batch = spy
 real = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
 cfg = PretrainConfig(widths=[8, 16], blocks=[1, 1], steps=3, batch_size=4, optimizer="sgd",
-                     lr=0.1, hparams={"proj_hidden": 16, "proj_dim": 8}, seed=1, log_every=1)
+                     lr=0.1, hparams={"proj_hidden": 16, "proj_dim": 8}, seed=1, log_every=1,
+                     method="simclr", warmup_steps=10, dup=1, precision="fp32")
 enc, hist = pretrain(cfg, view_params("standard"), real, None, ctx)
 flat = torch.cat([p.detach().flatten() for p in enc.parameters()])
 # the methods that gather across ranks (keys, correlation) also train in lockstep

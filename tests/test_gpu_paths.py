@@ -44,7 +44,7 @@ def inductor():
 def tiny_cfg(**kw):
     base = dict(widths=[8, 16], blocks=[1, 1], method="simclr", steps=4, batch_size=8,
                 optimizer="sgd", lr=0.05, hparams={"proj_hidden": 16, "proj_dim": 8},
-                dup=2, seed=3, log_every=2)
+                dup=2, seed=3, log_every=2, warmup_steps=10, precision="fp32")
     return PretrainConfig(**{**base, **kw})
 
 
@@ -167,7 +167,8 @@ def test_memory_plan_of_the_preset():
     """ResNet-18 SimCLR at batch 512 in bf16 with 1.05M images resident: about 7 GB, which fits
     an 80 GB H100 and not a 4 GB card."""
     cfg = PretrainConfig(widths=[64, 128, 256, 512], blocks=[2, 2, 2, 2], batch_size=512,
-                         precision="bf16")
+                         precision="bf16", method="simclr", steps=1000, warmup_steps=10, dup=1,
+                         seed=0, log_every=50)
     method = build_method("simclr", Encoder(cfg.widths, cfg.blocks, [0.5] * 3, [0.25] * 3))
     plan = plan_memory(cfg, method, 1_050_000, (32, 32, 3), world=1)
     assert plan.data == 3_225_600_000

@@ -34,7 +34,7 @@ def _blobs(n_per_class, seed, dim=10, num_classes=3):
 def test_train_linear_separates_blobs():
     x, y = _blobs(100, 0)
     tx, ty = _blobs(50, 1)
-    clf = train_linear(x, y, epochs=20, batch_size=100, lr=1e-2, seed=0)
+    clf = train_linear(x, y, epochs=20, batch_size=100, lr=1e-2, weight_decay=1e-4, seed=0)
     assert not clf.training
     assert clf(tx).shape == (150, 3)
     assert top1(clf, tx, ty) >= 95.0
@@ -62,7 +62,7 @@ def test_topk_correct_by_hand():
 def test_untrained_is_not_accurate():
     # the ≥ 95 % above comes from training: zero epochs leaves a random classifier
     x, y = _blobs(100, 0)
-    clf = train_linear(x, y, epochs=0, seed=0)
+    clf = train_linear(x, y, epochs=0, batch_size=256, lr=1e-2, weight_decay=1e-4, seed=0)
     assert top1(clf, x, y) < 80.0
 
 
@@ -109,7 +109,8 @@ def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatc
         return aug
 
     monkeypatch.setattr(linear, "offline_augmentation", spy)
-    clf = train_linear_offline(enc, tr, ty, epochs=10, batch_size=16, lr=0.5)
+    clf = train_linear_offline(enc, tr, ty, epochs=10, batch_size=16, lr=0.5, weight_decay=0.0,
+                               seed=0)
     assert calls == [16] * 4 * 10  # every batch of every epoch is augmented afresh
     test_x = extract_features(enc, te)
     top1_, top5_ = accuracy(clf, test_x, torch.from_numpy(tey))
@@ -118,7 +119,8 @@ def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatc
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in enc.parameters())
     # the accuracy comes from training: no epoch leaves it at chance
-    untrained = train_linear_offline(enc, tr, ty, epochs=0)
+    untrained = train_linear_offline(enc, tr, ty, epochs=0, batch_size=256, lr=0.1,
+                                     weight_decay=0.0, seed=0)
     assert accuracy(untrained, test_x, torch.from_numpy(tey))[0] < 50
 
 

@@ -30,7 +30,8 @@ def toy(n, seed, size=8):
 
 def cfg(**kw):
     base = dict(widths=[8, 16], blocks=[1, 1], steps=30, batch_size=16, optimizer="sgd",
-                lr=0.05, hparams={"proj_hidden": 16, "proj_dim": 8}, seed=3, log_every=5)
+                lr=0.05, hparams={"proj_hidden": 16, "proj_dim": 8}, seed=3, log_every=5,
+                method="simclr", warmup_steps=10, dup=1, precision="fp32")
     return PretrainConfig(**{**base, **kw})
 
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_cfg(**kw):
     base = dict(widths=[8, 16], blocks=[1, 1], method="simclr", steps=6, batch_size=8,
                 optimizer="sgd", lr=0.05, hparams={"proj_hidden": 16, "proj_dim": 8},
-                dup=2, seed=3, log_every=2)
+                dup=2, seed=3, log_every=2, warmup_steps=10, precision="fp32")
     return PretrainConfig(**{**base, **kw})
 
 

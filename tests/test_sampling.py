@@ -21,7 +21,8 @@ def _sample(unet, config, start, count, *, seed=0, sampler="ddim", num_steps=4, 
             labels=False, **settings):
     images, y = sample_range(
         unet, config, start=start, count=count, seed=seed, batch_size=batch_size, device="cpu",
-        settings=SamplerSettings(sampler=sampler, num_steps=num_steps, **settings))
+        settings=SamplerSettings(sampler=sampler, num_steps=num_steps,
+                                 **{"eta": 0.0, "precision": "fp32", **settings}))
     return (images, y) if labels else images
 
 

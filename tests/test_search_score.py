@@ -30,7 +30,8 @@ def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
     images, labels = digits()
     cfg = PretrainConfig(widths=[16, 32], blocks=[1, 1], steps=60, batch_size=64,
                          optimizer="adamw", lr=0.004, warmup_steps=5,
-                         hparams={"proj_hidden": 64, "proj_dim": 32}, seed=0)
+                         hparams={"proj_hidden": 64, "proj_dim": 32}, seed=0,
+                         method="simclr", dup=1, precision="fp32", log_every=50)
     ctx = DistContext(0, 1, torch.device("cpu"))
     views = view_params("weak")
     untrained, _ = pretrain(PretrainConfig(**{**cfg.__dict__, "steps": 0}), views, images, None, ctx)

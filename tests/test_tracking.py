@@ -141,7 +141,8 @@ def test_generator_training_writes_loss_and_lr_every_n_steps(tmp_path):
 def test_sampling_writes_images_per_s_per_batch(tmp_path, tiny_unet, tiny_scheduler):
     tracker = Tracker(str(tmp_path / "tb"))
     sample_range(tiny_unet, tiny_scheduler.config, start=3, count=5, seed=0,
-                 settings=SamplerSettings(sampler="ddim", num_steps=2), batch_size=2,
+                 settings=SamplerSettings(sampler="ddim", num_steps=2, eta=0.0,
+                                                  precision="fp32"), batch_size=2,
                  device="cpu", tracker=tracker)
     tracker.close()
     # at the images done: batches of 2, 2 and 1

@@ -23,8 +23,15 @@ from pipeline.data.dataset import pack
 from pipeline.pretraining.loop import PretrainConfig, channel_stats, pretrain, warmup_cosine
 
 CPU = DistContext(0, 1, torch.device("cpu"))
-TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw",
+TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw", method="simclr",
+            precision="fp32", log_every=50,
             hparams={"proj_hidden": 16, "proj_dim": 8})
+
+
+def tiny_config(**kw) -> PretrainConfig:
+    return PretrainConfig(**{**TINY, "warmup_steps": 10, "dup": 1, "seed": 0, **kw})
+
+
 TINY_ARGS = [*PRETRAIN_ARGS, "--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
              "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8"]
 
@@ -52,7 +59,7 @@ def test_warmup_cosine_values():
 # -- pretrain() -----------------------------------------------------------------------------------
 
 def test_pretrain_few_steps_finite_history():
-    cfg = PretrainConfig(**TINY, steps=5, warmup_steps=2, lr=1e-3, dup=2, seed=0)
+    cfg = tiny_config(steps=5, warmup_steps=2, lr=1e-3, dup=2, seed=0)
     encoder, history = pretrain(cfg, view_params("standard"), _images(20, 0), _images(10, 1), CPU)
     assert isinstance(encoder, Encoder) and not encoder.training
     assert [h["step"] for h in history] == [1, 2, 3, 4, 5]
@@ -67,8 +74,8 @@ def test_pretrain_few_steps_finite_history():
 
 def test_pretrain_changes_the_encoder():
     real = _images(16, 0)
-    cfg0 = PretrainConfig(**TINY, steps=0, seed=3)
-    cfg2 = PretrainConfig(**TINY, steps=2, warmup_steps=0, lr=1e-2, seed=3)
+    cfg0 = tiny_config(steps=0, seed=3)
+    cfg2 = tiny_config(steps=2, warmup_steps=0, lr=1e-2, seed=3)
     e0, _ = pretrain(cfg0, view_params("standard"), real, None, CPU)
     e2, _ = pretrain(cfg2, view_params("standard"), real, None, CPU)
     w0, w2 = e0.backbone.conv1.weight, e2.backbone.conv1.weight
@@ -77,7 +84,7 @@ def test_pretrain_changes_the_encoder():
 
 def test_steps_zero_returns_the_initial_encoder():
     real = _images(12, 2)
-    cfg = PretrainConfig(**TINY, steps=0, seed=7)
+    cfg = tiny_config(steps=0, seed=7)
     encoder, history = pretrain(cfg, view_params("standard"), real, _images(4, 3), CPU)
     assert history == []
     assert not encoder.training
@@ -128,7 +135,7 @@ def test_generated_images_are_used(monkeypatch, with_generated):
     monkeypatch.setattr(training, "build_augmentation", lambda params, size: _Record(seen))
     real = np.random.default_rng(0).integers(0, 200, (6, 16, 16, 3), dtype=np.uint8)
     generated = np.full((4, 16, 16, 3), 255, np.uint8)  # recognisable: all white
-    cfg = PretrainConfig(**TINY, steps=6, warmup_steps=0, dup=3)
+    cfg = tiny_config(steps=6, warmup_steps=0, dup=3)
     _, history = pretrain(cfg, view_params("weak"), real, generated if with_generated else None, CPU)
     assert len(history) == 6
     (index,) = indices
@@ -156,14 +163,14 @@ def test_nan_loss_raises_naming_the_step(monkeypatch):
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(ssl_methods, "nt_xent", flaky)
-    cfg = PretrainConfig(**TINY, steps=5, warmup_steps=0)
+    cfg = tiny_config(steps=5, warmup_steps=0)
     with pytest.raises(FloatingPointError, match=r"nan at step 3\b"):
         pretrain(cfg, view_params("standard"), _images(10, 0), None, CPU)
 
 
 def test_always_nan_raises_at_first_step(monkeypatch):
     monkeypatch.setattr(ssl_methods, "nt_xent", lambda z1, z2, t: (z1.sum() + z2.sum()) * float("nan"))
-    cfg = PretrainConfig(**TINY, steps=3, warmup_steps=0)
+    cfg = tiny_config(steps=3, warmup_steps=0)
     with pytest.raises(FloatingPointError, match=r"step 1\b"):
         pretrain(cfg, view_params("standard"), _images(10, 0), None, CPU)
 

@@ -40,6 +40,14 @@ def test_the_schema_enums_are_the_vocabulary():
             == list(names.METHODS))
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
             ["additionalProperties"]["additionalProperties"]["enum"] == list(names.SYMMETRIC_PRESETS))
+    assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
+            ["additionalProperties"]["propertyNames"]["enum"] == list(names.AUGMENTATIONS))
+    auto = SCHEMA["properties"]["auto"]["properties"]["candidates"]["properties"]
+    assert list(auto) == list(names.CANDIDATE_SETTINGS)
+    assert auto["augmentation"]["items"]["enum"] == list(names.AUGMENTATIONS)
+    sweep = SCHEMA["properties"]["experiments"]["properties"]["sweeps"]["items"]["properties"]
+    assert sweep["setting"]["enum"] == list(names.SWEEPABLE)
+    assert enum(*p, "logging", "properties", "wandb", "properties", "mode") == list(names.WANDB_MODES)
 
 
 def test_the_code_serves_every_name():

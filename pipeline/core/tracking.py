@@ -18,11 +18,13 @@ import resource
 import sys
 import time
 
+from pipeline.core import cli
 from pipeline.core.errors import UserError
+from pipeline.vocab import options
+from pipeline.vocab.names import WANDB_MODES
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("offline", "online")
 
 
 def flat_hparams(hparams: dict, prefix: str = "") -> dict:
@@ -190,21 +192,8 @@ class Progress:
 def add_tracking_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of a stage that trains or samples for its live curves (none change a
     result: the workflow passes them untracked, config.yaml's `logging`)."""
-    g = parser.add_argument_group("live curves (config logging; no effect on the results)")
-    g.add_argument("--tensorboard", default=None, metavar="DIR",
-                   help="write TensorBoard event files to DIR (default: none)")
-    g.add_argument("--wandb-project", default=None,
-                   help="also log to this W&B project (pip install 'adainf-pipeline[wandb]'; "
-                        "default: none, no W&B)")
-    g.add_argument("--wandb-mode", default=None, choices=WANDB_MODES,
-                   help="offline: files only (wandb sync uploads them later); online: live "
-                        "(required with --wandb-project)")
-    g.add_argument("--wandb-dir", default=None,
-                   help="folder for W&B's files, under it wandb/ (default: W&B's own, "
-                        "$WANDB_DIR or the working directory)")
-    g.add_argument("--run-name", default=None,
-                   help="the run's name in W&B; its first part is the run's group (default: "
-                        "W&B's own)")
+    cli.add_options(parser.add_argument_group("live curves (config logging; no effect on the "
+                                              "results)"), options.TRACKING)
     return parser
 
 

@@ -19,6 +19,10 @@ import shlex
 
 from pipeline.dag.paths import dataset_dir, real_split, result_path
 from pipeline.study.design import RANDOM_INIT, Design
+from pipeline.vocab.options import (
+    CUT_NPZ, FID_STATS, LINEAR_EVAL, LOG_EVERY, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT,
+    TRACKING, TRAIN_GENERATOR, config_value,
+)
 
 
 def opt(flag: str, value) -> str:
@@ -57,52 +61,69 @@ def method_preset(config: dict, method: str, augmentation: str) -> str:
     return config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
 
 
+def stage_args(declared, config: dict, *, tracked: bool = True, only=None, **given) -> str:
+    """The options of pipeline.vocab.options' declarations `declared` (a stage's), in their
+    order: the `tracked` ones (else the untracked: speed only), each with its value in `given`
+    (by dest) or else, for a config key the workflow does not compute, the config's. `only`:
+    just these dests."""
+    unknown = set(given) - {o.dest for o in declared}
+    if unknown:
+        raise ValueError(f"not an option of this stage: {sorted(unknown)}")
+    parts = []
+    for o in declared:
+        if o.tracked != tracked or (only is not None and o.dest not in only):
+            continue
+        if o.dest in given:
+            value = given[o.dest]
+        elif o.key is not None and not o.computed:
+            value = config_value(config, o.key)
+        else:
+            continue
+        if o.argparse.get("action") == "append":  # repeated: --method-arg a=1 --method-arg b=2
+            parts += [opt(o.flag, v) for v in value]
+        else:
+            parts.append(opt(o.flag, value))
+    return opts(*parts)
+
+
+BACKBONE = ("widths", "blocks", "stem_padding")
+
+
 def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
-    s, p = design.settings(variant), config["pretrain"]
-    b = p["backbone"]
-    backbone = opts(opt("--widths", b["widths"]), opt("--blocks", b["blocks"]),
-                    opt("--stem-padding", b.get("stem_padding")))
+    s = design.settings(variant)
     if variant == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
-        return opts(backbone, opt("--steps", 0))
+        return stage_args(PRETRAIN, config, only=(*BACKBONE, "steps"), steps=0)
     online = {}
     if "online" in design.protocols:
-        online = {"test": real_split(out, "test"),
-                  "out": result_path(out, method, variant, seed, "online"),
-                  **config["linear_eval"]["online"]}
-    return opts(
-        opt("--generated", dataset_dir(out, "generated") if s["generated"] else None),
-        opt("--dup", s["dup"]),
-        opt("--augmentation", method_preset(config, method, s["augmentation"])),
-        opt("--crop-min-scale", s.get("crop_min_scale")),
-        opt("--jitter-strength", s.get("jitter_strength")),
+        online = {"online_test": real_split(out, "test"),
+                  "online_out": result_path(out, method, variant, seed, "online"),
+                  **{f"online_{k}": v for k, v in config["linear_eval"]["online"].items()}}
+    return stage_args(
+        PRETRAIN, config,
+        generated=dataset_dir(out, "generated") if s["generated"] else None,
+        dup=s["dup"], augmentation=method_preset(config, method, s["augmentation"]),
+        crop_min_scale=s.get("crop_min_scale"), jitter_strength=s.get("jitter_strength"),
         # absent where they mean all images (design.without_all); the real subset is seeded by
         # the real split's seed, so every cell at one fraction sees the same images
-        opt("--num-generated", s.get("num_generated")),
-        opt("--generated-subset-seed",
-            config["sampling"]["seed"] if "num_generated" in s else None),
-        opt("--real-fraction", s.get("real_fraction")),
-        opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
-        backbone,
-        opt("--steps", p["steps"]),
-        *(opt(f"--{k.replace('_', '-')}", p[k]) for k in
-          ("batch_size", "optimizer", "lr", "weight_decay", "warmup_steps", "precision")),
-        *(opt("--method-arg", f"{k}={json.dumps(v)}")
-          for k, v in p["method_args"].get(method, {}).items()),
-        *(opt(f"--online-{k}", v) for k, v in online.items()),
+        num_generated=s.get("num_generated"),
+        generated_subset_seed=config["sampling"]["seed"] if "num_generated" in s else None,
+        real_fraction=s.get("real_fraction"),
+        real_subset_seed=config["real"]["seed"] if "real_fraction" in s else None,
+        method_arg=[f"{k}={json.dumps(v)}"
+                    for k, v in config["pretrain"]["method_args"].get(method, {}).items()],
+        **online,
         # only the online probe reads generated labels (offline and features: real only)
-        opt("--keep-generated-labels", bool(online) and s["generated"]
-            and config["generator"]["labels"] == "keep"),
+        keep_generated_labels=bool(online) and s["generated"]
+        and config["generator"]["labels"] == "keep",
     )
 
 
 def pretrain_untracked_args(config: dict) -> str:
     # resuming is exact, so where the checkpoints fall changes no result; compile and
     # channels_last change the speed (and float summation order), not the method
-    p = config["pretrain"]
-    return opts(opt("--checkpoint-every", p["checkpoint_every"]), opt("--compile", p["compile"]),
-                opt("--channels-last", p["channels_last"]))
+    return stage_args(PRETRAIN, config, tracked=False)
 
 
 def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
@@ -110,14 +131,13 @@ def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
     event files in OUTPUT_DIR/tensorboard/RUN, W&B files in OUTPUT_DIR/wandb when a project is
     set, and, for a loop counted in steps, --log-every. None of them changes a result."""
     lg, out = config["logging"], config["output_dir"].rstrip("/")
-    wandb = lg["wandb"]
-    project = wandb["project"]
+    wandb = {"wandb_mode": lg["wandb"]["mode"], "wandb_dir": out, "run_name": run}
     return opts(
-        opt("--log-every", lg["log_every"] if log_every else None),
-        opt("--tensorboard", f"{out}/tensorboard/{run}" if lg["tensorboard"] else None),
-        opt("--wandb-project", project),
-        *((opt("--wandb-mode", wandb["mode"]), opt("--wandb-dir", out), opt("--run-name", run))
-          if project else ()),
+        stage_args((LOG_EVERY,), config, tracked=False, log_every=lg["log_every"]) if log_every
+        else "",
+        stage_args(TRACKING, config, tracked=False,
+                   tensorboard=f"{out}/tensorboard/{run}" if lg["tensorboard"] else None,
+                   **(wandb if lg["wandb"]["project"] else {})),
     )
 
 
@@ -128,64 +148,51 @@ def tracking(config: dict, run: str, log_every: bool = False):
                                                   log_every)
 
 
-SAMPLE_UNTRACKED = ("batch_size", "channels_last", "compile")
-
-
 def sample_args(config: dict) -> str:
     """Sampling options that determine the images (an image's noise depends only on its index,
     so the batch size, channels_last and compile change how fast, not what)."""
-    s = config["sampling"]
-    return opts(
-        opt("--seed", s["seed"]), opt("--sampler", s["sampler"]), opt("--steps", s["steps"]),
-        opt("--eta", s["eta"]), opt("--precision", s["precision"]),
-        *(opt(f"--{k.replace('_', '-')}", v) for k, v in s["edm"].items()),
-    )
+    return stage_args(SAMPLE, config)
 
 
 def sample_untracked_args(config: dict) -> str:
-    s = config["sampling"]
-    return opts(*(opt(f"--{k.replace('_', '-')}", s[k]) for k in SAMPLE_UNTRACKED))
+    return stage_args(SAMPLE, config, tracked=False)
 
 
 def fid_stats_args(config: dict) -> str:
-    f = config["fid"]
-    return opts(opt("--features", f["features"]), opt("--dims", f["dims"]),
-                opt("--weights", f["weights"]), opt("--precision", f["precision"]))
+    return stage_args(FID_STATS, config)
 
 
 def fid_stats_untracked_args(config: dict) -> str:
-    return opt("--batch-size", config["fid"]["batch_size"])
+    return stage_args(FID_STATS, config, tracked=False)
+
+
+def fetched_weights_arg(weights: str | None) -> str:
+    """--weights of the Inception weights that rule fetch_inception verified (fid.weights null)."""
+    return stage_args(FID_STATS, {}, only=("weights",), weights=weights)
 
 
 def prepare_real_args(config: dict) -> str:
-    """The real data's source and split (`download` is untracked: fetching CIFAR or finding it on
-    disk gives the same data)."""
-    r = config["real"]
-    return opts(opt("--source", r["source"]), opt("--root", r["root"]), opt("--test", r["test"]),
-                opt("--bgr", r["channel_order"] == "bgr"),
-                opt("--resolution", r["resolution"]), opt("--test-fraction", r["test_fraction"]),
-                opt("--seed", r["seed"]))
+    """The real data's source and split (`download` is not passed: rule fetch_real fetches the
+    data first, and fetching CIFAR or finding it on disk gives the same data)."""
+    return stage_args(PREPARE_REAL, config, bgr=config["real"]["channel_order"] == "bgr")
 
 
 def train_generator_args(config: dict) -> str:
     """Every setting of the generator trained here (generator.train)."""
-    t = config["generator"]["train"]
-    return opts(*(opt(f"--{k.replace('_', '-')}", t[k]) for k in
-                  ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr",
-                   "ema_decay", "snr_gamma", "beta_schedule", "seed")))
+    return stage_args(TRAIN_GENERATOR, config)
 
 
 def linear_eval_args(config: dict, protocol: str) -> str:
     """An offline or features evaluation's settings (linear_eval.PROTOCOL)."""
-    l = config["linear_eval"][protocol]
-    return opts(opt("--epochs", l["epochs"]), opt("--batch-size", l["batch_size"]),
-                opt("--lr", l["lr"]), opt("--weight-decay", l["weight_decay"]))
+    return stage_args(LINEAR_EVAL, config, **config["linear_eval"][protocol])
 
 
 def cut_npz_args(config: dict, num_images: int) -> str:
     """generator.source npz: which images of the files become the shards."""
-    return opts(opt("--source", config["generator"]["path"]),
-                opt("--shard-size", config["sampling"]["shard_size"]),
-                opt("--num-images", num_images),
-                opt("--bgr", config["generator"]["channel_order"] == "bgr"),
-                opt("--resolution", config["real"]["resolution"]))
+    return stage_args(CUT_NPZ, config, num_images=num_images,
+                      bgr=config["generator"]["channel_order"] == "bgr")
+
+
+def search_select_args(config: dict, round: int, step: int, keep: int) -> str:
+    """A round's choice: which round, its step and survivors, and the score's settings (auto)."""
+    return stage_args(SEARCH_SELECT, config, round=round, step=step, keep=keep)

@@ -9,12 +9,13 @@ pretrain.steps as the `auto` cell. Torch-free: the Snakefile builds a `SearchPla
 from __future__ import annotations
 
 from pipeline.core import io
-from pipeline.dag.job_params import opt, opts, pretrain_args
+from pipeline.dag.job_params import opts, pretrain_args, search_select_args, stage_args
 from pipeline.dag.paths import dataset_dir
 from pipeline.search.candidates import SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
 from pipeline.vocab.augmentation import view_params
+from pipeline.vocab.options import PRETRAIN
 
 
 def survivors_of(round_file: str) -> list[str]:
@@ -72,14 +73,12 @@ class SearchPlan:
         resume = self.state(method, seed, round - 1, candidate) if round > 0 else None
         stop = self.schedule.steps[round] if round < self.last else None
         return opts(pretrain_args(self.config, self.design, method, candidate, seed),
-                    opt("--stop-at", stop), opt("--resume-from", resume))
+                    stage_args(PRETRAIN, self.config, only=("stop_at", "resume_from"),
+                               stop_at=stop, resume_from=resume))
 
     def select_args(self, round: int) -> str:
-        a = self.config["auto"]
-        return opts(opt("--round", round), opt("--step", self.schedule.steps[round]),
-                    opt("--keep", self.schedule.survivors[round + 1]),
-                    opt("--val-fraction", a["val_fraction"]), opt("--val-seed", a["val_seed"]),
-                    opt("--k", a["knn_k"]))
+        return search_select_args(self.config, round, self.schedule.steps[round],
+                                  self.schedule.survivors[round + 1])
 
     def spec(self) -> dict:
         """What the report states about the search."""

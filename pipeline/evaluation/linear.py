@@ -60,9 +60,9 @@ class EpochStats:
                 "train_top1": 100.0 * self.correct.item() / self.count, "lr": self.lr}
 
 
-def train_linear(train_x: torch.Tensor, train_y: torch.Tensor, *, epochs: int = 100,
-                 batch_size: int = 256, lr: float = 1e-2, weight_decay: float = 1e-4,
-                 seed: int = 0, device="cpu", epoch_end: EpochEnd | None = None) -> nn.Module:
+def train_linear(train_x: torch.Tensor, train_y: torch.Tensor, *, epochs: int,
+                 batch_size: int, lr: float, weight_decay: float, seed: int, device="cpu",
+                 epoch_end: EpochEnd | None = None) -> nn.Module:
     """A linear classifier on standardised features (mean/std of the training features)."""
     torch.manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
@@ -115,8 +115,8 @@ def offline_augmentation(size: int) -> Augmentation:
 
 
 def train_linear_offline(encoder: nn.Module, images: np.ndarray, labels: np.ndarray, *,
-                         epochs: int = 100, batch_size: int = 256, lr: float = 0.1,
-                         weight_decay: float = 0.0, seed: int = 0, device="cpu",
+                         epochs: int, batch_size: int, lr: float, weight_decay: float,
+                         seed: int, device="cpu",
                          epoch_end: EpochEnd | None = None) -> nn.Module:
     """A linear layer on the frozen `encoder`'s features of augmented uint8 N×H×W×3 `images`:
     SGD (momentum 0.9, no Nesterov), lr as given (not scaled by the batch), cosine decay per

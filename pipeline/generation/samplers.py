@@ -30,11 +30,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    sampler: str = "ddim"
+    """How images are sampled; the stage fills it from its command line (config.yaml's
+    sampling holds every default). A default here means unset: the sampler's own."""
+
+    sampler: str
     num_steps: int | None = None  # ddpm: all training steps; ddim: 50; edm: 18
-    eta: float = 0.0  # DDIM
-    edm: EDMSettings = field(default_factory=EDMSettings)
-    precision: str = "fp32"
+    eta: float = field(kw_only=True)  # DDIM
+    edm: EDMSettings = field(default_factory=EDMSettings)  # EDM's published values
+    precision: str = field(kw_only=True)
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

@@ -41,24 +41,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PretrainConfig:
+    """One run's settings; the stage fills them from its command line, whose values are the
+    config's (config.yaml holds every default). A default here means unset or off, never a
+    value of its own. (Fields in the order the records list them.)"""
+
     widths: list[int]
     blocks: list[int]
     stem_padding: int | None = None  # None: pipeline.pretraining.encoders.STEM_PADDING (the authors' 2)
-    method: str = "simclr"
-    steps: int = 1000
-    batch_size: int = 256  # per process; the global batch is batch_size × processes
+    method: str
+    steps: int
+    batch_size: int  # per process; the global batch is batch_size × processes
     optimizer: str | None = None  # None: the method's own (the paper's)
     lr: float | None = None  # per 256 samples of the global batch; None: the method's own
     weight_decay: float | None = None
-    warmup_steps: int = 10
+    warmup_steps: int
     hparams: dict = field(default_factory=dict)  # the method's head and loss settings
-    dup: int = 1
-    seed: int = 0
-    checkpoint_every: int = 0
-    precision: str = "fp32"
-    log_every: int = 50  # steps between host syncs for the loss curve, the NaN check, the report
+    dup: int
+    seed: int
+    checkpoint_every: int = 0  # 0: no checkpoints
+    precision: str
+    log_every: int  # steps between host syncs for the loss curve, the NaN check, the report
     compile: bool = False  # torch.compile the encoder(s): the 32 px step is launch-bound on GPUs
     channels_last: bool = False  # channels_last weights and views (tensor-core convolutions)
 

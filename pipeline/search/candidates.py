@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import itertools
 
+from pipeline.vocab.names import CANDIDATE_SETTINGS
+
 # A candidate is a strategy (config.yaml's `strategies` entries have these settings).
-SETTINGS = ("generated", "dup", "augmentation", "crop_min_scale", "jitter_strength")
+SETTINGS = CANDIDATE_SETTINGS
 
 
 def candidate_name(s: dict) -> str:

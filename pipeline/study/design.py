@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from pipeline.vocab.augmentation import PRESETS
-from pipeline.vocab.names import AUTO, PROTOCOLS, RANDOM_INIT  # noqa: F401  (re-exported)
+from pipeline.vocab.names import AUTO, PROTOCOLS, RANDOM_INIT, SWEEPABLE  # noqa: F401  (re-exported)
 
-SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
 COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
 # how a report names the x axis of a sweep (the setting's own name where not listed)
 AXIS_LABELS = {"num_generated": "number of generated images",

@@ -15,5 +15,10 @@ AUGMENTATIONS = ("standard", "weak")  # a strategy's preset; BYOL/Barlow take it
 # the symmetric presets a method may train with instead (pretrain.method_augmentation)
 SYMMETRIC_PRESETS = (*AUGMENTATIONS, "mild")
 
+# the settings a sweep may vary (experiments.sweeps), the auto search's grid (auto.candidates)
+SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
+CANDIDATE_SETTINGS = ("generated", "dup", "augmentation", "crop_min_scale", "jitter_strength")
+WANDB_MODES = ("offline", "online")  # logging.wandb.mode
+
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)

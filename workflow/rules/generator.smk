@@ -68,7 +68,7 @@ rule fid_stats:
         opts=fid_stats_args(config),
         # the weights rule fetch_inception verified in the torch.hub cache (a place on this
         # machine; fid.weights, when set, is among the tracked opts)
-        fetched=untracked(opt("--weights", ASSETS.get("inception", {}).get("out"))),
+        fetched=untracked(fetched_weights_arg(ASSETS.get("inception", {}).get("out"))),
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:

@@ -1,0 +1,264 @@
+"""Every stage option the workflow passes, declared once (torch-free: the Snakefile reads it).
+
+An `Option` names its flag and, for a setting of the config, its key (`pretrain.steps`;
+`strategies.*.dup` for a strategy's). From one declaration:
+
+- the stage's parser (pipeline.core.cli.add_options): the type, choices and help come from the
+  key's entry in workflow/schemas/config.schema.yaml, so `--help` shows the schema's
+  description; the option is required unless the key may be null (default None) or is a switch;
+- the rule's options (pipeline.dag.job_params.stage_args): the value is the config's
+  (config.yaml holds the only default), tracked unless `tracked=False` (speed only);
+- the check that every key exists in the schema and in config.yaml (tests/test_options.py).
+
+An option that is no config key (a path, a wildcard, a job's own range) gives its own help and
+argparse settings; so does an option whose value the workflow computes (`computed=True`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from pipeline.vocab.names import METHODS, PROTOCOLS, SYMMETRIC_PRESETS
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    key: str | None = None  # the config key it takes its type, help and value from
+    help: str | None = None  # an option's own help; with a key, words after its description
+    tracked: bool = True  # False: changes only the speed (a rule's untracked param)
+    computed: bool = False  # the workflow computes the value (job_params gives it), not config[key]
+    argparse: dict = field(default_factory=dict)  # settings of its own, over the schema's
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+def option(flag: str, key: str | None = None, help: str | None = None, *, tracked: bool = True,
+           computed: bool = False, **argparse) -> Option:
+    return Option(flag, key, help, tracked, computed, argparse)
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema_entry(key: str) -> dict:
+    """The schema's entry of a dotted key (`*`: any name of a mapping), its $ref resolved."""
+    node = schema()
+    for part in key.split("."):
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    ref = node.get("$ref")
+    if ref:
+        node = {**schema()["$defs"][ref.removeprefix("#/$defs/")], **node}
+    return node
+
+
+def config_value(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+# The live curves' options of every stage that trains or samples (pipeline.core.tracking), none
+# of which changes a result; --log-every for the loops counted in steps.
+LOG_EVERY = option("--log-every", "logging.log_every", tracked=False, computed=True)
+TRACKING = (
+    option("--tensorboard", help="write TensorBoard event files to DIR (logging.tensorboard: "
+           "OUTPUT_DIR/tensorboard/RULE/WILDCARDS; default: none)", tracked=False,
+           computed=True, metavar="DIR"),
+    option("--wandb-project", "logging.wandb.project", tracked=False),
+    option("--wandb-mode", "logging.wandb.mode", "required with --wandb-project", tracked=False,
+           computed=True, required=False, default=None),
+    option("--wandb-dir", help="folder for W&B's files, under it wandb/ (the workflow: "
+           "OUTPUT_DIR; default: W&B's own, $WANDB_DIR or the working directory)",
+           tracked=False, computed=True),
+    option("--run-name", help="the run's name in W&B; its first part is the run's group "
+           "(default: W&B's own)", tracked=False, computed=True),
+)
+
+# pipeline.pretrain, in the order the workflow passes them
+PRETRAIN = (
+    option("--real", help="packed real dataset folder (from pack)", required=True),
+    option("--out", help="encoder checkpoint (.pt)", required=True),
+    option("--history", help="loss curve (.csv); a .json summary goes beside it", required=True),
+    option("--method", help="the SSL method", required=True, choices=sorted(METHODS)),
+    option("--strategy", help="name recorded with the run", required=True),
+    option("--seed", help="seed of the initial weights, batches and augmentations",
+           required=True, type=int),
+    option("--generated", help="packed generated dataset folder, to inflate with (default: none)",
+           computed=True),
+    option("--dup", "strategies.*.dup", "required unless --steps 0", computed=True,
+           required=False),
+    option("--augmentation", "strategies.*.augmentation", "mild: from "
+           "pretrain.method_augmentation; required unless --steps 0",
+           computed=True, required=False, choices=sorted(SYMMETRIC_PRESETS)),
+    option("--crop-min-scale", "strategies.*.crop_min_scale", "default: the preset's",
+           computed=True, required=False, default=None),
+    option("--jitter-strength", "strategies.*.jitter_strength", "default: the preset's",
+           computed=True, required=False, default=None),
+    option("--num-generated", "strategies.*.num_generated", "here seeded by "
+           "--generated-subset-seed (pipeline.data.dataset.generated_subset)", computed=True),
+    option("--generated-subset-seed", help="seed of the --num-generated subset (the workflow "
+           "passes sampling.seed); required with --num-generated", computed=True, type=int),
+    option("--real-fraction", "strategies.*.real_fraction", "the online probe sees only these",
+           computed=True),
+    option("--real-subset-seed", help="seed of the real subset (the workflow passes real.seed); "
+           "required with --real-fraction below 1", computed=True, type=int),
+    option("--widths", "pretrain.backbone.widths"),
+    option("--blocks", "pretrain.backbone.blocks"),
+    option("--stem-padding", "pretrain.backbone.stem_padding"),
+    option("--steps", "pretrain.steps", "0 saves the encoder at initialisation"),
+    option("--batch-size", "pretrain.batch_size", "required unless --steps 0", required=False),
+    option("--optimizer", "pretrain.optimizer"),
+    option("--lr", "pretrain.lr"),
+    option("--weight-decay", "pretrain.weight_decay"),
+    option("--warmup-steps", "pretrain.warmup_steps", "required unless --steps 0",
+           required=False),
+    option("--precision", "pretrain.precision", "required unless --steps 0", required=False),
+    option("--method-arg", help="a head/loss setting of the method, e.g. proj_dim=256 "
+           "(pretrain.method_args; repeatable; default: the method's, pipeline.vocab.methods)",
+           computed=True, action="append", default=[], metavar="KEY=VALUE"),
+    option("--online-test", help="real test split (npz): train and evaluate the online linear "
+           "probe (default: no probe)", computed=True),
+    option("--online-out", help="online-probe result (JSON; default: none, with no "
+           "--online-test)", computed=True),
+    option("--online-every", "linear_eval.online.every", "required with --online-test",
+           computed=True, required=False, default=None),
+    option("--online-lr", "linear_eval.online.lr", computed=True),
+    option("--keep-generated-labels", help="the online probe also trains on the generated "
+           "images' labels (generator.labels keep: an npz set's, a class-conditional sampler's), "
+           "as the authors' did; default: generated images are unlabelled (-1)", computed=True,
+           action="store_true"),
+    option("--stop-at", help="stop after this step, keeping --checkpoint; the schedules still "
+           "span --steps (default: none, train all --steps)", computed=True, type=int),
+    option("--resume-from", help="a checkpoint to start from (read only) while --checkpoint "
+           "does not exist yet, e.g. the previous round's of the auto search (default: none)",
+           computed=True),
+    option("--checkpoint", help="resume from / save to this file (removed once the outputs are "
+           "written; one of other settings is ignored; default: none, no resuming)"),
+    option("--memory-budget", help="device memory the run may plan for (default: the CUDA "
+           "device's free memory; none on CPU); a larger plan stops before training starts",
+           type=float, metavar="GB"),
+    option("--no-verify", help="skip the dataset checksums", action="store_true"),
+    # speed only
+    option("--checkpoint-every", "pretrain.checkpoint_every", tracked=False),
+    option("--compile", "pretrain.compile", tracked=False),
+    option("--channels-last", "pretrain.channels_last", tracked=False),
+    replace(LOG_EVERY, help="also the loss's copies to the host"),
+)
+
+SAMPLE = (
+    option("--model", help="generator: hub id or local folder", required=True),
+    option("--out", help="shard manifest (NAME.json); the images go to NAME.images.npy and "
+           "NAME.labels.npy beside it (pipeline.data.dataset's format)", required=True),
+    option("--start", help="global index of the first image", required=True, type=int),
+    option("--count", help="images in the shard", required=True, type=int),
+    option("--seed", "sampling.seed", "an image's noise depends only on it and the image's index"),
+    option("--sampler", "sampling.sampler"),
+    option("--steps", "sampling.steps"),
+    option("--eta", "sampling.eta", "0: deterministic"),
+    option("--precision", "sampling.precision"),
+    *(option(f"--{k.replace('_', '-')}", f"sampling.edm.{k}")
+      for k in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise")),
+    # speed only: an image's noise depends only on its index
+    option("--batch-size", "sampling.batch_size", tracked=False),
+    option("--channels-last", "sampling.channels_last", tracked=False),
+    option("--compile", "sampling.compile", tracked=False),
+)
+
+FID_STATS = (
+    option("--images", help="image file: npz, or a sample shard's manifest (.json)",
+           required=True),
+    option("--out", help="statistics file (.npz)", required=True),
+    option("--features", "fid.features"),
+    option("--dims", "fid.dims"),
+    # the workflow passes the weights that rule fetch_inception verified where fid.weights is null
+    option("--weights", "fid.weights"),
+    option("--precision", "fid.precision"),
+    option("--batch-size", "fid.batch_size", tracked=False),
+)
+
+PREPARE_REAL = (
+    option("--source", "real.source", choices=None),  # load_real names an unknown source
+    option("--root", "real.root"),
+    option("--test", "real.test"),
+    option("--bgr", help="source npz: the files are BGR (real.channel_order bgr, cv2.imread); "
+           "swap them to RGB", computed=True, action="store_true"),
+    option("--resolution", "real.resolution"),
+    option("--test-fraction", "real.test_fraction"),
+    option("--seed", "real.seed"),
+    # not passed by the workflow: rule fetch_real fetches the data first
+    option("--download", help="fetch CIFAR if absent", action="store_true"),
+    option("--train-out", help="training images (npz)", required=True),
+    option("--test-out", help="test images (npz)", required=True),
+)
+
+TRAIN_GENERATOR = (
+    option("--real", help="real training images (npz from prepare_real)", required=True),
+    option("--out", help="output folder (diffusers DDPMPipeline layout)", required=True),
+    *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}") for k in
+      ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr", "ema_decay",
+       "snr_gamma", "beta_schedule", "seed")),
+    # not a config key: the workflow's generators all use diffusers' 1000
+    option("--num-train-timesteps", help="diffusion timesteps of the noise schedule",
+           type=int, default=1000),
+    LOG_EVERY,
+)
+
+LINEAR_EVAL = (
+    option("--encoder", help="encoder checkpoint (from pretrain)", required=True),
+    option("--train", help="real training images (npz)", required=True),
+    option("--test", help="real test images (npz)", required=True),
+    option("--out", help="JSON result", required=True),
+    option("--protocol", help="see above", required=True,
+           choices=tuple(p for p in PROTOCOLS if p != "online")),  # online: inside pretrain
+    # linear_eval.PROTOCOL's (the schema describes each protocol's)
+    option("--epochs", help="passes over the training images (linear_eval.PROTOCOL.epochs)",
+           computed=True, required=True, type=int),
+    option("--batch-size", help="images per step", computed=True, required=True, type=int),
+    option("--lr", help="learning rate (features: AdamW, offline: SGD)", computed=True,
+           required=True, type=float),
+    option("--weight-decay", help="weight decay", computed=True, required=True, type=float),
+    option("--seed", help="seed of the classifier and batches", required=True, type=int),
+)
+
+CUT_NPZ = (
+    option("--source", "generator.path", required=True),
+    option("--out", help="shard manifests (NAME.json), in order", required=True, nargs="+"),
+    option("--shard-size", "sampling.shard_size"),
+    option("--num-images", help="take the first this many images (at most all of them)",
+           computed=True, required=True, type=int),
+    option("--bgr", help="the files are BGR (generator.channel_order bgr, written from "
+           "cv2.imread): swap them to RGB", computed=True, action="store_true"),
+    option("--resolution", "real.resolution", "the images' expected side"),
+)
+
+SEARCH_SELECT = (
+    option("--encoders", help="each candidate's encoder at this round's step", required=True,
+           nargs="+"),
+    option("--candidates", help="the candidates' names, in the order of --encoders (ties go "
+           "to the first)", required=True, nargs="+"),
+    option("--train", help="real training images (npz)", required=True),
+    option("--round", help="this round's number (from 0)", computed=True, required=True, type=int),
+    option("--step", help="the step the encoders stopped at", computed=True, required=True,
+           type=int),
+    option("--keep", help="how many candidates survive", computed=True, required=True, type=int),
+    option("--val-fraction", "auto.val_fraction"),
+    option("--val-seed", "auto.val_seed"),
+    option("--k", "auto.knn_k"),
+    option("--out", help="the round's JSON", required=True),
+)
+
+# every stage's declarations, by stage module (tests/test_options.py checks them all)
+STAGES = {"pretrain": PRETRAIN, "sample": SAMPLE, "fid_stats": FID_STATS,
+          "prepare_real": PREPARE_REAL, "train_generator": TRAIN_GENERATOR,
+          "linear_eval": LINEAR_EVAL, "cut_npz": CUT_NPZ, "search_select": SEARCH_SELECT}
