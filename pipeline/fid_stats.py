@@ -1,4 +1,7 @@
-"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file."""
+"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file, and
+from the same features what the quality metrics need (pipeline.evaluation.quality): the file's
+share of a seeded subset over global image indices and, for the real set, its k-NN radii; for a
+generated shard, every image's quality scores against the real subset (--real-quality)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import time
 from pipeline.core import cli, runtime
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
-from pipeline.evaluation.frechet import FEATURES, PRECISIONS, image_stats, inception_model, save_stats
+from pipeline.evaluation import quality
+from pipeline.evaluation.frechet import (FEATURES, PRECISIONS, features_stats, image_features,
+                                         inception_model, save_stats)
 
 log = logging.getLogger("pipeline.fid_stats")
 
@@ -28,6 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", required=True, choices=PRECISIONS,
                    help="precision of the Inception network")
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
+    p.add_argument("--quality-out", default=None,
+                   help="quality file (.npz): this file's images of the feature subset, and the "
+                        "real radii or the shard's scores (default: none written)")
+    p.add_argument("--start", type=int, default=0,
+                   help="global index of the file's first image (a shard's; default 0)")
+    p.add_argument("--total", type=int, default=None,
+                   help="images in the whole set the subset is drawn from (default: this file's)")
+    p.add_argument("--subset", type=int, default=10000,
+                   help="size of the feature subset over the whole set (default 10000)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of that subset (default 0)")
+    p.add_argument("--k-precision", type=int, default=3,
+                   help="k of the precision/recall and realism radii (default 3)")
+    p.add_argument("--k-density", type=int, default=5,
+                   help="k of the density/coverage radii (default 5)")
+    p.add_argument("--real-quality", default=None,
+                   help="the real set's quality file: score every image of this shard against "
+                        "it (default: none, this is the real set: compute its radii)")
+    p.add_argument("--quality-batch", type=int, default=quality.DEFAULT_BATCH,
+                   help="rows per distance block (memory only; default %(default)s)")
     return runtime.add_common_args(p)
 
 
@@ -51,12 +75,45 @@ def main(argv=None) -> None:
                             "file (rule fetch_inception fetches it again) or set fid.weights to "
                             "a good copy") from e
         meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
-    stats = image_stats(images, args.features, model=model, batch_size=args.batch_size,
-                        device=device, precision=args.precision)
+    features = image_features(images, args.features, model=model, batch_size=args.batch_size,
+                              device=device, precision=args.precision)
+    stats = features_stats(features)
     meta.update(dims=len(stats.total), seconds=round(time.time() - t0, 2))
     save_stats(args.out, stats, **meta)
+    if args.quality_out:
+        write_quality(args, features, meta)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
+
+
+def write_quality(args, features, meta: dict) -> None:
+    """This file's share of the feature subset; the real set's radii or the shard's scores."""
+    total = len(features) if args.total is None else args.total
+    chosen = quality.shard_subset(args.start, len(features), total, args.subset, args.subset_seed)
+    kept = quality.as_features(features[chosen - args.start])
+    q = dict(features=meta["features"], dims=meta["dims"], subset=args.subset,
+             subset_seed=args.subset_seed, total=total, k_precision=args.k_precision,
+             k_density=args.k_density)
+    if args.real_quality is None:
+        if args.start != 0 or total != len(features):
+            raise UserError("the real set's quality file needs all its images in one file")
+        radii = {k: quality.knn_radii(kept, k, args.quality_batch)
+                 for k in {args.k_precision, args.k_density}}
+        quality.save_real_quality(args.quality_out, chosen, kept, radii[args.k_precision],
+                                  radii[args.k_density], **q)
+        log.info("real quality subset: %d of %d images, radii k=%d and k=%d", len(chosen),
+                 total, args.k_precision, args.k_density)
+        return
+    real = quality.load_quality(args.real_quality)
+    want = {k: q[k] for k in ("features", "dims", "k_precision", "k_density")}
+    if {k: real["meta"].get(k) for k in want} != want:
+        raise UserError(f"{args.real_quality} was computed with other settings "
+                        f"({real['meta']}) than this shard ({want})")
+    scores = quality.image_scores(features, real["features"], real["radii_precision"],
+                                  real["radii_density"], args.k_density, args.quality_batch)
+    quality.save_shard_quality(args.quality_out, args.start, chosen, kept, scores, **q)
+    log.info("shard quality: %d subset images, %s scores of %d images", len(chosen),
+             "/".join(scores), len(features))
 
 
 if __name__ == "__main__":

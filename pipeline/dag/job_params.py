@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from pipeline.dag.paths import dataset_dir, real_split, result_path
+from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
 from pipeline.study.design import RANDOM_INIT, Design
 
 
@@ -82,6 +82,10 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         opt("--num-generated", s.get("num_generated")),
         opt("--generated-subset-seed",
             config["sampling"]["seed"] if "num_generated" in s else None),
+        # the best fraction by quality score: an index into the shards, like --num-generated
+        opt("--generated-keep", s.get("generated_keep")),
+        opt("--generated-score", config["quality"]["score"] if "generated_keep" in s else None),
+        opt("--generated-scores", shard_quality_files(config) if "generated_keep" in s else None),
         opt("--real-fraction", s.get("real_fraction")),
         opt("--real-subset-seed", config["real"]["seed"] if "real_fraction" in s else None),
         backbone,
@@ -154,7 +158,17 @@ def fid_stats_args(config: dict) -> str:
 
 
 def fid_stats_untracked_args(config: dict) -> str:
-    return opt("--batch-size", config["fid"]["batch_size"])
+    return opts(opt("--batch-size", config["fid"]["batch_size"]),
+                opt("--quality-batch", config["quality"]["batch_size"]))
+
+
+def fid_quality_args(config: dict, start=None, total=None, real_quality=None) -> str:
+    """The quality file's settings (config quality): the subset, its seed and the radii's k; for
+    a shard its global start, the set's size and the real quality file it is scored against."""
+    q = config["quality"]
+    return opts(opt("--subset", q["subset"]), opt("--subset-seed", q["seed"]),
+                opt("--k-precision", q["k_precision"]), opt("--k-density", q["k_density"]),
+                opt("--start", start), opt("--total", total), opt("--real-quality", real_quality))
 
 
 def prepare_real_args(config: dict) -> str:

@@ -43,7 +43,7 @@ def search_table(found: list[dict], spec: dict) -> dict:
             + (f"Score: {found[0]['score']} (from the real training split; the test split is "
                "read only by the final evaluation)." if found else ""))
     rows = [[f["method"], str(f["seed"]), f["winner"],
-             *(f"{f['settings'][k]}" for k in SETTINGS),
+             *(f"{f['settings'].get(k, 1)}" for k in SETTINGS),  # generated_keep: 1 = all
              f"{f['curves'][f['winner']]['scores'][-1]:.2f}"] for f in found]
     return {"title": "auto: the search's choice per method and seed", "note": note,
             "header": ["method", "seed", "winner", *SETTINGS, "last k-NN val top-1"],

@@ -17,3 +17,6 @@ SYMMETRIC_PRESETS = (*AUGMENTATIONS, "mild")
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
+# per-image scores of generated images (pipeline.evaluation.quality.image_scores), which
+# `generated_keep` ranks by (config quality.score)
+QUALITY_SCORES = ("realism", "density")
