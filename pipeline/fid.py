@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "precision/recall/density/coverage)")
     p.add_argument("--generated-quality", nargs="*", default=[],
                    help="the shards' quality files (with --real-quality)")
-    p.add_argument("--quality-batch", type=int, default=quality.DEFAULT_BATCH,
-                   help="rows per distance block (memory only; default %(default)s)")
+    p.add_argument("--quality-batch", type=int, default=None,
+                   help="rows per distance block (memory and speed only; config "
+                        "quality.batch_size); required with --real-quality")
     return p
 
 
@@ -46,7 +47,10 @@ def quality_metrics(real_path: str, shard_paths: list, batch: int) -> dict:
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.real_quality and (args.quality_batch is None or not args.generated_quality):
+        p.error("--real-quality needs --generated-quality and --quality-batch")
     runtime.setup(args, uses_torch=False)
     t0 = time.time()
 

@@ -20,6 +20,10 @@ from pipeline.evaluation.frechet import (FEATURES, PRECISIONS, features_stats, i
 log = logging.getLogger("pipeline.fid_stats")
 
 
+# required with --quality-out
+QUALITY_OPTIONS = ("--subset", "--subset-seed", "--k-precision", "--k-density", "--quality-batch")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     p.add_argument("--images", required=True, help="image file: npz, or a sample shard's manifest (.json)")
@@ -35,28 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, required=True, help="images per forward pass")
     p.add_argument("--quality-out", default=None,
                    help="quality file (.npz): this file's images of the feature subset, and the "
-                        "real radii or the shard's scores (default: none written)")
-    p.add_argument("--start", type=int, default=0,
-                   help="global index of the file's first image (a shard's; default 0)")
+                        "real radii or the shard's scores (default: none written; then "
+                        f"{', '.join(QUALITY_OPTIONS)} are required)")
+    p.add_argument("--start", type=int, default=None,
+                   help="global index of the file's first image (a shard's; default: 0)")
     p.add_argument("--total", type=int, default=None,
                    help="images in the whole set the subset is drawn from (default: this file's)")
-    p.add_argument("--subset", type=int, default=10000,
-                   help="size of the feature subset over the whole set (default 10000)")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of that subset (default 0)")
-    p.add_argument("--k-precision", type=int, default=3,
-                   help="k of the precision/recall and realism radii (default 3)")
-    p.add_argument("--k-density", type=int, default=5,
-                   help="k of the density/coverage radii (default 5)")
+    p.add_argument("--subset", type=int, default=None,
+                   help="size of the feature subset over the whole set (config quality.subset)")
+    p.add_argument("--subset-seed", type=int, default=None,
+                   help="seed of that subset (config quality.seed)")
+    p.add_argument("--k-precision", type=int, default=None,
+                   help="k of the precision/recall and realism radii (config quality.k_precision)")
+    p.add_argument("--k-density", type=int, default=None,
+                   help="k of the density/coverage radii (config quality.k_density)")
     p.add_argument("--real-quality", default=None,
                    help="the real set's quality file: score every image of this shard against "
                         "it (default: none, this is the real set: compute its radii)")
-    p.add_argument("--quality-batch", type=int, default=quality.DEFAULT_BATCH,
-                   help="rows per distance block (memory only; default %(default)s)")
+    p.add_argument("--quality-batch", type=int, default=None,
+                   help="rows per distance block (memory and speed only; config "
+                        "quality.batch_size)")
     return runtime.add_common_args(p)
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    missing = [o for o in QUALITY_OPTIONS if getattr(args, o[2:].replace("-", "_")) is None]
+    if args.quality_out and missing:
+        p.error(f"--quality-out needs {', '.join(missing)}")
     device = runtime.setup(args, uses_torch=args.features == "inception")
     t0 = time.time()
 
@@ -89,18 +100,19 @@ def main(argv=None) -> None:
 def write_quality(args, features, meta: dict) -> None:
     """This file's share of the feature subset; the real set's radii or the shard's scores."""
     total = len(features) if args.total is None else args.total
-    chosen = quality.shard_subset(args.start, len(features), total, args.subset, args.subset_seed)
-    kept = quality.as_features(features[chosen - args.start])
+    start = args.start or 0
+    chosen = quality.shard_subset(start, len(features), total, args.subset, args.subset_seed)
+    kept = quality.as_features(features[chosen - start])
     q = dict(features=meta["features"], dims=meta["dims"], subset=args.subset,
              subset_seed=args.subset_seed, total=total, k_precision=args.k_precision,
              k_density=args.k_density)
     if args.real_quality is None:
-        if args.start != 0 or total != len(features):
+        if start != 0 or total != len(features):
             raise UserError("the real set's quality file needs all its images in one file")
-        radii = {k: quality.knn_radii(kept, k, args.quality_batch)
-                 for k in {args.k_precision, args.k_density}}
+        radii = quality.knn_radii_many(kept, [args.k_precision, args.k_density],
+                                       args.quality_batch)
         quality.save_real_quality(args.quality_out, chosen, kept, radii[args.k_precision],
-                                  radii[args.k_density], **q)
+                                  radii[args.k_density], q)
         log.info("real quality subset: %d of %d images, radii k=%d and k=%d", len(chosen),
                  total, args.k_precision, args.k_density)
         return
@@ -111,7 +123,7 @@ def write_quality(args, features, meta: dict) -> None:
                         f"({real['meta']}) than this shard ({want})")
     scores = quality.image_scores(features, real["features"], real["radii_precision"],
                                   real["radii_density"], args.k_density, args.quality_batch)
-    quality.save_shard_quality(args.quality_out, args.start, chosen, kept, scores, **q)
+    quality.save_shard_quality(args.quality_out, start, chosen, kept, scores, q)
     log.info("shard quality: %d subset images, %s scores of %d images", len(chosen),
              "/".join(scores), len(features))
 

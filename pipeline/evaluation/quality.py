@@ -66,18 +66,26 @@ def _blocks(n: int, batch: int):
         yield lo, min(n, lo + batch)
 
 
-def knn_radii(x: np.ndarray, k: int, batch: int = DEFAULT_BATCH) -> np.ndarray:
-    """Distance of each row of x to its k-th nearest other row (prdc's: the (k+1)-th smallest
-    distance, the row itself at 0 included)."""
-    if len(x) <= k:
-        raise ValueError(f"k-NN radii with k={k} need more than {k} samples, have {len(x)}")
+def knn_radii_many(x: np.ndarray, ks, batch: int = DEFAULT_BATCH) -> dict[int, np.ndarray]:
+    """{k: distance of each row of x to its k-th nearest other row} for every k in ks, in one
+    pass (prdc's radii: the (k+1)-th smallest distance, the row itself at 0 included)."""
+    ks = sorted(set(ks))
+    if len(x) <= ks[-1]:
+        raise ValueError(f"k-NN radii with k={ks[-1]} need more than {ks[-1]} samples, "
+                         f"have {len(x)}")
     x_sq = np.einsum("ij,ij->i", x, x)
-    out = np.empty(len(x))
+    out = {k: np.empty(len(x)) for k in ks}
     for lo, hi in _blocks(len(x), batch):
         d = _distances(x[lo:hi], x, x_sq)
         d[np.arange(hi - lo), np.arange(lo, hi)] = 0.0  # a row's distance to itself, exactly
-        out[lo:hi] = np.partition(d, k, axis=1)[:, k]
+        d = np.partition(d, ks, axis=1)
+        for k in ks:
+            out[k][lo:hi] = d[:, k]
     return out
+
+
+def knn_radii(x: np.ndarray, k: int, batch: int = DEFAULT_BATCH) -> np.ndarray:
+    return knn_radii_many(x, [k], batch)[k]
 
 
 def prdc(real: np.ndarray, fake: np.ndarray, k_precision: int = 3, k_density: int = 5,
@@ -88,9 +96,9 @@ def prdc(real: np.ndarray, fake: np.ndarray, k_precision: int = 3, k_density: in
     Kynkäänniemi et al.'s and torch-fidelity's code; prdc's < differs only on exact ties)."""
     real, fake = as_features(real), as_features(fake)
     radii = dict(real_radii or {})
-    for k in (k_precision, k_density):
-        if k not in radii:
-            radii[k] = knn_radii(real, k, batch)
+    missing = [k for k in (k_precision, k_density) if k not in radii]
+    if missing:
+        radii.update(knn_radii_many(real, missing, batch))
     r_p, r_d = radii[k_precision], radii[k_density]
     fake_r = knn_radii(fake, k_precision, batch)
     real_sq, fake_sq = np.einsum("ij,ij->i", real, real), np.einsum("ij,ij->i", fake, fake)
@@ -152,14 +160,15 @@ def keep_best(scores: np.ndarray, fraction: float) -> np.ndarray:
 # --- files: what the FID statistics jobs keep for the metrics ----------------------------------
 
 
-def save_real_quality(path, indices, features, radii_precision, radii_density, **meta) -> None:
+def save_real_quality(path, indices, features, radii_precision, radii_density,
+                      meta: dict) -> None:
     with io.atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, indices=np.asarray(indices, np.int64),
                  features=np.asarray(features, np.float32), radii_precision=radii_precision,
                  radii_density=radii_density, meta=json.dumps(meta))
 
 
-def save_shard_quality(path, start: int, indices, features, scores: dict, **meta) -> None:
+def save_shard_quality(path, start: int, indices, features, scores: dict, meta: dict) -> None:
     with io.atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, start=start, indices=np.asarray(indices, np.int64),
                  features=np.asarray(features, np.float32),
