@@ -8,7 +8,7 @@ runs `snakemake.cli.main(argv)` in a forked child, as `python -m snakemake ARGV`
 Why: a fresh `python -m snakemake` spends ~1.5 s of CPU importing Snakemake, its plugins and the
 workflow's own modules before it reads the Snakefile (a dry run of the finished tiny study: 1.9 s
 fresh, ~0.5 s forked from here), and the suite runs 33 Snakemake commands through
-tests/conftest.py's run_snakemake. The standard library's forkserver would do, but on Python
+tests/support/snakemake.py's run_snakemake. The standard library's forkserver would do, but on Python
 3.11 it imports its preloaded modules before setting sys.path, so tests/ cannot be preloaded.
 """
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.bench
 @pytest.mark.e2e
 def test_gpu_bench_smoke_writes_figures_and_targets(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), "--all", "--smoke", "--device",

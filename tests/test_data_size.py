@@ -16,7 +16,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from conftest import TINY, TINY_STUDY, make_images, run_snakemake
+from support.snakemake import TINY, TINY_STUDY, run_snakemake
+
+from support.tiny import make_images
 from pipeline import pretrain as pretrain_stage
 from pipeline.core import io
 from pipeline.dag.config_check import config_problems

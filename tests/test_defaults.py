@@ -18,7 +18,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from conftest import REPO, TINY, TINY_STUDY, run_snakemake
+from support.snakemake import REPO, TINY, TINY_STUDY, run_snakemake
 from pipeline.core.cli import HelpFormatter
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from conftest import SAMPLE_ARGS
+from support.stage_args import SAMPLE_ARGS
 from pipeline import sample
 from pipeline.generation.unet import save_generator
 from pipeline.generation.edm import EDMSettings, VPDenoiser, edm_sample, karras_sigmas

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from conftest import REPO
+from support.snakemake import REPO
 
 
 def test_the_job_environment_has_pyproject_s_requirements():

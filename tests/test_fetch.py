@@ -13,7 +13,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, TINY, make_tiny_unet, run_snakemake as snakemake
+from support.snakemake import REPO, TINY, run_snakemake as snakemake
+
+from support.tiny import make_tiny_unet
 from test_real_data import _write_cifar10
 from pipeline.data.dataset import load_packed
 from pipeline.core import assets, io

@@ -23,7 +23,9 @@ from pipeline.evaluation.frechet import FeatureStats, frechet_distance, image_st
 from pipeline.core.io import save_images
 from pipeline.data.dataset import write_shard
 
-from conftest import FID_STATS_ARGS, make_images
+from support.stage_args import FID_STATS_ARGS
+
+from support.tiny import make_images
 
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 

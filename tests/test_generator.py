@@ -15,7 +15,9 @@ from pipeline.generation.unet import (
 )
 from pipeline.core.io import load_images
 
-from conftest import RUNTIME_ARGS, make_images
+from support.stage_args import RUNTIME_ARGS
+
+from support.tiny import make_images
 
 
 def _train(images, steps=4, seed=0, snr_gamma=None):

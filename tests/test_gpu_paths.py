@@ -8,7 +8,9 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from conftest import PRETRAIN_ARGS, SAMPLE_ARGS, pretrain_killed_after
+from support.killed import pretrain_killed_after
+
+from support.stage_args import PRETRAIN_ARGS, SAMPLE_ARGS
 from pipeline.core import io
 from pipeline.pretraining import memory
 from pipeline import pretrain as pretrain_stage, sample

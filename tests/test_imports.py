@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 
-from conftest import REPO
+from support.snakemake import REPO
 
 PACKAGE = REPO / "pipeline"
 

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.core import io
 
-from conftest import make_images
+from support.tiny import make_images
 
 
 class Boom(RuntimeError):

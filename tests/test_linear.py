@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import LINEAR_ARGS
+from support.stage_args import LINEAR_ARGS
 from pipeline.core import io
 from pipeline import linear_eval
 from pipeline.pretraining.augment import RandomHorizontalFlip, RandomResizedCrop

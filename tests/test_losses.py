@@ -247,7 +247,7 @@ def test_barlow_twins_groups_2_is_the_authors_loss_on_two_ddp_processes():
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support.snakemake import REPO
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

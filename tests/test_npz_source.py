@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, make_images, run_snakemake
+from support.snakemake import TINY, run_snakemake
+
+from support.tiny import make_images
 from pipeline.core import io
 from pipeline.data.npz_source import cut_into_shards, image_shape, npz_files, unlabelled
 from pipeline.data.dataset import load_packed, open_packed

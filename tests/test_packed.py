@@ -13,7 +13,7 @@ from pipeline.core import io
 from pipeline.data.dataset import (FORMAT, ChecksumError, load_npz_or_shard, load_packed, open_packed,
                                    pack, write_shard)
 
-from conftest import make_images
+from support.tiny import make_images
 
 
 @pytest.fixture

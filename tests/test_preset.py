@@ -15,7 +15,8 @@ import yaml
 from snakemake.utils import update_config
 
 from authors_cifar10 import METHODS, STRATEGIES, expected, markdown
-from conftest import REPO, make_images, run_snakemake
+from support.snakemake import REPO, run_snakemake
+from support.tiny import make_images
 from pipeline.pretrain import effective_settings, parse_args
 
 PRESET = REPO / "configs" / "cifar10.yaml"

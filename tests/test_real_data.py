@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import RUNTIME_ARGS
+from support.stage_args import RUNTIME_ARGS
 from pipeline import prepare_real
 from pipeline.core.io import load_images
 from pipeline.data.sources import load_real

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from support.snakemake import REPO
 
 SPEC = importlib.util.spec_from_file_location("rehearsal", REPO / "bench" / "rehearsal.py")
 rehearsal = importlib.util.module_from_spec(SPEC)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import TINY, run_snakemake as snakemake
+from support.snakemake import TINY, run_snakemake as snakemake
 from pipeline.core import io
 from pipeline.data.dataset import ChecksumError, load_packed
 
@@ -73,7 +73,7 @@ def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
     import sys
     import time
 
-    from conftest import SNAKEFILE
+    from support.snakemake import SNAKEFILE
 
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), ENCODER, "--cores", "1",
            "--configfile", str(TINY)]

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import TINY, TINY_STUDY, run_snakemake
+from support.snakemake import TINY, TINY_STUDY, run_snakemake
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PRETRAIN_ARGS, pretrain_killed_after
+from support.killed import pretrain_killed_after
+
+from support.stage_args import PRETRAIN_ARGS
 from pipeline.pretraining.augment import view_params
 from pipeline.pretraining.distributed import DistContext
 from pipeline.pretraining.online_probe import OnlineProbe

@@ -12,7 +12,7 @@ import torch
 from pipeline.core.runtime import PRECISIONS, autocast, precision_dtype
 from pipeline.core.tensors import to_nchw
 
-from conftest import REPO
+from support.snakemake import REPO
 
 
 @pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16),
@@ -115,7 +115,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 def test_a_generator_folder_that_does_not_load_is_one_line_naming_it(tmp_path, monkeypatch,
                                                                      capsys):
-    from conftest import SAMPLE_ARGS
+    from support.stage_args import SAMPLE_ARGS
     from pipeline import sample
 
     (tmp_path / "gen").mkdir()

@@ -93,7 +93,7 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
 def auto_config():
     import yaml
 
-    from conftest import REPO
+    from support.snakemake import REPO
 
     c = yaml.safe_load((REPO / "config.yaml").read_text())
     c["experiments"]["strategies"].append("auto")

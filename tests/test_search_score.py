@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from conftest import RUNTIME_ARGS
+from support.stage_args import RUNTIME_ARGS
 from pipeline.core.io import save_images
 from pipeline.search.score import knn_validation_score
 from pipeline.search.select import validation_split

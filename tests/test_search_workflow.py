@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import TINY, run_snakemake as snakemake
+from support.snakemake import TINY, run_snakemake as snakemake
 from pipeline.core import io
 from test_workflow import job_counts
 

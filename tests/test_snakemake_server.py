@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import SnakemakeServer
+from support.snakemake import SnakemakeServer
 
 SNAKEFILE = """
 rule all:

@@ -12,7 +12,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import LINEAR_ARGS, PRETRAIN_ARGS, make_images
+from support.stage_args import LINEAR_ARGS, PRETRAIN_ARGS
+
+from support.tiny import make_images
 from pipeline import linear_eval, pretrain as pretrain_stage
 from pipeline.core import io
 from pipeline.core.tracking import Progress, Tracker, flat_hparams

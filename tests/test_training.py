@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import PRETRAIN_ARGS
+from support.stage_args import PRETRAIN_ARGS
 from pipeline.core import io
 from pipeline import pretrain as pretrain_stage
 from pipeline.pretraining import methods as ssl_methods, loop as training

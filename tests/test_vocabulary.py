@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from conftest import REPO
+from support.snakemake import REPO
 from pipeline.pretraining.methods import METHODS as METHOD_CLASSES
 from pipeline.vocab import names
 from pipeline.vocab.augmentation import PRESETS

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, TINY_STUDY, run_snakemake as snakemake
+from support.snakemake import REPO, TINY, TINY_STUDY, run_snakemake as snakemake
 from pipeline.core import io
 from pipeline.data.dataset import load_packed
 

@@ -153,7 +153,8 @@ def _corrupt(path: Path, base: Path, problem: str) -> ChecksumError:
     itself, which reruns its sample job.
     """
     dataset = (base / "manifest.json").exists()  # a packed dataset folder, not a shard manifest
-    moved = _move_aside(path) if path.parent != base or not dataset else ""
+    inside = os.path.normpath(path.parent) == os.path.normpath(base)
+    moved = _move_aside(path) if not (inside and dataset) else ""
     if dataset:
         moved += _move_aside(base)
     return ChecksumError(f"{os.path.normpath(path)}: {problem}{moved}; the next run "
@@ -234,8 +235,16 @@ def load_packed(path: str | Path, verify: bool = True, workers: int | None = Non
     return images, labels
 
 
-def _read(base: Path, manifest: dict, name: str, out: np.ndarray, verify: bool) -> None:
-    _read_npy_into(base / name, out, manifest["sha256"][name] if verify else None, base)
+def _reader(base: Path, manifest: dict, verify: bool):
+    """read(name, out): one file of the manifest into `out`. A shard's name is relative to the
+    dataset folder (`../../samples/..`, written by os.path.relpath), which a thread that finds
+    damage moves aside while the others still open theirs: so `..` is taken out as relpath put
+    it in, lexically, before the threads start."""
+    files = {name: Path(os.path.normpath(base / name)) for name in manifest["sha256"]}
+
+    def read(name: str, out: np.ndarray) -> None:
+        _read_npy_into(files[name], out, manifest["sha256"][name] if verify else None, base)
+    return read
 
 
 def _load_first(manifest, base, limit, shape, verify, workers):
@@ -246,18 +255,20 @@ def _load_first(manifest, base, limit, shape, verify, workers):
         shards.append(s)
         covered += s["count"]
     images, labels = np.empty((covered, *shape), np.uint8), np.empty(covered, np.int64)
+    read = _reader(base, manifest, verify)
     jobs, offset = [], 0
     for s in shards:
         part = slice(offset, offset + s["count"])
         jobs += [(s["images"], images[part]), (s["labels"], labels[part])]
         offset += s["count"]
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(lambda job: _read(base, manifest, *job, verify), jobs))
+        list(pool.map(lambda job: read(*job), jobs))
     return images[:limit], labels[:limit]
 
 
 def _load_rows(manifest, base, rows, shape, verify, workers):
     images, labels = np.empty((len(rows), *shape), np.uint8), np.empty(len(rows), np.int64)
+    read_file = _reader(base, manifest, verify)
     jobs, offset = [], 0
     for s in manifest["shards"]:
         lo, hi = np.searchsorted(rows, [offset, offset + s["count"]])
@@ -269,8 +280,8 @@ def _load_rows(manifest, base, rows, shape, verify, workers):
         s, start, out = job
         whole_x = np.empty((s["count"], *shape), np.uint8)
         whole_y = np.empty(s["count"], np.int64)
-        _read(base, manifest, s["images"], whole_x, verify)
-        _read(base, manifest, s["labels"], whole_y, verify)
+        read_file(s["images"], whole_x)
+        read_file(s["labels"], whole_y)
         images[out], labels[out] = whole_x[rows[out] - start], whole_y[rows[out] - start]
 
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
