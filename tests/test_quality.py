@@ -239,7 +239,8 @@ def test_generated_keep_is_sweepable_and_an_auto_dimension(config):
 
 
 def test_the_stages_measure_score_and_select_without_a_second_pass(tmp_path):
-    from conftest import FID_STATS_ARGS, PRETRAIN_ARGS, make_images
+    from support.stage_args import FID_STATS_ARGS, PRETRAIN_ARGS
+    from support.tiny import make_images
     from pipeline import fid, fid_stats, pretrain
     from pipeline.core import io
     from pipeline.data.dataset import pack, write_shard
