@@ -1,4 +1,6 @@
-"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference."""
+"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference;
+beside it precision, recall, density and coverage from the feature subsets the statistics jobs
+kept (pipeline.evaluation.quality), in blocks: no N×N matrix in memory."""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ import argparse
 import logging
 import time
 
+import resource
+
 from pipeline.core import cli, io, runtime
+from pipeline.evaluation import quality
 from pipeline.evaluation.frechet import distance_to_reference, load_reference, merge_stats_files
 
 log = logging.getLogger("pipeline.fid")
@@ -17,11 +22,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generated", required=True, nargs="+", help="statistics files of the shards")
     p.add_argument("--real", required=True, help="real statistics: ours, or an npz of mu/sigma")
     p.add_argument("--out", required=True, help="JSON result")
+    p.add_argument("--real-quality", default=None,
+                   help="the real set's quality file (fid_stats --quality-out; default: no "
+                        "precision/recall/density/coverage)")
+    p.add_argument("--generated-quality", nargs="*", default=[],
+                   help="the shards' quality files (with --real-quality)")
+    p.add_argument("--quality-batch", type=int, default=None,
+                   help="rows per distance block (memory and speed only; config "
+                        "quality.batch_size); required with --real-quality")
     return p
 
 
+def quality_metrics(real_path: str, shard_paths: list, batch: int) -> dict:
+    """The four metrics of the generated subset against the real one, and what they were
+    computed on."""
+    real = quality.load_quality(real_path)
+    fake, _, meta = quality.merge_shard_quality(shard_paths)
+    k_p, k_d = meta["k_precision"], meta["k_density"]
+    radii = {k_p: real["radii_precision"], k_d: real["radii_density"]}
+    out = quality.prdc(real["features"], fake, k_p, k_d, real_radii=radii, batch=batch)
+    return {**out, "k_precision": k_p, "k_density": k_d, "features": meta["features"],
+            "num_real": len(real["features"]), "num_generated": len(fake),
+            "subset": meta["subset"], "subset_seed": meta["subset_seed"]}
+
+
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.real_quality and (args.quality_batch is None or not args.generated_quality):
+        p.error("--real-quality needs --generated-quality and --quality-batch")
     runtime.setup(args, uses_torch=False)
     t0 = time.time()
 
@@ -35,6 +64,16 @@ def main(argv=None) -> None:
         "real_reference": args.real,
         "seconds": round(seconds + real_meta.get("seconds", 0.0) + time.time() - t0, 2),
     }
+    if args.real_quality:
+        result["quality"] = quality_metrics(args.real_quality, args.generated_quality,
+                                            args.quality_batch)
+        result["seconds"] = round(seconds + real_meta.get("seconds", 0.0) + time.time() - t0, 2)
+        log.info("precision %.4f recall %.4f density %.4f coverage %.4f (%s features, %d vs %d; "
+                 "peak RSS %.0f MB)",
+                 *(result["quality"][k] for k in ("precision", "recall", "density", "coverage")),
+                 result["quality"]["features"], result["quality"]["num_generated"],
+                 result["quality"]["num_real"],
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     io.write_json(args.out, result)
     log.info("FID (%s features) = %.4f over %d generated / %s real images", result["features"],
              fid, gen.count, num_real)

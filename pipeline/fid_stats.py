@@ -1,4 +1,7 @@
-"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file."""
+"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file, and
+from the same features what the quality metrics need (pipeline.evaluation.quality): the file's
+share of a seeded subset over global image indices and, for the real set, its k-NN radii; for a
+generated shard, every image's quality scores against the real subset (--real-quality)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,14 @@ from pipeline.core import cli, runtime
 from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
-from pipeline.evaluation.frechet import image_stats, inception_model, save_stats
+from pipeline.evaluation import quality
+from pipeline.evaluation.frechet import features_stats, image_features, inception_model, save_stats
 
 log = logging.getLogger("pipeline.fid_stats")
+
+
+# required with --quality-out
+QUALITY_OPTIONS = ("--subset", "--subset-seed", "--k-precision", "--k-density", "--quality-batch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    missing = [o for o in QUALITY_OPTIONS if getattr(args, o[2:].replace("-", "_")) is None]
+    if args.quality_out and missing:
+        p.error(f"--quality-out needs {', '.join(missing)}")
     device = runtime.setup(args, uses_torch=args.features == "inception")
     t0 = time.time()
 
@@ -41,12 +53,46 @@ def main(argv=None) -> None:
                             "file (rule fetch_inception fetches it again) or set fid.weights to "
                             "a good copy") from e
         meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
-    stats = image_stats(images, args.features, model=model, batch_size=args.batch_size,
-                        device=device, precision=args.precision)
+    features = image_features(images, args.features, model=model, batch_size=args.batch_size,
+                              device=device, precision=args.precision)
+    stats = features_stats(features)
     meta.update(dims=len(stats.total), seconds=round(time.time() - t0, 2))
     save_stats(args.out, stats, **meta)
+    if args.quality_out:
+        write_quality(args, features, meta)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
+
+
+def write_quality(args, features, meta: dict) -> None:
+    """This file's share of the feature subset; the real set's radii or the shard's scores."""
+    total = len(features) if args.total is None else args.total
+    start = args.start or 0
+    chosen = quality.shard_subset(start, len(features), total, args.subset, args.subset_seed)
+    kept = quality.as_features(features[chosen - start])
+    q = dict(features=meta["features"], dims=meta["dims"], subset=args.subset,
+             subset_seed=args.subset_seed, total=total, k_precision=args.k_precision,
+             k_density=args.k_density)
+    if args.real_quality is None:
+        if start != 0 or total != len(features):
+            raise UserError("the real set's quality file needs all its images in one file")
+        radii = quality.knn_radii_many(kept, [args.k_precision, args.k_density],
+                                       args.quality_batch)
+        quality.save_real_quality(args.quality_out, chosen, kept, radii[args.k_precision],
+                                  radii[args.k_density], q)
+        log.info("real quality subset: %d of %d images, radii k=%d and k=%d", len(chosen),
+                 total, args.k_precision, args.k_density)
+        return
+    real = quality.load_quality(args.real_quality)
+    want = {k: q[k] for k in ("features", "dims", "k_precision", "k_density")}
+    if {k: real["meta"].get(k) for k in want} != want:
+        raise UserError(f"{args.real_quality} was computed with other settings "
+                        f"({real['meta']}) than this shard ({want})")
+    scores = quality.image_scores(features, real["features"], real["radii_precision"],
+                                  real["radii_density"], args.k_density, args.quality_batch)
+    quality.save_shard_quality(args.quality_out, start, chosen, kept, scores, q)
+    log.info("shard quality: %d subset images, %s scores of %d images", len(chosen),
+             "/".join(scores), len(features))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
 from pipeline.pretraining.online_probe import OnlineProbe
 from pipeline.pretraining.optim import scaled_lr
 from pipeline.data.dataset import generated_subset, load_packed, read_manifest
+from pipeline.evaluation.quality import keep_best, load_scores
 from pipeline.data.subsets import real_subset
 from pipeline.pretraining.methods import METHODS, view_preset
 from pipeline.pretraining.loop import PretrainConfig, describe, pretrain, resolved_optim
@@ -72,6 +73,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--num-generated {args.num_generated}: needs --generated and a value >= 1")
     if args.num_generated is not None and args.generated_subset_seed is None:
         p.error("--num-generated needs --generated-subset-seed")
+    if args.generated_keep is not None:
+        if args.num_generated is not None:
+            p.error("--generated-keep and --num-generated together: choose one")
+        if not 0 < args.generated_keep <= 1 or args.generated is None:
+            p.error(f"--generated-keep {args.generated_keep}: needs --generated and a value "
+                    "in (0, 1]")
+        if args.generated_score is None or not args.generated_scores:
+            p.error("--generated-keep needs --generated-score and --generated-scores")
     return args
 
 
@@ -183,6 +192,12 @@ def main(argv=None) -> None:
                              f"{held} generated images")
         rows = (None if args.num_generated is None
                 else generated_subset(held, args.num_generated, args.generated_subset_seed))
+        if args.generated_keep is not None:  # an index into the shards, no copy
+            scores = load_scores(args.generated_scores, args.generated_score)
+            if len(scores) != held:
+                raise SystemExit(f"--generated-scores: {len(scores)} images scored, "
+                                 f"{args.generated} holds {held}")
+            rows = keep_best(scores, args.generated_keep)
         generated, generated_labels = load_packed(args.generated, verify=not args.no_verify,
                                                   rows=rows,
                                                   keep_labels=args.keep_generated_labels)
@@ -221,6 +236,8 @@ def main(argv=None) -> None:
     meta = {
         "method": args.method, "strategy": args.strategy, "dup": cfg.dup,
         "num_real": len(real), "num_generated": num_gen, "real_fraction": args.real_fraction,
+        **({"generated_keep": args.generated_keep, "generated_score": args.generated_score}
+           if args.generated_keep is not None else {}),
         "augmentation": augmentation,
         "augmentation_params": [describe_aug(v) for v in views],
         "config": describe(cfg, ctx.world), "processes": ctx.world,

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import logging
 
+import numpy as np
+
 from pipeline.core import cli, io, runtime
 from pipeline.data.dataset import load_npz_or_shard
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
+from pipeline.evaluation.quality import load_scores, ranking
 from pipeline.study.figures import (save_curves_plot, save_samples_figure, save_search_plot,
-                                    save_sweep_plot)
+                                    save_selection_figure, save_sweep_plot)
 from pipeline.search.summary import round_lines, search_table, searches
-from pipeline.study.tables import aggregate, collect_runs, html_page, markdown, sweep_series
+from pipeline.study.tables import (aggregate, collect_runs, html_page, markdown,
+                                   selection_rows, sweep_series)
 
 log = logging.getLogger("pipeline.report")
 
@@ -45,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PNG of the online probe's accuracy (default: none drawn)")
     p.add_argument("--sweep-plots", nargs="*", required=True,
                    help="one PNG per sweep, in order (none without sweeps)")
+    p.add_argument("--scores", nargs="*", default=[],
+                   help="the shards' quality files (fid_stats --quality-out): the selection "
+                        "figure and table (default: none)")
+    p.add_argument("--shards", nargs="*", default=[],
+                   help="every generated shard's manifest, in order (with --scores)")
+    p.add_argument("--selection", default=None,
+                   help="PNG: the best and worst generated images by quality.score (with "
+                        "--scores; default: none drawn)")
     p.add_argument("--search-rounds", nargs="*", default=[],
                    help="the auto search's rounds (search_select's JSON; default: none)")
     p.add_argument("--search-plot", default=None,
@@ -73,14 +85,26 @@ def main(argv=None) -> None:
     if "search" in spec:
         found = searches([io.read_json(f) for f in args.search_rounds], spec["search"])
         extra, notes = [search_table(found, spec["search"])], round_lines(found)
+    score = spec.get("quality", {}).get("score")
+    selection, scores = [], None
+    if args.scores and score:
+        scores = load_scores(args.scores, score)
+        selection = selection_rows(design, len(scores), score)
     io.write_json(args.summary, {"runs": runs, "cells": cells, "fid": fid, "sampling": sampling,
                                  "design": design.to_dict(), "searches": found,
-                                 "search": spec.get("search")})
-    table = markdown(design, cells, fid, sampling, extra, notes)
+                                 "search": spec.get("search"),
+                                 **({"quality": fid["quality"]} if "quality" in fid else {}),
+                                 **({"selection": selection} if scores is not None else {})})
+    table = markdown(design, cells, fid, sampling, extra, notes, selection)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)
     with io.atomic_path(args.page) as tmp:
-        tmp.write_text(html_page(design, cells, fid, sampling, extra))
+        tmp.write_text(html_page(design, cells, fid, sampling, extra, selection))
+    if args.selection:
+        if scores is None:
+            raise SystemExit("--selection needs --scores and a design file with quality.score")
+        save_selection(args.selection, args.shards, scores, score, fid.get("quality", {}),
+                       [r["generated_keep"] for r in selection])
 
     real, _ = io.load_images(args.real)
     generated, _ = load_npz_or_shard(args.generated)
@@ -95,6 +119,29 @@ def main(argv=None) -> None:
     if args.search_plot:
         save_search_plot(args.search_plot, found)
     print(table)
+
+
+def save_selection(path: str, shards: list[str], scores, score: str, quality: dict,
+                   keeps: list[float], n: int = 32) -> None:
+    """The n best and n worst generated images by score, read from the shards holding them."""
+    order = ranking(scores)
+    n = min(n, len(order) // 2) or 1
+    best, worst = order[:n], order[::-1][:n]  # worst first on the right
+    wanted = np.unique(np.concatenate([best, worst]))
+    images, offset = {}, 0
+    for manifest in shards:
+        count = io.read_json(manifest)["count"]
+        inside = wanted[(wanted >= offset) & (wanted < offset + count)]
+        if len(inside):
+            x, _ = load_npz_or_shard(manifest)
+            images.update({int(i): x[i - offset] for i in inside})
+        offset += count
+    missing = [int(i) for i in wanted if int(i) not in images]
+    if missing:
+        raise SystemExit(f"--shards hold {offset} images; scored image {missing[0]} is not among them")
+    save_selection_figure(path, np.stack([images[int(i)] for i in best]),
+                          np.stack([images[int(i)] for i in worst]), score,
+                          quality.get("features", ""), keeps)
 
 
 if __name__ == "__main__":

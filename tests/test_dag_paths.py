@@ -110,7 +110,12 @@ def test_fid_inputs(config):
     assert p.fid_stats_inputs("real") == {"images": f"{p.out}/real/train.npz"}
     assert p.fid_stats_inputs("shard_00001") == {
         "images": f"{p.out}/samples/shard_00001.json",
-        "data": p.shard_data(f"{p.out}/samples/shard_00001.json")}
+        "data": p.shard_data(f"{p.out}/samples/shard_00001.json"),
+        "real_quality": f"{p.out}/fid/real.quality.npz"}  # the shard's scores are against it
+    assert p.fid_quality_job("real") == {}
+    assert p.fid_quality_job("shard_00001") == {
+        "start": p.shard_range("00001")["start"], "total": p.num_generated(),
+        "real_quality": f"{p.out}/fid/real.quality.npz"}
     assert p.real_fid_reference() == f"{p.out}/fid/real.stats.npz"
     config["fid"]["reference"] = "/refs/cifar10.npz"
     assert _paths(config).real_fid_reference() == "/refs/cifar10.npz"

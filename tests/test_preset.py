@@ -133,7 +133,10 @@ INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.rev
              "auto.candidates.crop_min_scale", "auto.candidates.jitter_strength", "auto.eta",
              "auto.budget", "auto.val_fraction", "auto.val_seed", "auto.knn_k",
              "logging.tensorboard", "logging.log_every", "logging.wandb.project",
-             "logging.wandb.mode"}
+             "logging.wandb.mode", "auto.candidates.generated_keep",
+             # the metrics' own defaults (10k subsets, k = 3 and 5 as their papers), not toy sizes
+             "quality.subset", "quality.seed", "quality.k_precision", "quality.k_density",
+             "quality.score", "quality.batch_size"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():

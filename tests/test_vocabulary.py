@@ -32,6 +32,7 @@ def test_the_schema_enums_are_the_vocabulary():
     assert enum(*p, "linear_eval", "properties", "protocols", "items") == list(names.PROTOCOLS)
     assert enum(*p, "real", "properties", "source") == list(names.REAL_SOURCES)
     assert enum(*p, "generator", "properties", "source") == list(names.GENERATOR_SOURCES)
+    assert enum(*p, "quality", "properties", "score") == list(names.QUALITY_SCORES)
     strategy = SCHEMA["properties"]["strategies"]
     assert (strategy["additionalProperties"]["properties"]["augmentation"]["enum"]
             == list(names.AUGMENTATIONS))

@@ -131,9 +131,17 @@ RERUNS = {
     # the cells whose strategy asks for the standard preset (none, vanilla)
     "method_augmentation": ("pretrain: {method_augmentation: {simclr: {standard: mild}}}",
                             {"pretrain": 4, "linear_eval": 4}),
+    # selection by quality score: adainf and its sweep variant train again on the kept images;
+    # nothing is sampled or scored again (the scores are the FID statistics jobs' files)
+    "generated_keep": ("strategies: {adainf: {dup: 10, generated: true, augmentation: weak, "
+                       "generated_keep: 0.5}}", {"pretrain": 4, "linear_eval": 4}),
+    # the quality subset: the FID statistics jobs (real + 2 shards) and the metrics; no cell
+    # selects, so no encoder changes
+    "quality": ("quality: {subset: 30, k_density: 4}", {"fid_stats": 3, "fid": 1}),
     # none of these changes a result
     "speed_only": ("fid: {batch_size: 7}\nthreads: {default: 2, sample: 2}\ndevice: cpu\n"
-                   "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}", {}),
+                   "pretrain: {checkpoint_every: 1}\nsampling: {batch_size: 5}\n"
+                   "quality: {batch_size: 3}", {}),
     # live curves change no result: TensorBoard off, another interval, W&B on
     "logging": ("logging: {tensorboard: false, log_every: 7, wandb: {project: study, "
                 "mode: offline}}", {}),

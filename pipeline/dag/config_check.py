@@ -73,6 +73,48 @@ def data_size_problems(config: dict) -> list[str]:
                                 f"strategy {name!r} has generated: false")
         if f is not None and not 0 < f <= 1:
             problems.append(f"{key}: real_fraction must be in (0, 1], got {f}")
+    return problems + selection_problems(config)
+
+
+def selection_problems(config: dict) -> list[str]:
+    """generated_keep (strategies, sweeps, auto.candidates) and the quality settings it ranks by."""
+    problems, strategies, q = [], config["strategies"], config["quality"]
+    both = ("generated_keep and num_generated together: choose one (generated_keep keeps the "
+            "best fraction of all generated images by quality.score)")
+    for name, s in strategies.items():
+        keep = s.get("generated_keep")
+        if keep is None:
+            continue
+        if s.get("num_generated") is not None:
+            problems.append(f"strategies.{name}: {both}")
+        if not s["generated"]:
+            problems.append(f"strategies.{name}.generated_keep: {keep:g} needs generated "
+                            "images, but the strategy has generated: false")
+    for i, sw in enumerate(config["experiments"].get("sweeps", [])):
+        base = strategies.get(sw["strategy"])
+        if base is None:
+            continue
+        key = f"experiments.sweeps[{i}]"
+        if sw["setting"] == "generated_keep":
+            bad = [v for v in sw["values"] if not 0 < v <= 1]
+            if bad:
+                problems.append(f"{key}.values: generated_keep must be in (0, 1], got {bad[0]:g}")
+            if base.get("num_generated") is not None:
+                problems.append(f"{key}: strategy {sw['strategy']!r} sets num_generated; {both}")
+            if not base["generated"]:
+                problems.append(f"{key}: generated_keep needs generated images, but strategy "
+                                f"{sw['strategy']!r} has generated: false")
+        if sw["setting"] == "num_generated" and base.get("generated_keep") is not None:
+            problems.append(f"{key}: strategy {sw['strategy']!r} sets generated_keep; {both}")
+    k = max(q["k_precision"], q["k_density"])
+    if q["subset"] <= k:
+        problems.append(f"quality.subset: {q['subset']} images cannot have {k} nearest "
+                        f"neighbours (k_precision {q['k_precision']}, k_density "
+                        f"{q['k_density']}); use more than {k}")
+    if config["sampling"]["num_images"] <= q["k_precision"]:
+        problems.append(f"quality.k_precision: {q['k_precision']} nearest neighbours need more "
+                        f"generated images than sampling.num_images "
+                        f"{config['sampling']['num_images']}")
     return problems
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from pipeline.dag.paths import dataset_dir, real_split, result_path
+from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.options import (
     CUT_NPZ, FID_STATS, LINEAR_EVAL, LOG_EVERY, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT,
@@ -109,6 +109,10 @@ def pretrain_args(config: dict, design: Design, method: str, variant: str, seed)
         # the real split's seed, so every cell at one fraction sees the same images
         num_generated=s.get("num_generated"),
         generated_subset_seed=config["sampling"]["seed"] if "num_generated" in s else None,
+        # the best fraction by quality score: an index into the shards, like --num-generated
+        generated_keep=s.get("generated_keep"),
+        generated_score=config["quality"]["score"] if "generated_keep" in s else None,
+        generated_scores=shard_quality_files(config) if "generated_keep" in s else None,
         real_fraction=s.get("real_fraction"),
         real_subset_seed=config["real"]["seed"] if "real_fraction" in s else None,
         method_arg=[f"{k}={json.dumps(v)}"
@@ -169,6 +173,18 @@ def fid_stats_untracked_args(config: dict) -> str:
 def fetched_weights_arg(weights: str | None) -> str:
     """--weights of the Inception weights that rule fetch_inception verified (fid.weights null)."""
     return stage_args(FID_STATS, {}, only=("weights",), weights=weights)
+
+
+def fid_quality_args(config: dict, start=None, total=None, real_quality=None) -> str:
+    """The quality file's settings (config quality): the subset, its seed and the radii's k; for
+    a shard its global start, the set's size and the real quality file it is scored against."""
+    q = config["quality"]
+    return stage_args(FID_STATS, config,
+                      only=("start", "total", "subset", "subset_seed", "k_precision",
+                            "k_density", "real_quality"),
+                      start=start, total=total, subset=q["subset"], subset_seed=q["seed"],
+                      k_precision=q["k_precision"], k_density=q["k_density"],
+                      real_quality=real_quality)
 
 
 def prepare_real_args(config: dict) -> str:

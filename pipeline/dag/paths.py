@@ -50,6 +50,32 @@ def shard_manifest(out: str, shard) -> str:
         f"{out}/samples/shard_{shard}.json"
 
 
+def shard_quality(out: str, shard: int) -> str:
+    """A shard's quality file (its share of the feature subset and every image's scores)."""
+    return f"{out}/fid/shard_{shard:05d}.quality.npz"
+
+
+def real_quality(out: str) -> str:
+    """The real set's quality file (its feature subset and k-NN radii)."""
+    return f"{out}/fid/real.quality.npz"
+
+
+def generated_count(config: dict) -> int:
+    """Images in the generated set: sampling.num_images, or with generator.source npz the
+    files' own count if smaller (read from their headers)."""
+    g, wanted = config["generator"], config["sampling"]["num_images"]
+    if g["source"] == "npz":
+        return min(wanted, image_shape(npz_files(g["path"]))[0])
+    return wanted
+
+
+def shard_quality_files(config: dict) -> list[str]:
+    """Every shard's quality file, in shard order."""
+    out = config["output_dir"].rstrip("/")
+    return [shard_quality(out, i)
+            for i in range(num_shards(config["sampling"], generated_count(config)))]
+
+
 def looks_local(model: str) -> bool:
     """A generator reference that is a path rather than a hub id (`org/name`)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -130,10 +156,7 @@ class WorkflowPaths:
     def num_generated(self) -> int:
         """Images in the generated set: sampling.num_images, or with generator.source npz the
         files' own count if smaller (read from their headers)."""
-        g, wanted = self.config["generator"], self.config["sampling"]["num_images"]
-        if g["source"] == "npz":
-            return min(wanted, image_shape(npz_files(g["path"]))[0])
-        return wanted
+        return generated_count(self.config)
 
     def num_shards(self) -> int:
         return num_shards(self.config["sampling"], self.num_generated())
@@ -226,7 +249,23 @@ class WorkflowPaths:
         if name == "real":
             return {"images": self.real("train"), **weights}
         manifest = shard_manifest(self.out, name.removeprefix("shard_"))
-        return {"images": manifest, "data": self.shard_data(manifest), **weights}
+        return {"images": manifest, "data": self.shard_data(manifest),
+                "real_quality": real_quality(self.out), **weights}
+
+    def fid_quality_job(self, name: str) -> dict:
+        """What a `fid_stats` job's quality options need: nothing for the real set (its own
+        file), a shard's global start, the set's size and the real quality file it scores
+        against."""
+        if name == "real":
+            return {}
+        return {"start": self.shard_range(name.removeprefix("shard_"))["start"],
+                "total": self.num_generated(), "real_quality": real_quality(self.out)}
+
+    def real_quality(self) -> str:
+        return real_quality(self.out)
+
+    def shard_quality_files(self) -> list[str]:
+        return [shard_quality(self.out, i) for i in range(self.num_shards())]
 
     def real_fid_reference(self) -> str:
         """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""
@@ -240,6 +279,8 @@ class WorkflowPaths:
         inputs = {"real": self.dataset("real")}
         if self.design.settings(variant)["generated"]:
             inputs["generated"] = self.dataset("generated")
+        if "generated_keep" in self.design.settings(variant):  # the images' quality scores
+            inputs["scores"] = self.shard_quality_files()
         if self.online and variant != RANDOM_INIT:
             inputs["test"] = self.real("test")
         return inputs
@@ -257,7 +298,8 @@ class WorkflowPaths:
         with them, a plain rerun rebuilds any output that went missing (or was moved aside as
         damaged) after a finished run, and what depends on it."""
         out, d = self.out, self.design
-        files = [self.dataset("real"), self.real("test"), f"{out}/fid.json"]
+        files = [self.dataset("real"), self.real("test"), f"{out}/fid.json",
+                 self.real_quality(), *self.shard_quality_files()]
         if any(d.settings(v)["generated"] for v in d.variants):
             files.append(self.dataset("generated"))
         for manifest in self.shard_files():
@@ -275,6 +317,8 @@ class WorkflowPaths:
         finished run depends on. Written atomically: parallel parses (cluster jobs) agree.
         """
         spec = {"design": self.design.to_dict(), "sampling": sampler_description(self.config)}
+        if "quality" in self.config:  # what the selection figure ranks by
+            spec["quality"] = {k: v for k, v in self.config["quality"].items() if k != "batch_size"}
         if search_spec is not None:  # the auto search's (pipeline.dag.search.SearchPlan.spec)
             spec["search"] = search_spec
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pipeline.core import io
 from pipeline.dag.job_params import opts, pretrain_args, search_select_args, stage_args
-from pipeline.dag.paths import dataset_dir
-from pipeline.search.candidates import SETTINGS, candidates
+from pipeline.dag.paths import dataset_dir, shard_quality_files
+from pipeline.search.candidates import OPTIONAL, SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
 from pipeline.vocab.augmentation import view_params
@@ -63,6 +63,8 @@ class SearchPlan:
         inputs = {"real": dataset_dir(self.out, "real")}
         if self.candidates[candidate]["generated"]:
             inputs["generated"] = dataset_dir(self.out, "generated")
+        if "generated_keep" in self.candidates[candidate]:  # the images' quality scores
+            inputs["scores"] = shard_quality_files(self.config)
         if round > 0:
             inputs["state"] = self.state(method, seed, round - 1, candidate)
         return inputs
@@ -91,7 +93,7 @@ class SearchPlan:
 def search_problems(config: dict) -> list[str]:
     """What cannot work in the `auto` section, as `key: problem` lines."""
     a, problems = config["auto"], []
-    missing = [k for k in SETTINGS if k not in a["candidates"]]
+    missing = [k for k in SETTINGS if k not in a["candidates"] and k not in OPTIONAL]
     if missing:
         return [f"auto.candidates: no values for {', '.join(missing)}"]
     for crop in a["candidates"]["crop_min_scale"]:

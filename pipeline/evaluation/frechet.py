@@ -170,17 +170,27 @@ def inception_features(model, images: np.ndarray, batch_size: int, device,
     return np.concatenate(out)
 
 
-def image_stats(images: np.ndarray, features: str, *, model=None, batch_size: int = 200,
-                device="cpu", precision: str = "fp32") -> FeatureStats:
+def image_features(images: np.ndarray, features: str, *, model=None, batch_size: int = 200,
+                   device="cpu", precision: str = "fp32") -> np.ndarray:
+    """The FID features of images (N×d float64): what the statistics and the quality metrics
+    (pipeline.evaluation.quality) are computed from, once."""
     if features == "pixels":
-        f = pixel_features(images)
-    elif features == "inception":
-        f = inception_features(model, images, batch_size, device, precision)
-    else:
-        raise ValueError(f"unknown FID features {features!r}; choose one of {', '.join(FEATURES)}")
+        return pixel_features(images)
+    if features == "inception":
+        return inception_features(model, images, batch_size, device, precision)
+    raise ValueError(f"unknown FID features {features!r}; choose one of {', '.join(FEATURES)}")
+
+
+def features_stats(f: np.ndarray) -> FeatureStats:
     stats = FeatureStats.empty(f.shape[1])
     stats.add(f)
     return stats
+
+
+def image_stats(images: np.ndarray, features: str, *, model=None, batch_size: int = 200,
+                device="cpu", precision: str = "fp32") -> FeatureStats:
+    return features_stats(image_features(images, features, model=model, batch_size=batch_size,
+                                         device=device, precision=precision))
 
 
 def save_stats(path, stats: FeatureStats, **meta) -> None:

@@ -42,11 +42,14 @@ def search_table(found: list[dict], spec: dict) -> dict:
             f"{s['cost_full_runs']:.2f} full runs (budget {spec['budget']:g}). "
             + (f"Score: {found[0]['score']} (from the real training split; the test split is "
                "read only by the final evaluation)." if found else ""))
+    # generated_keep only where some candidate selects (absent: 1, all generated images)
+    shown = [k for k in SETTINGS if k != "generated_keep"
+             or any(k in c for c in spec["candidates"].values())]
     rows = [[f["method"], str(f["seed"]), f["winner"],
-             *(f"{f['settings'][k]}" for k in SETTINGS),
+             *(f"{f['settings'].get(k, 1)}" for k in shown),
              f"{f['curves'][f['winner']]['scores'][-1]:.2f}"] for f in found]
     return {"title": "auto: the search's choice per method and seed", "note": note,
-            "header": ["method", "seed", "winner", *SETTINGS, "last k-NN val top-1"],
+            "header": ["method", "seed", "winner", *shown, "last k-NN val top-1"],
             "rows": rows}
 
 

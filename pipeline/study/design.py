@@ -7,8 +7,8 @@ A sweep value that equals the strategy's own setting is that strategy's cell, no
 crop-scale sweep over adainf that includes 0.2 reuses the adainf encoder. Every other value is a
 variant named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
 config change other than that sweep value alters: adding a cell trains only that cell. The data
-sizes (num_generated, real_fraction) are settings like the others; spelled out as `all` they are
-dropped from a cell's settings (without_all), so that they change nothing.
+sizes (num_generated, real_fraction, generated_keep) are settings like the others; spelled out
+as `all` they are dropped from a cell's settings (without_all), so that they change nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pipeline.vocab.names import AUTO, PROTOCOLS, RANDOM_INIT, SWEEPABLE  # noqa
 COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
 # how a report names the x axis of a sweep (the setting's own name where not listed)
 AXIS_LABELS = {"num_generated": "number of generated images",
-               "real_fraction": "fraction of the real training split (pretraining)"}
+               "real_fraction": "fraction of the real training split (pretraining)",
+               "generated_keep": "fraction of the generated images kept (best by quality score)"}
 
 
 def effective_setting(strategy: dict, setting: str, num_images: int | None = None) -> float:
@@ -30,8 +31,8 @@ def effective_setting(strategy: dict, setting: str, num_images: int | None = Non
     if setting == "num_generated":
         own = strategy.get("num_generated")
         return own if own is not None else num_images
-    if setting == "real_fraction":
-        own = strategy.get("real_fraction")
+    if setting in ("real_fraction", "generated_keep"):
+        own = strategy.get(setting)
         return own if own is not None else 1.0
     if setting == "dup":
         return strategy["dup"]
@@ -50,8 +51,9 @@ def without_all(settings: dict, num_images: int | None) -> dict:
     out = dict(settings)
     if out.get("num_generated") in (None, num_images):
         out.pop("num_generated", None)
-    if out.get("real_fraction") in (None, 1):
-        out.pop("real_fraction", None)
+    for fraction in ("real_fraction", "generated_keep"):  # 1: every image (the same rows)
+        if out.get(fraction) in (None, 1):
+            out.pop(fraction, None)
     return out
 
 

@@ -107,3 +107,19 @@ def save_search_plot(path: str | Path, found: list[dict]) -> None:
         ax.set_title(f"{f['method']}, seed {f['seed']}", fontsize=10)
         ax.legend(fontsize="x-small")
     _save(fig, path)
+
+
+def save_selection_figure(path: str | Path, best: np.ndarray, worst: np.ndarray, score: str,
+                          features: str, keeps: list[float] = ()) -> None:
+    """The generated images with the highest quality score (kept first) beside those with the
+    lowest (dropped first), each grid in rank order."""
+    fig, axes = _pyplot().subplots(1, 2, figsize=(10, 3.4))
+    space = " (pixel space)" if features == "pixels" else ""
+    cut = f"; generated_keep {', '.join(f'{k:g}' for k in keeps)}" if keeps else ""
+    for ax, images, title in zip(axes, (best, worst),
+                                 (f"best by {score}{space}: kept", f"worst by {score}: dropped")):
+        ax.imshow(image_grid(images, ncol=8), interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.suptitle(f"generated images ranked by their {score} score{cut}", fontsize=10)
+    _save(fig, path)

@@ -120,8 +120,38 @@ def fid_line(fid: dict, sampling: dict) -> str:
     return text
 
 
+def quality_line(fid: dict) -> str:
+    """The four generated-set metrics beside FID, labelled with their feature space."""
+    q = fid.get("quality")
+    if not q:
+        return ""
+    space = "pixel-space" if q["features"] == "pixels" else f"{q['features']}-feature"
+    return (f"Generated-set quality ({space}, {q['num_generated']} generated vs {q['num_real']} "
+            f"real, seeded subsets): precision {q['precision']:.3f}, recall {q['recall']:.3f} "
+            f"(k={q['k_precision']}, Kynkäänniemi et al. 2019), density {q['density']:.3f}, "
+            f"coverage {q['coverage']:.3f} (k={q['k_density']}, Naeem et al. 2020)")
+
+
+def selection_rows(design: Design, total: int, score: str) -> list[dict]:
+    """Each trained strategy or variant that keeps part of the generated images by score."""
+    from pipeline.evaluation.quality import keep_count
+
+    return [{"strategy": name, "generated_keep": s["generated_keep"], "score": score,
+             "kept": keep_count(total, s["generated_keep"]),
+             "dropped": total - keep_count(total, s["generated_keep"])}
+            for name, s in design.variants.items() if "generated_keep" in s]
+
+
+def selection_line(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    return "Selection by quality score: " + "; ".join(
+        f"{r['strategy']} keeps {r['generated_keep']:g} ({r['kept']} kept, {r['dropped']} "
+        f"dropped, best {r['score']} first)" for r in rows)
+
+
 def markdown(design: Design, cells: list[dict], fid: dict, sampling: dict,
-             extra: list[dict] = (), notes: list[str] = ()) -> str:
+             extra: list[dict] = (), notes: list[str] = (), selection: list[dict] = ()) -> str:
     """The tables, then `extra` ones (the auto search's) and `notes` lines under them."""
     lines = ["# adainf-pipeline results", ""]
     for t in [*tables(design, cells), *extra]:
@@ -132,11 +162,13 @@ def markdown(design: Design, cells: list[dict], fid: dict, sampling: dict,
     if notes:
         lines += [*notes, ""]
     lines += ["## Generator", "", fid_line(fid, sampling), ""]
+    lines += [x for line in (quality_line(fid), selection_line(selection)) if line
+              for x in (line, "")]
     return "\n".join(lines)
 
 
 def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict,
-              extra: list[dict] = ()) -> str:
+              extra: list[dict] = (), selection: list[dict] = ()) -> str:
     """A self-contained page: the tables and the generator's FID (shown in Snakemake's report)."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>adainf-pipeline results"
              "</title><style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;"
@@ -152,6 +184,10 @@ def html_page(design: Design, cells: list[dict], fid: dict, sampling: dict,
             parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
         parts.append(f"</tbody></table><p class='note'>{html.escape(t['note'])}</p>")
     parts.append(f"<h2>Generator</h2><p id='fid'>{html.escape(fid_line(fid, sampling))}</p>")
+    if quality_line(fid):
+        parts.append(f"<p id='quality'>{html.escape(quality_line(fid))}</p>")
+    if selection:
+        parts.append(f"<p id='selection'>{html.escape(selection_line(selection))}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

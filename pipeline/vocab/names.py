@@ -16,9 +16,14 @@ AUGMENTATIONS = ("standard", "weak")  # a strategy's preset; BYOL/Barlow take it
 SYMMETRIC_PRESETS = (*AUGMENTATIONS, "mild")
 
 # the settings a sweep may vary (experiments.sweeps), the auto search's grid (auto.candidates)
-SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction")
-CANDIDATE_SETTINGS = ("generated", "dup", "augmentation", "crop_min_scale", "jitter_strength")
+SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction",
+             "generated_keep")
+CANDIDATE_SETTINGS = ("generated", "dup", "augmentation", "crop_min_scale", "jitter_strength",
+                      "generated_keep")
 WANDB_MODES = ("offline", "online")  # logging.wandb.mode
 
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)
+# per-image scores of generated images (pipeline.evaluation.quality.image_scores), which
+# `generated_keep` ranks by (config quality.score)
+QUALITY_SCORES = ("realism", "density")

@@ -109,6 +109,12 @@ PRETRAIN = (
            "--generated-subset-seed (pipeline.data.dataset.generated_subset)", computed=True),
     option("--generated-subset-seed", help="seed of the --num-generated subset (the workflow "
            "passes sampling.seed); required with --num-generated", computed=True, type=int),
+    option("--generated-keep", "strategies.*.generated_keep", "ranked by --generated-score; "
+           "an index into the shards, no copy; not with --num-generated", computed=True),
+    option("--generated-score", "quality.score", "required with --generated-keep",
+           computed=True, required=False, default=None),
+    option("--generated-scores", help="the shards' quality files (fid_stats --quality-out); "
+           "required with --generated-keep", computed=True, nargs="+"),
     option("--real-fraction", "strategies.*.real_fraction", "the online probe sees only these",
            computed=True),
     option("--real-subset-seed", help="seed of the real subset (the workflow passes real.seed); "
@@ -184,7 +190,25 @@ FID_STATS = (
     # the workflow passes the weights that rule fetch_inception verified where fid.weights is null
     option("--weights", "fid.weights"),
     option("--precision", "fid.precision"),
+    # what the quality metrics need, from the same features (pipeline.evaluation.quality)
+    option("--quality-out", help="quality file (.npz): this file's images of the feature "
+           "subset, and the real radii or the shard's scores (default: none written; then "
+           "--subset, --subset-seed, --k-precision, --k-density and --quality-batch are "
+           "required)", computed=True),
+    option("--start", help="global index of the file's first image (a shard's; default: 0)",
+           computed=True, type=int),
+    option("--total", help="images in the whole set the subset is drawn from (default: this "
+           "file's)", computed=True, type=int),
+    *(option(flag, key, "required with --quality-out", computed=True, required=False,
+             default=None)
+      for flag, key in (("--subset", "quality.subset"), ("--subset-seed", "quality.seed"),
+                        ("--k-precision", "quality.k_precision"),
+                        ("--k-density", "quality.k_density"))),
+    option("--real-quality", help="the real set's quality file: score every image of this shard "
+           "against it (default: none, this is the real set: compute its radii)", computed=True),
     option("--batch-size", "fid.batch_size", tracked=False),
+    option("--quality-batch", "quality.batch_size", "required with --quality-out",
+           tracked=False, required=False, default=None),
 )
 
 PREPARE_REAL = (

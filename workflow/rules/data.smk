@@ -50,7 +50,7 @@ def packed(inputs: dict) -> dict:
     """A consumer's inputs with each packed folder as `ancient` plus its content record."""
     out = {}
     for key, path in inputs.items():
-        if path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
+        if isinstance(path, str) and path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
             out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
         else:
             out[key] = path
@@ -64,6 +64,8 @@ def after_repack(inputs: dict) -> list:
     record's checksum with the one the consumer was made from. (A dry run cannot know and lists
     the consumers; in a fresh run neither file exists and the whole DAG is planned at once.)"""
     for path in inputs.values():
+        if not isinstance(path, str):  # a list of files (the quality scores)
+            continue
         part = path.removeprefix(f"{OUT}/dataset/")
         if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
             checkpoints.pack.get(part=part)

@@ -56,16 +56,20 @@ rule sample:
         " {params.speed} {params.track}" + RUNTIME + LOG
 
 
-# One job per shard, so the Inception work scales with the sampling jobs.
+# One job per shard, so the Inception work scales with the sampling jobs. From the same
+# features each also keeps its share of the quality subset (the real job: the real subset's k-NN
+# radii; a shard's: every image's quality scores against them).
 rule fid_stats:
     input:
         unpack(lambda wc: PATHS.fid_stats_inputs(wc.name)),
     output:
-        f"{OUT}/fid/{{name}}.stats.npz",
+        stats=f"{OUT}/fid/{{name}}.stats.npz",
+        quality=f"{OUT}/fid/{{name}}.quality.npz",
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:
         opts=fid_stats_args(config),
+        quality=lambda wc: fid_quality_args(config, **PATHS.fid_quality_job(wc.name)),
         # the weights rule fetch_inception verified in the torch.hub cache (a place on this
         # machine; fid.weights, when set, is among the tracked opts)
         fetched=untracked(fetched_weights_arg(ASSETS.get("inception", {}).get("out"))),
@@ -81,16 +85,21 @@ rule fid_stats:
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.fid_stats --images {input.images} --out {output}"
-        " {params.opts} {params.fetched} {params.speed}" + RUNTIME + LOG
+        GPU_SLOTS + "python -m pipeline.fid_stats --images {input.images} --out {output.stats}"
+        " --quality-out {output.quality} {params.opts} {params.quality} {params.fetched}"
+        " {params.speed}" + RUNTIME + LOG
 
 
 rule fid:
     input:
         real=PATHS.real_fid_reference(),
         generated=PATHS.shard_fid_stats(),
+        real_quality=PATHS.real_quality(),
+        generated_quality=PATHS.shard_quality_files(),
     output:
         f"{OUT}/fid.json",
+    params:
+        speed=untracked(opt("--quality-batch", config["quality"]["batch_size"])),
     log:
         LOGS + "fid.log",
     benchmark:
@@ -98,4 +107,6 @@ rule fid:
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}" + LOG
+        "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}"
+        " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
+        " {params.speed}" + LOG

@@ -17,6 +17,8 @@ rule report:
         fid=rules.fid.output[0],
         real=rules.prepare_real.output.train,
         generated=PATHS.shard_files()[0],
+        shards=PATHS.shard_files(),
+        scores=PATHS.shard_quality_files(),
         search_rounds=SEARCH_ROUNDS,
         generator_record=[ASSETS["generator"]["record"]] if "generator" in ASSETS else [],
     output:
@@ -28,6 +30,9 @@ rule report:
                        labels={"figure": "real vs generated"}),
         losses=report(f"{OUT}/losses.png", category="Training", caption="../report/losses.rst",
                       labels={"figure": "pretraining loss"}),
+        selection=report(f"{OUT}/selection.png", category="Samples",
+                         caption="../report/selection.rst",
+                         labels={"figure": "generated images by quality score"}),
         sweeps=[report(f, category="Sweeps", caption="../report/sweep.rst",
                        labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
         **CURVES,
@@ -48,4 +53,5 @@ rule report:
         " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
-        " --sweep-plots {output.sweeps} {params.curves} {params.search} {params.record}" + LOG
+        " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
+        " --selection {output.selection} {params.curves} {params.search} {params.record}" + LOG

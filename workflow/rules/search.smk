@@ -95,9 +95,9 @@ rule auto_pretrain:
         # for it. The choices themselves are no input: a rescored round that keeps the same
         # winner reruns nothing here (a new winner is a new input and new options).
         real=PATHS.dataset("real"),
-        winner=lambda wc: [f for name, f in SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
+        winner=lambda wc: [g for name, f in SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
                                                                 winner(wc)).items()
-                           if name != "real"],
+                           if name != "real" for g in (f if isinstance(f, list) else [f])],
     output:
         encoder=f"{CELL}/encoder.pt",
         history=f"{CELL}/history.csv",
