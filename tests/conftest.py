@@ -38,9 +38,13 @@ def tiny_npz(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
-    """The tiny config with two seeds, a crop sweep and two protocols, run end to end once."""
+    """The tiny config with two seeds, a crop sweep and two protocols, run end to end once.
+
+    Its worker then runs every test that reads it, so this run is the suite's longest path: it
+    runs 4 jobs at once (1 thread each) on the 2 cores, taking a larger share of them from the
+    other workers' tests, which have time to spare."""
     cwd = tmp_path_factory.mktemp("tiny_study")
-    r = run_snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
+    r = run_snakemake("--cores", "4", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cwd
 
