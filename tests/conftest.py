@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
-from filelock import FileLock
 
 from pipeline.core.io import save_images
 from support import scheduling
@@ -40,25 +38,14 @@ def tiny_npz(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
-    """The tiny config with two seeds, a crop sweep and two protocols, run end to end once for
-    the whole run: the first worker to ask builds it under a lock the others wait on, and each
-    worker gets its own copy (its tests run Snakemake in it; the copy keeps the files' times and
-    .snakemake's records, so a dry run there has nothing to do). The build is the suite's
-    longest path: it runs 4 jobs at once (1 thread each) on the 2 cores, taking a larger share
-    of them from the other workers' tests, which have time to spare."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's folder, above each worker's own
-    built = shared / "tiny_study_built"
-    with FileLock(str(shared / "tiny_study.lock")):
-        if not (built / ".built").exists():
-            built.mkdir(exist_ok=True)
-            r = run_snakemake("--cores", "4", "--configfile", str(TINY), str(TINY_STUDY),
-                              cwd=built)
-            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-            (built / ".built").touch()
+    """The tiny config with two seeds, a crop sweep and two protocols, run end to end once.
+
+    Its worker then runs every test that reads it, so this run is the suite's longest path: it
+    runs 4 jobs at once (1 thread each) on the 2 cores, taking a larger share of them from the
+    other workers' tests, which have time to spare."""
     cwd = tmp_path_factory.mktemp("tiny_study")
-    shutil.copytree(built, cwd, symlinks=True, dirs_exist_ok=True)
+    r = run_snakemake("--cores", "4", "--configfile", str(TINY), str(TINY_STUDY), cwd=cwd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cwd
 
 

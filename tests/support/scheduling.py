@@ -6,35 +6,24 @@ from __future__ import annotations
 import pytest
 
 
-# Built once for the whole run, under a lock that every worker sees, and copied to each worker
-# that needs it (tests/conftest.py): its tests need not share one worker.
-BUILT_ONCE = {"tiny_study"}
-
-
-def _uses(item, fixture: str) -> bool:
-    return fixture in item._fixtureinfo.name2fixturedefs
-
-
 def _shared_fixtures(item) -> list[str]:
     """The fixtures of this suite that outlive a test (module or session scope) and that the
-    item uses, but those built once for all workers."""
+    item uses."""
     return [name for name, defs in item._fixtureinfo.name2fixturedefs.items()
-            if defs[-1].scope != "function" and defs[-1].baseid.startswith("tests")
-            and name not in BUILT_ONCE]
+            if defs[-1].scope != "function" and defs[-1].baseid.startswith("tests")]
 
 
-def _rank(item, first_of_study: bool) -> int:
+def _rank(item) -> int:
     """Where a test's work unit starts: the SLURM run first (it waits for minutes on the
-    scheduler, mostly idle), then one test of the tiny study (its worker builds the study), then
-    the subprocess-heavy tests, then the rest to fill the gaps, and last the study's other tests,
-    on whichever worker is free by then (the study is built: they copy it)."""
+    scheduler, mostly idle), then the tiny study every dependent test waits for, then the
+    subprocess-heavy tests, then the rest to fill the gaps."""
     if item.path.name == "test_slurm.py":
         return 0
     group = item.get_closest_marker("xdist_group")
     if group and group.args == ("slurm",):
         return 1
-    if _uses(item, "tiny_study"):
-        return 2 if first_of_study else 5
+    if "tiny_study" in _shared_fixtures(item):
+        return 2
     return 3 if any(item.get_closest_marker(m) for m in ("e2e", "slow", "compile")) else 4
 
 
@@ -56,5 +45,4 @@ def group_and_order(items) -> None:
         names = _shared_fixtures(item)
         if names and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(find(names[0])))
-    first = next((item for item in items if _uses(item, "tiny_study")), None)
-    items.sort(key=lambda item: _rank(item, item is first))
+    items.sort(key=_rank)
