@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.core import cli, io, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
-from pipeline.pretraining.augment import PRESETS, describe as describe_aug, view_params
+from pipeline.pretraining.augment import describe as describe_aug, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
 from pipeline.vocab.methods import head_keys
