@@ -13,6 +13,19 @@ def _shared_fixtures(item) -> list[str]:
             if defs[-1].scope != "function" and defs[-1].baseid.startswith("tests")]
 
 
+# The longest tests that run Snakemake, longest first (cold, `pytest -n 3 --durations`): among
+# the subprocess-heavy tests these start first, so that none of them is left to run alone at
+# the end while the other workers are done.
+LONGEST = ("test_fetch.py", "test_search_workflow.py", "test_repair.py", "test_npz_source.py",
+           "test_fid.py", "test_losses.py", "test_resume_ddp.py")
+
+
+def _order(item) -> tuple[int, int]:
+    rank = _rank(item)
+    name = item.path.name
+    return rank, LONGEST.index(name) if rank == 3 and name in LONGEST else len(LONGEST)
+
+
 def _rank(item) -> int:
     """Where a test's work unit starts: the SLURM run first (it waits for minutes on the
     scheduler, mostly idle), then the tiny study every dependent test waits for, then the
@@ -29,7 +42,7 @@ def _rank(item) -> int:
 
 def group_and_order(items) -> None:
     """Tests that share an expensive fixture run on one worker (each worker would build its own
-    copy), and units start in _rank's order (pyproject.toml turns off xdist's reordering)."""
+    copy), and units start in _order's order (pyproject.toml turns off xdist's reordering)."""
     root: dict[str, str] = {}
 
     def find(name: str) -> str:
@@ -45,4 +58,4 @@ def group_and_order(items) -> None:
         names = _shared_fixtures(item)
         if names and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(find(names[0])))
-    items.sort(key=_rank)
+    items.sort(key=_order)
