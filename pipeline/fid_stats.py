@@ -21,7 +21,7 @@ log = logging.getLogger("pipeline.fid_stats")
 
 
 # required with --quality-out
-QUALITY_OPTIONS = ("--subset", "--subset-seed", "--k-precision", "--k-density", "--quality-batch")
+QUALITY_OPTIONS = (*(flag for flag, _ in options.QUALITY_SETTINGS), options.QUALITY_BATCH.flag)
 
 
 def build_parser() -> argparse.ArgumentParser:

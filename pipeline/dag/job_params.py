@@ -21,7 +21,7 @@ from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quali
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.options import (
     CUT_NPZ, FID_STATS, LINEAR_EVAL, LOG_EVERY, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT,
-    TRACKING, TRAIN_GENERATOR, config_value,
+    QUALITY_BATCH, TRACKING, TRAIN_GENERATOR, config_value,
 )
 
 
@@ -168,6 +168,11 @@ def fid_stats_args(config: dict) -> str:
 
 def fid_stats_untracked_args(config: dict) -> str:
     return stage_args(FID_STATS, config, tracked=False)
+
+
+def fid_untracked_args(config: dict) -> str:
+    """pipeline.fid's speed-only option: the rows of its quality metrics' distance blocks."""
+    return opt(QUALITY_BATCH.flag, config_value(config, QUALITY_BATCH.key))
 
 
 def fetched_weights_arg(weights: str | None) -> str:

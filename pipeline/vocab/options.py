@@ -181,6 +181,12 @@ SAMPLE = (
     option("--compile", "sampling.compile", tracked=False),
 )
 
+# fid_stats' settings of the quality file (with --quality-batch: required with --quality-out)
+QUALITY_SETTINGS = (("--subset", "quality.subset"), ("--subset-seed", "quality.seed"),
+                    ("--k-precision", "quality.k_precision"), ("--k-density", "quality.k_density"))
+QUALITY_BATCH = option("--quality-batch", "quality.batch_size", "required with --quality-out",
+                       tracked=False, required=False, default=None)
+
 FID_STATS = (
     option("--images", help="image file: npz, or a sample shard's manifest (.json)",
            required=True),
@@ -201,14 +207,11 @@ FID_STATS = (
            "file's)", computed=True, type=int),
     *(option(flag, key, "required with --quality-out", computed=True, required=False,
              default=None)
-      for flag, key in (("--subset", "quality.subset"), ("--subset-seed", "quality.seed"),
-                        ("--k-precision", "quality.k_precision"),
-                        ("--k-density", "quality.k_density"))),
+      for flag, key in QUALITY_SETTINGS),
     option("--real-quality", help="the real set's quality file: score every image of this shard "
            "against it (default: none, this is the real set: compute its radii)", computed=True),
     option("--batch-size", "fid.batch_size", tracked=False),
-    option("--quality-batch", "quality.batch_size", "required with --quality-out",
-           tracked=False, required=False, default=None),
+    QUALITY_BATCH,
 )
 
 PREPARE_REAL = (

@@ -6,6 +6,7 @@ import shlex
 
 from pipeline.dag.job_params import (
     cut_npz_args, fetched_weights_arg, fid_quality_args, fid_stats_args, fid_stats_untracked_args,
+    fid_untracked_args,
     linear_eval_args, opt, opts,
     prepare_real_args, pretrain_args, pretrain_untracked_args,
     sample_args, sample_untracked_args, tracking, train_generator_args, untracked,

@@ -99,7 +99,7 @@ rule fid:
     output:
         f"{OUT}/fid.json",
     params:
-        speed=untracked(opt("--quality-batch", config["quality"]["batch_size"])),
+        speed=untracked(fid_untracked_args(config)),
     log:
         LOGS + "fid.log",
     benchmark:
