@@ -93,7 +93,7 @@ def test_report_html_renders_table_and_images(tiny_study, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "results.png"))
 
     # every figure is a PNG that the browser decoded
-    expected = {"Samples": {"real vs generated"},
+    expected = {"Samples": {"real vs generated", "generated images by quality score"},
                 "Training": {"pretraining loss", "online probe accuracy"},
                 "Sweeps": {"adainf_crop_min_scale"}}
     for category, labels in expected.items():

@@ -53,9 +53,17 @@ def as_features(x) -> np.ndarray:
     return np.asarray(x, np.float32).astype(np.float64)
 
 
-def _distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
-    """Euclidean distances of the rows of a to the rows of b (float64, a block)."""
+def _distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray, rows: int | None = None
+               ) -> np.ndarray:
+    """Euclidean distances of the rows of a to the rows of b (float64, a block). With `rows`,
+    a is zero-padded to that many rows first: BLAS picks its kernels by the matrix shape, and a
+    short last block (a shard's tail) may round a product 1 ulp differently, so a per-image
+    score would depend on the shard size."""
+    n = len(a)
+    if rows is not None and n < rows:
+        a = np.concatenate([a, np.zeros((rows - n, a.shape[1]), a.dtype)])
     d = np.einsum("ij,ij->i", a, a)[:, None] - 2.0 * (a @ b.T)
+    d = d[:n]
     d += b_sq[None, :]
     np.maximum(d, 0.0, out=d)
     return np.sqrt(d, out=d)
@@ -131,7 +139,7 @@ def image_scores(fake: np.ndarray, real: np.ndarray, radii_precision: np.ndarray
     real_sq = np.einsum("ij,ij->i", real, real)
     realism, density = np.empty(len(fake)), np.empty(len(fake))
     for lo, hi in _blocks(len(fake), batch):
-        d = _distances(fake[lo:hi], real, real_sq)
+        d = _distances(fake[lo:hi], real, real_sq, rows=batch)
         density[lo:hi] = (d <= radii_density[None, :]).sum(1) / k_density
         realism[lo:hi] = (clamp[None, :] / (d + EPS)).max(1)
     scores = {"realism": realism, "density": density}
