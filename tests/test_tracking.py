@@ -149,18 +149,22 @@ def test_sampling_writes_images_per_s_per_batch(tmp_path, tiny_unet, tiny_schedu
     assert steps_of(tmp_path / "tb") == {"sample/images_per_s": [2, 4, 5], f"sample/{MEMORY}": [2, 4, 5]}
 
 
-@pytest.mark.parametrize("protocol", ["offline", "features"])
-def test_linear_evaluation_writes_loss_and_accuracy_per_epoch(tmp_path, protocol):
+def _linear_eval(tmp_path, *args: str) -> None:
+    """The linear_eval stage on a tiny untrained encoder and 24/12 labelled images."""
     torch.manual_seed(0)
     save_encoder(tmp_path / "encoder.pt", Encoder([8, 16], [1, 1], [0.5] * 3, [0.25] * 3),
                  {"method": "simclr", "strategy": "none", "dup": 1})
     for name, n, seed in (("train", 24, 0), ("test", 12, 1)):
         io.save_images(tmp_path / f"{name}.npz", make_images(n, 16, seed), np.arange(n) % 2)
-    tb = tmp_path / "tb"
     linear_eval.main([*LINEAR_ARGS, "--encoder", str(tmp_path / "encoder.pt"),
                       "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "test.npz"),
-                      "--out", str(tmp_path / "out.json"), "--protocol", protocol,
-                      "--epochs", "3", "--batch-size", "8", "--tensorboard", str(tb)])
+                      "--out", str(tmp_path / "out.json"), "--batch-size", "8", *args])
+
+
+@pytest.mark.parametrize("protocol", ["offline", "features"])
+def test_linear_evaluation_writes_loss_and_accuracy_per_epoch(tmp_path, protocol):
+    tb = tmp_path / "tb"
+    _linear_eval(tmp_path, "--protocol", protocol, "--epochs", "3", "--tensorboard", str(tb))
     assert steps_of(tb) == {f"linear/{k}": [1, 2, 3] for k in
                             ("loss", "lr", "train_top1", "test_top1", "test_top5",
                              "samples_per_s", MEMORY)}
@@ -185,6 +189,18 @@ def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
     assert b"pretrain/loss" in data and repr(1 / 3).encode() in data and b"simclr" in data
 
 
+def test_a_stage_sends_its_curves_to_wandb_from_its_options(tmp_path, monkeypatch):
+    """The path a job takes: --wandb-* options (from config logging.wandb) to the stage's run."""
+    pytest.importorskip("wandb", reason="W&B is an optional extra: pip install '.[wandb]'")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    _linear_eval(tmp_path, "--protocol", "offline", "--epochs", "2", "--wandb-project",
+                 "adainf-test", "--wandb-mode", "offline", "--wandb-dir", str(tmp_path / "wb"))
+    (run,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    data = next(run.glob("run-*.wandb")).read_bytes()
+    assert b"linear/test_top1" in data and b"offline" in data
+
+
 @pytest.mark.e2e
 def test_the_tiny_study_writes_one_run_per_job_under_output_dir_tensorboard(tiny_study):
     root = tiny_study / "results" / "tensorboard"
@@ -201,5 +217,11 @@ def test_the_tiny_study_writes_one_run_per_job_under_output_dir_tensorboard(tiny
         "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3]}
     assert steps_of(root / "sample/shard_00001")["sample/images_per_s"] == [16]  # one batch
     assert steps_of(root / "train_generator")["generator/loss"] == [10]  # 10 steps, every 50
+    # each run's settings, so runs compare in one TensorBoard: the shard's own range, the
+    # generator's steps and data
+    shard = hparams_of(root / "sample/shard_00001")
+    assert (shard["start"], shard["count"], shard["sampler"]) == (32, 16, "ddim")
+    generator = hparams_of(root / "train_generator")
+    assert generator["steps"] == 10 and generator["num_images"] > 0
     log = (tiny_study / "results" / "logs" / "pretrain" / "simclr" / "none" / "seed0.log").read_text()
     assert "pretrain 3/3  loss " in log  # the progress line a SLURM job's log shows

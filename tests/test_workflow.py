@@ -93,6 +93,13 @@ def test_tiny_study_end_to_end(tiny_study):
         assert (results / name).stat().st_size > 0
     table = (results / "summary.md").read_text()
     assert "online protocol" in table and "offline protocol" in table and " ± " in table
+    # the generated set's four quality numbers beside FID, in the JSON and the table
+    quality = summary["quality"]
+    assert quality["features"] == "pixels" and quality["num_generated"] == 48
+    assert all(0 <= quality[k] <= 1 for k in ("precision", "recall", "coverage"))
+    assert f"precision {quality['precision']:.3f}" in table
+    assert summary["selection"] == []  # every strategy keeps all its generated images
+    assert (results / "selection.png").stat().st_size > 0
     assert (tiny_study / "results" / "logs" / "pretrain" / "simclr" / "adainf" / "seed1.log").exists()
 
     again = snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), "-n",

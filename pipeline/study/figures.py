@@ -117,9 +117,9 @@ def save_selection_figure(path: str | Path, best: np.ndarray, worst: np.ndarray,
     space = " (pixel space)" if features == "pixels" else ""
     cut = f"; generated_keep {', '.join(f'{k:g}' for k in keeps)}" if keeps else ""
     for ax, images, title in zip(axes, (best, worst),
-                                 (f"best by {score}{space}: kept", f"worst by {score}: dropped")):
+                                 (f"best by {score}: kept", f"worst by {score}: dropped")):
         ax.imshow(image_grid(images, ncol=8), interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.suptitle(f"generated images ranked by their {score} score{cut}", fontsize=10)
+    fig.suptitle(f"generated images ranked by their {score} score{space}{cut}", fontsize=10)
     _save(fig, path)
