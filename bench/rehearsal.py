@@ -216,7 +216,8 @@ def check_summary(summary: dict, methods=METHODS) -> None:
 def check_outputs(out, methods=METHODS) -> dict:
     """The preset's full set of outputs: one accuracy per protocol for each method × 3
     strategies (and the untrained encoder), each also a cell of summary.json, FID over ≥ 2 shards
-    of 2048-d Inception features, the report's files. Returns the figures; raises AssertionError naming what is missing."""
+    of 2048-d Inception features, the report's files. Returns the figures; raises
+    AssertionError naming what is missing."""
     out = Path(out)
     missing = [p for p in ("summary.json", "summary.md", "summary.html", "samples.png",
                            "losses.png", "online.png", "fid.json") if not (out / p).is_file()]
