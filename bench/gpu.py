@@ -6,6 +6,9 @@
                                         # the preset's rehearsal on it (sized for ≤ 8 min on an
                                         # H200: ~1-2 min each for sampling, pretrain (both with
                                         # Inductor's compile) and the rehearsal; not yet timed)
+    python bench/gpu.py --profile       # and each section that misses a target runs once more
+                                        # under torch.profiler: its top ops by self time in
+                                        # gpu-<device>-profile-<section>.txt (adds that rerun)
 
 Random weights stand in for the hub models (speed does not depend on weights): the UNet of
 google/ddpm-cifar10-32, pytorch-fid's Inception (the real one if its weights are cached) and
@@ -55,9 +58,14 @@ from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain  # n
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
                     ("H200 NVL", 835.0), ("H200", 989.4), ("A100", 312.0), ("L40S", 362.1),
                     ("A10G", 70.0)]
-TARGETS = {"sampling_fraction_of_peak": 0.40, "sampling_minutes_per_million": 25.0,
-           "fid_minutes_per_million": 5.0, "fid_abs_delta": 0.01,
-           "pretrain_samples_per_s": 10_000.0, "pretrain_vs_dataloader": 3.0}
+# Issue 21's goals (section 3), ratios measured in the same run. FID statistics of 1M in 2 min:
+# Inception is ~11.5 GFLOP an image, so 1M is ~12 s at peak. 25k samples/s: airbench trains a
+# ResNet-18 at ~23k images/s on an A100.
+TARGETS = {"sampling_fraction_of_peak": 0.40, "sampling_vs_ddpmpipeline": 50.0,
+           "sampling_minutes_per_million": 25.0, "fid_minutes_per_million": 2.0,
+           "fid_abs_delta": 0.01, "pretrain_samples_per_s": 25_000.0,
+           "pretrain_vs_dataloader": 3.0}
+PROFILE_ROWS = 25  # ops in a --profile table
 SIZES = {
     "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=4096,
                  pipeline_images=1, pipeline_steps=1000, fid_images=5000, fid_batch=1000, fid_dims=2048,
@@ -89,6 +97,12 @@ def bf16_peak(name: str) -> float | None:
     return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
 
 
+def part(name: str):
+    """A labelled range for --profile's table of a section's parts (the measured loop and its
+    baseline run in one section); nearly free when no profiler runs."""
+    return torch.profiler.record_function(f"bench: {name}")
+
+
 def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -103,10 +117,12 @@ def sampling(s, device) -> dict:
     unet = UNet2DModel(**bench_sample.ARCHS[s["arch"]]).to(device).eval().requires_grad_(False)
     config = DDPMScheduler(**bench_sample.DDPM_CIFAR10_32_SCHEDULER).config
     flops = bench_sample.unet_flops(unet, device)
-    base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device,
-                                      s["pipeline_steps"])
-    ips, nfe = bench_sample.time_ours(unet, config, "edm", "bf16", s["sample_batch"],
-                                      s["sample_images"], device, s["compile"])
+    with part("sampling: DDPMPipeline"):
+        base = bench_sample.time_pipeline(unet, config, s["pipeline_images"], device,
+                                          s["pipeline_steps"])
+    with part("sampling: ours"):
+        ips, nfe = bench_sample.time_ours(unet, config, "edm", "bf16", s["sample_batch"],
+                                          s["sample_images"], device, s["compile"])
     peak = bf16_peak(device_name(device))
     tflops = ips * nfe * flops / 1e12
     return {"arch": s["arch"], "batch": s["sample_batch"], "evaluations": nfe,
@@ -134,10 +150,12 @@ def pretraining(s, device) -> dict:
                            channels_last=device.type == "cuda")
     images = np.random.default_rng(0).integers(0, 256, (s["pretrain_images"], 32, 32, 3),
                                                dtype=np.uint8)
-    rates = {"ours": bench_pretrain.bench_ours(images, widths, blocks, args, device),
-             "dataloader": bench_pretrain.bench_dataloader(images, widths, blocks, args, device),
-             "model_step_only": bench_pretrain.bench_model_only(images, widths, blocks, args,
-                                                                device)}
+    loops = {"ours": bench_pretrain.bench_ours, "dataloader": bench_pretrain.bench_dataloader,
+             "model_step_only": bench_pretrain.bench_model_only}
+    rates = {}
+    for name, loop in loops.items():
+        with part(f"pretrain: {name}"):
+            rates[name] = loop(images, widths, blocks, args, device)
     return {"encoder": s["encoder"], "global_batch": s["batch"], "precision": "bf16",
             "compile": args.compile, "channels_last": args.channels_last,
             "dataloader_workers": args.workers, "samples_per_s": rates,
@@ -266,29 +284,63 @@ def ddp_worker(args) -> None:
 
 
 def verdicts(r) -> dict:
-    """Each target: the figure, the target, and whether it is met."""
+    """Each target: the figure, the target, whether it is met, and the section that measured it.
+    The labels are written from TARGETS, so a changed goal cannot leave a stale label."""
     t, checks = TARGETS, {}
     sm = r.get("sampling")
     if sm:
         if sm["fraction_of_peak"] is not None:
-            checks["sampling ≥ 40 % of bf16 peak"] = (sm["fraction_of_peak"],
-                                                     t["sampling_fraction_of_peak"], ">=")
-        checks["sampling 1M images ≤ 25 min"] = (sm["minutes_per_million"],
-                                                 t["sampling_minutes_per_million"], "<=")
+            checks[f"sampling ≥ {100 * t['sampling_fraction_of_peak']:g} % of bf16 peak"] = (
+                "sampling", sm["fraction_of_peak"], t["sampling_fraction_of_peak"], ">=")
+        checks[f"sampling ≥ {t['sampling_vs_ddpmpipeline']:g}× DDPMPipeline per image"] = (
+            "sampling", sm["vs_ddpmpipeline"], t["sampling_vs_ddpmpipeline"], ">=")
+        checks[f"sampling 1M images ≤ {t['sampling_minutes_per_million']:g} min"] = (
+            "sampling", sm["minutes_per_million"], t["sampling_minutes_per_million"], "<=")
     for row in r.get("fid", {}).get("rows", []):
-        checks[f"FID stats 1M ≤ 5 min ({row['precision']})"] = (
-            row["minutes_per_million"], t["fid_minutes_per_million"], "<=")
+        checks[f"FID stats 1M ≤ {t['fid_minutes_per_million']:g} min ({row['precision']})"] = (
+            "fid", row["minutes_per_million"], t["fid_minutes_per_million"], "<=")
         if row["precision"] != "fp32":
-            checks[f"|ΔFID| ≤ 0.01 ({row['precision']} vs fp32)"] = (
-                abs(row["fid_delta_vs_fp32"]), t["fid_abs_delta"], "<=")
+            checks[f"|ΔFID| ≤ {t['fid_abs_delta']:g} ({row['precision']} vs fp32)"] = (
+                "fid", abs(row["fid_delta_vs_fp32"]), t["fid_abs_delta"], "<=")
     pt = r.get("pretrain")
     if pt:
-        checks["pretraining ≥ 10k samples/s"] = (pt["samples_per_s"]["ours"],
-                                                 t["pretrain_samples_per_s"], ">=")
-        checks["pretraining ≥ 3× DataLoader"] = (pt["ours_vs_dataloader"],
-                                                 t["pretrain_vs_dataloader"], ">=")
-    return {k: {"value": v, "target": g, "met": v >= g if op == ">=" else v <= g}
-            for k, (v, g, op) in checks.items()}
+        checks[f"pretraining ≥ {t['pretrain_samples_per_s'] / 1000:g}k samples/s"] = (
+            "pretrain", pt["samples_per_s"]["ours"], t["pretrain_samples_per_s"], ">=")
+        checks[f"pretraining ≥ {t['pretrain_vs_dataloader']:g}× DataLoader"] = (
+            "pretrain", pt["ours_vs_dataloader"], t["pretrain_vs_dataloader"], ">=")
+    return {k: {"value": v, "target": g, "met": v >= g if op == ">=" else v <= g,
+                "section": section}
+            for k, (section, v, g, op) in checks.items()}
+
+
+def missed(targets: dict, section: str) -> list[str]:
+    """The targets of `section` not met."""
+    return [k for k, v in targets.items() if v["section"] == section and not v["met"]]
+
+
+def profile_section(run, path: Path, device, rows: int = PROFILE_ROWS) -> list[dict]:
+    """Runs `run()` again under torch.profiler and writes its top ops by self time (the device's
+    on CUDA, else the CPU's) to `path`: where the time of a missed target goes. A second run, not
+    the timed one, so the profiler's overhead never enters a figure. Returns the top five ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        run()
+        sync(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = prof.key_averages()
+    # the section's parts (part()): the measured loop against its baseline, in total time
+    span = "device_time_total" if cuda else "cpu_time_total"
+    parts = [f"{e.key}: {getattr(e, span) / 1e3:.1f} ms" for e in events
+             if e.key.startswith("bench: ")]
+    ops = sorted((e for e in events if not e.key.startswith("bench: ")),
+                 key=lambda e: getattr(e, key), reverse=True)
+    path.write_text("\n".join(parts) + "\n\n" + events.table(sort_by=key, row_limit=rows) + "\n")
+    total = sum(getattr(e, key) for e in ops) or 1
+    return [{"op": e.key, "self_ms": getattr(e, key) / 1e3, "share": getattr(e, key) / total,
+             "calls": e.count} for e in ops[:5]]
 
 
 def report_lines(r) -> list[str]:
@@ -300,7 +352,7 @@ def report_lines(r) -> list[str]:
             else "no bf16 peak known for this device"
         lines.append(f"sampling  EDM {sm['evaluations']} evals bf16 batch {sm['batch']}: "
                      f"{sm['images_per_s']:.1f} img/s, {sm['tflops']:.2f} TFLOP/s ({peak}), "
-                     f"{sm['vs_ddpmpipeline']:.0f}× DDPMPipeline ({sm['ddpmpipeline_steps']} "
+                     f"{sm['vs_ddpmpipeline']:.1f}× DDPMPipeline ({sm['ddpmpipeline_steps']} "
                      f"steps) per image, 1M images in "
                      f"{sm['minutes_per_million']:.1f} min")
     for row in r.get("fid", {}).get("rows", []):
@@ -331,10 +383,13 @@ def report_lines(r) -> list[str]:
                          f"{h['compile']}): {h['evaluations']} evaluations, FID over "
                          f"{h['fid_shards']} shards; {h['wall_s']:.0f} s wall, "
                          f"{h['cpu_s']:.0f} s CPU")
+    for section, top in r.get("profiles", {}).items():
+        ops = ", ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in top["ops"][:3])
+        lines.append(f"profile   {section}: {ops} of self time; top ops in {top['file']}")
     for name, error in r.get("errors", {}).items():
         lines.append(f"FAILED    {name}: {error}")
     for k, v in r["targets"].items():
-        lines.append(f"target    {k:40s} {v['value']:10.3f} vs {v['target']:g}: "
+        lines.append(f"target    {k:42s} {v['value']:10.3f} vs {v['target']:g}: "
                      f"{'met' if v['met'] else 'NOT met'}")
     return lines
 
@@ -342,6 +397,18 @@ def report_lines(r) -> list[str]:
 SECTIONS = {"sampling": sampling, "fid": fid, "pretrain": pretraining, "memory": memory,
             "ddp": ddp, "rehearsal": rehearsal}
 DEFAULT_SECTIONS = ["sampling", "fid", "pretrain", "memory", "ddp"]
+
+
+def profile_missed(result: dict, section: str, s: dict, device, path: Path) -> None:
+    """--profile: the section once more under the profiler; its top ops into result["profiles"]
+    (a failure is recorded as the section's, as a failing section is)."""
+    print(f"[{section} missed {', '.join(missed(result['targets'], section))}: profiling it]",
+          flush=True)
+    try:
+        ops = profile_section(lambda: SECTIONS[section](s, device), path, device)
+        result.setdefault("profiles", {})[section] = {"file": path.name, "ops": ops}
+    except Exception as e:  # noqa: BLE001 - reported, and the other sections still run
+        result["errors"][f"{section} profile"] = f"{type(e).__name__}: {str(e)[-1500:]}"
 
 
 def write(result, lines, out: Path, stem: str) -> None:
@@ -358,6 +425,10 @@ def main(argv=None):
     p.add_argument("--all", action="store_true",
                    help="every section, the preset's rehearsal last: the one command for a lent "
                         "GPU (≤ 8 min on an H200)")
+    p.add_argument("--profile", action="store_true",
+                   help="run each section that misses a target once more under torch.profiler "
+                        "and write its top ops to gpu-<device>-profile-<section>.txt beside the "
+                        "figures")
     p.add_argument("--out-dir", default=None,
                    help="folder for gpu-<device>.json and .txt (default: bench/results, or a new "
                         "temporary folder with --smoke so a smoke run never lands beside the "
@@ -399,8 +470,10 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - reported, and the other sections still run
             result["errors"][section] = f"{type(e).__name__}: {str(e)[-1500:]}"
         result["seconds_per_section"][section] = round(time.perf_counter() - t, 1)
-        result["seconds"] = time.perf_counter() - t0
         result["targets"] = verdicts(result)
+        if args.profile and missed(result["targets"], section):
+            profile_missed(result, section, s, device, out / f"{stem}-profile-{section}.txt")
+        result["seconds"] = time.perf_counter() - t0
         lines = report_lines(result)
         write(result, lines, out, stem)
         status = "FAILED" if section in result["errors"] else "done"

@@ -191,10 +191,33 @@ def run_environment(work) -> dict:
             "PYTHONPATH": path}
 
 
+def planned_cells(methods=METHODS) -> list[tuple[str, str, str]]:
+    """(method, strategy, protocol) of every evaluation the preset plans: each strategy under
+    each protocol, and the untrained encoder (random_init) under offline and features only (an
+    untrained encoder has no probe trained beside it)."""
+    return [(m, s, p) for m in methods for s in (*STRATEGIES, "random_init") for p in PROTOCOLS
+            if not (s == "random_init" and p == "online")]
+
+
+def check_summary(summary: dict, methods=METHODS) -> None:
+    """The report's summary.json holds a numeric top-1 for every planned cell: the files of the
+    evaluations can all exist while the report dropped or mislabelled one. Raises an
+    AssertionError naming the first missing cell."""
+    have = {(c["method"], c["strategy"], c["protocol"]): c.get("top1_mean")
+            for c in summary.get("cells", [])}
+    for cell in planned_cells(methods):
+        top1 = have.get(cell)
+        numeric = isinstance(top1, (int, float)) and not isinstance(top1, bool) \
+            and np.isfinite(top1)
+        assert numeric, (f"summary.json: no numeric top-1 for {'/'.join(cell)} "
+                         f"(method/strategy/protocol; found {top1!r})")
+
+
 def check_outputs(out, methods=METHODS) -> dict:
     """The preset's full set of outputs: one accuracy per protocol for each method × 3
-    strategies (and the untrained encoder), FID over ≥ 2 shards of 2048-d Inception features,
-    the report's files. Returns the figures; raises AssertionError naming what is missing."""
+    strategies (and the untrained encoder), each also a cell of summary.json, FID over ≥ 2 shards
+    of 2048-d Inception features, the report's files. Returns the figures; raises
+    AssertionError naming what is missing."""
     out = Path(out)
     missing = [p for p in ("summary.json", "summary.md", "summary.html", "samples.png",
                            "losses.png", "online.png", "fid.json") if not (out / p).is_file()]
@@ -204,15 +227,12 @@ def check_outputs(out, methods=METHODS) -> dict:
     shards = sorted((out / "fid").glob("shard_*.stats.npz"))
     assert len(shards) >= 2, f"FID from {len(shards)} shard(s)"
     accuracy = {}
-    for m in methods:
-        for s in (*STRATEGIES, "random_init"):
-            for p in PROTOCOLS:
-                if s == "random_init" and p == "online":
-                    continue  # an untrained encoder has no probe trained beside it
-                # the online probe's result is pretraining's own output
-                f = out / ("pretrain" if p == "online" else "linear") / m / s / "seed5" / f"{p}.json"
-                assert f.is_file(), f"missing {f}"
-                accuracy[f"{m}/{s}/{p}"] = json.loads(f.read_text())["top1"]
+    for m, s, p in planned_cells(methods):
+        # the online probe's result is pretraining's own output
+        f = out / ("pretrain" if p == "online" else "linear") / m / s / "seed5" / f"{p}.json"
+        assert f.is_file(), f"missing {f}"
+        accuracy[f"{m}/{s}/{p}"] = json.loads(f.read_text())["top1"]
+    check_summary(json.loads((out / "summary.json").read_text()), methods)
     return {"fid": fid["fid"], "fid_shards": len(shards), "evaluations": len(accuracy),
             "accuracy": accuracy}
 

@@ -136,7 +136,9 @@ def _view(crop, jitter_p, b, c, s, h, blur, solarize):
     return dict(zip(AUG_FIELDS, (crop, 0.5, jitter_p, b, c, s, h, 0.2, blur, solarize)))
 
 
-# cifar/augmentations/<file>: (view 1, view 2); every file has the same layout
+# cifar/augmentations/<file>: (view 1, view 2). Every file's first entry has the same layout
+# (L1-22); the symmetric files have only that entry and take both views from it (num_crops: 2,
+# L22), the asymmetric files have a second entry for view 2 (num_crops: 1 each, L24-45).
 AUG_FILES = {
     "symmetric.yaml": (_view(0.08, 0.8, 0.8, 0.8, 0.8, 0.2, 0.5, 0.0),) * 2,
     "symmetric_weak.yaml": (_view(0.08, 0.8, 0.4, 0.4, 0.4, 0.1, 0.5, 0.0),) * 2,
@@ -146,9 +148,12 @@ AUG_FILES = {
     "asymmetric_adainf.yaml": (_view(0.2, 0.4, 0.4, 0.4, 0.2, 0.1, 0.0, 0.0),
                                _view(0.2, 0.4, 0.4, 0.4, 0.2, 0.1, 0.0, 0.2)),
 }
-# the line of each field in every file: view 1 / view 2 (the asymmetric files' second entry)
-AUG_LINES = dict(zip(AUG_FIELDS, ((3, 26), (20, 43), (6, 29), (7, 30), (8, 31), (9, 32),
-                                  (10, 33), (12, 35), (14, 37), (16, 39))))
+# the line of each field in a file's first entry (view 1 in every file)
+AUG_LINES = dict(zip(AUG_FIELDS, (3, 20, 6, 7, 8, 9, 10, 12, 14, 16)))
+ASYMMETRIC_VIEW2_OFFSET = 23  # the asymmetric files' second entry: each field 23 lines lower
+# where each file's view 2 comes from
+AUG_VIEW2 = {name: ("second entry, L24-45" if name.startswith("asymmetric")
+                    else "view 1 again: num_crops: 2 (L22)") for name in AUG_FILES}
 # solo-learn/solo/data/pretrain_dataloader.py (torchvision on PIL images)
 PIPELINE_ROWS = [
     ("crop_interpolation", "bicubic (Pillow)",
@@ -212,8 +217,10 @@ def markdown() -> str:
         for name in names:
             v1, v2 = (view[field] for view in AUG_FILES[name])
             cells.append(_cell(v1) if v1 == v2 else f"{_cell(v1)} / {_cell(v2)}")
-        line1, line2 = AUG_LINES[field]
-        lines.append(f"| {field} (L{line1} / L{line2}) | " + " | ".join(cells) + " |")
+        line = AUG_LINES[field]
+        lines.append(f"| {field} (L{line}; view 2 in the asymmetric files: "
+                     f"L{line + ASYMMETRIC_VIEW2_OFFSET}) | " + " | ".join(cells) + " |")
+    lines.append("| (view 2) | " + " | ".join(AUG_VIEW2[n] for n in names) + " |")
     lines.append("| (source) | " + " | ".join(f"cifar/augmentations/{n}" for n in names) + " |")
     for setting, value, source in PIPELINE_ROWS:
         lines.append(f"| {setting} ({source.split()[0]}) | "

@@ -1,16 +1,77 @@
 """bench/gpu.py --all --smoke (the lent-GPU command at smoke size) runs every section to completion
-on CPU at tiny size; the preset's rehearsal is planned there (snakemake -n, its jobs checked)."""
+on CPU at tiny size; the preset's rehearsal is planned there (snakemake -n, its jobs checked).
+Its pieces, in the default suite: the peak table, the verdicts against issue 21's goals, and
+--profile's helpers."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SPEC = importlib.util.spec_from_file_location("bench_gpu", REPO / "bench" / "gpu.py")
+gpu = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(gpu)
+
+
+@pytest.mark.parametrize("name, peak", [
+    ("NVIDIA H200 NVL", 835.0), ("NVIDIA H200", 989.4),  # an NVL card is not scored against 989
+    ("NVIDIA H100 NVL", 835.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 80GB HBM3", 989.4),
+    ("NVIDIA A100-SXM4-80GB", 312.0), ("cpu", None)])
+def test_bf16_peak_takes_the_most_specific_name(name, peak):
+    assert gpu.bf16_peak(name) == peak
+
+
+def _figures(fraction, vs_pipeline, sample_min, fid_min, samples_per_s, vs_loader):
+    return {"sampling": {"fraction_of_peak": fraction, "vs_ddpmpipeline": vs_pipeline,
+                         "minutes_per_million": sample_min},
+            "fid": {"rows": [{"precision": "fp32", "minutes_per_million": fid_min,
+                              "fid_delta_vs_fp32": 0.0}]},
+            "pretrain": {"samples_per_s": {"ours": samples_per_s}, "ours_vs_dataloader": vs_loader}}
+
+
+def test_verdicts_hold_issue_21s_goals():
+    """Sampling ≥ 40 % of bf16 peak and ≥ 50× DDPMPipeline per image, 1M images ≤ 25 min, FID
+    statistics of 1M ≤ 2 min, SimCLR ResNet-18 ≥ 25k samples/s and ≥ 3× the DataLoader: each
+    figure just inside its goal is met, just outside it is not."""
+    inside = gpu.verdicts(_figures(0.41, 51.0, 24.0, 1.9, 26_000.0, 3.1))
+    outside = gpu.verdicts(_figures(0.39, 49.0, 26.0, 2.1, 24_000.0, 2.9))
+    assert len(inside) == len(outside) == 6
+    assert all(v["met"] for v in inside.values()), inside
+    assert not any(v["met"] for v in outside.values()), outside
+    assert {v["section"] for v in inside.values()} == {"sampling", "fid", "pretrain"}
+    assert "sampling ≥ 50× DDPMPipeline per image" in inside
+    assert gpu.missed(outside, "fid") == ["FID stats 1M ≤ 2 min (fp32)"]
+
+
+def test_profile_of_a_missed_section_names_where_the_time_goes(tmp_path, monkeypatch):
+    """--profile: a section that missed its target runs again under torch.profiler; its top ops
+    (here the one matrix product the section does) land in a file and in the figures."""
+    def section(s, device):
+        with gpu.part("matmul: ours"):
+            a = torch.randn(256, 256)
+            for _ in range(20):
+                a = a @ a / 256
+        return {}
+
+    monkeypatch.setitem(gpu.SECTIONS, "matmul", section)
+    result = {"errors": {}, "targets": {"matmul ≥ 2": {"value": 1.0, "target": 2.0, "met": False,
+                                                      "section": "matmul"}}}
+    gpu.profile_missed(result, "matmul", {}, torch.device("cpu"), tmp_path / "profile.txt")
+    assert result["errors"] == {}
+    top = result["profiles"]["matmul"]
+    assert top["file"] == "profile.txt" and top["ops"][0]["op"] in ("aten::mm", "aten::matmul")
+    assert top["ops"][0]["calls"] >= 20 and 0 < top["ops"][0]["share"] <= 1
+    text = (tmp_path / "profile.txt").read_text()
+    assert text.startswith("bench: matmul: ours: ") and "aten::mm" in text
+    assert any(line.startswith("profile   matmul: aten::") for line in gpu.report_lines(
+        {"device": "cpu", "torch": "", "size": "smoke", "seconds": 1.0, **result}))
 
 
 @pytest.mark.bench

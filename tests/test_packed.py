@@ -212,7 +212,6 @@ def test_generated_subset_is_nested_seeded_and_balanced_on_a_class_sorted_file()
     assert len(small) == 500 and (np.diff(small) > 0).all()
     assert set(small) <= set(large)  # a smaller N's images are part of a larger N's
     assert not np.array_equal(small, generated_subset(10_000, 500, seed=1))
-    # image i's key is the i-th draw of the seeded stream: the same whatever the total
     # image i's key is the i-th draw of the seeded stream, the same whatever the total: the
     # first half of a set's subset is the subset of that half alone
     first = small[small < 5_000]

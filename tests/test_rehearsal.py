@@ -127,6 +127,31 @@ def test_plan_check_of_the_authors_data_preset_wants_the_cut_and_no_sampling():
         rehearsal.check_plan({**jobs, "cut_npz": 0}, methods=1, authors_data=True)
 
 
+def _summary(cells):
+    """summary.json as pipeline/report.py writes it, reduced to its cells' keys checked here."""
+    return {"cells": [{"method": m, "strategy": s, "protocol": p, "n": 1, "top1_mean": top1}
+                      for (m, s, p), top1 in cells.items()]}
+
+
+def test_summary_check_wants_every_planned_cell_with_a_numeric_top1():
+    methods = ["simclr", "mocov2plus", "byol", "barlow"]
+    # written out here, not taken from rehearsal.planned_cells: the test states the preset's plan
+    complete = {(m, s, p): 10.0 + i for i, (m, s, p) in enumerate(
+        (m, s, p) for m in methods for s in ["none", "vanilla", "adainf", "random_init"]
+        for p in ["online", "offline", "features"] if (s, p) != ("random_init", "online"))}
+    assert len(complete) == 4 * (3 * 3 + 2)
+    rehearsal.check_summary(_summary(complete))
+    missing = {k: v for k, v in complete.items() if k != ("byol", "adainf", "offline")}
+    with pytest.raises(AssertionError, match="byol/adainf/offline"):
+        rehearsal.check_summary(_summary(missing))
+    with pytest.raises(AssertionError, match="barlow/random_init/features"):
+        rehearsal.check_summary(_summary({**complete, ("barlow", "random_init", "features"): None}))
+    with pytest.raises(AssertionError, match="simclr/none/online"):  # a report without online
+        rehearsal.check_summary(_summary({k: v for k, v in complete.items() if k[2] != "online"}))
+    one = {k: v for k, v in complete.items() if k[0] == "simclr"}  # --methods simclr
+    rehearsal.check_summary(_summary(one), methods=["simclr"])
+
+
 def test_the_benchmarks_time_the_hub_models_architecture():
     """bench/sample.py (and so bench/gpu.py) builds google/ddpm-cifar10-32 from the same facts:
     it once left five settings at UNet2DModel's defaults (norm_eps, downsample_padding,

@@ -274,3 +274,8 @@ def test_every_protocol_table_says_which_labels_trained_its_classifier():
     assert "generator.labels: keep" in note(kept, "online")
     assert "up to 20 labelled generated images" in note(kept, "online")
     assert "real labelled images only" in note(kept, "features")
+    # keep with an unconditional generator: every generated label is -1, none trained the probe
+    unlabelled = [dict(r, num_labelled_generated=0) for r in kept]
+    assert "real labelled images only" in note(unlabelled, "online")
+    assert "generator.labels: keep" in note(unlabelled, "online")
+    assert "up to 0" not in note(unlabelled, "online")

@@ -106,6 +106,11 @@ def _labels_note(protocol: str, cells: list[dict]) -> str:
     if protocol != "online" or not any(c.get("generated_labels") == "keep" for c in cells):
         return "trained on the real labelled images only"
     n = max(c.get("num_labelled_generated", 0) for c in cells)
+    if n == 0:
+        # keep asked for, but no generated image had a label to keep: an unconditional
+        # generator's shards carry -1, which the probe ignores, so only real labels trained it
+        return ("trained on the real labelled images only (generator.labels: keep, but no "
+                "generated image carried a class label: an unconditional generator's are -1)")
     return (f"trained on the real labels and the generated images' own (generator.labels: keep, "
             f"as the authors' runs; up to {n} labelled generated images a cell)")
 
