@@ -63,8 +63,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps != 0 and missing:
         p.error("the following arguments are required unless --steps 0: "
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
-    if args.real_fraction is not None and not 0 < args.real_fraction <= 1:
-        p.error(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
     if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
         p.error("--real-fraction below 1 needs --real-subset-seed")
     if args.log_every < 1:

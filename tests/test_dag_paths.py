@@ -151,6 +151,30 @@ def test_files_that_rules_all_and_the_report_ask_for(config):
     assert f"{p.out}/dataset/generated" not in _paths(config).intermediate_files()
 
 
+def test_rule_patterns_name_the_files_the_plan_names(config):
+    """The output patterns the rules take from here, filled in, are the files the consumers ask
+    for (the cells' and the FID files: rule all and the report; the search's: SearchPlan)."""
+    p = _paths(config)
+    wc = {"method": "simclr", "seed": 0, "round": 1, "strategy": "cand"}
+    files = {k: v.format(**wc) for k, v in p.search_files().items()}
+    assert files == {"state": f"{p.out}/search/simclr/seed0/round1/cand/state.pt",
+                     "encoder": f"{p.out}/search/simclr/seed0/round1/cand/encoder.pt",
+                     "history": f"{p.out}/search/simclr/seed0/round1/cand/history.csv",
+                     "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json"}
+    assert p.search_choice().format(**wc) == f"{p.out}/search/simclr/seed0/round1.json"
+    cell = {k: v.format(method="simclr", strategy="none", seed=0)
+            for k, v in p.cell_files().items()}
+    assert cell["history"] in p.history_files() and cell["encoder"] in p.intermediate_files()
+    assert p.fid_stats("shard_00002") in p.shard_fid_stats()
+    assert p.fid_quality("real") == p.real_quality()
+    assert p.fid_result() in p.intermediate_files()
+    assert p.generator_model() == p.generator() == f"{p.out}/generator"
+    assert p.report_file("summary") == f"{p.out}/summary.json"
+    config["experiments"]["sweeps"] = [{"strategy": "adainf", "setting": "dup",
+                                        "values": [1, 2]}]
+    assert _paths(config).sweep_plots() == [f"{p.out}/sweeps/adainf_dup.png"]
+
+
 def test_disk_check_counts_only_missing_shards(config, monkeypatch):
     usage = namedtuple("usage", "total used free")
     # 3 shards of 20 8×8 images: 20 × (192 + 8) bytes each, 12 kB in all; 10 kB free

@@ -170,6 +170,20 @@ def test_schema_bounds_the_data_sizes(config, settings, named):
     assert named in str(err.value)
 
 
+@pytest.mark.parametrize("value,ok", [("0.5", True), ("1", True), ("0", False), ("1.5", False)])
+def test_stage_parser_takes_the_schemas_real_fraction_bounds(value, ok, capsys):
+    """Run by hand, pipeline.pretrain refuses what the schema refuses: its parser's type is the
+    declared option's, bounded by the schema entry (no check of its own)."""
+    args = [*TINY_ARGS, "--real", "r", "--out", "o.pt", "--history", "h.csv", "--steps", "1",
+            "--strategy", "s", "--real-fraction", value, "--real-subset-seed", "0"]
+    if ok:
+        assert pretrain_stage.parse_args(args).real_fraction == float(value)
+        return
+    with pytest.raises(SystemExit):
+        pretrain_stage.parse_args(args)
+    assert f"argument --real-fraction: must be in (0, 1], got {value}" in capsys.readouterr().err
+
+
 def test_valid_data_sizes_pass_the_checks(config):
     assert _problems(config, adainf={"num_generated": 2000, "real_fraction": 0.1}, sweeps=[
         {"strategy": "vanilla", "setting": "num_generated", "values": [1, 2000]},

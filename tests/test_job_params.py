@@ -12,7 +12,7 @@ from snakemake.utils import validate
 
 from pipeline.study.design import RANDOM_INIT, plan
 from pipeline.dag.job_params import (
-    pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, settings, untracked,
+    fetch_generator_args, fetch_real_args, report_args, pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, settings, untracked,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +93,16 @@ def test_generated_labels_subset_seed_and_method_augmentation_reach_only_their_j
     assert "--augmentation mild" in args(moco, "mocov2plus", "none")
     assert "--augmentation weak" in args(moco, "mocov2plus", "adainf")
     assert args(moco, "simclr", "none") == args(config, "simclr", "none")
+
+
+def test_fetch_and_report_options_are_passed_only_when_set(config):
+    config["generator"].update(model="org/my model", revision=None)
+    assert fetch_generator_args(config) == "--model 'org/my model'"
+    config["generator"]["revision"] = "abc123"
+    assert fetch_generator_args(config) == "--model 'org/my model' --revision abc123"
+    config["real"].update(source="cifar100", root="data/cifar")
+    assert fetch_real_args(config) == "--source cifar100 --root data/cifar"
+    assert report_args(search_rounds=[], generator_record=[]) == ""
+    assert report_args("o.png", ["r0.json", "r1.json"], "s.png", ["g.json"]) == (
+        "--online-curves o.png --search-rounds r0.json r1.json --search-plot s.png"
+        " --generator-record g.json")

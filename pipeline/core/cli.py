@@ -53,6 +53,26 @@ def schema_settings(entry: dict) -> dict:
     return out
 
 
+def in_schema_range(kind, entry: dict):
+    """A parser type: `kind` (int or float) of the text, within the schema entry's bounds
+    (minimum, exclusiveMinimum, maximum, exclusiveMaximum), else argparse's usage error."""
+    lo = entry.get("exclusiveMinimum", entry.get("minimum"))
+    hi = entry.get("exclusiveMaximum", entry.get("maximum"))
+    lo_open, hi_open = "exclusiveMinimum" in entry, "exclusiveMaximum" in entry
+    interval = (f"{'(' if lo_open else '['}{'-inf' if lo is None else lo:g}, "
+                f"{'inf' if hi is None else hi:g}{')' if hi_open or hi is None else ']'}")
+
+    def parse(text: str):
+        value = kind(text)
+        if (lo is not None and (value <= lo if lo_open else value < lo)) or \
+                (hi is not None and (value >= hi if hi_open else value > hi)):
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid float value" for a non-number
+    return parse
+
+
 def add_options(parser: argparse.ArgumentParser, declared) -> argparse.ArgumentParser:
     """The options of pipeline.vocab.options' declarations: a config key's type, choices and
     help (its schema description) from the schema, then the declaration's own settings."""
@@ -63,5 +83,7 @@ def add_options(parser: argparse.ArgumentParser, declared) -> argparse.ArgumentP
             entry = schema_entry(o.key)
             settings = schema_settings(entry)
             help = entry["description"] + (f"; {o.help}" if o.help else "")
+            if o.in_range:
+                settings["type"] = in_schema_range(settings["type"], entry)
         parser.add_argument(o.flag, **{**settings, "help": help, **o.argparse})
     return parser

@@ -217,3 +217,26 @@ def cut_npz_args(config: dict, num_images: int) -> str:
 def search_select_args(config: dict, round: int, step: int, keep: int) -> str:
     """A round's choice: which round, its step and survivors, and the score's settings (auto)."""
     return stage_args(SEARCH_SELECT, config, round=round, step=step, keep=keep)
+
+
+def fetch_generator_args(config: dict) -> str:
+    """The hub generator rule fetch_generator downloads: its id and revision (generator.model,
+    generator.revision; none: the hub's main)."""
+    g = config["generator"]
+    return opts(opt("--model", g["model"]), opt("--revision", g["revision"]))
+
+
+def fetch_real_args(config: dict) -> str:
+    """The data set rule fetch_real downloads, and the folder it goes to (real.source, real.root)."""
+    r = config["real"]
+    return opts(opt("--source", r["source"]), opt("--root", r["root"]))
+
+
+def report_args(online_curves: str | None = None, search_rounds=(), search_plot: str | None = None,
+                generator_record=()) -> str:
+    """pipeline.report's optional files, each passed only where the DAG has it: the online
+    probe's figure, the `auto` search's choices and figure, the fetched generator's record."""
+    return opts(opt("--online-curves", online_curves),
+                opt("--search-rounds", list(search_rounds) or None),
+                opt("--search-plot", search_plot),
+                opt("--generator-record", list(generator_record) or None))

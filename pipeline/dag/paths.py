@@ -50,14 +50,45 @@ def shard_manifest(out: str, shard) -> str:
         f"{out}/samples/shard_{shard}.json"
 
 
+def fid_file(out: str, name: str, kind: str) -> str:
+    """A fid_stats job's output: `kind` `stats` (the Inception mean and covariance) or `quality`
+    (the feature subset and its radii or scores) of `name`, `real` or `shard_NNNNN`."""
+    return f"{out}/fid/{name}.{kind}.npz"
+
+
 def shard_quality(out: str, shard: int) -> str:
     """A shard's quality file (its share of the feature subset and every image's scores)."""
-    return f"{out}/fid/shard_{shard:05d}.quality.npz"
+    return fid_file(out, f"shard_{shard:05d}", "quality")
 
 
 def real_quality(out: str) -> str:
     """The real set's quality file (its feature subset and k-NN radii)."""
-    return f"{out}/fid/real.quality.npz"
+    return fid_file(out, "real", "quality")
+
+
+def search_round(out: str, method: str, seed, round) -> str:
+    """The `auto` search's round `round` of one method and seed: a folder per candidate, and
+    beside it ROUND.json, the choice (wildcard patterns welcome)."""
+    return f"{out}/search/{method}/seed{seed}/round{round}"
+
+
+def search_choice(out: str, method: str, seed, round) -> str:
+    """A search round's choice (rule search_select's output): the scores and the survivors."""
+    return f"{search_round(out, method, seed, round)}.json"
+
+
+def search_files(out: str, method: str, seed, round, candidate: str) -> dict[str, str]:
+    """A candidate's files after a search round: the state the next round resumes from, and
+    the encoder and history a pretrain job writes."""
+    folder = f"{search_round(out, method, seed, round)}/{candidate}"
+    return {"state": f"{folder}/state.pt", **cell_files(folder)}
+
+
+def cell_files(folder: str) -> dict[str, str]:
+    """What a pretrain job writes in its folder (a cell's or a search candidate's): the
+    encoder, the loss curve and its summary."""
+    return {"encoder": f"{folder}/encoder.pt", "history": f"{folder}/history.csv",
+            "meta": f"{folder}/history.json"}
 
 
 def generated_count(config: dict) -> int:
@@ -131,6 +162,12 @@ def sampler_description(config: dict) -> dict:
             "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
 
 
+# rule report's outputs by name (online: with the online probe; search: with the `auto` search)
+REPORT_FILES = {"summary": "summary.json", "table": "summary.md", "page": "summary.html",
+                "samples": "samples.png", "losses": "losses.png", "selection": "selection.png",
+                "online": "online.png", "search": "search.png"}
+
+
 class WorkflowPaths:
     """The files of one config's DAG under its `output_dir`."""
 
@@ -151,6 +188,18 @@ class WorkflowPaths:
     def cell(self) -> str:
         """A cell's folder as a rule's wildcard pattern."""
         return cell_dir(self.out, "{method}", "{strategy}", "{seed}")
+
+    def cell_files(self) -> dict[str, str]:
+        """A pretrain job's outputs in its cell's folder, as wildcard patterns."""
+        return cell_files(self.cell())
+
+    def cell_checkpoint(self) -> str:
+        """Where a pretrain job keeps its resumable state (no output: removed when it ends)."""
+        return f"{self.cell()}/checkpoint.pt"
+
+    def generator(self) -> str:
+        """The generator trained here (generator.source train): a diffusers folder."""
+        return f"{self.out}/generator"
 
     # --- sampling -------------------------------------------------------------------------
     def num_generated(self) -> int:
@@ -190,12 +239,12 @@ class WorkflowPaths:
         by rule fetch_generator, or the config's own folder."""
         g = self.config["generator"]
         if g["source"] == "train":
-            return f"{self.out}/generator"
+            return self.generator()
         return self.assets()["generator"]["out"] if "generator" in self.assets() else g["model"]
 
     def generator_inputs(self) -> list[str]:
         if self.config["generator"]["source"] == "train":
-            return [f"{self.out}/generator"]
+            return [self.generator()]
         fetched = self.assets().get("generator")
         return [fetched["out"], fetched["record"]] if fetched else []
 
@@ -261,6 +310,18 @@ class WorkflowPaths:
         return {"start": self.shard_range(name.removeprefix("shard_"))["start"],
                 "total": self.num_generated(), "real_quality": real_quality(self.out)}
 
+    def fid_stats(self, name: str) -> str:
+        """The Inception statistics of `name` (`real`, `shard_NNNNN` or a wildcard pattern)."""
+        return fid_file(self.out, name, "stats")
+
+    def fid_quality(self, name: str) -> str:
+        """The quality file of `name` (`real`, `shard_NNNNN` or a wildcard pattern)."""
+        return fid_file(self.out, name, "quality")
+
+    def fid_result(self) -> str:
+        """pipeline.fid's result: FID and the quality metrics of the generated set."""
+        return f"{self.out}/fid.json"
+
     def real_quality(self) -> str:
         return real_quality(self.out)
 
@@ -269,10 +330,10 @@ class WorkflowPaths:
 
     def real_fid_reference(self) -> str:
         """The real statistics: a given mu/sigma (or stats) npz, else computed from the train split."""
-        return self.config["fid"]["reference"] or f"{self.out}/fid/real.stats.npz"
+        return self.config["fid"]["reference"] or self.fid_stats("real")
 
     def shard_fid_stats(self) -> list[str]:
-        return [f"{self.out}/fid/shard_{i:05d}.stats.npz" for i in range(self.num_shards())]
+        return [self.fid_stats(f"shard_{i:05d}") for i in range(self.num_shards())]
 
     # --- pretraining and evaluation -------------------------------------------------------
     def pretrain_inputs(self, variant: str) -> dict:
@@ -289,7 +350,7 @@ class WorkflowPaths:
         return [result_path(self.out, m, v, s, p) for m, v, s, p in self.design.evaluations()]
 
     def history_files(self) -> list[str]:
-        return [f"{cell_dir(self.out, m, v, s)}/history.csv"
+        return [cell_files(cell_dir(self.out, m, v, s))["history"]
                 for m, v, s in self.design.cells() if v != RANDOM_INIT]
 
     def intermediate_files(self) -> list[str]:
@@ -298,17 +359,36 @@ class WorkflowPaths:
         with them, a plain rerun rebuilds any output that went missing (or was moved aside as
         damaged) after a finished run, and what depends on it."""
         out, d = self.out, self.design
-        files = [self.dataset("real"), self.real("test"), f"{out}/fid.json",
+        files = [self.dataset("real"), self.real("test"), self.fid_result(),
                  self.real_quality(), *self.shard_quality_files()]
         if any(d.settings(v)["generated"] for v in d.variants):
             files.append(self.dataset("generated"))
         for manifest in self.shard_files():
             files += [manifest, *self.shard_data(manifest),
-                      f"{out}/fid/{Path(manifest).stem}.stats.npz"]
-        files += [f"{cell_dir(out, m, v, s)}/encoder.pt" for m, v, s in d.cells()]
+                      self.fid_stats(Path(manifest).stem)]
+        files += [cell_files(cell_dir(out, m, v, s))["encoder"] for m, v, s in d.cells()]
         return files
 
+    # --- the `auto` search (pipeline.dag.search.SearchPlan: its files by method, seed, round) --
+    def search_files(self, method: str = "{method}", seed="{seed}", round="{round}",
+                     candidate: str = "{strategy}") -> dict[str, str]:
+        """A candidate's files in a round (by default: rule search_train's pattern, whose
+        `strategy` wildcard is the candidate, recorded as the run's strategy)."""
+        return search_files(self.out, method, seed, round, candidate)
+
+    def search_choice(self, method: str = "{method}", seed="{seed}", round="{round}") -> str:
+        """A round's choice (by default: rule search_select's pattern)."""
+        return search_choice(self.out, method, seed, round)
+
     # --- report ---------------------------------------------------------------------------
+    def report_file(self, name: str) -> str:
+        """One of the report's files (rule report's output of that name)."""
+        return f"{self.out}/{REPORT_FILES[name]}"
+
+    def sweep_plots(self) -> list[str]:
+        """The report's figure of each sweep."""
+        return [f"{self.out}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in self.design.sweeps]
+
     def design_file(self, search_spec: dict | None = None) -> str:
         """The report's design (the study's cells and the sampler), written now if missing.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline.core import io
 from pipeline.dag.job_params import opts, pretrain_args, search_select_args, stage_args
-from pipeline.dag.paths import dataset_dir, shard_quality_files
+from pipeline.dag.paths import dataset_dir, search_choice, search_files, shard_quality_files
 from pipeline.search.candidates import OPTIONAL, SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
@@ -42,17 +42,15 @@ class SearchPlan:
         """The final round's number: the winner's continuation to the full step count."""
         return self.schedule.rounds - 1
 
-    def dir(self, method: str, seed) -> str:
-        return f"{self.out}/search/{method}/seed{seed}"
-
     def state(self, method: str, seed, round: int, candidate: str) -> str:
-        return f"{self.dir(method, seed)}/round{round}/{candidate}/state.pt"
+        return search_files(self.out, method, seed, round, candidate)["state"]
 
     def encoder(self, method: str, seed, round: int, candidate: str) -> str:
-        return f"{self.dir(method, seed)}/round{round}/{candidate}/encoder.pt"
+        return search_files(self.out, method, seed, round, candidate)["encoder"]
 
     def round_file(self, method: str, seed, round: int) -> str:
-        return f"{self.dir(method, seed)}/round{round}.json"
+        """The round's choice (rule search_select's output)."""
+        return search_choice(self.out, method, seed, round)
 
     def round_files(self, method: str, seed) -> list[str]:
         """Every choice of the search (none with a single candidate)."""

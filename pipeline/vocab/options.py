@@ -6,6 +6,7 @@ An `Option` names its flag and, for a setting of the config, its key (`pretrain.
 - the stage's parser (pipeline.core.cli.add_options): the type, choices and help come from the
   key's entry in workflow/schemas/config.schema.yaml, so `--help` shows the schema's
   description; the option is required unless the key may be null (default None) or is a switch;
+  with `in_range=True` its type also refuses a value outside the entry's bounds;
 - the rule's options (pipeline.dag.job_params.stage_args): the value is the config's
   (config.yaml holds the only default), tracked unless `tracked=False` (speed only);
 - the check that every key exists in the schema and in config.yaml (tests/test_options.py).
@@ -35,6 +36,7 @@ class Option:
     tracked: bool = True  # False: changes only the speed (a rule's untracked param)
     computed: bool = False  # the workflow computes the value (job_params gives it), not config[key]
     argparse: dict = field(default_factory=dict)  # settings of its own, over the schema's
+    in_range: bool = False  # the parser checks the schema's minimum/maximum (a stage run by hand)
 
     @property
     def dest(self) -> str:
@@ -42,8 +44,8 @@ class Option:
 
 
 def option(flag: str, key: str | None = None, help: str | None = None, *, tracked: bool = True,
-           computed: bool = False, **argparse) -> Option:
-    return Option(flag, key, help, tracked, computed, argparse)
+           computed: bool = False, in_range: bool = False, **argparse) -> Option:
+    return Option(flag, key, help, tracked, computed, argparse, in_range)
 
 
 @cache
@@ -116,7 +118,7 @@ PRETRAIN = (
     option("--generated-scores", help="the shards' quality files (fid_stats --quality-out); "
            "required with --generated-keep", computed=True, nargs="+"),
     option("--real-fraction", "strategies.*.real_fraction", "the online probe sees only these",
-           computed=True),
+           computed=True, in_range=True),
     option("--real-subset-seed", help="seed of the real subset (the workflow passes real.seed); "
            "required with --real-fraction below 1", computed=True, type=int),
     option("--widths", "pretrain.backbone.widths"),

@@ -1,14 +1,15 @@
-# What every rule file shares, defined once: the config's plan (the study's cells, the files),
-# the command pieces every stage's shell ends with, and the search's plan. Rules only wire: every
-# option a job gets is built in pipeline/dag/job_params.py, every path in pipeline/dag/paths.py.
+# What more than one rule file uses, defined here only (so the include order in the Snakefile
+# does not matter): the config's plan (the study's cells, the files, the external assets), the
+# command pieces every stage's shell ends with, the pretrain command, the packed-data inputs, and
+# the search's plan. Rules only wire: every option a job gets is built in
+# pipeline/dag/job_params.py, every path in pipeline/dag/paths.py.
 import os
 import shlex
 
 from pipeline.dag.job_params import (
-    cut_npz_args, fetched_weights_arg, fid_quality_args, fid_stats_args, fid_stats_untracked_args,
-    fid_untracked_args,
-    linear_eval_args, opt, opts,
-    prepare_real_args, pretrain_args, pretrain_untracked_args,
+    cut_npz_args, fetch_generator_args, fetch_real_args, fetched_weights_arg, fid_quality_args,
+    fid_stats_args, fid_stats_untracked_args, fid_untracked_args, linear_eval_args,
+    prepare_real_args, pretrain_args, pretrain_untracked_args, report_args,
     sample_args, sample_untracked_args, tracking, train_generator_args, untracked,
 )
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
@@ -27,8 +28,9 @@ CONDA_ENV = "../../envs/pipeline.yaml"
 DESIGN = plan(config)  # every (method, strategy, seed) cell and its evaluations
 PATHS = WorkflowPaths(config, DESIGN)  # the DAG's files
 SEARCH = SearchPlan(config) if DESIGN.auto else None  # the `auto` strategy's search
-CELL = PATHS.cell()  # a cell's folder, with {method}, {strategy} and {seed} wildcards
 ONLINE = PATHS.online  # the online probe trains inside pretraining
+# What the fetch_* rules fetch ({asset: {out, record}}); the consumers wait for the records.
+ASSETS = PATHS.assets()
 try:
     PATHS.check_disk_space()  # when the config is read, so `-n` reports it too
 except ConfigError as e:
@@ -47,3 +49,39 @@ LOG = " > {log} 2>&1 || {{ rc=$?; tail -n 1 {log} >&2; exit $rc; }}"
 # {resources.gpu} devices of its own (CUDA_VISIBLE_DEVICES); under SLURM, which assigns them, it
 # changes nothing.
 GPU_SLOTS = "python -m pipeline.core.gpu_slots --gpus {resources.gpu} -- "
+
+# Pretraining's command: rule pretrain's, and search.smk's search_train and auto_pretrain's.
+PRETRAIN_SHELL = (
+    GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
+    " --history {output.history} --method {wildcards.method} --strategy {wildcards.strategy}"
+    " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
+    " {params.track}"
+    + RUNTIME + LOG
+)
+
+
+# The packed datasets' consumers (pretrain.smk, search.smk) wire their inputs through these two.
+def packed(inputs: dict) -> dict:
+    """A consumer's inputs with each packed folder as `ancient` plus its content record."""
+    out = {}
+    for key, path in inputs.items():
+        if isinstance(path, str) and path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
+            out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
+        else:
+            out[key] = path
+    return out
+
+
+def after_repack(inputs: dict) -> list:
+    """No files; an input function of its own so that the others keep their names. A packed
+    folder missing beside its record (or the reverse) is being repaired: the consumer waits for
+    the repack (checkpoints.pack.get raises until it is done), then Snakemake compares the new
+    record's checksum with the one the consumer was made from. (A dry run cannot know and lists
+    the consumers; in a fresh run neither file exists and the whole DAG is planned at once.)"""
+    for path in inputs.values():
+        if not isinstance(path, str):  # a list of files (the quality scores)
+            continue
+        part = path.removeprefix(f"{OUT}/dataset/")
+        if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
+            checkpoints.pack.get(part=part)
+    return []

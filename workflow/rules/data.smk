@@ -44,29 +44,3 @@ checkpoint pack:
     shell:
         "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output.folder}"
         " --record {output.record}" + LOG
-
-
-def packed(inputs: dict) -> dict:
-    """A consumer's inputs with each packed folder as `ancient` plus its content record."""
-    out = {}
-    for key, path in inputs.items():
-        if isinstance(path, str) and path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
-            out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
-        else:
-            out[key] = path
-    return out
-
-
-def after_repack(inputs: dict) -> list:
-    """No files; an input function of its own so that the others keep their names. A packed
-    folder missing beside its record (or the reverse) is being repaired: the consumer waits for
-    the repack (checkpoints.pack.get raises until it is done), then Snakemake compares the new
-    record's checksum with the one the consumer was made from. (A dry run cannot know and lists
-    the consumers; in a fresh run neither file exists and the whole DAG is planned at once.)"""
-    for path in inputs.values():
-        if not isinstance(path, str):  # a list of files (the quality scores)
-            continue
-        part = path.removeprefix(f"{OUT}/dataset/")
-        if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
-            checkpoints.pack.get(part=part)
-    return []

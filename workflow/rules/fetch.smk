@@ -3,12 +3,11 @@
 # the network is) before any job that needs it; the jobs after it read only local files. An asset
 # that is local already (generator.model a folder, real.download false, fid.weights set or pixel
 # FID) has no fetch rule. `snakemake --cores 1 --configfile FILE fetch` fetches them alone.
-ASSETS = PATHS.assets()
+# (ASSETS, what is fetched where: common.smk.)
 # What the one-line error tells the user to run where there is network: this run's own configs.
 RETRY = untracked(shlex.join(
     ["snakemake", "--cores", "1"]
     + [a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))] + ["fetch"]))
-
 
 
 rule fetch:
@@ -25,16 +24,15 @@ if "generator" in ASSETS:
             folder=directory(ASSETS["generator"]["out"]),
             record=ASSETS["generator"]["record"],
         params:
-            model=config["generator"]["model"],
-            revision=opt("--revision", config["generator"]["revision"]),
+            opts=fetch_generator_args(config),
             retry=RETRY,
         log:
             LOGS + "fetch/generator.log",
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.fetch --retry {params.retry:q} generator --model {params.model:q}"
-            " {params.revision} --out {output.folder} --record {output.record}" + LOG
+            "python -m pipeline.fetch --retry {params.retry:q} generator {params.opts}"
+            " --out {output.folder} --record {output.record}" + LOG
 
 
 if "real" in ASSETS:
@@ -44,16 +42,15 @@ if "real" in ASSETS:
         output:
             ASSETS["real"]["record"],
         params:
-            source=config["real"]["source"],
-            root=config["real"]["root"],
+            opts=fetch_real_args(config),
             retry=RETRY,
         log:
             LOGS + "fetch/real.log",
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.fetch --retry {params.retry:q} real --source {params.source}"
-            " --root {params.root:q} --record {output}" + LOG
+            "python -m pipeline.fetch --retry {params.retry:q} real {params.opts}"
+            " --record {output}" + LOG
 
 
 if "inception" in ASSETS:

@@ -2,7 +2,7 @@ rule train_generator:
     input:
         rules.prepare_real.output.train,
     output:
-        directory(f"{OUT}/generator"),
+        directory(PATHS.generator()),
     params:
         opts=train_generator_args(config),
         track=tracking(config, "train_generator", log_every=True),
@@ -63,8 +63,8 @@ rule fid_stats:
     input:
         unpack(lambda wc: PATHS.fid_stats_inputs(wc.name)),
     output:
-        stats=f"{OUT}/fid/{{name}}.stats.npz",
-        quality=f"{OUT}/fid/{{name}}.quality.npz",
+        stats=PATHS.fid_stats("{name}"),
+        quality=PATHS.fid_quality("{name}"),
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:
@@ -97,7 +97,7 @@ rule fid:
         real_quality=PATHS.real_quality(),
         generated_quality=PATHS.shard_quality_files(),
     output:
-        f"{OUT}/fid.json",
+        PATHS.fid_result(),
     params:
         speed=untracked(fid_untracked_args(config)),
     log:

@@ -1,13 +1,7 @@
 # Pretraining: one encoder per cell (method × strategy × seed), evaluated by the online probe
 # inside it and by linear_eval's offline and features protocols after it. search.smk's
-# search_train and auto_pretrain run the same stage with the same command.
-PRETRAIN_SHELL = (
-    GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
-    " --history {output.history} --method {wildcards.method} --strategy {wildcards.strategy}"
-    " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
-    " {params.track}"
-    + RUNTIME + LOG
-)
+# search_train and auto_pretrain run the same stage with the same command (common.smk's
+# PRETRAIN_SHELL).
 
 
 rule pretrain:
@@ -15,10 +9,8 @@ rule pretrain:
         unpack(lambda wc: packed(PATHS.pretrain_inputs(wc.strategy))),
         repack=lambda wc: after_repack(PATHS.pretrain_inputs(wc.strategy)),
     output:
-        encoder=f"{CELL}/encoder.pt",
-        history=f"{CELL}/history.csv",
-        meta=f"{CELL}/history.json",
-        **({"online": f"{CELL}/online.json"} if ONLINE else {}),
+        **PATHS.cell_files(),
+        **({"online": PATHS.result("{method}", "{strategy}", "{seed}", "online")} if ONLINE else {}),
     wildcard_constraints:
         strategy=f"(?!(?:{RANDOM_INIT}|{AUTO})/)[^/]+",  # auto: search.smk's auto_pretrain
         seed=r"\d+",
@@ -29,7 +21,7 @@ rule pretrain:
         track=tracking(config, "pretrain/{method}/{strategy}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
-        checkpoint=f"{CELL}/checkpoint.pt",
+        checkpoint=PATHS.cell_checkpoint(),
     log:
         LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
@@ -46,9 +38,7 @@ rule pretrain:
 # The untrained encoder (the initialisation pretraining starts from with this seed): a baseline.
 use rule pretrain as init_encoder with:
     output:
-        encoder=f"{CELL}/encoder.pt",
-        history=f"{CELL}/history.csv",
-        meta=f"{CELL}/history.json",
+        **PATHS.cell_files(),
     wildcard_constraints:
         strategy=RANDOM_INIT,
         seed=r"\d+",
@@ -58,7 +48,7 @@ use rule pretrain as init_encoder with:
 
 rule linear_eval:
     input:
-        encoder=f"{CELL}/encoder.pt",
+        encoder=rules.pretrain.output.encoder,
         train=rules.prepare_real.output.train,
         test=rules.prepare_real.output.test,
     output:

@@ -1,10 +1,11 @@
-SWEEP_PLOTS = [f"{OUT}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in DESIGN.sweeps]
+# The report's files: PATHS.report_file (by output name) and PATHS.sweep_plots.
 SEARCH_ROUNDS = [f for m in DESIGN.methods for s in DESIGN.seeds
                  for f in SEARCH.round_files(m, s)] if SEARCH else []
-SEARCH_PLOT = {"search": report(f"{OUT}/search.png", category="Search",
+SEARCH_PLOT = {"search": report(PATHS.report_file("search"), category="Search",
                                 caption="../report/search.rst",
                                 labels={"figure": "auto search"})} if SEARCH else {}
-CURVES = {"online": report(f"{OUT}/online.png", category="Training", caption="../report/online.rst",
+CURVES = {"online": report(PATHS.report_file("online"), category="Training",
+                           caption="../report/online.rst",
                            labels={"figure": "online probe accuracy"})} if ONLINE else {}
 
 
@@ -20,28 +21,29 @@ rule report:
         shards=PATHS.shard_files(),
         scores=PATHS.shard_quality_files(),
         search_rounds=SEARCH_ROUNDS,
-        generator_record=[ASSETS["generator"]["record"]] if "generator" in ASSETS else [],
+        generator_record=[rules.fetch_generator.output.record] if "generator" in ASSETS else [],
     output:
-        summary=f"{OUT}/summary.json",
-        table=f"{OUT}/summary.md",
-        page=report(f"{OUT}/summary.html", category="Results", caption="../report/summary.rst",
+        summary=PATHS.report_file("summary"),
+        table=PATHS.report_file("table"),
+        page=report(PATHS.report_file("page"), category="Results",
+                    caption="../report/summary.rst",
                     labels={"figure": "accuracy table, FID and sampler"}),
-        samples=report(f"{OUT}/samples.png", category="Samples", caption="../report/samples.rst",
-                       labels={"figure": "real vs generated"}),
-        losses=report(f"{OUT}/losses.png", category="Training", caption="../report/losses.rst",
-                      labels={"figure": "pretraining loss"}),
-        selection=report(f"{OUT}/selection.png", category="Samples",
+        samples=report(PATHS.report_file("samples"), category="Samples",
+                       caption="../report/samples.rst", labels={"figure": "real vs generated"}),
+        losses=report(PATHS.report_file("losses"), category="Training",
+                      caption="../report/losses.rst", labels={"figure": "pretraining loss"}),
+        selection=report(PATHS.report_file("selection"), category="Samples",
                          caption="../report/selection.rst",
                          labels={"figure": "generated images by quality score"}),
         sweeps=[report(f, category="Sweeps", caption="../report/sweep.rst",
-                       labels={"figure": Path(f).stem}) for f in SWEEP_PLOTS],
+                       labels={"figure": Path(f).stem}) for f in PATHS.sweep_plots()],
         **CURVES,
         **SEARCH_PLOT,
     params:
-        curves=lambda wc, output: opt("--online-curves", output.get("online")),
-        record=lambda wc, input: opt("--generator-record", list(input.generator_record) or None),
-        search=lambda wc, input, output: opts(opt("--search-rounds", list(input.search_rounds) or None),
-                                              opt("--search-plot", output.get("search"))),
+        # from the inputs and outputs (derived params, untracked: the files are tracked as such)
+        opts=lambda wc, input, output: report_args(
+            online_curves=output.get("online"), search_rounds=input.search_rounds,
+            search_plot=output.get("search"), generator_record=input.generator_record),
     log:
         LOGS + "report.log",
     benchmark:
@@ -54,4 +56,4 @@ rule report:
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
         " --page {output.page} --samples {output.samples} --losses {output.losses}"
         " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
-        " --selection {output.selection} {params.curves} {params.search} {params.record}" + LOG
+        " --selection {output.selection} {params.opts}" + LOG

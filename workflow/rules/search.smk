@@ -3,8 +3,8 @@
 # state; the checkpoint search_select scores them on a validation split of the real training data
 # and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
 # pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
-# split (tests/test_search_workflow.py runs the search with a garbage one).
-ROUND = f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}"  # SearchPlan.dir + round
+# split (tests/test_search_workflow.py runs the search with a garbage one). The files: PATHS's
+# search_files and search_choice (patterns), SEARCH's state, encoder and round_file (named ones).
 
 
 def survivors(wc, round):
@@ -30,10 +30,7 @@ rule search_train:
         repack=lambda wc: after_repack(SEARCH.train_inputs(wc.method, wc.seed, int(wc.round),
                                                            wc.strategy)),
     output:
-        state=f"{ROUND}/{{strategy}}/state.pt",
-        encoder=f"{ROUND}/{{strategy}}/encoder.pt",
-        history=f"{ROUND}/{{strategy}}/history.csv",
-        meta=f"{ROUND}/{{strategy}}/history.json",
+        **PATHS.search_files(),
     wildcard_constraints:
         round=r"\d+",
         seed=r"\d+",
@@ -44,7 +41,7 @@ rule search_train:
                        log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
-        checkpoint=f"{ROUND}/{{strategy}}/state.pt",
+        checkpoint=PATHS.search_files()["state"],
     log:
         LOGS + "search/{method}/seed{seed}/round{round}/{strategy}.log",
     benchmark:
@@ -64,7 +61,7 @@ checkpoint search_select:
                              for c in survivors(wc, int(wc.round))],
         train=rules.prepare_real.output.train,
     output:
-        f"{OUT}/search/{{method}}/seed{{seed}}/round{{round}}.json",
+        PATHS.search_choice(),
     wildcard_constraints:
         round=r"\d+",
         seed=r"\d+",
@@ -99,9 +96,7 @@ rule auto_pretrain:
                                                                 winner(wc)).items()
                            if name != "real" for g in (f if isinstance(f, list) else [f])],
     output:
-        encoder=f"{CELL}/encoder.pt",
-        history=f"{CELL}/history.csv",
-        meta=f"{CELL}/history.json",
+        **PATHS.cell_files(),
     wildcard_constraints:
         strategy=AUTO,
         seed=r"\d+",
@@ -111,7 +106,7 @@ rule auto_pretrain:
         track=tracking(config, "pretrain/{method}/{strategy}/seed{seed}", log_every=True),
         device=untracked(DEVICE),
         launcher=lambda wc: pretrain_launcher(config, AUTO),
-        checkpoint=f"{CELL}/checkpoint.pt",
+        checkpoint=PATHS.cell_checkpoint(),
     log:
         LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
     benchmark:
