@@ -97,6 +97,22 @@ def test_damaged_inception_weights_are_moved_aside_and_fetched_again(tmp_path, n
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pth.corrupt"]  # no partial file
 
 
+def test_a_fetch_record_is_stale_once_its_file_is_gone_resized_or_elsewhere(tmp_path):
+    dest = tmp_path / "weights.pth"
+    dest.write_bytes(b"weights")
+    record = tmp_path / "inception.json"
+    assert assets.drop_stale_file_record(record, dest) is None  # no record: nothing to say
+    assets.fetch_inception(dest, record, url=f"https://x.org/w-{io.sha256_file(dest)[:8]}.pth")
+    assert assets.drop_stale_file_record(record, dest) is None and record.exists()
+    assert "not" in assets.stale_file_record(record, tmp_path / "other" / "weights.pth")
+    dest.write_bytes(b"weights, truncated or grown")
+    assert "now has" in assets.stale_file_record(record, dest)
+    dest.unlink()
+    line = assets.drop_stale_file_record(record, dest)
+    assert str(record) in line and "missing" in line and "\n" not in line
+    assert not record.exists()  # so that rule fetch_inception, its output missing, runs again
+
+
 def test_cifar_already_there_is_verified_not_downloaded(tmp_path, no_network, monkeypatch):
     from torchvision.datasets import CIFAR10
 
@@ -209,6 +225,38 @@ def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(t
     # no inception fetch (fid.weights is local); the fetch target has nothing left to do
     again = snakemake_env(env, "fetch", "-n", "--configfile", str(TINY), str(config), cwd=tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.e2e
+def test_damaged_fetched_inception_weights_fail_in_one_line_and_deleting_them_refetches(tmp_path):
+    """Weights that rule fetch_inception verified, damaged since (random bytes where pytorch-fid's
+    loader reads them, TORCH_HOME's hub cache): fid_stats fails with one line naming the file and
+    the fix, its traceback in the job's log only; deleting the file as the line says makes the
+    next run fetch it again."""
+    import numpy as np
+
+    env = offline_env(tmp_path)
+    weights = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / Path(assets.FID_WEIGHTS_URL).name
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    # the record the fetch wrote while the file passed its check (the hash prefix in the url)
+    url = f"https://x.org/pt_inception-{io.sha256_file(weights)[:8]}.pth"
+    assets.fetch_inception(weights, tmp_path / "results" / "assets" / "inception.json", url=url)
+    config = tmp_path / "inception.yaml"
+    config.write_text(yaml.safe_dump({"fid": {"features": "inception", "dims": 64}}))
+    args = ("results/fid/real.stats.npz", "--cores", "1", "--configfile", str(TINY), str(config))
+    r = snakemake_env(env, *args, cwd=tmp_path)
+    assert r.returncode != 0
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("fid_stats: ")]
+    assert f"FID Inception weights {weights}: " in line
+    assert "delete it and run snakemake again" in line and "fid.weights" in line
+    assert "Traceback" not in r.stderr
+    assert "Traceback" in (tmp_path / "results" / "logs" / "fid_stats" / "real.log").read_text()
+
+    weights.unlink()
+    dry = snakemake_env(env, *args, "-n", cwd=tmp_path)
+    assert dry.returncode == 0 and "rule fetch_inception:" in dry.stdout, dry.stderr[-2000:]
+    assert "removed, so that the fetch runs again" in dry.stderr
 
 
 @pytest.mark.slow
