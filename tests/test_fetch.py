@@ -23,7 +23,8 @@ from pipeline.core.assets import FetchError
 
 # Imported first by every Python process whose PYTHONPATH holds its folder (the jobs'): a
 # connection to any network address fails and is written down in $NET_LOG. With $NO_MD5,
-# torchvision's CIFAR check accepts synthetic batch files (the real md5s cannot be matched).
+# torchvision's CIFAR check accepts synthetic batch files and the fetch step's sha256-prefix
+# check a random-weight Inception file (the real hashes cannot be matched): "the file exists".
 SITECUSTOMIZE = '''
 import os, socket, sys
 _connect = socket.socket.connect
@@ -37,16 +38,24 @@ socket.socket.connect = connect
 
 if os.environ.get("NO_MD5"):
     import importlib.abc, importlib.util
+    def _cifar(module):
+        module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+    def _assets(module):
+        module.hash_prefix = lambda url: ""
+    _RELAX = {"torchvision.datasets.cifar": _cifar, "pipeline.core.assets": _assets}
     class _NoMd5(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "torchvision.datasets.cifar":
+            if name not in _RELAX:
                 return None
             sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
             run = spec.loader.exec_module
             def exec_module(module):
                 run(module)
-                module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+                _RELAX[name](module)
             spec.loader.exec_module = exec_module
             return spec
     sys.meta_path.insert(0, _NoMd5())
@@ -195,23 +204,25 @@ def snakemake_env(env: dict, *args, cwd, timeout=600):
 @pytest.mark.e2e
 def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(tmp_path):
     """A hub model already in the Hugging Face cache, CIFAR batches already in real.root and
-    a local Inception file: the fetch jobs verify and copy, and no job (fetch, prepare_real,
-    sample, fid_stats on a shard) opens a network connection."""
+    the Inception file already in TORCH_HOME's hub cache: the fetch jobs verify and copy, and no
+    job (fetch, prepare_real, sample, fid_stats on a shard) opens a network connection."""
     from pipeline.evaluation.frechet import fid_inception_architecture
 
     env = offline_env(tmp_path, HF_HUB_OFFLINE="1", NO_MD5="1")
     write_hub_cache(Path(env["HF_HOME"]), "test-org/tiny-ddpm")
     _write_cifar10(tmp_path / "cifar", __import__("numpy").random.default_rng(0))
+    weights = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / Path(assets.FID_WEIGHTS_URL).name
+    weights.parent.mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(fid_inception_architecture().state_dict(), tmp_path / "inception.pth")
+    torch.save(fid_inception_architecture().state_dict(), weights)
+    made = weights.stat().st_mtime_ns
     config = tmp_path / "local.yaml"
     config.write_text(yaml.safe_dump({
         "real": {"source": "cifar10", "root": str(tmp_path / "cifar"), "download": True,
                  "resolution": 8},
         "generator": {"source": "pretrained", "model": "test-org/tiny-ddpm"},
         "sampling": {"num_images": 6, "shard_size": 6, "steps": 2},
-        "fid": {"features": "inception", "dims": 64, "weights": str(tmp_path / "inception.pth"),
-                "batch_size": 20},
+        "fid": {"features": "inception", "dims": 64, "batch_size": 20},  # weights: the cache's
     }))
     targets = ["results/real/train.npz", "results/fid/shard_00000.stats.npz"]
     r = snakemake_env(env, *targets, "--cores", "2", "--configfile", str(TINY), str(config),
@@ -222,7 +233,11 @@ def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(t
     assert record["commit"] == "0" * 39 + "1" and record["model"] == "test-org/tiny-ddpm"
     assert "unet/diffusion_pytorch_model.safetensors" in record["files"]
     assert len(load_packed(tmp_path / "results" / "samples" / "shard_00000.json")[0]) == 6
-    # no inception fetch (fid.weights is local); the fetch target has nothing left to do
+    # rule fetch_inception verified the cache's file in place (no download: kept, not moved)
+    record = json.loads((tmp_path / "results" / "assets" / "inception.json").read_text())
+    assert record["path"] == str(weights) and weights.stat().st_mtime_ns == made
+    assert record["sha256"] == io.sha256_file(weights)
+    # the fetch target has nothing left to do
     again = snakemake_env(env, "fetch", "-n", "--configfile", str(TINY), str(config), cwd=tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
