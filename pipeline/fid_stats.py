@@ -15,7 +15,8 @@ from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
 from pipeline.evaluation import quality
-from pipeline.evaluation.frechet import features_stats, image_features, inception_model, save_stats
+from pipeline.evaluation.frechet import (features_stats, image_features, inception_model,
+                                         save_stats, weights_cache_path)
 
 log = logging.getLogger("pipeline.fid_stats")
 
@@ -48,10 +49,7 @@ def main(argv=None) -> None:
             raise UserError(str(e)) from None
         except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
             # a truncated or damaged file: torch.load's zip or pickle errors
-            raise UserError(f"FID Inception weights {args.weights or 'in the torch.hub cache'}: "
-                            f"{type(e).__name__}: {runtime.first_line(e, 160)}; delete a damaged "
-                            "file (rule fetch_inception fetches it again) or set fid.weights to "
-                            "a good copy") from e
+            raise damaged_weights(args.weights or weights_cache_path(), e) from e
         meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
     features = image_features(images, args.features, model=model, batch_size=args.batch_size,
                               device=device, precision=args.precision)
@@ -62,6 +60,16 @@ def main(argv=None) -> None:
         write_quality(args, features, meta)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
+
+
+def damaged_weights(path, e: BaseException) -> UserError:
+    """The one line for a weights file torch cannot read. Deleting it is enough: on the next
+    run the workflow sees the fetch record's file gone and rule fetch_inception fetches it again
+    (pipeline.core.assets.drop_stale_file_record); with fid.weights set, that names another."""
+    return UserError(f"FID Inception weights {path}: {type(e).__name__}: "
+                     f"{runtime.first_line(e, 160)}; the file is damaged: delete it and run "
+                     "snakemake again (rule fetch_inception fetches it again), or set "
+                     "fid.weights to a good copy")
 
 
 def write_quality(args, features, meta: dict) -> None:

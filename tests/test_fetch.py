@@ -23,7 +23,8 @@ from pipeline.core.assets import FetchError
 
 # Imported first by every Python process whose PYTHONPATH holds its folder (the jobs'): a
 # connection to any network address fails and is written down in $NET_LOG. With $NO_MD5,
-# torchvision's CIFAR check accepts synthetic batch files (the real md5s cannot be matched).
+# torchvision's CIFAR check accepts synthetic batch files and the fetch step's sha256-prefix
+# check a random-weight Inception file (the real hashes cannot be matched): "the file exists".
 SITECUSTOMIZE = '''
 import os, socket, sys
 _connect = socket.socket.connect
@@ -37,16 +38,24 @@ socket.socket.connect = connect
 
 if os.environ.get("NO_MD5"):
     import importlib.abc, importlib.util
+    def _cifar(module):
+        module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+    def _assets(module):
+        module.hash_prefix = lambda url: ""
+    _RELAX = {"torchvision.datasets.cifar": _cifar, "pipeline.core.assets": _assets}
     class _NoMd5(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "torchvision.datasets.cifar":
+            if name not in _RELAX:
                 return None
             sys.meta_path.remove(self)
-            spec = importlib.util.find_spec(name)
+            try:
+                spec = importlib.util.find_spec(name)
+            finally:
+                sys.meta_path.insert(0, self)
             run = spec.loader.exec_module
             def exec_module(module):
                 run(module)
-                module.check_integrity = lambda fpath, md5=None: os.path.isfile(fpath)
+                _RELAX[name](module)
             spec.loader.exec_module = exec_module
             return spec
     sys.meta_path.insert(0, _NoMd5())
@@ -95,6 +104,22 @@ def test_damaged_inception_weights_are_moved_aside_and_fetched_again(tmp_path, n
     assert not dest.exists() and Path(f"{dest}.corrupt").read_bytes() == b"a truncated download"
     assert not (tmp_path / "inception.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pth.corrupt"]  # no partial file
+
+
+def test_a_fetch_record_is_stale_once_its_file_is_gone_resized_or_elsewhere(tmp_path):
+    dest = tmp_path / "weights.pth"
+    dest.write_bytes(b"weights")
+    record = tmp_path / "inception.json"
+    assert assets.drop_stale_file_record(record, dest) is None  # no record: nothing to say
+    assets.fetch_inception(dest, record, url=f"https://x.org/w-{io.sha256_file(dest)[:8]}.pth")
+    assert assets.drop_stale_file_record(record, dest) is None and record.exists()
+    assert "not" in assets.stale_file_record(record, tmp_path / "other" / "weights.pth")
+    dest.write_bytes(b"weights, truncated or grown")
+    assert "now has" in assets.stale_file_record(record, dest)
+    dest.unlink()
+    line = assets.drop_stale_file_record(record, dest)
+    assert str(record) in line and "missing" in line and "\n" not in line
+    assert not record.exists()  # so that rule fetch_inception, its output missing, runs again
 
 
 def test_cifar_already_there_is_verified_not_downloaded(tmp_path, no_network, monkeypatch):
@@ -179,23 +204,25 @@ def snakemake_env(env: dict, *args, cwd, timeout=600):
 @pytest.mark.e2e
 def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(tmp_path):
     """A hub model already in the Hugging Face cache, CIFAR batches already in real.root and
-    a local Inception file: the fetch jobs verify and copy, and no job (fetch, prepare_real,
-    sample, fid_stats on a shard) opens a network connection."""
+    the Inception file already in TORCH_HOME's hub cache: the fetch jobs verify and copy, and no
+    job (fetch, prepare_real, sample, fid_stats on a shard) opens a network connection."""
     from pipeline.evaluation.frechet import fid_inception_architecture
 
     env = offline_env(tmp_path, HF_HUB_OFFLINE="1", NO_MD5="1")
     write_hub_cache(Path(env["HF_HOME"]), "test-org/tiny-ddpm")
     _write_cifar10(tmp_path / "cifar", __import__("numpy").random.default_rng(0))
+    weights = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / Path(assets.FID_WEIGHTS_URL).name
+    weights.parent.mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(fid_inception_architecture().state_dict(), tmp_path / "inception.pth")
+    torch.save(fid_inception_architecture().state_dict(), weights)
+    made = weights.stat().st_mtime_ns
     config = tmp_path / "local.yaml"
     config.write_text(yaml.safe_dump({
         "real": {"source": "cifar10", "root": str(tmp_path / "cifar"), "download": True,
                  "resolution": 8},
         "generator": {"source": "pretrained", "model": "test-org/tiny-ddpm"},
         "sampling": {"num_images": 6, "shard_size": 6, "steps": 2},
-        "fid": {"features": "inception", "dims": 64, "weights": str(tmp_path / "inception.pth"),
-                "batch_size": 20},
+        "fid": {"features": "inception", "dims": 64, "batch_size": 20},  # weights: the cache's
     }))
     targets = ["results/real/train.npz", "results/fid/shard_00000.stats.npz"]
     r = snakemake_env(env, *targets, "--cores", "2", "--configfile", str(TINY), str(config),
@@ -206,9 +233,45 @@ def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(t
     assert record["commit"] == "0" * 39 + "1" and record["model"] == "test-org/tiny-ddpm"
     assert "unet/diffusion_pytorch_model.safetensors" in record["files"]
     assert len(load_packed(tmp_path / "results" / "samples" / "shard_00000.json")[0]) == 6
-    # no inception fetch (fid.weights is local); the fetch target has nothing left to do
+    # rule fetch_inception verified the cache's file in place (no download: kept, not moved)
+    record = json.loads((tmp_path / "results" / "assets" / "inception.json").read_text())
+    assert record["path"] == str(weights) and weights.stat().st_mtime_ns == made
+    assert record["sha256"] == io.sha256_file(weights)
+    # the fetch target has nothing left to do
     again = snakemake_env(env, "fetch", "-n", "--configfile", str(TINY), str(config), cwd=tmp_path)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.e2e
+def test_damaged_fetched_inception_weights_fail_in_one_line_and_deleting_them_refetches(tmp_path):
+    """Weights that rule fetch_inception verified, damaged since (random bytes where pytorch-fid's
+    loader reads them, TORCH_HOME's hub cache): fid_stats fails with one line naming the file and
+    the fix, its traceback in the job's log only; deleting the file as the line says makes the
+    next run fetch it again."""
+    import numpy as np
+
+    env = offline_env(tmp_path)
+    weights = Path(env["TORCH_HOME"]) / "hub" / "checkpoints" / Path(assets.FID_WEIGHTS_URL).name
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(np.random.default_rng(0).bytes(4096))
+    # the record the fetch wrote while the file passed its check (the hash prefix in the url)
+    url = f"https://x.org/pt_inception-{io.sha256_file(weights)[:8]}.pth"
+    assets.fetch_inception(weights, tmp_path / "results" / "assets" / "inception.json", url=url)
+    config = tmp_path / "inception.yaml"
+    config.write_text(yaml.safe_dump({"fid": {"features": "inception", "dims": 64}}))
+    args = ("results/fid/real.stats.npz", "--cores", "1", "--configfile", str(TINY), str(config))
+    r = snakemake_env(env, *args, cwd=tmp_path)
+    assert r.returncode != 0
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("fid_stats: ")]
+    assert f"FID Inception weights {weights}: " in line
+    assert "delete it and run snakemake again" in line and "fid.weights" in line
+    assert "Traceback" not in r.stderr
+    assert "Traceback" in (tmp_path / "results" / "logs" / "fid_stats" / "real.log").read_text()
+
+    weights.unlink()
+    dry = snakemake_env(env, *args, "-n", cwd=tmp_path)
+    assert dry.returncode == 0 and "rule fetch_inception:" in dry.stdout, dry.stderr[-2000:]
+    assert "removed, so that the fetch runs again" in dry.stderr
 
 
 @pytest.mark.slow

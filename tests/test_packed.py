@@ -196,6 +196,17 @@ def test_pack_catches_a_truncated_shard_by_its_size(tmp_path, sample_shards):
     assert not (tmp_path / "gen").exists()
 
 
+def test_pack_names_a_shard_whose_manifest_is_missing(tmp_path, sample_shards):
+    """The stage's one line (runtime.run prints a FileNotFoundError's message as the last line
+    of the job's log, which the workflow shows) names the shard; no dataset is left."""
+    sample_shards[1].unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        pack_stage.main(["--part", "generated", "--inputs", *map(str, sample_shards),
+                         "--out", str(tmp_path / "gen"), "--record", str(tmp_path / "gen.json")])
+    assert str(e.value) == f"{sample_shards[1]}: missing"
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "gen.json").exists()
+
+
 def test_generated_labels_are_minus_one_unless_kept(tmp_path):
     folder = tmp_path / "samples"
     write_shard(folder / "shard_00000.json", make_images(5), np.arange(5) % 3)

@@ -60,3 +60,18 @@ def test_search_rounds_checkpoints_and_test_split(tmp_path):
 
     again = run(tmp_path, "-n", AUTO_ENCODER)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # a repair of the real data whose content equals the recorded one (the packed folder moved
+    # aside as damaged, repacked from the same split) reruns no search round and no auto cell
+    encoder = tmp_path / AUTO_ENCODER
+    made = encoder.stat().st_mtime_ns
+    packed = tmp_path / "results/dataset/real"
+    packed.rename(packed.parent / "real.corrupt")
+    r = run(tmp_path, AUTO_ENCODER, "results/dataset/real")
+    assert "checkpoint pack:" in r.stdout + r.stderr and packed.is_dir()
+    for rule in ("auto_pretrain", "search_train"):  # also matches "localrule NAME:"
+        assert f"rule {rule}:" not in r.stdout + r.stderr
+    assert encoder.stat().st_mtime_ns == made
+    # nor the next run: the auto cell depends on the content record, the folder is `ancient`
+    again = run(tmp_path, "-n", AUTO_ENCODER)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]

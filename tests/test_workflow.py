@@ -202,6 +202,35 @@ def test_a_damaged_shard_is_regenerated_by_the_next_run(tiny_study):
     assert "train_generator" not in counts and "prepare_real" not in counts
 
 
+@pytest.mark.e2e
+def test_a_shard_without_its_manifest_is_sampled_again_alone(tmp_path):
+    """A sample shard whose manifest (shard_NNNNN.json, written last beside its .npy files) is
+    gone: the next run plans that shard's sample job and the repack, nothing else upstream, and
+    leaves the other shards as they were; the same images, so the same content record."""
+    args = ("--cores", "1", "--configfile", str(TINY))
+    r = snakemake("results/dataset/generated", *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    samples = tmp_path / "results" / "samples"
+    # the shards' files too, as rule all asks for them (Snakemake rebuilds a missing file only
+    # when some job asks for it, not for a finished consumer's input)
+    target = ("results/dataset/generated", *sorted(str(p.relative_to(tmp_path))
+                                                   for p in samples.iterdir()), *args)
+    record = (tmp_path / "results" / "dataset" / "generated.json").read_text()
+    kept = {p.name: p.stat().st_mtime_ns for p in samples.iterdir() if "00001" not in p.name}
+    (samples / "shard_00001.json").unlink()
+
+    dry = snakemake(*target, "-n", cwd=tmp_path)
+    assert job_counts(dry.stdout) == {"sample": 1, "pack": 1, "total": 2}, dry.stdout[-2000:]
+    (sampled,) = [line for line in dry.stdout.splitlines()
+                  if line.strip().startswith("output:") and "/samples/shard_" in line]
+    assert "results/samples/shard_00001.json" in sampled
+    r = snakemake(*target, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (samples / "shard_00001.json").is_file()
+    assert {n: (samples / n).stat().st_mtime_ns for n in kept} == kept
+    assert (tmp_path / "results" / "dataset" / "generated.json").read_text() == record
+
+
 @pytest.mark.slow
 def test_killed_stage_leaves_no_finished_output(tmp_path):
     """SIGKILL in the middle of training: the generator folder must not exist afterwards."""

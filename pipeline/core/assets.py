@@ -156,3 +156,33 @@ def fetch_inception(dest: str | os.PathLike, record: str | os.PathLike,
             "sha256": digest}
     io.write_json(record, info)
     return info
+
+
+def stale_file_record(record: str | os.PathLike, path: str | os.PathLike) -> str | None:
+    """Why the fetch record `record` (absent: nothing to say) no longer describes the single file
+    it was written for, at `path` now: the file deleted (as fid_stats' error about a damaged one
+    advises), truncated, or looked for elsewhere (another TORCH_HOME). None while it does."""
+    if not os.path.exists(record):
+        return None
+    try:
+        info = io.read_json(record)
+        recorded, size = info["path"], info["size"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable ({reason(e)})"
+    if Path(recorded) != Path(path):
+        return f"names {recorded}, not {path}"
+    if not os.path.isfile(path):
+        return f"names {path}, which is missing"
+    if os.path.getsize(path) != size:
+        return f"names {path} of {size} bytes, which now has {os.path.getsize(path)}"
+    return None
+
+
+def drop_stale_file_record(record: str | os.PathLike, path: str | os.PathLike) -> str | None:
+    """Remove a stale record (stale_file_record), so that the fetch rule whose output it is runs
+    again: it verifies or fetches the file and writes a true record. Returns the line saying so."""
+    why = stale_file_record(record, path)
+    if why is None:
+        return None
+    os.remove(record)
+    return f"{record} {why}: removed, so that the fetch runs again"

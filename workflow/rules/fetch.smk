@@ -54,6 +54,15 @@ if "real" in ASSETS:
 
 
 if "inception" in ASSETS:
+    # The weights file lives in the torch.hub cache, outside the run (no output of the rule): a
+    # record whose file is gone or resized (a damaged file deleted, as fid_stats' error advises)
+    # is removed here, so that this rule, its output missing, runs again on the next run (a dry
+    # run too, which then shows it). In the main process only: a cluster job parses this file
+    # again, on a node that may not see the cache.
+    if workflow.is_main_process:
+        dropped = drop_stale_file_record(ASSETS["inception"]["record"], ASSETS["inception"]["out"])
+        if dropped:
+            print(f"fetch_inception: {dropped}", file=sys.stderr)
 
     rule fetch_inception:
         localrule: True

@@ -21,6 +21,17 @@ def winner(wc):
     return name
 
 
+def winner_inputs(wc) -> dict:
+    """The winner's last round's: the packed data and its state at the last choice."""
+    return SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last, winner(wc))
+
+
+def files_but_real(inputs: dict) -> list:
+    """Every file of `inputs` but the real data's (auto_pretrain names those `real`), flat."""
+    return [f for name, files in inputs.items() if name not in ("real", "real_record")
+            for f in (files if isinstance(files, list) else [files])]
+
+
 # One round of one candidate (the `strategy` wildcard: the candidate, recorded as the run's strategy);
 # its checkpoint, kept, is the state the next round resumes from.
 rule search_train:
@@ -90,11 +101,12 @@ rule auto_pretrain:
     input:
         # one function per input: until the last choice is made, only the winner's inputs wait
         # for it. The choices themselves are no input: a rescored round that keeps the same
-        # winner reruns nothing here (a new winner is a new input and new options).
-        real=PATHS.dataset("real"),
-        winner=lambda wc: [g for name, f in SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last,
-                                                                winner(wc)).items()
-                           if name != "real" for g in (f if isinstance(f, list) else [f])],
+        # winner reruns nothing here (a new winner is a new input and new options). The packed
+        # data as every other pretraining job has them (data.smk's packed, after_repack): a
+        # repack whose content equals the recorded one reruns no auto cell.
+        unpack(lambda wc: packed({"real": PATHS.dataset("real")})),
+        winner=lambda wc: files_but_real(packed(winner_inputs(wc))),
+        repack=lambda wc: after_repack(winner_inputs(wc)),
     output:
         **PATHS.cell_files(),
     wildcard_constraints:
