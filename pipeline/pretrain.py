@@ -16,17 +16,19 @@ from pathlib import Path
 from pipeline.core import cli, io, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
-from pipeline.pretraining.augment import describe as describe_aug, view_params
+from pipeline.pretraining.augment import VIEW_PRESETS, describe as describe_aug, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
+from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.methods import head_keys
+from pipeline.vocab.names import SYMMETRIC_PRESETS
 from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
 from pipeline.pretraining.online_probe import OnlineProbe
 from pipeline.pretraining.optim import scaled_lr
 from pipeline.data.dataset import generated_subset, load_packed, read_manifest
 from pipeline.evaluation.quality import keep_best, load_scores
 from pipeline.data.subsets import real_subset
-from pipeline.pretraining.methods import METHODS, view_preset
+from pipeline.pretraining.methods import METHODS
 from pipeline.pretraining.loop import PretrainConfig, describe, pretrain, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
@@ -63,6 +65,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps != 0 and missing:
         p.error("the following arguments are required unless --steps 0: "
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
+    if args.augmentation is not None:  # the workflow passes the preset that runs, resolved
+        trains = sorted({trained_preset(args.method, name) for name in SYMMETRIC_PRESETS}
+                        & set(VIEW_PRESETS))
+        if args.augmentation not in trains:
+            p.error(f"--augmentation {args.augmentation}: {args.method} trains one of "
+                    f"{', '.join(trains)}")
     if args.real_fraction is not None and not 0 < args.real_fraction <= 1:
         p.error(f"--real-fraction must be in (0, 1], got {args.real_fraction}")
     if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
@@ -116,10 +124,9 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
     cfg = PretrainConfig(**({**UNTRAINED, **given} if args.steps == 0 else given))
     if args.augmentation is None:  # --steps 0: no views
         return cfg, None, ()
-    augmentation = view_preset(args.method, args.augmentation)
-    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
+    views = view_params(args.augmentation, crop_min_scale=args.crop_min_scale,
                         jitter_strength=args.jitter_strength)
-    return cfg, augmentation, views
+    return cfg, args.augmentation, views
 
 
 def effective_settings(args: argparse.Namespace, world: int) -> dict:

@@ -457,8 +457,9 @@ def test_pipeline_on_cuda_matches_cpu_application():
 
 
 def test_asymmetric_methods_train_with_the_asymmetric_preset():
-    from pipeline.pretraining.methods import view_preset
+    from pipeline.vocab.augmentation import trained_preset
 
-    assert view_preset("simclr", "weak") == "weak"
-    assert view_preset("byol", "weak") == "asym_weak"
-    assert view_preset("barlow", "asym_standard") == "asym_standard"
+    assert trained_preset("simclr", "weak") == "weak"
+    assert trained_preset("mocov2plus", "mild") == "mild"
+    assert trained_preset("byol", "weak") == "asym_weak"
+    assert trained_preset("barlow", "standard") == "asym_standard"
