@@ -89,5 +89,6 @@ def trained_preset(method: str, preset: str) -> str:
     return f"asym_{preset}" if method in ASYMMETRIC_METHODS else preset
 
 
-def describe(params: AugParams) -> dict:
+def as_dict(params: AugParams) -> dict:
+    """The parameters as a plain dict (what a run's history.json records)."""
     return asdict(params)
