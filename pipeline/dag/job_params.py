@@ -151,7 +151,7 @@ def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
 
 def tracking(config: dict, run: str, log_every: bool = False):
     """tracking_args as an untracked rule param; `run` may name wildcards, e.g.
-    "pretrain/{method}/{variant}/seed{seed}"."""
+    "pretrain/{method}/{strategy}/seed{seed}"."""
     return lambda wildcards, input: tracking_args(config, run.format(**dict(wildcards.items())),
                                                   log_every)
 
