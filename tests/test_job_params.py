@@ -8,22 +8,14 @@ import shlex
 from pathlib import Path
 
 import pytest
-import yaml
-from snakemake.utils import update_config, validate
 
+from support.config import load_config
 from pipeline.study.design import RANDOM_INIT, plan
 from pipeline.dag.job_params import (
     opts, pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, settings, untracked,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def config():
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate(c, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    return c
 
 
 def _changed(config, section, key, value):
@@ -99,14 +91,14 @@ def test_generated_labels_subset_seed_and_method_augmentation_reach_only_their_j
     assert "--augmentation asym_standard" in args(config, "barlow", "none")
 
 
-def test_the_tracked_augmentation_is_the_one_the_stage_builds(config):
+def test_the_tracked_augmentation_is_the_one_the_stage_builds():
     """Every cell of configs/cifar10.yaml (merged over config.yaml as --configfile merges): the
     pretrain job's --augmentation (a tracked param) names the preset the stage builds its two
     views from, asymmetric (solarisation on view 2 only) for BYOL and Barlow Twins."""
     from pipeline.pretrain import parse_args, run_config
     from pipeline.vocab.augmentation import VIEW_PRESETS
 
-    update_config(config, yaml.safe_load((ROOT / "configs" / "cifar10.yaml").read_text()))
+    config = load_config(ROOT / "configs" / "cifar10.yaml")
     design = plan(config)
     cells = {(m, s) for m, s, _ in design.cells() if s != RANDOM_INIT}
     assert len(cells) == 12  # 4 methods × none, vanilla, adainf
