@@ -52,7 +52,7 @@ from pipeline.pretraining.distributed import DistContext, init_distributed  # no
 from pipeline.pretraining.encoders import Encoder  # noqa: E402
 from pipeline.core.runtime import resolve_device  # noqa: E402
 from pipeline.pretraining.methods import build_method  # noqa: E402
-from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain  # noqa: E402
+from pipeline.pretraining.loop import PretrainConfig, estimate_run_memory, pretrain  # noqa: E402
 
 # Dense bf16 tensor-core peaks (TFLOP/s), NVIDIA datasheets; the most specific name first.
 BF16_PEAK_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4),
@@ -179,7 +179,7 @@ def memory(s, device) -> dict:
                          dup=1, seed=0)
     real, generated = resident_data(s)
     method = build_method("simclr", Encoder(widths, blocks, [0.5] * 3, [0.25] * 3))
-    plan = plan_memory(cfg, method, len(real) + len(generated), (32, 32, 3), world=1)
+    plan = estimate_run_memory(cfg, method, len(real) + len(generated), (32, 32, 3), world=1)
     peak = None
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -188,7 +188,7 @@ def memory(s, device) -> dict:
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     return {"images_resident": len(real) + len(generated), "data_bytes": plan.data,
-            "plan_bytes": plan.total, "plan": plan.describe(), "peak_bytes": peak,
+            "plan_bytes": plan.total, "plan": plan.breakdown(), "peak_bytes": peak,
             "peak_vs_plan": peak / plan.total if peak else None}
 
 
@@ -257,7 +257,7 @@ def ddp_worker(args) -> None:
                          warmup_steps=10, dup=1, seed=0)
     images = np.random.default_rng(2).integers(0, 256, (4 * args.batch, 32, 32, 3),
                                                dtype=np.uint8)
-    views = view_params("standard")
+    aug_params = view_params("standard")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "ckpt.pt"
 
@@ -266,11 +266,11 @@ def ddp_worker(args) -> None:
                 raise Killed
 
         try:
-            pretrain(cfg, views, images, None, ctx, checkpoint=ckpt, callback=kill)
+            pretrain(cfg, aug_params, images, None, ctx, checkpoint=ckpt, callback=kill)
         except Killed:
             pass
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
-        _, history = pretrain(cfg, views, images, None, ctx, checkpoint=ckpt)
+        _, history = pretrain(cfg, aug_params, images, None, ctx, checkpoint=ckpt)
     steps = [h["step"] for h in history]
     result = {"processes": ctx.world, "process_group": ctx.group,
               "backend": torch.distributed.get_backend() if ctx.group else None,

@@ -16,18 +16,20 @@ from pathlib import Path
 from pipeline.core import cli, io, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
-from pipeline.pretraining.augment import describe as describe_aug, view_params
+from pipeline.pretraining.augment import VIEW_PRESETS, as_dict, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
+from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.methods import head_keys
+from pipeline.vocab.names import SYMMETRIC_PRESETS
 from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
 from pipeline.pretraining.online_probe import OnlineProbe
 from pipeline.pretraining.optim import scaled_lr
 from pipeline.data.dataset import generated_subset, load_packed, read_manifest
 from pipeline.evaluation.quality import keep_best, load_scores
 from pipeline.data.subsets import real_subset
-from pipeline.pretraining.methods import METHODS, view_preset
-from pipeline.pretraining.loop import PretrainConfig, describe, pretrain, resolved_optim
+from pipeline.pretraining.methods import METHODS
+from pipeline.pretraining.loop import PretrainConfig, pretrain, resolved_config, resolved_optim
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -63,6 +65,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.steps != 0 and missing:
         p.error("the following arguments are required unless --steps 0: "
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
+    if args.augmentation is not None:  # the workflow passes the preset that runs, resolved
+        trains = sorted({trained_preset(args.method, name) for name in SYMMETRIC_PRESETS}
+                        & set(VIEW_PRESETS))
+        if args.augmentation not in trains:
+            p.error(f"--augmentation {args.augmentation}: {args.method} trains one of "
+                    f"{', '.join(trains)}")
     if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
         p.error("--real-fraction below 1 needs --real-subset-seed")
     if args.log_every < 1:
@@ -98,7 +106,8 @@ def method_hparams(args: argparse.Namespace) -> dict:
 
 
 def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
-    """What a command line trains: the config, the augmentation preset's name and both views."""
+    """What a command line trains: the config, the augmentation preset's name and both views'
+    parameters."""
     given = dict(
         widths=args.widths, blocks=args.blocks, stem_padding=args.stem_padding,
         method=args.method, steps=args.steps,
@@ -114,16 +123,15 @@ def run_config(args: argparse.Namespace) -> tuple[PretrainConfig, str, tuple]:
     cfg = PretrainConfig(**({**UNTRAINED, **given} if args.steps == 0 else given))
     if args.augmentation is None:  # --steps 0: no views
         return cfg, None, ()
-    augmentation = view_preset(args.method, args.augmentation)
-    views = view_params(augmentation, crop_min_scale=args.crop_min_scale,
-                        jitter_strength=args.jitter_strength)
-    return cfg, augmentation, views
+    aug_params = view_params(args.augmentation, crop_min_scale=args.crop_min_scale,
+                             jitter_strength=args.jitter_strength)
+    return cfg, args.augmentation, aug_params
 
 
 def effective_settings(args: argparse.Namespace, world: int) -> dict:
     """Every setting a command line trains with, defaults resolved, as one flat dict (what the
     README's table of the cifar10 preset lists; tests/test_preset.py compares the two)."""
-    cfg, augmentation, views = run_config(args)
+    cfg, augmentation, aug_params = run_config(args)
     optim = resolved_optim(cfg, world)
     global_batch = cfg.batch_size * world
     probe_lr = args.online_lr if args.online_lr is not None else optim["classifier_lr_per_256"]
@@ -144,8 +152,8 @@ def effective_settings(args: argparse.Namespace, world: int) -> dict:
     }
     if args.generated is not None and args.online_out:  # which labels the probe trains on
         out["probe_generated_labels"] = "keep" if args.keep_generated_labels else "drop"
-    for i, view in enumerate(views, 1):
-        out.update({f"view{i}.{k}": v for k, v in describe_aug(view).items()})
+    for i, params in enumerate(aug_params, 1):
+        out.update({f"view{i}.{k}": v for k, v in as_dict(params).items()})
     return out
 
 
@@ -206,7 +214,7 @@ def main(argv=None) -> None:
                                 lr=args.online_lr, generated_labels=keep)
         except ValueError as e:
             raise SystemExit(f"{args.generated}: {e}")
-    cfg, augmentation, views = run_config(args)
+    cfg, augmentation, aug_params = run_config(args)
     num_gen = 0 if generated is None else len(generated)
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
              args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
@@ -218,11 +226,11 @@ def main(argv=None) -> None:
     tracker = tracker_from_args(args, enabled=ctx.is_main and cfg.steps > 0)
     tracker.hparams({"method": args.method, "strategy": args.strategy, "num_real": len(real),
                      "num_generated": num_gen, "augmentation": augmentation,
-                     **describe(cfg, ctx.world)},
+                     **resolved_config(cfg, ctx.world)},
                     ["pretrain/loss"] + (["pretrain/online_top1"] if probe is not None else []))
     try:
-        encoder, history = pretrain(cfg, views, real, generated, ctx, checkpoint=args.checkpoint,
-                                    probe=probe, memory_budget=budget,
+        encoder, history = pretrain(cfg, aug_params, real, generated, ctx,
+                                    checkpoint=args.checkpoint, probe=probe, memory_budget=budget,
                                     resume_from=args.resume_from, stop_at=args.stop_at,
                                     tracker=tracker)
     except MemoryPlanError as e:
@@ -237,8 +245,8 @@ def main(argv=None) -> None:
         **({"generated_keep": args.generated_keep, "generated_score": args.generated_score}
            if args.generated_keep is not None else {}),
         "augmentation": augmentation,
-        "augmentation_params": [describe_aug(v) for v in views],
-        "config": describe(cfg, ctx.world), "processes": ctx.world,
+        "augmentation_params": [as_dict(p) for p in aug_params],
+        "config": resolved_config(cfg, ctx.world), "processes": ctx.world,
         "seconds": round(time.time() - t0, 1),
         "final_loss": history[-1]["loss"] if history else None,
     }

@@ -13,8 +13,15 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from pipeline.core.io import save_images
 from support import scheduling
+from support.config import load_config
 from support.snakemake import REPO, TINY, TINY_STUDY, close_server, run_snakemake
 from support.tiny import make_images, make_tiny_unet
+
+
+@pytest.fixture
+def config() -> dict:
+    """config.yaml, validated: a fresh copy for each test, which may change it."""
+    return load_config()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 
 from pipeline.pretraining import augment as A
 from pipeline.pretraining.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
-                              describe, preset, view_params)
+                              as_dict, preset, view_params)
 
 
 def test_standard_preset():
@@ -44,7 +44,7 @@ def test_overrides_apply_and_none_is_ignored():
     assert preset("standard", crop_min_scale=None) == PRESETS["standard"]
     # overriding does not mutate the preset itself
     assert PRESETS["weak"].crop_min_scale == 0.2
-    assert describe(p)["crop_min_scale"] == 0.5
+    assert as_dict(p)["crop_min_scale"] == 0.5
 
 
 def test_unknown_override_raises():
@@ -124,7 +124,7 @@ def test_asymmetric_presets_follow_the_paper(name, crop):
         assert (v.grayscale_prob, v.blur_prob, v.flip_prob) == (0.2, 0.0, 0.5)
     assert (v1.solarize_prob, v2.solarize_prob) == (0.0, 0.2)
     # the two views differ in the solarization only
-    d1, d2 = describe(v1), describe(v2)
+    d1, d2 = as_dict(v1), as_dict(v2)
     assert {k for k in d1 if d1[k] != d2[k]} == {"solarize_prob"}
     # overrides reach both views
     w1, w2 = view_params(name, crop_min_scale=0.5)
@@ -457,8 +457,9 @@ def test_pipeline_on_cuda_matches_cpu_application():
 
 
 def test_asymmetric_methods_train_with_the_asymmetric_preset():
-    from pipeline.pretraining.methods import view_preset
+    from pipeline.vocab.augmentation import trained_preset
 
-    assert view_preset("simclr", "weak") == "weak"
-    assert view_preset("byol", "weak") == "asym_weak"
-    assert view_preset("barlow", "asym_standard") == "asym_standard"
+    assert trained_preset("simclr", "weak") == "weak"
+    assert trained_preset("mocov2plus", "mild") == "mild"
+    assert trained_preset("byol", "weak") == "asym_weak"
+    assert trained_preset("barlow", "standard") == "asym_standard"

@@ -15,11 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
-@pytest.fixture
-def config():
-    return yaml.safe_load((ROOT / "config.yaml").read_text())
-
-
 def test_repo_config_is_valid(config):
     validate(config, SCHEMA)
     assert config["device"] == "auto"

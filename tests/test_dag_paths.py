@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from snakemake.utils import update_config, validate
 
+from support.config import load_config
+from support.snakemake import TINY
 from pipeline.core import io
 from pipeline.dag.config_check import ConfigError
 from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, sampler_description, threads_for
@@ -22,12 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def config(tmp_path):
-    """The tiny test config (48 images in shards of 20) merged over config.yaml as Snakemake
+    """Here the tiny test config (48 images in shards of 20) merged over config.yaml as Snakemake
     merges a --configfile, writing under tmp_path."""
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    update_config(c, yaml.safe_load((ROOT / "tests" / "configs" / "tiny.yaml").read_text()))
+    c = load_config(TINY)
     c["output_dir"] = f"{tmp_path}/results/"
-    validate(c, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     return c
 
 

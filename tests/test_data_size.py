@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from snakemake.utils import validate
 
 from support.snakemake import TINY, TINY_STUDY, run_snakemake
@@ -32,13 +31,6 @@ from test_workflow import job_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
-
-
-@pytest.fixture
-def config():
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate(c, SCHEMA)
-    return c
 
 
 # -- the subsets ---------------------------------------------------------------------------------

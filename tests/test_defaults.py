@@ -179,7 +179,7 @@ def test_pretrain_training_options_are_required_unless_steps_0():
     base = ["--real", "r", "--out", "o", "--history", "h", "--strategy", "random_init",
             "--method", "simclr", "--seed", "0", "--widths", "8", "--blocks", "1",
             "--checkpoint-every", "0", "--log-every", "50", "--device", "cpu", "--threads", "1"]
-    cfg, augmentation, views = run_config(parse_args(base + ["--steps", "0"]))  # random_init's
-    assert cfg.steps == 0 and augmentation is None and views == ()
+    cfg, augmentation, aug_params = run_config(parse_args(base + ["--steps", "0"]))  # random_init's
+    assert cfg.steps == 0 and augmentation is None and aug_params == ()
     with pytest.raises(SystemExit):
         parse_args(base + ["--steps", "3"])

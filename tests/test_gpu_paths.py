@@ -20,7 +20,7 @@ from pipeline.pretraining.distributed import DistContext
 from pipeline.pretraining.encoders import Encoder
 from pipeline.data.dataset import load_packed, pack
 from pipeline.pretraining.methods import build_method
-from pipeline.pretraining.loop import PretrainConfig, plan_memory, pretrain
+from pipeline.pretraining.loop import PretrainConfig, estimate_run_memory, pretrain
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 
@@ -97,17 +97,17 @@ def test_sampling_bf16_channels_last_matches_bf16(tmp_path, tiny_unet, tiny_sche
 def test_bf16_channels_last_step_and_resume_equal_an_uninterrupted_run(tmp_path):
     torch.set_num_threads(1)
     cfg = dict(precision="bf16", channels_last=True, checkpoint_every=2)
-    views = view_params("standard")
-    _, fp32 = pretrain(tiny_cfg(steps=1), views, data(), data(10, 1), CPU)
-    straight_enc, straight = pretrain(tiny_cfg(**cfg), views, data(), data(10, 1), CPU)
+    aug_params = view_params("standard")
+    _, fp32 = pretrain(tiny_cfg(steps=1), aug_params, data(), data(10, 1), CPU)
+    straight_enc, straight = pretrain(tiny_cfg(**cfg), aug_params, data(), data(10, 1), CPU)
     # the same first step in bf16 autocast: the loss agrees to bf16 precision (3 digits)
     assert straight[0]["loss"] == pytest.approx(fp32[0]["loss"], rel=2e-2)
     assert straight[0]["loss"] != fp32[0]["loss"]  # autocast really ran
 
     ckpt = tmp_path / "ckpt.pt"
 
-    pretrain_killed_after(2, tiny_cfg(**cfg), views, data(), data(10, 1), CPU, checkpoint=ckpt)
-    enc, resumed = pretrain(tiny_cfg(**cfg), views, data(), data(10, 1), CPU, checkpoint=ckpt)
+    pretrain_killed_after(2, tiny_cfg(**cfg), aug_params, data(), data(10, 1), CPU, checkpoint=ckpt)
+    enc, resumed = pretrain(tiny_cfg(**cfg), aug_params, data(), data(10, 1), CPU, checkpoint=ckpt)
     assert [h["step"] for h in resumed] == [1, 2, 3, 4]
     np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
                                rtol=1e-5)
@@ -117,10 +117,10 @@ def test_bf16_channels_last_step_and_resume_equal_an_uninterrupted_run(tmp_path)
 
 @pytest.mark.compile
 def test_compiled_channels_last_training_equals_eager(inductor):
-    views = view_params("standard")
+    aug_params = view_params("standard")
     one_block = dict(widths=[8], blocks=[1], steps=2)  # the least encoder: compile time ∝ graph
-    eager_enc, eager = pretrain(tiny_cfg(**one_block), views, data(), None, CPU)
-    fast_enc, fast = pretrain(tiny_cfg(**one_block, compile=True, channels_last=True), views,
+    eager_enc, eager = pretrain(tiny_cfg(**one_block), aug_params, data(), None, CPU)
+    fast_enc, fast = pretrain(tiny_cfg(**one_block, compile=True, channels_last=True), aug_params,
                               data(), None, CPU)
     # fp32: compiled kernels reorder float sums (~1e-6 relative); two SGD steps keep that small
     np.testing.assert_allclose([h["loss"] for h in fast], [h["loss"] for h in eager], rtol=1e-4)
@@ -163,14 +163,14 @@ def test_activation_count_matches_a_real_forward():
     assert 0.4 * per_sample < bf16 < 0.8 * per_sample  # bf16 halves the conv inputs kept
 
 
-def test_memory_plan_of_the_preset():
+def test_memory_estimate_of_the_preset():
     """ResNet-18 SimCLR at batch 512 in bf16 with 1.05M images resident: about 7 GB, which fits
     an 80 GB H100 and not a 4 GB card."""
     cfg = PretrainConfig(widths=[64, 128, 256, 512], blocks=[2, 2, 2, 2], batch_size=512,
                          precision="bf16", method="simclr", steps=1000, warmup_steps=10, dup=1,
                          seed=0, log_every=50)
     method = build_method("simclr", Encoder(cfg.widths, cfg.blocks, [0.5] * 3, [0.25] * 3))
-    plan = plan_memory(cfg, method, 1_050_000, (32, 32, 3), world=1)
+    plan = estimate_run_memory(cfg, method, 1_050_000, (32, 32, 3), world=1)
     assert plan.data == 3_225_600_000
     params = sum(p.numel() for p in method.parameters())
     buffers = sum(b.numel() * b.element_size() for b in method.buffers())
@@ -185,12 +185,12 @@ def test_pretrain_refuses_a_plan_over_the_budget(tmp_path):
     cfg = tiny_cfg(steps=1)
     method = build_method("simclr", Encoder([8, 16], [1, 1], [0.5] * 3, [0.25] * 3),
                           proj_hidden=16, proj_dim=8)
-    need = plan_memory(cfg, method, 34, (8, 8, 3), world=1).total
-    views = view_params("standard")
+    need = estimate_run_memory(cfg, method, 34, (8, 8, 3), world=1).total
+    aug_params = view_params("standard")
     with pytest.raises(memory.MemoryPlanError) as e:
-        pretrain(cfg, views, data(), data(10, 1), CPU, memory_budget=need - 1)
+        pretrain(cfg, aug_params, data(), data(10, 1), CPU, memory_budget=need - 1)
     assert "\n" not in str(e.value)
-    _, history = pretrain(cfg, views, data(), data(10, 1), CPU, memory_budget=need)
+    _, history = pretrain(cfg, aug_params, data(), data(10, 1), CPU, memory_budget=need)
     assert len(history) == 1
 
     files = []

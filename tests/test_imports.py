@@ -1,6 +1,6 @@
-"""No import circle in pipeline/: neither between modules nor between its subpackages (core,
-data, generation, evaluation, ssl, study, search, dag), so each layer reads without the ones
-above it. Every import statement counts, those inside functions too (they only hide a circle)."""
+"""No import circle in pipeline/: neither between modules nor between its subpackages (vocab,
+core, data, generation, evaluation, pretraining, study, search, dag), so each layer reads without
+the ones above it. Every import statement counts, those inside functions too (they only hide a circle)."""
 
 from __future__ import annotations
 

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import copy
 import inspect
+import shlex
 from pathlib import Path
 
 import pytest
-import yaml
-from snakemake.utils import validate
 
+from support.config import load_config
 from pipeline.study.design import RANDOM_INIT, plan
 from pipeline.dag.job_params import (
-    fetch_generator_args, fetch_real_args, report_args, pretrain_args, pretrain_untracked_args, sample_args, fid_stats_args, settings, untracked,
+    fetch_generator_args, fetch_real_args, fid_stats_args, opts, pretrain_args,
+    pretrain_untracked_args, report_args, sample_args, settings, untracked,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def config():
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate(c, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    return c
 
 
 def _changed(config, section, key, value):
@@ -93,6 +87,37 @@ def test_generated_labels_subset_seed_and_method_augmentation_reach_only_their_j
     assert "--augmentation mild" in args(moco, "mocov2plus", "none")
     assert "--augmentation weak" in args(moco, "mocov2plus", "adainf")
     assert args(moco, "simclr", "none") == args(config, "simclr", "none")
+    # BYOL and Barlow Twins: the asymmetric preset they train, by its own name
+    assert "--augmentation asym_weak" in args(config, "byol", "adainf")
+    assert "--augmentation asym_standard" in args(config, "barlow", "none")
+
+
+def test_the_tracked_augmentation_is_the_one_the_stage_builds():
+    """Every cell of configs/cifar10.yaml (merged over config.yaml as --configfile merges): the
+    pretrain job's --augmentation (a tracked param) names the preset the stage builds its two
+    views from, asymmetric (solarisation on view 2 only) for BYOL and Barlow Twins."""
+    from pipeline.pretrain import parse_args, run_config
+    from pipeline.vocab.augmentation import VIEW_PRESETS
+
+    config = load_config(ROOT / "configs" / "cifar10.yaml")
+    design = plan(config)
+    cells = {(m, s) for m, s, _ in design.cells() if s != RANDOM_INIT}
+    assert len(cells) == 12  # 4 methods × none, vanilla, adainf
+    for method, strategy in sorted(cells):
+        words = shlex.split(opts(pretrain_args(config, design, method, strategy, 0),
+                                 pretrain_untracked_args(config)))
+        tracked = words[words.index("--augmentation") + 1]
+        args = parse_args([*words, "--real", "r", "--out", "o.pt", "--history", "h.csv",
+                           "--method", method, "--strategy", strategy, "--seed", "0",
+                           "--device", "cpu", "--threads", "1", "--log-every", "1"])
+        _, built, aug_params = run_config(args)
+        assert built == tracked, (method, strategy)
+        assert aug_params == VIEW_PRESETS[tracked], (method, strategy)  # the preset's, unchanged
+        asymmetric = method in ("byol", "barlow")
+        assert (aug_params[0] != aug_params[1]) == asymmetric, (method, strategy)
+    assert "--augmentation asym_weak" in pretrain_args(config, design, "byol", "adainf", 0)
+    assert "--augmentation asym_weak" in pretrain_args(config, design, "barlow", "adainf", 0)
+    assert "--augmentation mild" in pretrain_args(config, design, "mocov2plus", "none", 0)
 
 
 def test_fetch_and_report_options_are_passed_only_when_set(config):

@@ -124,8 +124,6 @@ def test_selection_and_subset_do_not_depend_on_the_shard_size(tmp_path):
 import copy  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import yaml  # noqa: E402
-from snakemake.utils import validate  # noqa: E402
 
 from pipeline.dag.config_check import config_problems, schema_errors  # noqa: E402
 from pipeline.dag.job_params import fid_quality_args, pretrain_args  # noqa: E402
@@ -133,13 +131,6 @@ from pipeline.study.design import plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-
-@pytest.fixture
-def config():
-    c = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate(c, str(SCHEMA))
-    return c
 
 
 def _with(config, change: dict) -> dict:
@@ -238,7 +229,7 @@ def test_generated_keep_is_sweepable_and_an_auto_dimension(config):
 # --- the stages: fid_stats keeps, fid measures, pretrain selects, report draws ------------------
 
 
-def test_the_stages_measure_score_and_select_without_a_second_pass(tmp_path):
+def test_the_stages_measure_score_and_select_without_a_second_pass(tmp_path, config):
     from support.stage_args import FID_STATS_ARGS, PRETRAIN_ARGS
     from support.tiny import make_images
     from pipeline import fid, fid_stats, pretrain
@@ -300,7 +291,6 @@ def test_the_stages_measure_score_and_select_without_a_second_pass(tmp_path):
     line = quality_line({"quality": result})
     assert line.startswith("Generated-set quality (pixel-space, 30 generated vs 30 real")
     assert f"precision {result['precision']:.3f}" in line
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
     rows = selection_rows(plan(_with(config, KEEP)), 2000, "realism")
     assert rows == [{"strategy": "adainf", "generated_keep": 0.5, "score": "realism",
                      "kept": 1000, "dropped": 1000}]

@@ -49,17 +49,17 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, method, wi
     kw = dict(method=method, checkpoint_every=2)
     if method != "simclr":
         kw["hparams"] = {"proj_hidden": 16, "proj_dim": 8, **({"queue_size": 16} if method == "mocov2plus" else {"pred_hidden": 16})}
-    views = view_params("standard")
+    aug_params = view_params("standard")
     probes = [new_probe() if with_probe else None for _ in range(3)]
-    straight_enc, straight = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU,
+    straight_enc, straight = pretrain(tiny_cfg(**kw), aug_params, data(), data(10, 1), CPU,
                                       probe=probes[0])
 
     ckpt = tmp_path / "ckpt.pt"
 
-    pretrain_killed_after(4, tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
+    pretrain_killed_after(4, tiny_cfg(**kw), aug_params, data(), data(10, 1), CPU, checkpoint=ckpt,
                           probe=probes[1])
     assert torch.load(ckpt, weights_only=False)["step"] == 4
-    enc, resumed = pretrain(tiny_cfg(**kw), views, data(), data(10, 1), CPU, checkpoint=ckpt,
+    enc, resumed = pretrain(tiny_cfg(**kw), aug_params, data(), data(10, 1), CPU, checkpoint=ckpt,
                             probe=probes[2])
     assert [h["step"] for h in resumed] == list(range(1, 7))  # same count, no gap
     np.testing.assert_allclose([h["loss"] for h in resumed], [h["loss"] for h in straight],
@@ -189,21 +189,21 @@ def test_stopped_and_resumed_from_another_file_equals_an_uninterrupted_run(tmp_p
     """The auto search's rounds: stop at a step with the full run's schedules, then the next
     round resumes (not restarts) from that file into its own checkpoint and ends as a plain run."""
     torch.set_num_threads(1)
-    views = view_params("standard")
-    straight_enc, straight = pretrain(tiny_cfg(), views, data(), None, CPU)
+    aug_params = view_params("standard")
+    straight_enc, straight = pretrain(tiny_cfg(), aug_params, data(), None, CPU)
     round0, round1 = tmp_path / "round0.pt", tmp_path / "round1.pt"
-    _, first = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round0, stop_at=2)
+    _, first = pretrain(tiny_cfg(), aug_params, data(), None, CPU, checkpoint=round0, stop_at=2)
     assert [h["step"] for h in first] == [1, 2] and torch.load(round0, weights_only=False)["step"] == 2
-    _, second = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round1,
+    _, second = pretrain(tiny_cfg(), aug_params, data(), None, CPU, checkpoint=round1,
                          resume_from=round0, stop_at=4)
     assert torch.load(round1, weights_only=False)["step"] == 4
     assert torch.load(round0, weights_only=False)["step"] == 2  # the earlier round's, untouched
-    enc, last = pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=tmp_path / "final.pt",
-                         resume_from=round1)
+    enc, last = pretrain(tiny_cfg(), aug_params, data(), None, CPU,
+                         checkpoint=tmp_path / "final.pt", resume_from=round1)
     assert [h["step"] for h in last] == list(range(1, 7))
     assert [h["lr"] for h in last] == [h["lr"] for h in straight]  # one schedule over 6 steps
     np.testing.assert_allclose([h["loss"] for h in last], [h["loss"] for h in straight], rtol=1e-5)
     for a, b in zip(enc.state_dict().values(), straight_enc.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="stop at step 3: the run is at step 4"):
-        pretrain(tiny_cfg(), views, data(), None, CPU, checkpoint=round1, stop_at=3)
+        pretrain(tiny_cfg(), aug_params, data(), None, CPU, checkpoint=round1, stop_at=3)

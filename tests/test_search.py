@@ -90,14 +90,9 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
 # --- the search in the DAG (pipeline.dag.search), without Snakemake ----------------------------
 
 @pytest.fixture
-def auto_config():
-    import yaml
-
-    from support.snakemake import REPO
-
-    c = yaml.safe_load((REPO / "config.yaml").read_text())
-    c["experiments"]["strategies"].append("auto")
-    return c
+def auto_config(config):
+    config["experiments"]["strategies"].append("auto")
+    return config
 
 
 def test_round_jobs_resume_the_previous_round_with_the_full_schedule(auto_config):

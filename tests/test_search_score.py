@@ -33,9 +33,10 @@ def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
                          hparams={"proj_hidden": 64, "proj_dim": 32}, seed=0,
                          method="simclr", dup=1, precision="fp32", log_every=50)
     ctx = DistContext(0, 1, torch.device("cpu"))
-    views = view_params("weak")
-    untrained, _ = pretrain(PretrainConfig(**{**cfg.__dict__, "steps": 0}), views, images, None, ctx)
-    trained, _ = pretrain(cfg, views, images, None, ctx)
+    aug_params = view_params("weak")
+    untrained, _ = pretrain(PretrainConfig(**{**cfg.__dict__, "steps": 0}), aug_params, images,
+                            None, ctx)
+    trained, _ = pretrain(cfg, aug_params, images, None, ctx)
     bank, val = validation_split(labels, 0.2, seed=0)
     before = knn_validation_score(untrained, images, labels, bank, val, k=20)
     after = knn_validation_score(trained, images, labels, bank, val, k=20)

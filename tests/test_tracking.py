@@ -94,7 +94,7 @@ def _pretrain(tmp_path, packed, name, *extra):
     pretrain_stage.main([
         *PRETRAIN_ARGS, "--real", str(real), "--out", str(tmp_path / name / "encoder.pt"),
         "--history", str(tmp_path / name / "history.csv"), "--strategy", "none",
-        "--method", "byol", "--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
+        "--method", "byol", "--augmentation", "asym_standard", "--widths", "8", "16", "--blocks", "1", "1", "--batch-size", "8",
         "--method-arg", "proj_hidden=16", "--method-arg", "proj_dim=8",
         "--method-arg", "pred_hidden=16", "--steps", "7", "--log-every", "3",
         "--online-test", str(test), "--online-every", "4",

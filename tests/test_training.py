@@ -21,6 +21,7 @@ from pipeline.data.inflation import InflatedIndex
 from pipeline.pretraining.encoders import Encoder, load_encoder
 from pipeline.data.dataset import pack
 from pipeline.pretraining.loop import PretrainConfig, channel_stats, pretrain, warmup_cosine
+from pipeline.vocab.augmentation import trained_preset
 
 CPU = DistContext(0, 1, torch.device("cpu"))
 TINY = dict(widths=[8, 16], blocks=[1, 1], batch_size=8, optimizer="adamw", method="simclr",
@@ -254,8 +255,8 @@ def test_pretrain_cli_steps_zero_and_crop_override(tmp_path, packed):
 
 TINY_HEADS = {"simclr": [], "mocov2plus": ["queue_size=32"], "byol": ["pred_hidden=16"],
               "barlow": []}
-STRATEGIES = {"none": [], "vanilla": ["generated"], "adainf": ["generated", "--dup", "10",
-                                                              "--augmentation", "weak"]}
+STRATEGIES = {"none": [], "vanilla": ["generated"], "adainf": ["generated", "--dup", "10"]}
+AUGMENTATION = {"none": "standard", "vanilla": "standard", "adainf": "weak"}  # config.yaml's
 
 
 # One CLI run per method, each strategy with a symmetric and an asymmetric-augmentation method
@@ -272,7 +273,9 @@ def test_every_method_trains_through_the_cli(tmp_path, packed, method, strategy)
                          "--out", str(tmp_path / "run" / "encoder.pt"),
                          "--history", str(hist), "--strategy", strategy, "--method", method,
                          "--steps", "2", "--optimizer", "lars",
-                         *[x for a in TINY_HEADS[method] for x in ("--method-arg", a)], *extra])
+                         *[x for a in TINY_HEADS[method] for x in ("--method-arg", a)], *extra,
+                         # the preset as the workflow passes it (job_params.method_preset)
+                         "--augmentation", trained_preset(method, AUGMENTATION[strategy])])
     meta = json.loads(hist.with_suffix(".json").read_text())
     assert meta["method"] == method and len(_read_history(hist)) == 2
     assert all(math.isfinite(float(r["loss"])) for r in _read_history(hist))
@@ -280,6 +283,19 @@ def test_every_method_trains_through_the_cli(tmp_path, packed, method, strategy)
     assert meta["augmentation"].startswith("asym_") == asym
     assert [v["solarize_prob"] for v in meta["augmentation_params"]] == ([0.0, 0.2] if asym else [0.0, 0.0])
     assert meta["num_generated"] == (0 if strategy == "none" else 12)
+
+
+@pytest.mark.parametrize("method,augmentation", [("byol", "weak"), ("barlow", "standard"),
+                                                  ("simclr", "asym_weak")])
+def test_the_stage_refuses_a_preset_its_method_does_not_train(method, augmentation, capsys):
+    """The stage runs the --augmentation it is given (the tracked name is the one that runs), so
+    a symmetric preset for BYOL or Barlow Twins, or an asymmetric one for the others, stops it."""
+    argv = [*TINY_ARGS, "--real", "r", "--out", "o.pt", "--history", "h.csv",
+            "--strategy", "none", "--method", method, "--steps", "2"]
+    assert pretrain_stage.parse_args([*argv, "--augmentation", trained_preset(method, "weak")])
+    with pytest.raises(SystemExit):
+        pretrain_stage.parse_args([*argv, "--augmentation", augmentation])
+    assert f"--augmentation {augmentation}: {method} trains one of" in capsys.readouterr().err
 
 
 # -- the online probe through the stage ------------------------------------------------------------

@@ -8,7 +8,7 @@ import yaml
 from support.snakemake import REPO
 from pipeline.pretraining.methods import METHODS as METHOD_CLASSES
 from pipeline.vocab import names
-from pipeline.vocab.augmentation import PRESETS
+from pipeline.vocab.augmentation import ASYM_PRESETS, PRESETS
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -54,6 +54,7 @@ def test_the_schema_enums_are_the_vocabulary():
 def test_the_code_serves_every_name():
     assert tuple(METHOD_CLASSES) == names.METHODS
     assert tuple(PRESETS) == names.SYMMETRIC_PRESETS
+    assert tuple(ASYM_PRESETS) == names.ASYMMETRIC_PRESETS
 
 
 def _undescribed(node: dict, path: str = "") -> list[str]:

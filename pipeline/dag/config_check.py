@@ -19,7 +19,7 @@ import yaml
 from pipeline.core.errors import ConfigError
 from pipeline.dag.paths import looks_local, num_shards
 from pipeline.dag.search import search_problems
-from pipeline.vocab.augmentation import VIEW_PRESETS, view_params
+from pipeline.vocab.augmentation import VIEW_PRESETS, trained_preset, view_params
 from pipeline.vocab.methods import head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
@@ -137,8 +137,8 @@ def config_problems(config: dict) -> list[str]:
                             f"positive integer dividing the global batch {batch}")
     for method, mapping in config["pretrain"].get("method_augmentation", {}).items():
         for given, preset in mapping.items():
-            # BYOL and Barlow Twins train a preset's asymmetric variant (methods.view_preset)
-            if method in ("byol", "barlow") and f"asym_{preset}" not in VIEW_PRESETS:
+            # BYOL and Barlow Twins train a preset's asymmetric variant
+            if trained_preset(method, preset) not in VIEW_PRESETS:
                 problems.append(f"pretrain.method_augmentation.{method}.{given}: preset "
                                 f"{preset!r} has no asymmetric variant for {method}")
     strategies = config["strategies"]

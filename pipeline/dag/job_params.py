@@ -19,6 +19,7 @@ import shlex
 
 from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
 from pipeline.study.design import RANDOM_INIT, Design
+from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.options import (
     CUT_NPZ, FID_STATS, LINEAR_EVAL, LOG_EVERY, PREPARE_REAL, PRETRAIN, SAMPLE, SEARCH_SELECT,
     QUALITY_BATCH, TRACKING, TRAIN_GENERATOR, config_value,
@@ -57,8 +58,11 @@ def untracked(value):
 
 def method_preset(config: dict, method: str, augmentation: str) -> str:
     """The preset `method` trains with where a strategy asks for `augmentation`:
-    pretrain.method_augmentation's replacement for this method, else the strategy's own."""
-    return config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
+    pretrain.method_augmentation's replacement for this method, else the strategy's own, in the
+    form the method trains it (asym_ for BYOL and Barlow Twins: vocab.augmentation.trained_preset).
+    The stage runs this name as given, so the tracked --augmentation is the preset that runs."""
+    asked = config["pretrain"]["method_augmentation"].get(method, {}).get(augmentation, augmentation)
+    return trained_preset(method, asked)
 
 
 def stage_args(declared, config: dict, *, tracked: bool = True, only=None, **given) -> str:
@@ -147,7 +151,7 @@ def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
 
 def tracking(config: dict, run: str, log_every: bool = False):
     """tracking_args as an untracked rule param; `run` may name wildcards, e.g.
-    "pretrain/{method}/{variant}/seed{seed}"."""
+    "pretrain/{method}/{strategy}/seed{seed}"."""
     return lambda wildcards, input: tracking_args(config, run.format(**dict(wildcards.items())),
                                                   log_every)
 

@@ -48,10 +48,10 @@ import torch
 import torch.nn as nn
 
 # The presets live in a torch-free module (the Snakefile reads them); re-exported here.
-from pipeline.vocab.augmentation import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, describe,
-                                  preset, view_params)
+from pipeline.vocab.augmentation import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, as_dict,
+                                         preset, view_params)
 
-__all__ = ["ASYM_PRESETS", "PRESETS", "VIEW_PRESETS", "AugParams", "describe", "preset",
+__all__ = ["ASYM_PRESETS", "PRESETS", "VIEW_PRESETS", "AugParams", "as_dict", "preset",
            "view_params", "build_augmentation"]
 
 
@@ -453,7 +453,9 @@ def build_augmentation(params: AugParams, size: int) -> Augmentation:
     return Augmentation(*[op for op in ops if getattr(op, "p", 1.0) > 0])
 
 
-def build_view_augmentations(name_or_views, size: int, **overrides) -> tuple[Augmentation, Augmentation]:
+def build_view_augmentations(name_or_params, size: int,
+                             **overrides) -> tuple[Augmentation, Augmentation]:
     """The two views' modules, from a preset name (with overrides) or a pair of AugParams."""
-    views = view_params(name_or_views, **overrides) if isinstance(name_or_views, str) else name_or_views
-    return tuple(build_augmentation(v, size) for v in views)
+    aug_params = (view_params(name_or_params, **overrides) if isinstance(name_or_params, str)
+                  else name_or_params)
+    return tuple(build_augmentation(v, size) for v in aug_params)

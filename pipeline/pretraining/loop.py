@@ -30,7 +30,7 @@ from pipeline.core.tensors import to_nchw
 from pipeline.pretraining.augment import AugParams, build_augmentation
 from pipeline.pretraining.distributed import DistContext, local_only
 from pipeline.data.inflation import InflatedIndex
-from pipeline.pretraining.memory import check_fits, device_budget, memory_plan
+from pipeline.pretraining.memory import check_fits, device_budget, estimate_memory
 from pipeline.pretraining.encoders import Encoder
 from pipeline.pretraining.optim import make_optimizer, scaled_lr, warmup_cosine
 from pipeline.pretraining.methods import METHODS, build_method
@@ -89,14 +89,15 @@ def resolved_optim(cfg: PretrainConfig, world: int) -> dict:
 _NOT_IN_RUN_KEY = {"checkpoint_every", "log_every", "compile", "channels_last"}  # speed, not results
 
 
-def run_key(cfg: PretrainConfig, views, world: int, real: np.ndarray,
+def run_key(cfg: PretrainConfig, aug_params, world: int, real: np.ndarray,
             generated: np.ndarray | None, probe: OnlineProbe | None = None) -> str:
     """A hash of everything that determines a run: what a checkpoint records, so that a resume
     under other settings or data is caught. The data enters as shapes plus a strided sample of
     images (cheap at 1M images, and different for regenerated data)."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_RUN_KEY}
     h = hashlib.sha256(json.dumps({
-        "config": settings, "world": world, "views": [asdict(v) for v in views],
+        # "views": the key's name as checkpoints hash it (a new name would restart their runs)
+        "config": settings, "world": world, "views": [asdict(v) for v in aug_params],
         "probe": None if probe is None else {"every": probe.every, "lr": probe.lr_per_256,
                                              **({"generated_labels": "keep"}
                                                 if probe.generated_labels is not None else {})},
@@ -123,13 +124,16 @@ def build_optimizer(cfg: PretrainConfig, method: nn.Module, world: int,
     return opt, sched
 
 
-def plan_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape, world: int):
-    """The device memory plan of this run (pipeline.pretraining.memory), measured on a CPU copy."""
+def estimate_run_memory(cfg: PretrainConfig, method: nn.Module, num_images: int, image_shape,
+                        world: int):
+    """The device memory this run needs (pipeline.pretraining.memory.estimate_memory with the
+    run's optimiser and precision), measured on a CPU copy of `method`."""
     o = resolved_optim(cfg, world)
     with local_only():
-        return memory_plan(num_images=num_images, image_shape=image_shape,
-                           method=copy.deepcopy(method).cpu(), optimizer=o["optimizer"],
-                           batch_size=cfg.batch_size, precision_dtype=precision_dtype(cfg.precision))
+        return estimate_memory(num_images=num_images, image_shape=image_shape,
+                               method=copy.deepcopy(method).cpu(), optimizer=o["optimizer"],
+                               batch_size=cfg.batch_size,
+                               precision_dtype=precision_dtype(cfg.precision))
 
 
 def accelerate(method: nn.Module, cfg: PretrainConfig) -> None:
@@ -247,7 +251,7 @@ def resume(path, run_key: str, state: TrainState, device,
     return checkpoint["step"], checkpoint["history"]
 
 
-def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.ndarray,
+def pretrain(cfg: PretrainConfig, aug_params: tuple[AugParams, AugParams], real: np.ndarray,
              generated: np.ndarray | None, ctx: DistContext, *,
              checkpoint: str | Path | None = None, callback=None,
              probe: OnlineProbe | None = None,
@@ -284,7 +288,8 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     num_images = len(real) + (0 if generated is None else len(generated))
     budget = memory_budget if memory_budget is not None else device_budget(device)
     if budget is not None:
-        check_fits(plan_memory(cfg, method, num_images, real.shape[1:], ctx.world), budget, device)
+        check_fits(estimate_run_memory(cfg, method, num_images, real.shape[1:], ctx.world),
+                   budget, device)
     if ctx.group and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     accelerate(method, cfg)
@@ -305,9 +310,9 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
 
     data = to_nchw(np.concatenate(parts), device)  # uint8, on the device once
     index = InflatedIndex(len(real), num_generated, cfg.dup, cfg.seed)
-    augment = [build_augmentation(v, real.shape[1]).to(device) for v in views]
+    augment = [build_augmentation(v, real.shape[1]).to(device) for v in aug_params]
 
-    key = run_key(cfg, views, ctx.world, real, generated, probe)
+    key = run_key(cfg, aug_params, ctx.world, real, generated, probe)
     state = TrainState(method, opt, sched, scaler, index, probe)
     start, history = resume(checkpoint, key, state, device, fallback=resume_from)
     stop = cfg.steps if stop_at is None else stop_at
@@ -360,5 +365,7 @@ def pretrain(cfg: PretrainConfig, views: tuple[AugParams, AugParams], real: np.n
     return encoder.eval(), history
 
 
-def describe(cfg: PretrainConfig, world: int = 1) -> dict:
+def resolved_config(cfg: PretrainConfig, world: int = 1) -> dict:
+    """The config with its optimiser settings resolved (resolved_optim) and the global batch:
+    what a run's history.json and its live-curve hparams record."""
     return {**asdict(cfg), **resolved_optim(cfg, world), "global_batch": cfg.batch_size * world}

@@ -43,7 +43,8 @@ class MemoryPlan:
     def total(self) -> int:
         return self.data + self.model + self.activations + self.augmentation + self.reserve
 
-    def describe(self) -> str:
+    def breakdown(self) -> str:
+        """The total and each part, in GB (what a refusal states)."""
         return (f"{self.total / GB:.2f} GB (data {self.data / GB:.2f}, model+optimizer "
                 f"{self.model / GB:.2f}, activations {self.activations / GB:.2f}, augmentation "
                 f"{self.augmentation / GB:.2f}, reserve {self.reserve / GB:.2f})")
@@ -86,9 +87,11 @@ def activation_bytes_per_sample(method: torch.nn.Module, size: int, precision_dt
     return max(0, (large - small) // 2)
 
 
-def memory_plan(*, num_images: int, image_shape, method: torch.nn.Module, optimizer: str,
+def estimate_memory(*, num_images: int, image_shape, method: torch.nn.Module, optimizer: str,
                 batch_size: int, precision_dtype=None) -> MemoryPlan:
-    """The device memory one pretraining process needs (batch_size per process)."""
+    """The device memory one pretraining process needs (batch_size per process), from the
+    counts and the model; pipeline.pretraining.loop.estimate_run_memory gives it for a run's
+    config, and check_fits refuses a plan over the budget."""
     h, w, c = image_shape
     params = sum(p.numel() * p.element_size() for p in method.parameters())
     buffers = sum(b.numel() * b.element_size() for b in method.buffers())
@@ -111,7 +114,8 @@ def device_budget(device: torch.device) -> int | None:
 
 
 def check_fits(plan: MemoryPlan, budget: int | None, device) -> None:
+    """Refuse (MemoryPlanError) a plan over `budget` bytes; None: no budget, nothing to check."""
     if budget is not None and plan.total > budget:
         raise MemoryPlanError(
-            f"pretraining needs about {plan.describe()} on {device}, but {budget / GB:.2f} GB is "
+            f"pretraining needs about {plan.breakdown()} on {device}, but {budget / GB:.2f} GB is "
             "free: lower pretrain.batch_size, the generated set, or use a larger device")

@@ -12,8 +12,8 @@ Each method is an nn.Module around an online `encoder` (pipeline.pretraining.enc
         opt.zero_grad(); loss.backward(); opt.step()
         method.momentum_update(step, total_steps)   # 0-based: tau(step); no-op if no target
 
-`augmentation_kind` says which augmentation preset the method uses ("symmetric": both views drawn
-from the same distribution; "asymmetric": BYOL/Barlow's presets, solarisation on view 2 only).
+Which augmentation preset a method trains with (BYOL's and Barlow Twins' asymmetric ones,
+solarisation on view 2 only) is the vocabulary's: pipeline.vocab.augmentation.trained_preset.
 
 Targets are deep copies of the online networks with requires_grad False, run under no_grad; like
 solo-learn they stay in the module tree and so follow its train()/eval() mode (batch-norm uses
@@ -71,10 +71,9 @@ def cosine_tau(step: int, total_steps: int, tau_base: float, tau_final: float) -
 
 class SSLMethod(nn.Module, abc.ABC):
     """Common part: hyper-parameters (DEFAULTS overridden by keyword arguments) and the online
-    encoder. Subclasses define DEFAULTS, augmentation_kind, _online_modules and forward."""
+    encoder. Subclasses define DEFAULTS, _online_modules and forward."""
 
     DEFAULTS: dict = {}
-    augmentation_kind: str = "symmetric"
     name: str = ""
 
     def __init__(self, encoder: Encoder, **hparams):
@@ -131,7 +130,6 @@ class _MomentumMethod(SSLMethod):
 
 class SimCLR(SSLMethod):
     name = "simclr"
-    augmentation_kind = "symmetric"
     DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
@@ -158,7 +156,6 @@ class MoCoV2Plus(_MomentumMethod):
     """
 
     name = "mocov2plus"
-    augmentation_kind = "symmetric"
     DEFAULTS = METHOD_DEFAULTS[name]
 
     queue: torch.Tensor
@@ -212,7 +209,6 @@ class BYOL(_MomentumMethod):
     mean, as solo-learn), predictor only on the online branch."""
 
     name = "byol"
-    augmentation_kind = "asymmetric"
     DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
@@ -239,7 +235,6 @@ class BYOL(_MomentumMethod):
 
 class BarlowTwins(SSLMethod):
     name = "barlow"
-    augmentation_kind = "asymmetric"
     DEFAULTS = METHOD_DEFAULTS[name]
 
     def __init__(self, encoder: Encoder, **hparams):
@@ -261,14 +256,6 @@ class BarlowTwins(SSLMethod):
 
 METHODS: dict[str, type[SSLMethod]] = {"simclr": SimCLR, "mocov2plus": MoCoV2Plus, "byol": BYOL,
                                        "barlow": BarlowTwins}
-
-
-def view_preset(method: str, augmentation: str) -> str:
-    """The augmentation preset `method` trains with when asked for `augmentation`: the
-    asymmetric variant (solarisation on view 2) for BYOL and Barlow Twins."""
-    if METHODS[method].augmentation_kind == "asymmetric" and not augmentation.startswith("asym"):
-        return f"asym_{augmentation}"
-    return augmentation
 
 
 def build_method(name: str, encoder: Encoder, **hparams) -> SSLMethod:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from pipeline.vocab.names import ASYMMETRIC_METHODS
+
 
 @dataclass(frozen=True)
 class AugParams:
@@ -78,5 +80,15 @@ def view_params(name: str, **overrides) -> tuple[AugParams, AugParams]:
     return tuple(_apply_overrides(p, overrides) for p in VIEW_PRESETS[name])
 
 
-def describe(params: AugParams) -> dict:
+def trained_preset(method: str, preset: str) -> str:
+    """The preset `method` trains with where it is asked for the symmetric `preset` (a strategy's,
+    or pretrain.method_augmentation's): `asym_PRESET` for BYOL and Barlow Twins (their two views
+    differ), `preset` itself for the others. The workflow passes this name to the stage
+    (pipeline.dag.job_params.method_preset), so a job's tracked --augmentation is the preset that
+    runs; the stage accepts only the names this function gives for its method."""
+    return f"asym_{preset}" if method in ASYMMETRIC_METHODS else preset
+
+
+def as_dict(params: AugParams) -> dict:
+    """The parameters as a plain dict (what a run's history.json records)."""
     return asdict(params)

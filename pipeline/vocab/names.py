@@ -14,6 +14,10 @@ GENERATOR_SOURCES = ("train", "pretrained", "npz")
 AUGMENTATIONS = ("standard", "weak")  # a strategy's preset; BYOL/Barlow take its asym_ variant
 # the symmetric presets a method may train with instead (pretrain.method_augmentation)
 SYMMETRIC_PRESETS = (*AUGMENTATIONS, "mild")
+# the presets of the methods that train two differently augmented views (solarisation on view 2
+# only): a strategy's preset with `asym_` before it (pipeline.vocab.augmentation.trained_preset)
+ASYMMETRIC_METHODS = ("byol", "barlow")
+ASYMMETRIC_PRESETS = tuple(f"asym_{name}" for name in AUGMENTATIONS)
 
 # the settings a sweep may vary (experiments.sweeps), the auto search's grid (auto.candidates)
 SWEEPABLE = ("dup", "crop_min_scale", "jitter_strength", "num_generated", "real_fraction",

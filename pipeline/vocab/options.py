@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.vocab.names import METHODS, PROTOCOLS, SYMMETRIC_PRESETS
+from pipeline.vocab.names import ASYMMETRIC_PRESETS, METHODS, PROTOCOLS, SYMMETRIC_PRESETS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -100,9 +100,11 @@ PRETRAIN = (
            computed=True),
     option("--dup", "strategies.*.dup", "required unless --steps 0", computed=True,
            required=False),
-    option("--augmentation", "strategies.*.augmentation", "mild: from "
+    option("--augmentation", "strategies.*.augmentation", "here by that variant's own name "
+           "(asym_*: pipeline.vocab.augmentation.trained_preset), mild from "
            "pretrain.method_augmentation; required unless --steps 0",
-           computed=True, required=False, choices=sorted(SYMMETRIC_PRESETS)),
+           computed=True, required=False,
+           choices=sorted((*SYMMETRIC_PRESETS, *ASYMMETRIC_PRESETS))),
     option("--crop-min-scale", "strategies.*.crop_min_scale", "default: the preset's",
            computed=True, required=False, default=None),
     option("--jitter-strength", "strategies.*.jitter_strength", "default: the preset's",

@@ -33,8 +33,11 @@ FID_STATS_ARGS = [*_words(job_params.fid_stats_args(CONFIG),
 PRETRAIN_ARGS = [
     *_words(job_params.opt("--method", CONFIG["experiments"]["methods"][0]),
             job_params.opt("--seed", CONFIG["experiments"]["seeds"][0]),
-            *(job_params.opt(f"--{k}", CONFIG["strategies"]["none"][k])
-              for k in ("dup", "augmentation")),
+            job_params.opt("--dup", CONFIG["strategies"]["none"]["dup"]),
+            # the preset as that method trains it: a test of another method states its own
+            job_params.opt("--augmentation", job_params.method_preset(
+                CONFIG, CONFIG["experiments"]["methods"][0],
+                CONFIG["strategies"]["none"]["augmentation"])),
             *(job_params.opt(f"--{k.replace('_', '-')}", CONFIG["pretrain"][k])
               for k in ("warmup_steps", "precision", "checkpoint_every")),
             job_params.opt("--log-every", CONFIG["logging"]["log_every"])),
