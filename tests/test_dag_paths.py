@@ -145,7 +145,7 @@ def test_files_that_rules_all_and_the_report_ask_for(config):
         assert {m, *p.shard_data(m)} <= set(files)
     assert f"{p.out}/fid/shard_00002.stats.npz" in files
     assert f"{p.out}/pretrain/simclr/{RANDOM_INIT}/seed0/encoder.pt" in files
-    config["experiments"]["strategies"] = ["none"]  # no variant reads generated images
+    config["experiments"]["strategies"] = ["none"]  # no strategy reads generated images
     assert f"{p.out}/dataset/generated" not in _paths(config).intermediate_files()
 
 

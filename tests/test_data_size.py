@@ -91,7 +91,7 @@ def test_sweeps_of_the_data_sizes_expand_and_reuse_the_strategys_own_cell(config
     d = plan(_with(config, [
         {"strategy": "adainf", "setting": "num_generated", "values": [100, 1000, total]},
         {"strategy": "none", "setting": "real_fraction", "values": [0.25, 1.0]}]))
-    assert [s.variants for s in d.sweeps] == [
+    assert [s.strategies for s in d.sweeps] == [
         ["adainf+num_generated=100", "adainf+num_generated=1000", "adainf"],  # null = all
         ["none+real_fraction=0.25", "none"]]
     assert d.settings("adainf+num_generated=100")["num_generated"] == 100
@@ -104,14 +104,14 @@ def test_sweeps_of_the_data_sizes_expand_and_reuse_the_strategys_own_cell(config
     # a strategy that names its own subset: that value is its cell
     d = plan(_with(config, [{"strategy": "adainf", "setting": "num_generated",
                              "values": [500, 1000]}], adainf={"num_generated": 500}))
-    assert d.sweeps[0].variants == ["adainf", "adainf+num_generated=1000"]
+    assert d.sweeps[0].strategies == ["adainf", "adainf+num_generated=1000"]
     header = tables(d, [])[-1]["header"]
     assert header == ["method", "num_generated=500", "num_generated=1000"]
 
 
 def test_data_sizes_are_tracked_and_all_means_unchanged(config):
-    def args(c, variant="adainf"):
-        return pretrain_args(c, plan(c), "simclr", variant, 0)
+    def args(c, strategy="adainf"):
+        return pretrain_args(c, plan(c), "simclr", strategy, 0)
 
     before = args(config)
     some = args(_with(config, adainf={"num_generated": 100}))
@@ -122,7 +122,7 @@ def test_data_sizes_are_tracked_and_all_means_unchanged(config):
     total = config["sampling"]["num_images"]
     assert args(_with(config, adainf={"num_generated": total, "real_fraction": 1.0})) == before
     assert args(_with(config, adainf={"num_generated": None, "real_fraction": None})) == before
-    # the sweep's variant carries its value; the base strategy's args are untouched
+    # the sweep's strategy carries its value; the base strategy's args are untouched
     c = _with(config, [{"strategy": "none", "setting": "real_fraction", "values": [0.5]}])
     assert "--real-fraction 0.5" in args(c, "none+real_fraction=0.5")
     assert args(c, "none") == args(config, "none")
@@ -214,7 +214,7 @@ def test_pretrain_stage_trains_on_the_subsets(tmp_path):
 
 # The study: none, vanilla, adainf, adainf+crop_min_scale=0.5, 2 seeds, online + offline protocols.
 DATA_SIZE_RERUNS = {
-    # adainf and its crop variant take a subset: their 4 encoders and offline evaluations
+    # adainf and its crop strategy take a subset: their 4 encoders and offline evaluations
     "num_generated": ("strategies: {adainf: {num_generated: 20}}",
                       {"pretrain": 4, "linear_eval": 4}),
     # the strategy spelling out all its images is the same run: nothing reruns

@@ -1,4 +1,4 @@
-"""The study's design: cells, sweep variants and evaluation files from the config."""
+"""The study's design: cells, sweep strategies and evaluation files from the config."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_a_sweep_value_equal_to_the_strategys_own_reuses_its_cell():
               {"strategy": "adainf", "setting": "jitter_strength", "values": [0.5, 1.0]},
               {"strategy": "wide", "setting": "crop_min_scale", "values": [0.2, 0.5]}]
     d = plan(config(sweeps))
-    assert [s.variants for s in d.sweeps] == [
+    assert [s.strategies for s in d.sweeps] == [
         ["adainf+crop_min_scale=0.08", "adainf", "adainf+crop_min_scale=0.5"],  # weak preset: 0.2
         ["adainf+dup=1", "adainf"],
         ["adainf+jitter_strength=0.5", "adainf"],  # strength 1 = the preset's own
@@ -42,8 +42,8 @@ def test_a_sweep_value_equal_to_the_strategys_own_reuses_its_cell():
     assert d.settings("adainf+crop_min_scale=0.5") == {**STRATEGIES["adainf"], "crop_min_scale": 0.5}
     assert d.settings("adainf+dup=1")["dup"] == 1
     # wide is swept but not a table column: trained for the sweep only
-    assert "wide" in d.variants and "wide" not in d.strategies
-    assert len(d.variants) == 2 + 2 + 1 + 1 + 2
+    assert "wide" in d.trained and "wide" not in d.strategies
+    assert len(d.trained) == 2 + 2 + 1 + 1 + 2
 
 
 def test_adding_a_sweep_value_keeps_every_other_cell():
@@ -90,7 +90,7 @@ def test_round_trip_through_a_dict():
 def test_auto_is_a_cell_without_fixed_settings_or_online_probe():
     d = plan(config(protocols=("online", "offline"), strategies=("none", "auto")))
     assert d.auto and d.strategies == ["none", "auto", "random_init"]
-    assert "auto" not in d.variants and ("simclr", "auto", 0) in d.cells()
+    assert "auto" not in d.trained and ("simclr", "auto", 0) in d.cells()
     # the online probe reads the test split, which the search must not
     assert ("simclr", "auto", 0, "offline") in d.evaluations()
     assert ("simclr", "auto", 0, "online") not in d.evaluations()

@@ -25,8 +25,8 @@ def _changed(config, section, key, value):
     return c
 
 
-def _pretrain(config, variant="adainf"):
-    return pretrain_args(config, plan(config), "simclr", variant, 0)
+def _pretrain(config, strategy="adainf"):
+    return pretrain_args(config, plan(config), "simclr", strategy, 0)
 
 
 @pytest.mark.parametrize("key,value", [("lr", 0.004), ("steps", 300), ("warmup_steps", 3),

@@ -180,8 +180,8 @@ def test_inconsistent_selection_or_quality_settings_name_the_key(config, change,
     assert len(problems) == 1 and problems[0].startswith(line), problems
 
 
-def _pretrain(config, variant="adainf"):
-    return pretrain_args(config, plan(config), "simclr", variant, 0)
+def _pretrain(config, strategy="adainf"):
+    return pretrain_args(config, plan(config), "simclr", strategy, 0)
 
 
 def test_generated_keep_is_tracked_and_one_means_all(config):
@@ -207,9 +207,9 @@ def test_generated_keep_is_sweepable_and_an_auto_dimension(config):
     c = _with(config, {"experiments": {"sweeps": [
         {"strategy": "adainf", "setting": "generated_keep", "values": [1.0, 0.5, 0.25]}]}})
     d = plan(c)
-    assert d.sweeps[0].variants == ["adainf", "adainf+generated_keep=0.5",
+    assert d.sweeps[0].strategies == ["adainf", "adainf+generated_keep=0.5",
                                     "adainf+generated_keep=0.25"]
-    assert d.variants["adainf+generated_keep=0.25"]["generated_keep"] == 0.25
+    assert d.trained["adainf+generated_keep=0.25"]["generated_keep"] == 0.25
     from pipeline.dag.search import SearchPlan
     from pipeline.search.candidates import candidates
 

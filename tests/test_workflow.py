@@ -68,10 +68,10 @@ def test_tiny_study_end_to_end(tiny_study):
     results = tiny_study / "results"
     summary = json.loads((results / "summary.json").read_text())
     runs = {(x["method"], x["strategy"], x["seed"], x["protocol"]): x for x in summary["runs"]}
-    variants = ("none", "vanilla", "adainf", "adainf+crop_min_scale=0.5")
+    strategies = ("none", "vanilla", "adainf", "adainf+crop_min_scale=0.5")
     # the online probe has nothing to train on random_init
     assert set(runs) == (
-        {("simclr", v, s, p) for v in variants for s in (0, 1) for p in ("online", "offline")}
+        {("simclr", v, s, p) for v in strategies for s in (0, 1) for p in ("online", "offline")}
         | {("simclr", "random_init", s, "offline") for s in (0, 1)})
     assert all(0 <= x["top1"] <= x["top5"] <= 100 for x in runs.values())
     adainf = runs["simclr", "adainf", 1, "online"]
@@ -121,24 +121,24 @@ def test_adding_a_cell_trains_only_that_cell(tiny_study, tmp_path):
 
 
 # Settings changed over the finished tiny study, and the jobs each must rerun (a dry run's counts).
-# Study: 4 trained variants (none, vanilla, adainf, adainf+crop_min_scale=0.5) × 2 seeds, plus
+# Study: 4 trained strategies (none, vanilla, adainf, adainf+crop_min_scale=0.5) × 2 seeds, plus
 # random_init × 2; protocols online (inside pretraining) and offline; 2 sample shards.
 RERUNS = {
     "pretrain": ("pretrain: {lr: 0.004}",
                  {"pretrain": 8, "linear_eval": 8}),
     "strategy": ("strategies: {adainf: {dup: 3, generated: true, augmentation: weak}}",
-                 {"pretrain": 4, "linear_eval": 4}),  # adainf and its sweep variant
+                 {"pretrain": 4, "linear_eval": 4}),  # adainf and its sweep strategy
     "sampling": ("sampling: {steps: 4}",
                  {"sample": 2, "fid_stats": 2, "fid": 1, "pack": 1, "pretrain": 6,
                   "linear_eval": 6}),
     "linear_eval": ("linear_eval: {offline: {epochs: 2}}", {"linear_eval": 10}),
     "online_probe": ("linear_eval: {online: {lr: 0.1}}", {"pretrain": 8, "linear_eval": 8}),
-    # the online probe of the cells with generated images (vanilla, adainf, its sweep variant)
+    # the online probe of the cells with generated images (vanilla, adainf, its sweep strategy)
     "generated_labels": ("generator: {labels: keep}", {"pretrain": 6, "linear_eval": 6}),
     # the cells whose strategy asks for the standard preset (none, vanilla)
     "method_augmentation": ("pretrain: {method_augmentation: {simclr: {standard: mild}}}",
                             {"pretrain": 4, "linear_eval": 4}),
-    # selection by quality score: adainf and its sweep variant train again on the kept images;
+    # selection by quality score: adainf and its sweep strategy train again on the kept images;
     # nothing is sampled or scored again (the scores are the FID statistics jobs' files)
     "generated_keep": ("strategies: {adainf: {dup: 10, generated: true, augmentation: weak, "
                        "generated_keep: 0.5}}", {"pretrain": 4, "linear_eval": 4}),

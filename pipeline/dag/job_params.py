@@ -93,16 +93,16 @@ def stage_args(declared, config: dict, *, tracked: bool = True, only=None, **giv
 BACKBONE = ("widths", "blocks", "stem_padding")
 
 
-def pretrain_args(config: dict, design: Design, method: str, variant: str, seed) -> str:
+def pretrain_args(config: dict, design: Design, method: str, strategy: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
     out = config["output_dir"].rstrip("/")
-    s = design.settings(variant)
-    if variant == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
+    s = design.settings(strategy)
+    if strategy == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
         return stage_args(PRETRAIN, config, only=(*BACKBONE, "steps"), steps=0)
     online = {}
     if "online" in design.protocols:
         online = {"online_test": real_split(out, "test"),
-                  "online_out": result_path(out, method, variant, seed, "online"),
+                  "online_out": result_path(out, method, strategy, seed, "online"),
                   **{f"online_{k}": v for k, v in config["linear_eval"]["online"].items()}}
     return stage_args(
         PRETRAIN, config,

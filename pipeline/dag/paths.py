@@ -32,16 +32,16 @@ def dataset_dir(out: str, part: str) -> str:
     return f"{out}/dataset/{part}"
 
 
-def cell_dir(out: str, method: str, variant, seed) -> str:
+def cell_dir(out: str, method: str, strategy, seed) -> str:
     """Where a cell's encoder, history and online-probe result are (wildcard patterns welcome)."""
-    return f"{out}/pretrain/{method}/{variant}/seed{seed}"
+    return f"{out}/pretrain/{method}/{strategy}/seed{seed}"
 
 
-def result_path(out: str, method: str, variant: str, seed, protocol: str) -> str:
+def result_path(out: str, method: str, strategy: str, seed, protocol: str) -> str:
     """Where an evaluation's JSON lands: the online probe's beside its encoder."""
     if protocol == "online":
-        return f"{cell_dir(out, method, variant, seed)}/online.json"
-    return f"{out}/linear/{method}/{variant}/seed{seed}/{protocol}.json"
+        return f"{cell_dir(out, method, strategy, seed)}/online.json"
+    return f"{out}/linear/{method}/{strategy}/seed{seed}/{protocol}.json"
 
 
 def shard_manifest(out: str, shard) -> str:
@@ -131,12 +131,12 @@ def threads_for(config: dict, rule: str) -> int:
     return config["threads"].get(rule, config["threads"].get("default", 1))
 
 
-def pretrain_launcher(config: dict, variant: str) -> str:
+def pretrain_launcher(config: dict, strategy: str) -> str:
     """What the pretrain command (`python -m pipeline.pretrain ...`) runs under: `torchrun` for
     several processes (`--no-python`: it starts the command as written), else nothing;
     random_init trains nothing, so one process."""
     n = config["pretrain"]["processes"]
-    if n == 1 or variant == RANDOM_INIT:
+    if n == 1 or strategy == RANDOM_INIT:
         return ""
     return f"torchrun --standalone --nproc_per_node {n} --no-python"
 
@@ -182,8 +182,8 @@ class WorkflowPaths:
     def dataset(self, part: str) -> str:
         return dataset_dir(self.out, part)
 
-    def result(self, method: str, variant: str, seed, protocol: str) -> str:
-        return result_path(self.out, method, variant, seed, protocol)
+    def result(self, method: str, strategy: str, seed, protocol: str) -> str:
+        return result_path(self.out, method, strategy, seed, protocol)
 
     def cell(self) -> str:
         """A cell's folder as a rule's wildcard pattern."""
@@ -336,13 +336,13 @@ class WorkflowPaths:
         return [self.fid_stats(f"shard_{i:05d}") for i in range(self.num_shards())]
 
     # --- pretraining and evaluation -------------------------------------------------------
-    def pretrain_inputs(self, variant: str) -> dict:
+    def pretrain_inputs(self, strategy: str) -> dict:
         inputs = {"real": self.dataset("real")}
-        if self.design.settings(variant)["generated"]:
+        if self.design.settings(strategy)["generated"]:
             inputs["generated"] = self.dataset("generated")
-        if "generated_keep" in self.design.settings(variant):  # the images' quality scores
+        if "generated_keep" in self.design.settings(strategy):  # the images' quality scores
             inputs["scores"] = self.shard_quality_files()
-        if self.online and variant != RANDOM_INIT:
+        if self.online and strategy != RANDOM_INIT:
             inputs["test"] = self.real("test")
         return inputs
 
@@ -361,7 +361,7 @@ class WorkflowPaths:
         out, d = self.out, self.design
         files = [self.dataset("real"), self.real("test"), self.fid_result(),
                  self.real_quality(), *self.shard_quality_files()]
-        if any(d.settings(v)["generated"] for v in d.variants):
+        if any(d.settings(v)["generated"] for v in d.trained):
             files.append(self.dataset("generated"))
         for manifest in self.shard_files():
             files += [manifest, *self.shard_data(manifest),

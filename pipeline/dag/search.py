@@ -35,7 +35,7 @@ class SearchPlan:
         # a candidate's options are a strategy's: pretrain_args builds them from this design
         # (no protocols: the search trains no online probe, which would read the test split)
         self.design = Design(methods=[], strategies=[], seeds=[], protocols=[],
-                             variants=self.candidates)
+                             trained=self.candidates)
 
     @property
     def last(self) -> int:

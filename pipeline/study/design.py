@@ -5,7 +5,7 @@ of one strategy) and `linear_eval.protocols`. Torch-free: the Snakefile plans wi
 
 A sweep value that equals the strategy's own setting is that strategy's cell, not a new one, so a
 crop-scale sweep over adainf that includes 0.2 reuses the adainf encoder. Every other value is a
-variant named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
+strategy of its own, named `STRATEGY+SETTING=VALUE` (e.g. `adainf+crop_min_scale=0.5`), a name that no
 config change other than that sweep value alters: adding a cell trains only that cell. The data
 sizes (num_generated, real_fraction, generated_keep) are settings like the others; spelled out
 as `all` they are dropped from a cell's settings (without_all), so that they change nothing.
@@ -62,7 +62,7 @@ def format_value(setting: str, value) -> str:
     return str(int(value)) if setting in COUNTS else f"{value:g}"
 
 
-def variant_name(strategy: str, setting: str, value) -> str:
+def sweep_strategy_name(strategy: str, setting: str, value) -> str:
     return f"{strategy}+{setting}={format_value(setting, value)}"
 
 
@@ -71,7 +71,7 @@ class Sweep:
     strategy: str
     setting: str
     values: list
-    variants: list[str]  # the cell of each value, in order
+    strategies: list[str]  # the strategy of each value, in order
 
 
 @dataclass
@@ -80,22 +80,22 @@ class Design:
     strategies: list[str]  # the table's columns, random_init last
     seeds: list[int]
     protocols: list[str]  # the first is the headline
-    variants: dict[str, dict]  # every trained strategy or sweep variant -> its settings
+    trained: dict[str, dict]  # every strategy that trains, a sweep's included -> its settings
     sweeps: list[Sweep] = field(default_factory=list)
     auto: bool = False  # `auto` is a cell: its settings are the search's choice, not fixed
 
     def settings(self, name: str) -> dict:
         if name == RANDOM_INIT:
             return {"dup": 1, "generated": False, "augmentation": "standard"}
-        return self.variants[name]
+        return self.trained[name]
 
     def cells(self) -> list[tuple[str, str, int]]:
-        """(method, variant, seed) of every encoder, random_init included."""
-        names = list(self.variants) + ([AUTO] if self.auto else []) + [RANDOM_INIT]
+        """(method, strategy, seed) of every encoder, random_init included."""
+        names = list(self.trained) + ([AUTO] if self.auto else []) + [RANDOM_INIT]
         return [(m, v, s) for m in self.methods for v in names for s in self.seeds]
 
     def evaluations(self) -> list[tuple[str, str, int, str]]:
-        """(method, variant, seed, protocol) of every accuracy; the online probe needs training,
+        """(method, strategy, seed, protocol) of every accuracy; the online probe needs training,
         and reads the test split, which the auto search never does."""
         return [(m, v, s, p) for m, v, s in self.cells() for p in self.protocols
                 if not (p == "online" and v in (RANDOM_INIT, AUTO))]
@@ -117,7 +117,7 @@ def plan(config: dict) -> Design:
             raise ValueError(f"experiments names strategy {name!r}, which is not defined under "
                              f"strategies (defined: {', '.join(defined)})")
     num_images = config.get("sampling", {}).get("num_images")  # what num_generated null means
-    variants = {name: without_all(defined[name], num_images) for name in chosen}
+    trained = {name: without_all(defined[name], num_images) for name in chosen}
     sweeps = []
     for sw in e.get("sweeps", []):
         base, setting = sw["strategy"], sw["setting"]
@@ -127,13 +127,13 @@ def plan(config: dict) -> Design:
             if value == own:
                 name = base
             else:
-                name = variant_name(base, setting, value)
+                name = sweep_strategy_name(base, setting, value)
             value = int(value) if setting in COUNTS else value  # YAML 1.0e+3: --num-generated 1000
-            variants.setdefault(name, without_all({**defined[base], setting: value}, num_images))
+            trained.setdefault(name, without_all({**defined[base], setting: value}, num_images))
             names.append(name)
         sweeps.append(Sweep(base, setting, list(sw["values"]), names))
     protocols = list(dict.fromkeys(config["linear_eval"]["protocols"]))
     return Design(methods=list(e["methods"]), strategies=list(e["strategies"]) + [RANDOM_INIT],
-                  seeds=list(e.get("seeds", [0])), protocols=protocols, variants=variants,
+                  seeds=list(e.get("seeds", [0])), protocols=protocols, trained=trained,
                   sweeps=sweeps, auto=AUTO in e["strategies"])
 

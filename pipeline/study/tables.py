@@ -95,7 +95,7 @@ def tables(design: Design, cells: list[dict]) -> list[dict]:
             "note": f"every other setting as in {sw.strategy}; {spread}.",
             "header": ["method", *(f"{sw.setting}={format_value(sw.setting, v)}"
                                    for v in sw.values)],
-            "rows": [[m, *(format_cell(index.get((m, v, headline))) for v in sw.variants)]
+            "rows": [[m, *(format_cell(index.get((m, v, headline))) for v in sw.strategies)]
                      for m in design.methods],
         })
     return out
@@ -138,13 +138,13 @@ def quality_line(fid: dict) -> str:
 
 
 def selection_rows(design: Design, total: int, score: str) -> list[dict]:
-    """Each trained strategy or variant that keeps part of the generated images by score."""
+    """Each trained strategy (a sweep's included) that keeps part of the generated images by score."""
     from pipeline.evaluation.quality import keep_count
 
     return [{"strategy": name, "generated_keep": s["generated_keep"], "score": score,
              "kept": keep_count(total, s["generated_keep"]),
              "dropped": total - keep_count(total, s["generated_keep"])}
-            for name, s in design.variants.items() if "generated_keep" in s]
+            for name, s in design.trained.items() if "generated_keep" in s]
 
 
 def selection_line(rows: list[dict]) -> str:
@@ -205,7 +205,7 @@ def sweep_series(design: Design, cells: list[dict]) -> list[dict]:
     for sw in design.sweeps:
         lines = {}
         for m in design.methods:
-            pts = [(x, index[m, v, headline]) for x, v in zip(sw.values, sw.variants)
+            pts = [(x, index[m, v, headline]) for x, v in zip(sw.values, sw.strategies)
                    if (m, v, headline) in index]
             lines[m] = {"x": [x for x, _ in pts], "mean": [c["top1_mean"] for _, c in pts],
                         "std": [c["top1_std"] for _, c in pts]}

@@ -100,7 +100,7 @@ PRETRAIN = (
            computed=True),
     option("--dup", "strategies.*.dup", "required unless --steps 0", computed=True,
            required=False),
-    option("--augmentation", "strategies.*.augmentation", "here by that variant's own name "
+    option("--augmentation", "strategies.*.augmentation", "here by that preset's own name "
            "(asym_*: pipeline.vocab.augmentation.trained_preset), mild from "
            "pretrain.method_augmentation; required unless --steps 0",
            computed=True, required=False,
