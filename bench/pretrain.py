@@ -139,7 +139,14 @@ def bench_tracking(images, widths, blocks, args, device) -> dict:
         report(self, *a, **kw)
         spent[0] += time.perf_counter() - t0
 
-    off, on, share = [], [], []
+    off, on, share, reported = [], [], [], {}
+    scalars = Tracker.scalars
+
+    def kept_scalars(self, values, step):  # the loop's own report, replayed by writer_cost
+        reported.update(values)
+        scalars(self, values, step)
+
+    Tracker.scalars = kept_scalars
     for _ in range(args.repeats):
         loop_log.setLevel(logging.WARNING)
         off.append(run_loop(images, widths, blocks, args, device, None))
@@ -155,9 +162,28 @@ def bench_tracking(images, widths, blocks, args, device) -> dict:
         share.append(spent[0] / (args.tracking_steps / on[-1]))
         Progress.report = report
         loop_log.removeHandler(handler)
+    Tracker.scalars = scalars
+    per_report = writer_cost(reported)
     return {"steps_per_s_off": max(off), "steps_per_s_on": max(on),
             "ratio_on_vs_off": max(on) / max(off), "report_share_of_run": min(share),
+            "writer_seconds_per_report": per_report,
+            # at most, as if every report's writing (the writer thread's too) stopped the loop
+            "writer_share_bound": per_report * max(on) / args.log_every,
             "lines": handler.stream.getvalue().count("\n")}
+
+
+def writer_cost(values: dict, reports: int = 2000) -> float:
+    """Seconds per report of `values` as TensorBoard scalars, the writer's thread included:
+    `reports` reports, then close(), which waits until the thread has written them all. On a
+    2-core machine the loop's steps/s vary more from run to run than this cost, so the on/off
+    ratio cannot resolve it; this measures it alone."""
+    with tempfile.TemporaryDirectory() as tb:
+        tracker = Tracker(tb)
+        t0 = time.perf_counter()
+        for step in range(1, reports + 1):
+            tracker.scalars(values, step)
+        tracker.close()
+        return (time.perf_counter() - t0) / reports
 
 
 def bench_dataloader(images, widths, blocks, args, device):
@@ -249,7 +275,9 @@ def main(argv=None):
               f"{tracking['steps_per_s_off']:.2f} steps/s without, ratio "
               f"{tracking['ratio_on_vs_off']:.4f}; reports take "
               f"{100 * tracking['report_share_of_run']:.3f} % of the steps' time "
-              f"({tracking['lines']} progress lines)")
+              f"({tracking['lines']} progress lines); writing a report's scalars, the writer's "
+              f"thread included, {1e3 * tracking['writer_seconds_per_report']:.3f} ms: at most "
+              f"{100 * tracking['writer_share_bound']:.3f} % of the steps' time")
     if args.out:
         Path(args.out).write_text(json.dumps({"device": name, "args": vars(args), "samples_per_s": rows,
                                               "ratio_ours_vs_dataloader":
