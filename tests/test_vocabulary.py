@@ -20,35 +20,28 @@ def enum(*path: str) -> list:
     return [v for v in node["enum"] if v is not None]
 
 
-def test_the_schema_enums_are_the_vocabulary():
+def test_the_schemas_own_repeats_of_a_list_are_that_list():
+    """pipeline.vocab.names reads each list from one enum of the schema; where the schema must
+    repeat a list (JSON Schema has no enum by reference), the repeat is the list."""
     p = ("properties",)
-    assert enum(*p, "experiments", "properties", "methods", "items") == list(names.METHODS)
-    assert enum(*p, "pretrain", "properties", "optimizer") == list(names.OPTIMIZERS)
-    assert enum(*p, "pretrain", "properties", "precision") == list(names.PRECISIONS)
-    assert enum(*p, "sampling", "properties", "sampler") == list(names.SAMPLERS)
     assert enum(*p, "sampling", "properties", "precision") == list(names.PRECISIONS)
-    assert enum(*p, "fid", "properties", "features") == list(names.FID_FEATURES)
-    assert enum(*p, "fid", "properties", "precision") == list(names.FID_PRECISIONS)
-    assert enum(*p, "linear_eval", "properties", "protocols", "items") == list(names.PROTOCOLS)
-    assert enum(*p, "real", "properties", "source") == list(names.REAL_SOURCES)
-    assert enum(*p, "generator", "properties", "source") == list(names.GENERATOR_SOURCES)
-    assert enum(*p, "quality", "properties", "score") == list(names.QUALITY_SCORES)
     strategy = SCHEMA["properties"]["strategies"]
-    assert (strategy["additionalProperties"]["properties"]["augmentation"]["enum"]
-            == list(names.AUGMENTATIONS))
     assert strategy["propertyNames"]["not"]["enum"] == [names.RANDOM_INIT, names.AUTO]
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_args"]["propertyNames"]["enum"]
             == list(names.METHODS))
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
-            ["additionalProperties"]["additionalProperties"]["enum"] == list(names.SYMMETRIC_PRESETS))
-    assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
             ["additionalProperties"]["propertyNames"]["enum"] == list(names.AUGMENTATIONS))
     auto = SCHEMA["properties"]["auto"]["properties"]["candidates"]["properties"]
-    assert list(auto) == list(names.CANDIDATE_SETTINGS)
     assert auto["augmentation"]["items"]["enum"] == list(names.AUGMENTATIONS)
-    sweep = SCHEMA["properties"]["experiments"]["properties"]["sweeps"]["items"]["properties"]
-    assert sweep["setting"]["enum"] == list(names.SWEEPABLE)
-    assert enum(*p, "logging", "properties", "wandb", "properties", "mode") == list(names.WANDB_MODES)
+
+
+def test_the_names_are_the_schemas_enums():
+    """A few lists by hand (the schema is where a name is added; this pins the reading)."""
+    assert names.METHODS == ("simclr", "mocov2plus", "byol", "barlow")
+    assert names.PROTOCOLS == ("online", "offline", "features")
+    assert names.SYMMETRIC_PRESETS == ("standard", "weak", "mild")
+    assert "generated_keep" in names.SWEEPABLE and "generated" in names.CANDIDATE_SETTINGS
+    assert names.OPTIMIZERS == ("lars", "sgd", "adamw")  # a nullable enum: null left out
 
 
 def test_the_code_serves_every_name():

@@ -18,14 +18,9 @@ argparse settings; so does an option whose value the workflow computes (`compute
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import cache
-from pathlib import Path
-
-import yaml
 
 from pipeline.vocab.names import ASYMMETRIC_PRESETS, METHODS, PROTOCOLS, SYMMETRIC_PRESETS
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from pipeline.vocab.schema import schema_entry  # noqa: F401  (re-exported: cli, tests)
 
 
 @dataclass(frozen=True)
@@ -46,22 +41,6 @@ class Option:
 def option(flag: str, key: str | None = None, help: str | None = None, *, tracked: bool = True,
            computed: bool = False, in_range: bool = False, **argparse) -> Option:
     return Option(flag, key, help, tracked, computed, argparse, in_range)
-
-
-@cache
-def schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
-
-
-def schema_entry(key: str) -> dict:
-    """The schema's entry of a dotted key (`*`: any name of a mapping), its $ref resolved."""
-    node = schema()
-    for part in key.split("."):
-        node = node["additionalProperties"] if part == "*" else node["properties"][part]
-    ref = node.get("$ref")
-    if ref:
-        node = {**schema()["$defs"][ref.removeprefix("#/$defs/")], **node}
-    return node
 
 
 def config_value(config: dict, key: str):
