@@ -37,11 +37,6 @@ from pipeline.vocab.methods import METHOD_DEFAULTS
 from pipeline.pretraining.encoders import Encoder, projection_head
 
 
-def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """Linear-BN-ReLU-Linear (BYOL's projector and predictor)."""
-    return projection_head(in_dim, hidden_dim, out_dim)
-
-
 def linear_relu_linear(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
     """Linear-ReLU-Linear, no batch-norm (SimCLR's and MoCo V2+'s projector in solo-learn)."""
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
@@ -214,8 +209,8 @@ class BYOL(_MomentumMethod):
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__(encoder, **hparams)
         h = self.hparams
-        self.projector = mlp2(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
-        self.predictor = mlp2(h["proj_dim"], h["pred_hidden"], h["proj_dim"])
+        self.projector = projection_head(encoder.feature_dim, h["proj_hidden"], h["proj_dim"])
+        self.predictor = projection_head(h["proj_dim"], h["pred_hidden"], h["proj_dim"])
         self.target_encoder = momentum_copy(self.encoder)
         self.target_projector = momentum_copy(self.projector)
         self.momentum_pairs = [(self.encoder, self.target_encoder),
