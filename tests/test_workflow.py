@@ -89,10 +89,12 @@ def test_tiny_study_end_to_end(tiny_study):
 
     shards = sorted((results / "samples").glob("shard_*.json"))
     assert [len(load_packed(s)[0]) for s in shards] == [32, 16]
-    for name in ("samples.png", "losses.png", "online.png", "sweeps/adainf_crop_min_scale.png"):
+    for name in ("results.png", "samples.png", "losses.png", "online.png",
+                 "sweeps/adainf_crop_min_scale.png"):
         assert (results / name).stat().st_size > 0
     table = (results / "summary.md").read_text()
     assert "online protocol" in table and "offline protocol" in table and " ± " in table
+    assert "## Finding" in table and summary["findings"][0].startswith("- online, simclr (2 seeds)")
     # the generated set's four quality numbers beside FID, in the JSON and the table
     quality = summary["quality"]
     assert quality["features"] == "pixels" and quality["num_generated"] == 48

@@ -369,3 +369,21 @@ def resolved_config(cfg: PretrainConfig, world: int = 1) -> dict:
     """The config with its optimiser settings resolved (resolved_optim) and the global batch:
     what a run's history.json and its live-curve hparams record."""
     return {**asdict(cfg), **resolved_optim(cfg, world), "global_batch": cfg.batch_size * world}
+
+
+def cell_hparams(record: dict) -> dict:
+    """The settings a sweep or the `auto` search varies between cells, read from a pretraining
+    record (pretrain's history.json, the encoder's meta): the hparams every run of a cell (its
+    pretraining and each evaluation) logs, so that TensorBoard's HPARAMS tab sets cells apart by
+    what differs, not only by name."""
+    view = (record.get("augmentation_params") or [{}])[0]
+    config = record.get("config", {})
+    num_generated = record.get("num_generated") or 0
+    return {"method": record.get("method"), "strategy": record.get("strategy"),
+            "seed": config.get("seed"), "steps": config.get("steps"), "dup": record.get("dup"),
+            "generated": num_generated > 0, "num_real": record.get("num_real"),
+            "num_generated": num_generated, "real_fraction": record.get("real_fraction") or 1.0,
+            "generated_keep": record.get("generated_keep") or 1.0,
+            "augmentation": record.get("augmentation"),
+            "crop_min_scale": view.get("crop_min_scale"),
+            "jitter_strength": view.get("jitter_strength")}
