@@ -130,16 +130,18 @@ def save_results_figure(path: str | Path, panels: list[dict], seeds: int) -> Non
     the mean with its 95 % t-interval (top row), and each strategy's difference to none paired by
     seed, the interval green where it excludes 0 (bottom row). `panels`: results_panels'."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.4 * len(panels), 7.2), squeeze=False,
+    fig, axes = plt.subplots(2, len(panels), figsize=(max(6.4, 4.4 * len(panels)), 7.4),
+                             squeeze=False,
                              gridspec_kw={"height_ratios": [3, 2]})
     for col, panel in enumerate(panels):
         _accuracy_panel(axes[0, col], panel)
         _difference_panel(axes[1, col], panel)
     axes[0, 0].set_ylabel("test top-1 %")
     axes[1, 0].set_ylabel("difference to none, points")
-    how = (f"{seeds} seeds: a dot per seed; bar: mean and 95 % t-interval" if seeds > 1
+    how = (f"{seeds} seeds: a dot per seed; bar: the mean and its 95 % t-interval;\n"
+           "below: paired by seed, green where the interval excludes 0" if seeds > 1
            else "one seed: no spread measured")
-    fig.suptitle(f"Linear top-1 by strategy ({how})", fontsize=10)
+    fig.suptitle(f"Linear top-1 by strategy\n{how}", fontsize=10)
     _save(fig, path)
 
 
@@ -193,7 +195,8 @@ def _difference_panel(ax, panel: dict) -> None:
                        s=18, color=f"C{k}", alpha=0.75, zorder=5)
             color = "tab:green" if d["beyond"] else "0.45"
             _spread_bar(ax, x, d["mean"], d["interval"], color)
-            word = (f"p={d['p']:.2g}" if d["p"] is not None
+            word = (f"{'beyond' if d['beyond'] else 'within'} spread\np={d['p']:.2g}"
+                    if d["p"] is not None
                     else "1 seed" if d["n"] == 1 else "no spread")
             ax.annotate(f"{d['mean']:+.1f}\n{word}", (x + 0.25, d["mean"]), fontsize=7,
                         va="center", color=color)
