@@ -29,7 +29,7 @@ def digits(n=600):
 @pytest.mark.kernels
 def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path, outcome):
     images, labels = digits()
-    # 150 steps: the gain (+12.5 to +14.2 points over every kernel selection and thread count,
+    # 150 steps: the gain (+10.8 to +14.2 points over every kernel selection and thread count,
     # bench/kernels.py; docs/results.md) is twice the margin asserted. At 60 steps it was +1.7
     # on an Intel Xeon's kernels and +3.3 to +4.2 on an AMD EPYC's: no margin fitted both.
     cfg = PretrainConfig(widths=[16, 32], blocks=[1, 1], steps=150, batch_size=64,
