@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-figure", required=True,
                    help="PNG: the headline figure (top-1 per strategy × protocol, seeds, "
                         "intervals, differences to none)")
+    p.add_argument("--results-svg", required=True,
+                   help="the headline figure as SVG, which the Snakemake report's landing page "
+                        "inlines (its embedded-image directive leaves a file path)")
     p.add_argument("--samples", required=True, help="PNG: real (top) vs generated (bottom)")
     p.add_argument("--losses", required=True, help="PNG of the loss curves")
     p.add_argument("--online-curves", default=None,
@@ -103,7 +106,8 @@ def main(argv=None) -> None:
     table = markdown(design, cells, fid, sampling, extra, notes, selection)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)
-    save_results_figure(args.results_figure, results_panels(design, cells), len(design.seeds))
+    save_results_figure(args.results_figure, results_panels(design, cells), len(design.seeds),
+                        svg=args.results_svg)
     figures = save_figures(args, design, cells, results, found, selection, scores, score, fid)
     with io.atomic_path(args.page) as tmp:  # last: it embeds the figures
         tmp.write_text(html_page(design, cells, fid, sampling, extra, selection, notes, figures))

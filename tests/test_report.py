@@ -182,6 +182,7 @@ def test_report_main(tmp_path):
                  "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
                  "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
                  "--results-figure", str(out / "results.png"),
+                 "--results-svg", str(out / "results.svg"),
                  "--samples", str(out / "samples.png"), "--losses", str(out / "losses.png"),
                  "--online-curves", str(out / "online.png"),
                  "--sweep-plots", str(out / "sweep.png")])
@@ -200,6 +201,8 @@ def test_report_main(tmp_path):
     assert "<table" in page and summary["findings"][0] in (out / "summary.md").read_text()
     # the page embeds the headline and every other figure: itself one file to pass around
     assert page.count("src='data:image/png;base64,") == 5 and "id='headline'" in page
+    svg = (out / "results.svg").read_text()  # the report's landing page inlines it
+    assert svg.count("<svg ") == 1 and '<svg xmlns:xlink="http://www.w3.org/1999/xlink" width="100%"' in svg
     for name in ("results.png", "losses.png", "online.png", "sweep.png"):
         _check_png(out / name)
     width, height = _check_png(out / "samples.png")
@@ -222,6 +225,7 @@ def test_report_rejects_a_missing_sweep_plot(tmp_path):
     with pytest.raises(SystemExit, match="1 sweeps"):
         report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
                      "--generated", "g", "--summary", "s", "--table", "t", "--page", "p", "--results-figure", "h",
+                     "--results-svg", "h.svg",
                      "--samples", "a", "--losses", "l", "--histories", "--sweep-plots"])
 
 

@@ -71,9 +71,10 @@ def test_report_html_renders_table_and_images(tiny_study, browser, tmp_path):
     # the landing page: the workflow description with the study's design
     app = browser.find_element(By.ID, "app")
     assert "protocols online, offline" in app.text and "seeds 0, 1" in app.text
-    # ... opening on the result: the headline figure, embedded in the description
-    headline = browser.find_element(By.CSS_SELECTOR, "#app img[alt^='top-1 per strategy']")
-    assert headline.get_attribute("src").startswith("data:image/png;base64,")
+    # ... opening on the result: the headline figure, inlined (SVG) in the description
+    headline = browser.find_element(By.CSS_SELECTOR, "#app #headline svg")
+    assert headline.size["width"] > 300 and headline.size["height"] > 300
+    assert "System Message" not in app.text  # the reStructuredText around it parsed cleanly
     browser.save_screenshot(str(tmp_path / "landing.png"))
 
     # Results: the summary page, shown in an iframe, holds the accuracy table and the FID

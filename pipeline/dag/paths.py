@@ -164,7 +164,7 @@ def sampler_description(config: dict) -> dict:
 
 # rule report's outputs by name (online: with the online probe; search: with the `auto` search)
 REPORT_FILES = {"summary": "summary.json", "table": "summary.md", "page": "summary.html",
-                "results": "results.png",
+                "results": "results.png", "results_svg": "results.svg",
                 "samples": "samples.png", "losses": "losses.png", "selection": "selection.png",
                 "online": "online.png", "search": "search.png"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +127,8 @@ def save_selection_figure(path: str | Path, best: np.ndarray, worst: np.ndarray,
     _save(fig, path)
 
 
-def save_results_figure(path: str | Path, panels: list[dict], seeds: int) -> None:
+def save_results_figure(path: str | Path, panels: list[dict], seeds: int,
+                        svg: str | Path | None = None) -> None:
     """The headline: per protocol (a column), top-1 of each strategy with every seed a dot and
     the mean with its 95 % t-interval (top row), and each strategy's difference to none paired by
     seed, the interval green where it excludes 0 (bottom row). `panels`: results_panels'."""
@@ -142,6 +145,15 @@ def save_results_figure(path: str | Path, panels: list[dict], seeds: int) -> Non
            "below: paired by seed, green where the interval excludes 0" if seeds > 1
            else "one seed: no spread measured")
     fig.suptitle(f"Linear top-1 by strategy\n{how}", fontsize=10)
+    fig.tight_layout()
+    if svg is not None:  # a copy the Snakemake report's landing page inlines (workflow.rst)
+        buf = StringIO()
+        fig.savefig(buf, format="svg")
+        # sized to the page's column (a size in points would overflow it)
+        text = re.sub(r'<svg (.*?)width="[^"]*" height="[^"]*"', r'<svg \1width="100%"',
+                      buf.getvalue(), count=1, flags=re.S)
+        with io.atomic_path(svg) as tmp:
+            tmp.write_text(text)
     _save(fig, path)
 
 

@@ -28,6 +28,7 @@ rule report:
         results=report(PATHS.report_file("results"), category="Results",
                        caption="../report/results.rst",
                        labels={"figure": "headline: top-1 per strategy and protocol"}),
+        results_svg=PATHS.report_file("results_svg"),
         summary=PATHS.report_file("summary"),
         table=PATHS.report_file("table"),
         page=report(PATHS.report_file("page"), category="Results",
@@ -59,6 +60,7 @@ rule report:
         "python -m pipeline.report --results {input.results} --histories {input.histories}"
         " --design {input.design} --fid {input.fid} --real {input.real}"
         " --generated {input.generated} --summary {output.summary} --table {output.table}"
-        " --page {output.page} --results-figure {output.results} --samples {output.samples} --losses {output.losses}"
+        " --page {output.page} --results-figure {output.results}"
+        " --results-svg {output.results_svg} --samples {output.samples} --losses {output.losses}"
         " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
         " --selection {output.selection} {params.opts}" + LOG
