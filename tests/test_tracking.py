@@ -238,7 +238,7 @@ def test_the_tiny_study_writes_one_run_per_job_under_output_dir_tensorboard(tiny
     # pretraining: 3 steps, checkpoints every 2 (a flush), online probe every 2
     assert steps_of(root / "pretrain/simclr/adainf/seed1") == {
         **{f"pretrain/{k}": [2, 3] for k in ("loss", "lr", "lr_probe", "samples_per_s", MEMORY)},
-        "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3]}
+        "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3], "eval/online_top1": [3]}
     assert steps_of(root / "sample/shard_00001")["sample/images_per_s"] == [16]  # one batch
     assert steps_of(root / "train_generator")["generator/loss"] == [10]  # 10 steps, every 50
     # each run's settings, so runs compare in one TensorBoard: the shard's own range, the
