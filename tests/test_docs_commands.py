@@ -101,8 +101,10 @@ HOW = {
         By("tests/test_slurm.py", ("slurm-cpu",)),
     # what reruns
     "snakemake --cores all -R pretrain": Dry(rules=("pretrain", "linear_eval", "report")),
-    "snakemake --cores all -f results/pretrain/simclr/adainf/seed0/encoder.pt":
-        Dry(rules=("pretrain",)),
+    "snakemake --cores 1 -f results/pretrain/simclr/adainf/seed0/encoder.pt":
+        Dry(rules=("pretrain",)),  # run for real at tiny size: tests/test_rerun_one_job.py
+    f"snakemake --cores 1 -f {SHARD} --configfile configs/cifar10.yaml":
+        Dry(rules=("sample",), printed=(SHARD,)),
     # fixes the project prints
     "snakemake --cores 1 fetch --configfile FILE...":  # the failure table: the printed retry
         By("tests/test_docs_commands.py", ("fetch_retry=True",)),
