@@ -30,6 +30,7 @@ class Dry:
     this one with outputs of its own): it must plan and plan at least `rules`."""
     rules: tuple[str, ...] = ()
     printed: tuple[str, ...] = ()  # text its `-n -p` output must show (paths, options)
+    not_printed: tuple[str, ...] = ()  # and must not
     fetch_retry: bool = False  # its fetch jobs' printed retry, run with -n, plans them too
 
 
@@ -61,14 +62,18 @@ HOW = {
     # README: set up, run, test
     "pip install torch torchvision": Pip(),
     "pip install -e '.[test]'": Pip(),
-    "snakemake --cores all": Dry(rules=("train_generator", "pretrain", "report")),
+    "snakemake --cores all": Dry(rules=("train_generator", "pretrain", "report"),
+                                 printed=("results/reports/default/summary.json",)),
     "pytest -n 3": By(".ci/run", ("pytest", "-n", "3")),
     # watch a run: the paths the default's jobs write
     "tensorboard --logdir results/tensorboard": Dry(printed=("--tensorboard results/tensorboard/",)),
     "tail -f results/logs/pretrain/simclr/adainf/seed0.log":
         Dry(printed=("results/logs/pretrain/simclr/adainf/seed0.log",)),
     # the study
-    "snakemake --cores all --configfile configs/study.yaml": Dry(rules=("search_train", "report")),
+    # the same output_dir, its own report (config `name`): the default's is not overwritten
+    "snakemake --cores all --configfile configs/study.yaml":
+        Dry(rules=("search_train", "report"), printed=("results/reports/study/summary.json",),
+            not_printed=("results/reports/default/",)),
     "snakemake --cores all --configfile configs/study.yaml --report report.html":
         By("tests/test_report_html.py", ("--report",)),  # reads a finished run
     # the CIFAR-10 preset and its authors'-data overlay
@@ -194,6 +199,8 @@ def check_dry(command: str, how: Dry) -> None:
     assert set(how.rules) <= planned(r), (command, set(how.rules) - planned(r))
     for text in how.printed:
         assert text in r.stdout, (command, text)
+    for text in how.not_printed:
+        assert text not in r.stdout, (command, text)
     if how.fetch_retry:
         retries = set(re.findall(r"pipeline\.fetch --retry ('[^']+'|\S+)", r.stdout))
         assert len(retries) == 1, retries  # every fetch job prints the same fix
