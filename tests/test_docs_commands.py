@@ -180,13 +180,14 @@ def planned(result: subprocess.CompletedProcess) -> set[str]:
 
 
 def dry_run(argv: list[str]) -> subprocess.CompletedProcess:
-    return _dry_run(tuple(argv))
+    return _dry_run(tuple([*argv, *([] if "-n" in argv else ["-n"]), "-p"]))
 
 
-@functools.cache  # the two commands that read the default's files share its plan
+# one plan per distinct command: a documented command and its documented `-n` twin, or the two
+# commands that read the default's files, share it
+@functools.cache
 def _dry_run(argv: tuple[str, ...]) -> subprocess.CompletedProcess:
-    argv = [*argv, *([] if "-n" in argv else ["-n"]), "-p"]
-    r = run_command(argv, cwd=view(), timeout=300)
+    r = run_command(list(argv), cwd=view(), timeout=300)
     assert r.returncode == 0, f"{shlex.join(argv)}:\n{r.stdout[-2000:]}{r.stderr[-3000:]}"
     return r
 
@@ -235,6 +236,7 @@ def check_by(command: str, how: By) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs_commands")  # one worker: one checkout view, shared plans
 @pytest.mark.parametrize("command", sorted(HOW))
 def test_documented_command_runs(command):
     how = HOW[command]
