@@ -203,3 +203,82 @@ def test_snakemake_n_refuses_an_output_dir_with_a_space_in_one_line(tmp_path):
     r = run_snakemake("-n", "--configfile", str(REPO / "tests/configs/tiny.yaml"),
                       str(tmp_path / "c.yaml"), cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
+
+
+ENCODER = "pretrain/simclr/none/seed0/encoder.pt"  # under output_dir: real data, packing, pretraining
+
+
+def _start(cwd, out, *extra):
+    """A Snakemake run of the tiny config's `none` encoder into `out`, in its own session."""
+    from support.snakemake import SNAKEFILE, TINY
+
+    (cwd / "out.yaml").write_text(yaml.safe_dump({"output_dir": str(out)}))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), f"{out}/{ENCODER}", "--cores",
+           "1", "--configfile", str(TINY), str(cwd / "out.yaml"), *extra]
+    return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _wait_for(predicate, proc, what):
+    deadline = time.time() + 300
+    while not predicate():
+        assert proc.poll() is None, f"ended before {what}: " + proc.stdout.read()[-2000:]
+        assert time.time() < deadline, what
+        time.sleep(0.05)
+
+
+@pytest.mark.e2e
+def test_a_second_run_from_another_checkout_on_the_same_output_dir_is_refused(tmp_path):
+    """Snakemake's lock is per working directory; the output folder's lock holds across them:
+    the second run stops before any job, naming the first's pid and checkout, and the first
+    finishes untouched."""
+    out = tmp_path / "shared"
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir(), second_dir.mkdir()
+    first = _start(first_dir, out)
+    lock = out / run_lock.LOCK_NAME
+    _wait_for(lambda: lock.exists() and f'"pid": {first.pid}' in lock.read_text(), first, "locked")
+    (second_dir / "out.yaml").write_text(yaml.safe_dump({"output_dir": str(out)}))
+    second = run_snakemake(f"{out}/{ENCODER}", "--cores", "1", "--configfile",
+                           str(REPO / "tests/configs/tiny.yaml"), str(second_dir / "out.yaml"),
+                           cwd=second_dir, timeout=300)
+    assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
+    said = second.stdout + second.stderr
+    assert second.returncode != 0
+    assert f"output_dir '{out}' is in use by the Snakemake run of pid {first.pid} on " in said
+    assert f"(checkout {REPO}," in said and "wait for it to finish" in said
+    assert "rule prepare_real:" not in said and "rule pretrain:" not in said  # it ran no job
+    assert (out / ENCODER).exists()
+    # the fix the line names: once the first has finished, the second runs (nothing to do)
+    again = run_snakemake(f"{out}/{ENCODER}", "--cores", "1", "--configfile",
+                          str(REPO / "tests/configs/tiny.yaml"), str(second_dir / "out.yaml"),
+                          cwd=second_dir, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:]
+
+
+@pytest.mark.e2e
+def test_after_kill_9_of_snakemake_the_same_command_finishes_the_run_identically(tmp_path):
+    """kill -9 of Snakemake and its job mid-job: the plain command again (README) finishes the
+    run, no --unlock or --rerun-incomplete, with the encoder of an uninterrupted run."""
+    import torch
+
+    plain, killed = tmp_path / "plain", tmp_path / "killed"
+    plain.mkdir(), killed.mkdir()
+    r = _start(plain, plain / "results")
+    assert r.wait(timeout=600) == 0, r.stdout.read()[-2000:]
+
+    run = _start(killed, killed / "results")
+    log = killed / "results" / "logs" / "pretrain" / "simclr" / "none" / "seed0.log"
+    _wait_for(lambda: log.exists() and "step" in log.read_text(), run, "pretraining started")
+    os.killpg(run.pid, signal.SIGKILL)  # Snakemake and its running job, no cleanup
+    run.wait()
+    assert not (killed / "results" / ENCODER).exists()
+
+    again = _start(killed, killed / "results")
+    said = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, said[-3000:]
+    assert "rule pretrain:" in said and "rule prepare_real:" not in said  # only what was left
+    a = torch.load(plain / "results" / ENCODER, map_location="cpu", weights_only=True)
+    b = torch.load(killed / "results" / ENCODER, map_location="cpu", weights_only=True)
+    a, b = a["state_dict"], b["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
