@@ -52,6 +52,8 @@ def test_the_digits_default_trains_on_its_1437_images(config):
 def test_a_batch_larger_than_its_data_is_refused(config, key, value, start, fix):
     line = _one_line(config_check.config_problems(_set(config, key, value)), start)
     assert line.endswith(fix)
+    # the fix the line names
+    assert config_check.config_problems(_set(config, key, int(line.rsplit(" ", 1)[1]))) == []
 
 
 def test_the_batch_check_reads_an_npz_files_header_and_counts_processes(config, tmp_path):
@@ -282,3 +284,34 @@ def test_after_kill_9_of_snakemake_the_same_command_finishes_the_run_identically
     b = torch.load(killed / "results" / ENCODER, map_location="cpu", weights_only=True)
     a, b = a["state_dict"], b["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.e2e
+def test_a_damaged_real_split_fails_its_consumer_in_one_line_and_the_named_command_rebuilds_it(
+        tmp_path):
+    """A flipped byte in real/train.npz: rule pack fails with the line naming the file and the
+    command; that command, run as printed (plus the config), rebuilds it and pack then runs."""
+    import re
+    import shlex
+
+    tiny = ("--configfile", str(REPO / "tests/configs/tiny.yaml"))
+    split, packed = "results/real/train.npz", "results/dataset/real"
+    assert run_snakemake(split, "--cores", "1", *tiny, cwd=tmp_path, timeout=300).returncode == 0
+    data = bytearray((tmp_path / split).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / split).write_bytes(bytes(data))
+    r = run_snakemake(packed, "--cores", "1", *tiny, cwd=tmp_path, timeout=300)
+    said = r.stdout + r.stderr
+    assert r.returncode != 0
+    line = next(ln for ln in said.splitlines() if ln.startswith("pack: "))
+    assert line.startswith(f"pack: {split}: damaged or truncated (BadZipFile: Bad CRC-32")
+    fix = re.search(r"delete it and rebuild it: (rm \S+) && (snakemake .*?) \(with your "
+                    r"--configfile\)", line)
+    subprocess.run(shlex.split(fix[1]), cwd=tmp_path, check=True)
+    command = shlex.split(fix[2])
+    assert command[:3] == ["snakemake", "--cores", "all"]
+    r = run_snakemake(*command[1:], *tiny, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0 and "rule prepare_real:" in r.stdout + r.stderr, r.stdout[-2000:]
+    io.load_images(tmp_path / split)
+    r = run_snakemake(packed, "--cores", "1", *tiny, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:]
