@@ -185,3 +185,24 @@ def test_a_full_disk_names_the_file_and_the_space_needed(tmp_path, monkeypatch):
                            "had reached 0.0 MB, ")
     assert "free more than 0.0 MB there, or set output_dir to a disk with room" in line
     assert not target.exists() and list(target.parent.iterdir()) == []  # nothing half-written
+
+
+def test_pretrain_refuses_a_batch_larger_than_its_data_at_its_start(tmp_path):
+    """What the config check cannot count when the workflow is read (an image folder, the
+    search's rounds): the stage's own check, before any model is built."""
+    from pipeline.data.dataset import pack
+    from pipeline.pretrain import main
+
+    io.save_images(tmp_path / "train.npz", make_images(20), np.arange(20) % 2)
+    pack(tmp_path / "real", "real", [str(tmp_path / "train.npz")])
+    argv = ["--real", str(tmp_path / "real"), "--out", str(tmp_path / "encoder.pt"),
+            "--history", str(tmp_path / "history.csv"), "--method", "simclr", "--strategy",
+            "none", "--seed", "0", "--dup", "1", "--augmentation", "standard", "--widths", "8",
+            "--blocks", "1", "--steps", "3", "--batch-size", "32", "--optimizer", "adamw",
+            "--lr", "0.002", "--weight-decay", "0", "--warmup-steps", "0", "--precision", "fp32",
+            "--checkpoint-every", "0", "--log-every", "50", "--device", "cpu", "--threads", "1"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert str(e.value) == ("pretrain.batch_size: 32 × 1 process(es) per step, but none trains "
+                            "on 20 images (20 real ×1 + 0 generated); use at most 20")
+    assert not (tmp_path / "encoder.pt").exists()
