@@ -49,7 +49,7 @@ def commands(configfiles: list[str]) -> list[list[str]]:
         files = [a for f in configfiles for a in ("--configfile", str(REPO / f))]
         if any("authors-data" in f for f in configfiles):  # the stand-in's count, not 1M
             (Path(cwd) / "standin.yaml").write_text('{"sampling": {"num_images": 60}}\n')
-            files += ["--configfile", str(Path(cwd) / "standin.yaml")]
+            files.append(str(Path(cwd) / "standin.yaml"))  # after the last --configfile's file
         r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"),
                             "-n", "-p", "--forceall", "--cores", "1", *files],
                            cwd=cwd, capture_output=True, text=True)

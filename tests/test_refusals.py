@@ -323,3 +323,25 @@ def test_a_damaged_real_split_fails_its_consumer_in_one_line_and_the_named_comma
     io.load_images(tmp_path / split)
     r = run_snakemake(packed, "--cores", "1", *tiny, cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_device_cuda_without_cuda_plans_but_runs_no_job_here(tmp_path):
+    """`-n` plans (a SLURM login node has no GPU and submits to nodes that do); a run whose
+    jobs would run here stops before the first one with the line naming the key and the fix."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"device": "cuda"}))
+    args = ("results/real/train.npz", "--cores", "1", "--configfile",
+            str(REPO / "tests/configs/tiny.yaml"), str(tmp_path / "c.yaml"))
+    assert run_snakemake("-n", *args, cwd=tmp_path, timeout=120).returncode == 0
+    r = run_snakemake(*args, cwd=tmp_path, timeout=120)
+    said = r.stdout + r.stderr
+    assert r.returncode != 0 and "device: 'cuda', but CUDA is not available on " in said
+    assert "set device: auto (CUDA when present, else CPU) or cpu" in said
+    assert not (tmp_path / "results" / "real").exists()  # no job ran
+    # the fix the line names
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"device": "auto"}))
+    assert run_snakemake(*args, cwd=tmp_path, timeout=300).returncode == 0

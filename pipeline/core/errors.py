@@ -20,15 +20,18 @@ class ConfigError(ValueError):
 
 
 # The fixes a damaged file's line names. {path} is the file.
-REBUILD = "a damaged output of this workflow: delete it and rebuild it: rm {path} && snakemake --cores all {path} (with your --configfile)"
-RESTART = "a damaged checkpoint: delete it and the job starts fresh: rm {path}, then run snakemake again"
+REBUILD = ("a damaged output of this workflow: delete it and rebuild it: rm {path} && "
+           "snakemake --cores all {path} (with your --configfile)")
+RESTART = ("a damaged checkpoint: delete it and the job starts fresh: rm {path}, then run "
+           "snakemake again")
 REPLACE = "your input file: write or download it again"
 
 
 def _damage(e: BaseException) -> str | None:
     """What a library's error says about a damaged or wrong file, or None when it is not that."""
     if isinstance(e, zipfile.BadZipFile | zlib.error | EOFError | pickle.UnpicklingError):
-        return f"damaged or truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        first = str(e).splitlines()[0] if str(e) else ""
+        return f"damaged or truncated ({type(e).__name__}: {first})"
     if isinstance(e, OSError) and e.errno == errno.EINVAL:  # torch.load of a truncated file
         return "damaged or truncated (torch.load: Invalid argument)"
     text = str(e)

@@ -256,7 +256,8 @@ def output_dir_problems(out) -> list[str]:
                 f"commands would split or expand); rename it, e.g. output_dir: {fixed}"]
     path = Path(out).expanduser()
     if path.resolve() == Path(path.resolve().anchor):
-        return [f"{key}: {out!r} is the file system's root; name a folder, e.g. output_dir: results"]
+        return [f"{key}: {out!r} is the file system's root; name a folder, e.g. output_dir: "
+                "results"]
     if path.exists() and not path.is_dir():
         return [f"{key}: {out!r} is a file, not a folder; name another output_dir or move the file"]
     existing = path

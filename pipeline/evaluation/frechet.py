@@ -209,7 +209,8 @@ def load_stats(path) -> tuple[FeatureStats, dict]:
 def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
     """(mu, sigma, count, meta) from our statistics file or a pytorch-fid/EDM style npz of
     mu/sigma (whose image count is unknown)."""
-    with reading(path, f"{REBUILD}; or, if it is your fid.reference, {REPLACE}"), np.load(path) as f:
+    fix = f"{REBUILD}; or, if it is your fid.reference, {REPLACE}"
+    with reading(path, fix), np.load(path) as f:
         if {"mu", "sigma"} <= set(f.files):
             return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), None, {}
         if {"count", "total", "outer"} <= set(f.files):
