@@ -279,8 +279,9 @@ def test_dry_run_refuses_what_cannot_fit_before_the_dag(tmp_path, num_images, sh
 
 @pytest.mark.e2e
 def test_a_stage_failing_on_bad_input_shows_one_line_on_the_console(tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
-    np.savez(tmp_path / "real.npz", image=images, label=np.array([0, 1, -1] * 4))
+    # 48 images: the tiny config's batch of 16 fits the training split (checked when read)
+    images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "real.npz", image=images, label=np.array([0, 1, -1] * 16))
     config = tmp_path / "bad.yaml"
     config.write_text(f"real: {{source: npz, root: {tmp_path / 'real.npz'}, resolution: 8}}\n")
     r = snakemake("--cores", "1", "--configfile", str(TINY), str(config), "--until",
