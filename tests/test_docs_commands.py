@@ -20,6 +20,8 @@ import pytest
 
 from support.snakemake import REPO, checkout_view, run_command
 
+from pipeline.core import errors  # the damaged-output line's fix, as it prints it
+
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 
@@ -114,7 +116,13 @@ HOW = {
     "snakemake --cores 1 fetch --configfile FILE...":  # the failure table: the printed retry
         By("tests/test_docs_commands.py", ("fetch_retry=True",)),
     "pip install 'adainf-pipeline[wandb]'": Pip(),
+    # a damaged output's line (pipeline/core/errors.py), run as printed there
+    "rm FILE && snakemake --cores all FILE": By("tests/test_refusals.py", ("delete it and rebuild it",)),
 }
+
+
+# a damaged output's fix (pipeline/core/errors.py's REBUILD), as the line prints it
+REBUILD = r"(rm \S+ && snakemake [^`(;\"]*)"
 
 
 def _commands(text: str) -> list[str]:
@@ -143,12 +151,14 @@ def printed_fixes() -> dict[str, str]:
     found = {}
     table = (REPO / "README.md").read_text().split("## When something fails")[1]
     for row in re.findall(r"^\|.*\|$", table, re.M):
-        for command in re.findall(r"run \\`([^`\\]+)\\`", row):
-            found[command] = "README.md (failure table)"
+        for command in re.findall(r"run \\`([^`\\]+)\\`", row) + re.findall(REBUILD, row):
+            found[command.strip()] = "README.md (failure table)"
     for source in sorted((REPO / "pipeline").rglob("*.py")):
-        for command in re.findall(r"\((pip install '[^']+')\)|: (pip install '[^']+')\"",
-                                  source.read_text()):
+        text = source.read_text()
+        for command in re.findall(r"\((pip install '[^']+')\)|: (pip install '[^']+')\"", text):
             found["".join(command)] = str(source.relative_to(REPO))
+    for command in re.findall(REBUILD, errors.REBUILD.format(path="FILE")):
+        found[command.strip()] = "pipeline/core/errors.py"
     return found
 
 
