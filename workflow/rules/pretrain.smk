@@ -23,9 +23,9 @@ rule pretrain:
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=PATHS.cell_checkpoint(),
     log:
-        LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
+        os.path.join(LOGS, "pretrain/{method}/{strategy}/seed{seed}.log"),
     benchmark:
-        BENCHMARKS + "pretrain/{method}/{strategy}/seed{seed}.tsv"
+        os.path.join(BENCHMARKS, "pretrain/{method}/{strategy}/seed{seed}.tsv")
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -36,6 +36,8 @@ rule pretrain:
 
 
 # The untrained encoder (the initialisation pretraining starts from with this seed): a baseline.
+# It trains nothing (--steps 0; the weights are made on the CPU either way), so it asks for no
+# GPU: gpu_slots hides the devices, and on SLURM it runs in the CPU partition.
 use rule pretrain as init_encoder with:
     output:
         **PATHS.cell_files(),
@@ -43,7 +45,7 @@ use rule pretrain as init_encoder with:
         strategy=RANDOM_INIT,
         seed=r"\d+",
     resources:
-        gpu=1,
+        gpu=0,
 
 
 rule linear_eval:
@@ -61,15 +63,18 @@ rule linear_eval:
         track=tracking(config, "linear_eval/{method}/{strategy}/seed{seed}/{protocol}"),
         device=untracked(DEVICE),
     log:
-        LOGS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
+        os.path.join(LOGS, "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log"),
     benchmark:
-        BENCHMARKS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv"
+        os.path.join(BENCHMARKS, "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv")
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
-        " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
-        " --seed {wildcards.seed} {params.opts} {params.track}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
+            " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
+            " --seed {wildcards.seed} {params.opts} {params.track}",
+            gpu=True, runtime=True,
+        )
