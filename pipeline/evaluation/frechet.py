@@ -245,6 +245,31 @@ def distance_to_reference(stats: FeatureStats, mu: np.ndarray, sigma: np.ndarray
     """FID between `stats` and a reference's mean and covariance, which must have its dims."""
     if len(mu) != len(stats.total):
         raise UserError(f"real statistics are {len(mu)}-d, generated {len(stats.total)}-d")
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    return frechet_from_moments(*stats.mean_cov(), mu, sigma)
 
-    return float(calculate_frechet_distance(*stats.mean_cov(), mu, sigma))
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance, its (rounding-)negative eigenvalues at 0."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_from_moments(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                         sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||² + tr(Σ1) + tr(Σ2) - 2 tr sqrt(Σ1 Σ2), in float64.
+
+    Our own rather than pytorch-fid's calculate_frechet_distance: its scipy sqrtm broke across
+    releases (spurious imaginary parts in 1.11.2-1.12, disp= removed in 1.18), while
+    tr sqrt(Σ1 Σ2) = Σ sqrt(eig(sqrt(Σ1) Σ2 sqrt(Σ1))) needs only symmetric eigh: that matrix
+    is symmetric PSD, so its eigenvalues are real (rounding negatives clipped to 0)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"moments of different dims: {mu1.shape} vs {mu2.shape}, "
+                         f"{sigma1.shape} vs {sigma2.shape}")
+    root = _psd_sqrt(sigma1)
+    inner = root @ sigma2 @ root
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)  # symmetric up to rounding
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+                 - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
