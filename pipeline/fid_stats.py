@@ -15,8 +15,9 @@ from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
 from pipeline.evaluation import quality
-from pipeline.evaluation.frechet import (features_stats, image_features, inception_model,
-                                         save_stats, weights_cache_path)
+from pipeline.evaluation.frechet import (SUBSET_SEED, features_stats, image_features,
+                                         inception_model, save_stats, shard_subset_stats,
+                                         weights_cache_path)
 
 log = logging.getLogger("pipeline.fid_stats")
 
@@ -54,12 +55,27 @@ def main(argv=None) -> None:
     features = image_features(images, args.features, model=model, batch_size=args.batch_size,
                               device=device, precision=args.precision)
     stats = features_stats(features)
+    subsets, protocol = protocol_subsets(args, features)
     meta.update(dims=len(stats.total), seconds=round(time.time() - t0, 2))
-    save_stats(args.out, stats, **meta)
+    save_stats(args.out, stats, subsets, **meta, protocol=protocol)
     if args.quality_out:
         write_quality(args, features, meta)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
+
+
+def protocol_subsets(args, features) -> tuple[list, dict | None]:
+    """This file's sums over each FID subset (fid.num_generated images, fid.seed_sets times)
+    and the protocol they follow; none with --num-generated all or absent (the real set)."""
+    if args.num_generated in (None, "all"):
+        return [], None
+    if args.seed_sets is None:
+        raise UserError("--num-generated needs --seed-sets")
+    total = len(features) if args.total is None else args.total
+    subsets = shard_subset_stats(features, args.start or 0, total, args.num_generated,
+                                 args.seed_sets)
+    return subsets, {"num_generated": args.num_generated, "seed_sets": args.seed_sets,
+                     "total": total, "subset_seed": SUBSET_SEED}
 
 
 def damaged_weights(path, e: BaseException) -> UserError:

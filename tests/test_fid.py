@@ -197,6 +197,85 @@ def test_fid_cli_with_pixel_features(tmp_path):
     assert result["fid"] == pytest.approx(48 * (20 / 255) ** 2, rel=1e-4)
 
 
+# -- the FID protocol: fid.num_generated images in fid.seed_sets subsets -------------------------
+
+def _protocol_fid(tmp_path, images, real_stats, shard_size, *protocol) -> dict:
+    """fid.json of `images` cut into shards of `shard_size`, each fid_stats job given its global
+    start (as the workflow does) and the protocol's options."""
+    folder = tmp_path / f"shards{shard_size}"
+    folder.mkdir()
+    stats = []
+    for start in range(0, len(images), shard_size):
+        part = images[start:start + shard_size]
+        write_shard(folder / f"s{start}.json", part, np.full(len(part), -1))
+        stats.append(folder / f"s{start}.stats.npz")
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(folder / f"s{start}.json"), "--out",
+                        str(stats[-1]), "--features", "pixels", "--start", str(start),
+                        "--total", str(len(images)), *protocol])
+    fid.main(["--real", str(real_stats), "--generated", *map(str, stats),
+              "--out", str(folder / "fid.json")])
+    return json.loads((folder / "fid.json").read_text())
+
+
+@pytest.fixture
+def real_pixel_stats(tmp_path):
+    save_images(tmp_path / "real.npz", make_images(60, size=4, seed=0), np.zeros(60))
+    fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "real.npz"), "--out",
+                    str(tmp_path / "real.stats.npz"), "--features", "pixels"])
+    return tmp_path / "real.stats.npz"
+
+
+def test_protocol_fid_does_not_depend_on_the_shard_size(tmp_path, real_pixel_stats):
+    images = make_images(70, size=4, seed=3)
+    protocol = ["--num-generated", "20", "--seed-sets", "3"]
+    a, b = (_protocol_fid(tmp_path, images, real_pixel_stats, size, *protocol)
+            for size in (25, 70))
+    # the same images in every set; only the order of the float64 sums differs (20 images of
+    # 48-d: rank-deficient covariances, whose tiny eigenvalues the square root amplifies)
+    assert a["protocol"]["fids"] == pytest.approx(b["protocol"]["fids"], rel=1e-7)
+    p = a["protocol"]
+    assert (p["num_generated"], p["seed_sets"], p["of"]) == (20, 3, 70)
+    assert a["fid"] == p["min"] == min(p["fids"]) and p["mean"] == pytest.approx(np.mean(p["fids"]))
+    assert a["num_generated"] == 20 and a["whole_set"]["num_generated"] == 70
+    assert len(set(p["fids"])) == 3  # three different (disjoint) sets
+    # each set's figure is the Fréchet distance of exactly its images
+    mu, sigma = frechet.load_stats(real_pixel_stats)[0].mean_cov()
+    for fid_j, chosen in zip(p["fids"], frechet.fid_subsets(70, 20, 3)):
+        ours = frechet.distance_to_reference(_stats(frechet.pixel_features(images[chosen])),
+                                             mu, sigma)
+        assert fid_j == pytest.approx(ours, rel=1e-7)
+
+
+def test_protocol_fid_of_all_images_is_the_whole_set_figure(tmp_path, real_pixel_stats):
+    images = make_images(50, size=4, seed=4)
+    counted = _protocol_fid(tmp_path, images, real_pixel_stats, 20, "--num-generated", "50",
+                            "--seed-sets", "1")
+    whole = _protocol_fid(tmp_path, images, real_pixel_stats, 30)  # fid.num_generated: all
+    assert counted["fid"] == pytest.approx(counted["whole_set"]["fid"], rel=1e-9)
+    assert whole["fid"] == whole["whole_set"]["fid"] == pytest.approx(counted["fid"], rel=1e-9)
+    assert whole["protocol"]["subset_seed"] is None and counted["protocol"]["subset_seed"] == 0
+
+
+def test_fid_subsets_are_disjoint_seeded_and_the_quality_subsets_first():
+    from pipeline.evaluation import quality
+
+    sets = frechet.fid_subsets(1000, 100, 3)
+    assert all(len(s) == 100 and np.all(np.diff(s) > 0) for s in sets)
+    assert len(np.unique(np.concatenate(sets))) == 300
+    np.testing.assert_array_equal(sets[0], quality.subset_indices(1000, 100, frechet.SUBSET_SEED))
+    with pytest.raises(UserError, match="fid.num_generated 400 × fid.seed_sets 3 exceeds the 1000"):
+        frechet.fid_subsets(1000, 400, 3)
+
+
+def test_a_missing_shard_is_named_by_the_protocol_check(tmp_path, real_pixel_stats):
+    images = make_images(40, size=4, seed=5)
+    _protocol_fid(tmp_path, images, real_pixel_stats, 20, "--num-generated", "30",
+                  "--seed-sets", "1")
+    with pytest.raises(UserError, match=r"\[\d+\] images of the FID subsets, not 30"):
+        fid.main(["--real", str(real_pixel_stats), "--generated",
+                  str(tmp_path / "shards20" / "s0.stats.npz"), "--out", str(tmp_path / "x.json")])
+
+
 def test_merged_shard_statistics_equal_one_pass(tmp_path):
     images = make_images(30, size=4, seed=5)
     save_images(tmp_path / "all.npz", images, np.zeros(30))
@@ -376,7 +455,9 @@ def test_shards_of_other_features_do_not_merge(tmp_path):
     frechet.save_stats(tmp_path / "a.npz", a, features="pixels", dims=192, seconds=1.0)
     frechet.save_stats(tmp_path / "b.npz", a, features="pixels", dims=192, seconds=2.0)
     frechet.save_stats(tmp_path / "c.npz", a, features="inception", dims=192)
-    merged, meta, seconds = frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "b.npz"])
+    merged, meta, seconds, subsets = frechet.merge_stats_files([tmp_path / "a.npz",
+                                                                tmp_path / "b.npz"])
+    assert subsets == []
     assert merged.count == 8 and seconds == 3.0 and meta["features"] == "pixels"
     with pytest.raises(UserError, match="c.npz was computed with other features"):
         frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "c.npz"])

@@ -170,6 +170,15 @@ QUALITY_SETTINGS = (("--subset", "quality.subset"), ("--subset-seed", "quality.s
 QUALITY_BATCH = option("--quality-batch", "quality.batch_size", "required with --quality-out",
                        tracked=False, required=False, default=None)
 
+def count_or_all(text: str):
+    """fid.num_generated on a command line: `all`, or a count of at least 2 images."""
+    if text == "all":
+        return text
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(f"not a count of at least 2 images, nor all: {text!r}")
+    return int(text)
+
+
 FID_STATS = (
     option("--images", help="image file: npz, or a sample shard's manifest (.json)",
            required=True),
@@ -191,6 +200,12 @@ FID_STATS = (
     *(option(flag, key, "required with --quality-out", computed=True, required=False,
              default=None)
       for flag, key in QUALITY_SETTINGS),
+    # the FID protocol's subsets, passed to the shards' jobs only (the real set is whole)
+    option("--num-generated", "fid.num_generated", "a shard's job sums its share of each "
+           "subset (default: all, no subsets)", computed=True, required=False, default=None,
+           type=count_or_all),
+    option("--seed-sets", "fid.seed_sets", "with --num-generated", computed=True,
+           required=False, default=None),
     option("--real-quality", help="the real set's quality file: score every image of this shard "
            "against it (default: none, this is the real set: compute its radii)", computed=True),
     option("--batch-size", "fid.batch_size", tracked=False),
