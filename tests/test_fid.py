@@ -471,3 +471,69 @@ def test_weights_url_is_pytorch_fids():
     from pytorch_fid.inception import FID_WEIGHTS_URL
 
     assert frechet.FID_WEIGHTS_URL == FID_WEIGHTS_URL
+
+
+# -- FD-DINOv2 ------------------------------------------------------------------------------------
+
+# The smallest DINOv2 timm registers (ViT-S/14, LVD-142M's recipe): the real network is ViT-L/14
+# (fid.dinov2_arch's default), whose random copy would cost minutes per test on a small CPU. The
+# loading path is the real one: timm's pretrained loader reading a safetensors file saved from the
+# network at its native 518 px, as timm's hub file is, resized to 224 px on load.
+SMALL_DINOV2 = "vit_small_patch14_dinov2.lvd142m"
+
+
+@pytest.fixture(scope="module")
+def dinov2_weights(tmp_path_factory):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model(SMALL_DINOV2, pretrained=False, num_classes=0)
+    path = tmp_path_factory.mktemp("dinov2") / "model.safetensors"
+    save_file(net.state_dict(), str(path))
+    return path, net
+
+
+def test_dinov2_statistics_are_the_cls_token_of_dgm_evals_preprocessing(tmp_path, dinov2_weights):
+    """fid_stats --features dinov2 on two images: 384-d (ViT-S) sums of the CLS token of timm's
+    network with the file's weights, after dgm-eval's PIL bicubic resize to 224 and ImageNet
+    normalisation (the reference computed here with torchvision's transforms, as dgm-eval)."""
+    import timm
+    from PIL import Image
+    from timm.models.vision_transformer import checkpoint_filter_fn
+    from torchvision import transforms as T
+
+    path, net = dinov2_weights
+    images = make_images(2, size=8, seed=2)
+    save_images(tmp_path / "g.npz", images, np.full(2, -1))
+    fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "g.npz"), "--out",
+                    str(tmp_path / "g.stats.npz"), "--features", "dinov2", "--dinov2-arch",
+                    SMALL_DINOV2, "--weights", str(path), "--batch-size", "2"])
+    stats, meta = frechet.load_stats(tmp_path / "g.stats.npz")
+    assert stats.count == 2 and meta["dims"] == 384 and meta["features"] == "dinov2"
+    assert meta["arch"] == SMALL_DINOV2 and meta["weights_sha256"] == io.sha256_file(path)
+    dgm_eval = T.Compose([T.Resize((224, 224), T.InterpolationMode.BICUBIC), T.ToTensor(),
+                          T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = torch.stack([dgm_eval(Image.fromarray(im)) for im in images])
+    # the saved network at 224 px: its 518 px position embedding resized as timm's loader does
+    # for a hub download (timm's own checkpoint filter)
+    at_224 = timm.create_model(SMALL_DINOV2, pretrained=False, num_classes=0, img_size=224)
+    at_224.load_state_dict(checkpoint_filter_fn(net.state_dict(), at_224))
+    with torch.no_grad():
+        ref = at_224.eval()(x).double().numpy()
+    np.testing.assert_allclose(stats.total, ref.sum(0), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(ref[0], ref[1])
+
+
+def test_dinov2_without_weights_or_with_a_damaged_file_fails_in_one_line(tmp_path):
+    save_images(tmp_path / "g.npz", make_images(2, size=8), np.zeros(2))
+    base = [*FID_STATS_ARGS, "--images", str(tmp_path / "g.npz"), "--out",
+            str(tmp_path / "g.stats.npz"), "--features", "dinov2", "--dinov2-arch", SMALL_DINOV2]
+    with pytest.raises(UserError, match="needs --weights"):
+        fid_stats.main(base)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError) as e:
+        fid_stats.main([*base, "--weights", str(tmp_path / "bad.safetensors")])
+    assert str(e.value).startswith(f"DINOv2 weights {tmp_path / 'bad.safetensors'}: ")
+    assert "rule fetch_dinov2 fetches it again" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "g.stats.npz").exists()

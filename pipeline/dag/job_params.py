@@ -167,7 +167,9 @@ def sample_untracked_args(config: dict) -> str:
 
 
 def fid_stats_args(config: dict) -> str:
-    return stage_args(FID_STATS, config)
+    f = config["fid"]
+    dinov2 = {"dinov2_arch": f["dinov2_arch"]} if f["features"] == "dinov2" else {}
+    return stage_args(FID_STATS, config, **dinov2)
 
 
 def fid_stats_untracked_args(config: dict) -> str:

@@ -178,6 +178,11 @@ def image_features(images: np.ndarray, features: str, *, model=None, batch_size:
         return pixel_features(images)
     if features == "inception":
         return inception_features(model, images, batch_size, device, precision)
+    if features == "dinov2":
+        from pipeline.evaluation.dinov2 import dinov2_features
+
+        return dinov2_features(model, images, batch_size, device,
+                               lambda: autocast_for(precision, device))
     raise ValueError(f"unknown FID features {features!r}; choose one of {', '.join(FEATURES)}")
 
 

@@ -188,6 +188,9 @@ FID_STATS = (
     # the workflow passes the weights that rule fetch_inception verified where fid.weights is null
     option("--weights", "fid.weights"),
     option("--precision", "fid.precision"),
+    # passed with --features dinov2 only (other features' jobs keep their commands)
+    option("--dinov2-arch", "fid.dinov2_arch", "required with --features dinov2", computed=True,
+           required=False, default=None),
     # what the quality metrics need, from the same features (pipeline.evaluation.quality)
     option("--quality-out", help="quality file (.npz): this file's images of the feature "
            "subset, and the real radii or the shard's scores (default: none written; then "
