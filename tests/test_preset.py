@@ -136,7 +136,9 @@ INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.rev
              "logging.wandb.mode", "auto.candidates.generated_keep",
              # the metrics' own defaults (10k subsets, k = 3 and 5 as their papers), not toy sizes
              "quality.subset", "quality.seed", "quality.k_precision", "quality.k_density",
-             "quality.score", "quality.batch_size"}
+             "quality.score", "quality.batch_size",
+             # the published FD-DINOv2 network (used with fid.features dinov2)
+             "fid.dinov2_arch"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():
