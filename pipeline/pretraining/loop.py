@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.core import io
+from pipeline.core.errors import RESTART, reading
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tracking import Progress, Tracker
 from pipeline.core.tensors import to_nchw
@@ -232,7 +233,8 @@ def resume(path, run_key: str, state: TrainState, device,
         path = fallback
     if path is None or not Path(path).exists():
         return 0, []
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    with reading(path, RESTART):
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
     if checkpoint.get("run_key") != run_key:
         log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
                     "starting fresh", path, str(checkpoint.get("run_key"))[:12], run_key[:12])
