@@ -226,6 +226,8 @@ def check_outputs(out, methods=METHODS) -> dict:
     assert not missing, f"missing outputs in {out}: {missing}"
     fid = json.loads((out / "fid.json").read_text())
     assert fid["features"] == "inception" and fid["dims"] == 2048, fid
+    # configs/rehearsal.yaml's protocol: EDM's three seed sets, at 8 images each
+    assert (fid["num_generated"], fid["protocol"]["seed_sets"]) == (8, 3), fid["protocol"]
     shards = sorted((out / "fid").glob("shard_*.stats.npz"))
     assert len(shards) >= 2, f"FID from {len(shards)} shard(s)"
     accuracy = {}

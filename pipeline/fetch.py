@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the command the one-line error tells the user to run where there is "
                         "network (default: this command line)")
     sub = p.add_subparsers(dest="asset", required=True,
-                           help="the asset: generator, real or inception (each has its --help)")
+                           help="the asset: generator, real, inception or dinov2 (each has its --help)")
     g = sub.add_parser("generator", help="a diffusers pipeline from the Hugging Face hub",
                        formatter_class=cli.HelpFormatter)
     g.add_argument("--model", required=True, help="hub id, e.g. google/ddpm-cifar10-32")
@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="the weights file (the torch.hub cache's path)")
     i.add_argument("--url", default=assets.FID_WEIGHTS_URL, help="where they come from")
     i.add_argument("--record", required=True, help="JSON record: path, size, sha256")
+    d = sub.add_parser("dinov2", help="timm's DINOv2 weights (FD-DINOv2) from the Hugging Face hub",
+                       formatter_class=cli.HelpFormatter)
+    d.add_argument("--repo", default=assets.DINOV2_REPO, help="timm's hub repository")
+    d.add_argument("--out", required=True, help="the weights file (safetensors)")
+    d.add_argument("--record", required=True, help="JSON record: repo, commit, path, size, sha256")
     return p
 
 
@@ -56,6 +61,9 @@ def main(argv=None) -> None:
     elif args.asset == "real":
         assets.fetch_real(args.source, args.root, args.record, retry)
         runtime.log.info("%s verified in %s", args.source, args.root)
+    elif args.asset == "dinov2":
+        info = assets.fetch_dinov2(args.repo, args.out, args.record, retry)
+        runtime.log.info("DINOv2 weights %s at commit %s: %s", args.repo, info["commit"], args.out)
     else:
         info = assets.fetch_inception(args.out, args.record, args.url, retry)
         runtime.log.info("FID Inception weights verified: %s (sha256 %s)", args.out,

@@ -1,4 +1,6 @@
-"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference;
+"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference: by
+the configured protocol (fid.num_generated images in fid.seed_sets disjoint seeded subsets: each
+set's figure, their min, the reported one as EDM's, and mean) and over the whole generated set;
 beside it precision, recall, density and coverage from the feature subsets the statistics jobs
 kept (pipeline.evaluation.quality), in blocks: no N×N matrix in memory."""
 
@@ -46,6 +48,21 @@ def quality_metrics(real_path: str, shard_paths: list, batch: int) -> dict:
             "subset": meta["subset"], "subset_seed": meta["subset_seed"]}
 
 
+def fid_protocol(protocol: dict | None, count: int, whole: float, fids: list[float]) -> dict:
+    """What the reported figure follows: fid.num_generated of the `count` generated images in
+    fid.seed_sets subsets (each figure, min and mean), or the whole set (protocol None)."""
+    if protocol is None:
+        protocol, fids = {"num_generated": count, "seed_sets": 1, "subset_seed": None}, [whole]
+    n, k = protocol["num_generated"], protocol["seed_sets"]
+    mean = sum(fids) / len(fids)
+    text = (f"the whole set of {count}" if protocol["subset_seed"] is None else
+            f"{n} of {count} generated" + (f", min of {k} seed sets (mean {mean:.4f})"
+                                           if k > 1 else ""))
+    return {"num_generated": n, "seed_sets": k, "of": count,
+            "subset_seed": protocol["subset_seed"], "fids": fids, "min": min(fids),
+            "mean": mean, "text": text}
+
+
 def main(argv=None) -> None:
     p = build_parser()
     args = p.parse_args(argv)
@@ -54,12 +71,16 @@ def main(argv=None) -> None:
     runtime.setup(args, uses_torch=False)
     t0 = time.time()
 
-    gen, meta, seconds = merge_stats_files(args.generated)
+    gen, meta, seconds, subsets = merge_stats_files(args.generated)
     mu_r, sigma_r, num_real, real_meta = load_reference(args.real)
-    fid = distance_to_reference(gen, mu_r, sigma_r)
+    whole = distance_to_reference(gen, mu_r, sigma_r)
+    protocol = fid_protocol(meta.get("protocol"), gen.count, whole,
+                            [distance_to_reference(s, mu_r, sigma_r) for s in subsets])
+    fid = protocol["min"]
     result = {
         "fid": fid, "features": meta["features"], "dims": len(gen.total),
-        "num_generated": gen.count, "num_real": num_real,
+        "num_generated": protocol["num_generated"], "num_real": num_real,
+        "protocol": protocol, "whole_set": {"fid": whole, "num_generated": gen.count},
         "weights_sha256": meta.get("weights_sha256"), "precision": meta.get("precision"),
         "real_reference": args.real,
         "seconds": round(seconds + real_meta.get("seconds", 0.0) + time.time() - t0, 2),
@@ -75,8 +96,8 @@ def main(argv=None) -> None:
                  result["quality"]["num_real"],
                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     io.write_json(args.out, result)
-    log.info("FID (%s features) = %.4f over %d generated / %s real images", result["features"],
-             fid, gen.count, num_real)
+    log.info("FID (%s features) = %.4f: %s; whole set of %d: %.4f (%s real images)",
+             result["features"], fid, protocol["text"], gen.count, whole, num_real)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
 from pipeline.evaluation import quality
-from pipeline.evaluation.frechet import (features_stats, image_features, inception_model,
-                                         save_stats, weights_cache_path)
+from pipeline.evaluation.frechet import (SUBSET_SEED, features_stats, image_features,
+                                         inception_model, save_stats, shard_subset_stats,
+                                         weights_cache_path)
 
 log = logging.getLogger("pipeline.fid_stats")
 
@@ -36,7 +37,7 @@ def main(argv=None) -> None:
     missing = [o for o in QUALITY_OPTIONS if getattr(args, o[2:].replace("-", "_")) is None]
     if args.quality_out and missing:
         p.error(f"--quality-out needs {', '.join(missing)}")
-    device = runtime.setup(args, uses_torch=args.features == "inception")
+    device = runtime.setup(args, uses_torch=args.features != "pixels")
     t0 = time.time()
 
     images, _ = load_npz_or_shard(args.images)
@@ -51,24 +52,63 @@ def main(argv=None) -> None:
             # a truncated or damaged file: torch.load's zip or pickle errors
             raise damaged_weights(args.weights or weights_cache_path(), e) from e
         meta.update(dims=args.dims, weights_sha256=digest, precision=args.precision)
+    if args.features == "dinov2":
+        model, digest = load_dinov2(args, device)
+        meta.update(arch=args.dinov2_arch, weights_sha256=digest, precision=args.precision)
     features = image_features(images, args.features, model=model, batch_size=args.batch_size,
                               device=device, precision=args.precision)
     stats = features_stats(features)
+    subsets, protocol = protocol_subsets(args, features)
     meta.update(dims=len(stats.total), seconds=round(time.time() - t0, 2))
-    save_stats(args.out, stats, **meta)
+    save_stats(args.out, stats, subsets, **meta, protocol=protocol)
     if args.quality_out:
         write_quality(args, features, meta)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
 
 
-def damaged_weights(path, e: BaseException) -> UserError:
+def load_dinov2(args, device):
+    """The DINOv2 network of --dinov2-arch from the --weights file, and the file's sha256."""
+    from safetensors import SafetensorError
+
+    from pipeline.evaluation.dinov2 import dinov2_model
+
+    if args.dinov2_arch is None:
+        raise UserError("--features dinov2 needs --dinov2-arch (config fid.dinov2_arch)")
+    if args.weights is None:
+        raise UserError("--features dinov2 needs --weights (the workflow passes the file rule "
+                        "fetch_dinov2 fetched; or set fid.weights)")
+    try:
+        return dinov2_model(device, args.weights, args.dinov2_arch)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError,
+            SafetensorError) as e:
+        raise damaged_weights(args.weights, e, "DINOv2", "fetch_dinov2") from e
+
+
+def protocol_subsets(args, features) -> tuple[list, dict | None]:
+    """This file's sums over each FID subset (fid.num_generated images, fid.seed_sets times)
+    and the protocol they follow; none with --num-generated all or absent (the real set)."""
+    if args.num_generated in (None, "all"):
+        return [], None
+    if args.seed_sets is None:
+        raise UserError("--num-generated needs --seed-sets")
+    total = len(features) if args.total is None else args.total
+    subsets = shard_subset_stats(features, args.start or 0, total, args.num_generated,
+                                 args.seed_sets)
+    return subsets, {"num_generated": args.num_generated, "seed_sets": args.seed_sets,
+                     "total": total, "subset_seed": SUBSET_SEED}
+
+
+def damaged_weights(path, e: BaseException, network: str = "FID Inception",
+                    rule: str = "fetch_inception") -> UserError:
     """The one line for a weights file torch cannot read. Deleting it is enough: on the next
-    run the workflow sees the fetch record's file gone and rule fetch_inception fetches it again
+    run the workflow sees the fetch record's file gone and the fetch rule fetches it again
     (pipeline.core.assets.drop_stale_file_record); with fid.weights set, that names another."""
-    return UserError(f"FID Inception weights {path}: {type(e).__name__}: "
+    return UserError(f"{network} weights {path}: {type(e).__name__}: "
                      f"{runtime.first_line(e, 160)}; the file is damaged: delete it and run "
-                     "snakemake again (rule fetch_inception fetches it again), or set "
+                     f"snakemake again (rule {rule} fetches it again), or set "
                      "fid.weights to a good copy")
 
 

@@ -49,6 +49,8 @@ def _mutate(config, path, value):
     (("bogus_top_level",), 1, "bogus_top_level"),
     (("pretrain", "stepz"), 10, "stepz"),
     (("pretrain", "steps"), "ten", "'ten'"),
+    (("fid", "num_generated"), "everything", "'everything'"),
+    (("fid", "num_generated"), 1, "1 is less than the minimum of 2"),
     (("sampling", "num_images"), 0, "num_images"),
     (("strategies", "adainf", "dupp"), 3, "dupp"),
     (("strategies", "adainf", "augmentation"), "strong", "strong"),
@@ -155,11 +157,25 @@ def _problems(config, path, value):
      "batch 128"),
     (("pretrain", "method_augmentation"), {"byol": {"standard": "mild"}},
      "pretrain.method_augmentation.byol.standard: preset 'mild' has no asymmetric variant"),
+    # the cifar10 preset's 50000 over the digits default's 2000 images
+    (("fid", "num_generated"), 50000,
+     "fid.num_generated: 50000 × fid.seed_sets 1 exceeds sampling.num_images 2000; lower them, "
+     "or set fid.num_generated: all"),
+    (("fid", "seed_sets"), 3, "fid.seed_sets: 3 sets of all the generated images are one set; "
+     "set fid.num_generated to a count (e.g. 666)"),
 ])
 def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
     monkeypatch.setattr("pipeline.dag.config_check.MAX_SHARDS", 1000)
     problems = _problems(config, path, value)
     assert len(problems) == 1 and problems[0].startswith(named), problems
+
+
+def test_fid_seed_sets_must_fit_disjointly_in_the_generated_set(config):
+    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 666,
+                                        "seed_sets": 3}) == []
+    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 667, "seed_sets": 3}
+                     ) == ["fid.num_generated: 667 × fid.seed_sets 3 exceeds sampling.num_images "
+                           "2000; lower them, or set fid.num_generated: all"]
 
 
 @pytest.mark.parametrize("path,value", [

@@ -336,3 +336,36 @@ def test_the_printed_retry_puts_the_target_before_every_config_file(tmp_path):
         "--directory", "w", "--configfile", "clone/configs/cifar10.yaml", "--config",
         "output_dir='/x y'"]
     assert fetch_retry([], [], snakefile, here, here) == "snakemake --cores 1 fetch"
+
+
+def test_dinov2_fetch_offline_fails_in_one_line_naming_the_local_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    dest = tmp_path / "hub" / "checkpoints" / "vit_large_patch14_dinov2.lvd142m.safetensors"
+    with pytest.raises(FetchError) as e:
+        assets.fetch_dinov2(assets.DINOV2_REPO, dest, tmp_path / "dinov2.json", retry="RETRY")
+    line = str(e.value)
+    assert line.startswith(f"cannot fetch DINOv2 weights {assets.DINOV2_REPO}/model.safetensors")
+    assert "run `RETRY`" in line and "or set fid.weights to a local copy" in line
+    assert "\n" not in line and not dest.exists() and not (tmp_path / "dinov2.json").exists()
+
+
+@pytest.mark.slow
+def test_the_preset_with_dinov2_features_plans_fetch_dinov2_upstream_of_fid(tmp_path):
+    """configs/cifar10.yaml with fid.features dinov2: rule fetch_dinov2 (timm's hub file of
+    ViT-L/14 into the torch.hub cache) instead of fetch_inception, its record an input of every
+    FID statistics job, and those jobs read the file it fetched."""
+    override = tmp_path / "dinov2.yaml"
+    override.write_text("fid: {features: dinov2}\n")
+    r = snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"),
+                  str(override), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "rule fetch_dinov2:" in r.stdout and "rule fetch_inception:" not in r.stdout
+    assert "--repo timm/vit_large_patch14_dinov2.lvd142m" in r.stdout
+    fid = [line for line in r.stdout.splitlines() if "python -m pipeline.fid_stats" in line]
+    assert len(fid) == 21 and all(
+        "--features dinov2 " in line and "--dinov2-arch vit_large_patch14_dinov2.lvd142m" in line
+        and "checkpoints/vit_large_patch14_dinov2.lvd142m.safetensors" in line for line in fid)
+    inputs = [line for line in r.stdout.splitlines() if line.strip().startswith("input:")]
+    # as inception.json in the Inception preset (test above)
+    assert sum("results/cifar10/assets/dinov2.json" in line for line in inputs) == 21

@@ -85,14 +85,91 @@ def test_pixel_fid_against_a_shifted_set_is_the_squared_mean_shift():
     assert frechet_distance(image_stats(other, "pixels"), image_stats(images, "pixels")) > 0.01
 
 
+def _pytorch_fid(*moments) -> float:
+    """pytorch-fid's calculate_frechet_distance: the reference, run where its scipy allows."""
+    try:
+        return calculate_frechet_distance(*moments)
+    except TypeError as e:  # scipy >= 1.18 has no sqrtm(disp=): the reason we have our own
+        pytest.skip(f"pytorch-fid's reference cannot run on this scipy: {e}")
+
+
+def _moments(x: np.ndarray):
+    return np.mean(x, axis=0), np.cov(x, rowvar=False)
+
+
+def _inception_like(n: int, dims: int, seed: int, shift: float = 0.0, rank: int | None = None):
+    """Non-negative features (pool3 is after a ReLU) whose covariance spectrum decays as 1/i
+    (as Inception's does), optionally of a lower rank; the same basis for every seed."""
+    k = rank or dims
+    basis = np.linalg.qr(np.random.default_rng(99).normal(size=(dims, k)))[0]
+    z = np.random.default_rng(seed).normal(size=(n, k)) / np.sqrt(np.arange(1, k + 1))
+    return np.maximum(z @ basis.T + 0.3 + shift, 0.0)
+
+
+def _exact_low_rank(a: np.ndarray, b: np.ndarray) -> float:
+    """The distance of two sample sets with fewer samples than dims, exactly in float64: the
+    eigenvalues of Σa Σb are the squared singular values of Xa Xbᵀ / sqrt((n-1)(m-1)) (X
+    centred), so tr sqrt(Σa Σb) is that small matrix's nuclear norm."""
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
+    nuclear = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / scale
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + (xa ** 2).sum() / (len(a) - 1) + (xb ** 2).sum() / (len(b) - 1)
+                 - 2 * nuclear)
+
+
 def test_frechet_distance_equals_pytorch_fid():
     rng = np.random.default_rng(2)
     a = rng.normal(size=(80, 10))
     b = rng.normal(loc=0.3, scale=1.5, size=(60, 10)) @ rng.normal(size=(10, 10))
-    ref = calculate_frechet_distance(np.mean(a, axis=0), np.cov(a, rowvar=False),
-                                     np.mean(b, axis=0), np.cov(b, rowvar=False))
+    ref = _pytorch_fid(*_moments(a), *_moments(b))
     assert frechet_distance(_stats(a), _stats(b)) == pytest.approx(ref, rel=1e-9, abs=1e-9)
     assert ref > 1
+
+
+# (n_a, n_b, shift): full rank and close, full rank and apart, fewer images than dims
+PARITY_CASES = {"full-rank": (3000, 3000, 0.0), "full-rank-apart": (3000, 3000, 0.05),
+                "rank-deficient": (150, 200, 0.02)}
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_frechet_from_moments_equals_pytorch_fid_on_inception_like_statistics(case):
+    """1e-6 relative, at 256 dims here (the suite's budget); at 2048 in the bench-marked test."""
+    n_a, n_b, shift = PARITY_CASES[case]
+    a, b = _inception_like(n_a, 256, 1), _inception_like(n_b, 256, 2, shift)
+    ours = frechet.frechet_from_moments(*_moments(a), *_moments(b))
+    assert ours == pytest.approx(_pytorch_fid(*_moments(a), *_moments(b)), rel=1e-6)
+    if n_a < 256:
+        assert ours == pytest.approx(_exact_low_rank(a, b), rel=1e-6)
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_frechet_from_moments_equals_pytorch_fid_at_2048_dims(case):
+    """The published dims: minutes of scipy sqrtm on 2 cores, so CI's bench run has it."""
+    n_a, n_b, shift = PARITY_CASES[case]
+    n_a, n_b = (n_a * 4, n_b * 4) if n_a > 2048 else (n_a * 5, n_b * 5)  # rank-deficient stays
+    a, b = _inception_like(n_a, 2048, 1), _inception_like(n_b, 2048, 2, shift)
+    ours = frechet.frechet_from_moments(*_moments(a), *_moments(b))
+    assert ours == pytest.approx(_pytorch_fid(*_moments(a), *_moments(b)), rel=1e-6)
+
+
+def test_frechet_from_moments_is_stable_where_sqrtm_returns_an_imaginary_part():
+    """Covariances from sums (as FeatureStats) of features far from 0 are slightly indefinite
+    (cancellation): sqrtm(Σa Σb) then has an imaginary part past pytorch-fid's 1e-3 (it raises
+    "Imaginary component"); ours stays real and near the exact value (the rounding of the
+    covariances themselves is the residue: about 1e-4 relative)."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 64)) + 3e5, rng.normal(size=(20, 64)) * 1.1 + 3e5
+    mu_a, cov_a = _stats(a).mean_cov()
+    mu_b, cov_b = _stats(b).mean_cov()
+    root = linalg.sqrtm(cov_a @ cov_b)
+    assert np.abs(np.diagonal(root).imag).max() > 1e-3  # the trouble is real on this scipy
+    ours = frechet.frechet_from_moments(mu_a, cov_a, mu_b, cov_b)
+    assert np.isfinite(ours) and isinstance(ours, float)
+    assert ours == pytest.approx(_exact_low_rank(a, b), rel=1e-3)
 
 
 def test_unknown_features_are_rejected_by_name():
@@ -118,6 +195,85 @@ def test_fid_cli_with_pixel_features(tmp_path):
     assert result["features"] == "pixels"
     assert result["num_generated"] == 60 and result["num_real"] == 60
     assert result["fid"] == pytest.approx(48 * (20 / 255) ** 2, rel=1e-4)
+
+
+# -- the FID protocol: fid.num_generated images in fid.seed_sets subsets -------------------------
+
+def _protocol_fid(tmp_path, images, real_stats, shard_size, *protocol) -> dict:
+    """fid.json of `images` cut into shards of `shard_size`, each fid_stats job given its global
+    start (as the workflow does) and the protocol's options."""
+    folder = tmp_path / f"shards{shard_size}"
+    folder.mkdir()
+    stats = []
+    for start in range(0, len(images), shard_size):
+        part = images[start:start + shard_size]
+        write_shard(folder / f"s{start}.json", part, np.full(len(part), -1))
+        stats.append(folder / f"s{start}.stats.npz")
+        fid_stats.main([*FID_STATS_ARGS, "--images", str(folder / f"s{start}.json"), "--out",
+                        str(stats[-1]), "--features", "pixels", "--start", str(start),
+                        "--total", str(len(images)), *protocol])
+    fid.main(["--real", str(real_stats), "--generated", *map(str, stats),
+              "--out", str(folder / "fid.json")])
+    return json.loads((folder / "fid.json").read_text())
+
+
+@pytest.fixture
+def real_pixel_stats(tmp_path):
+    save_images(tmp_path / "real.npz", make_images(60, size=4, seed=0), np.zeros(60))
+    fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "real.npz"), "--out",
+                    str(tmp_path / "real.stats.npz"), "--features", "pixels"])
+    return tmp_path / "real.stats.npz"
+
+
+def test_protocol_fid_does_not_depend_on_the_shard_size(tmp_path, real_pixel_stats):
+    images = make_images(70, size=4, seed=3)
+    protocol = ["--num-generated", "20", "--seed-sets", "3"]
+    a, b = (_protocol_fid(tmp_path, images, real_pixel_stats, size, *protocol)
+            for size in (25, 70))
+    # the same images in every set; only the order of the float64 sums differs (20 images of
+    # 48-d: rank-deficient covariances, whose tiny eigenvalues the square root amplifies)
+    assert a["protocol"]["fids"] == pytest.approx(b["protocol"]["fids"], rel=1e-7)
+    p = a["protocol"]
+    assert (p["num_generated"], p["seed_sets"], p["of"]) == (20, 3, 70)
+    assert a["fid"] == p["min"] == min(p["fids"]) and p["mean"] == pytest.approx(np.mean(p["fids"]))
+    assert a["num_generated"] == 20 and a["whole_set"]["num_generated"] == 70
+    assert len(set(p["fids"])) == 3  # three different (disjoint) sets
+    # each set's figure is the Fréchet distance of exactly its images
+    mu, sigma = frechet.load_stats(real_pixel_stats)[0].mean_cov()
+    for fid_j, chosen in zip(p["fids"], frechet.fid_subsets(70, 20, 3)):
+        ours = frechet.distance_to_reference(_stats(frechet.pixel_features(images[chosen])),
+                                             mu, sigma)
+        assert fid_j == pytest.approx(ours, rel=1e-7)
+
+
+def test_protocol_fid_of_all_images_is_the_whole_set_figure(tmp_path, real_pixel_stats):
+    images = make_images(50, size=4, seed=4)
+    counted = _protocol_fid(tmp_path, images, real_pixel_stats, 20, "--num-generated", "50",
+                            "--seed-sets", "1")
+    whole = _protocol_fid(tmp_path, images, real_pixel_stats, 30)  # fid.num_generated: all
+    assert counted["fid"] == pytest.approx(counted["whole_set"]["fid"], rel=1e-9)
+    assert whole["fid"] == whole["whole_set"]["fid"] == pytest.approx(counted["fid"], rel=1e-9)
+    assert whole["protocol"]["subset_seed"] is None and counted["protocol"]["subset_seed"] == 0
+
+
+def test_fid_subsets_are_disjoint_seeded_and_the_quality_subsets_first():
+    from pipeline.evaluation import quality
+
+    sets = frechet.fid_subsets(1000, 100, 3)
+    assert all(len(s) == 100 and np.all(np.diff(s) > 0) for s in sets)
+    assert len(np.unique(np.concatenate(sets))) == 300
+    np.testing.assert_array_equal(sets[0], quality.subset_indices(1000, 100, frechet.SUBSET_SEED))
+    with pytest.raises(UserError, match="fid.num_generated 400 × fid.seed_sets 3 exceeds the 1000"):
+        frechet.fid_subsets(1000, 400, 3)
+
+
+def test_a_missing_shard_is_named_by_the_protocol_check(tmp_path, real_pixel_stats):
+    images = make_images(40, size=4, seed=5)
+    _protocol_fid(tmp_path, images, real_pixel_stats, 20, "--num-generated", "30",
+                  "--seed-sets", "1")
+    with pytest.raises(UserError, match=r"\[\d+\] images of the FID subsets, not 30"):
+        fid.main(["--real", str(real_pixel_stats), "--generated",
+                  str(tmp_path / "shards20" / "s0.stats.npz"), "--out", str(tmp_path / "x.json")])
 
 
 def test_merged_shard_statistics_equal_one_pass(tmp_path):
@@ -299,7 +455,9 @@ def test_shards_of_other_features_do_not_merge(tmp_path):
     frechet.save_stats(tmp_path / "a.npz", a, features="pixels", dims=192, seconds=1.0)
     frechet.save_stats(tmp_path / "b.npz", a, features="pixels", dims=192, seconds=2.0)
     frechet.save_stats(tmp_path / "c.npz", a, features="inception", dims=192)
-    merged, meta, seconds = frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "b.npz"])
+    merged, meta, seconds, subsets = frechet.merge_stats_files([tmp_path / "a.npz",
+                                                                tmp_path / "b.npz"])
+    assert subsets == []
     assert merged.count == 8 and seconds == 3.0 and meta["features"] == "pixels"
     with pytest.raises(UserError, match="c.npz was computed with other features"):
         frechet.merge_stats_files([tmp_path / "a.npz", tmp_path / "c.npz"])
@@ -313,3 +471,69 @@ def test_weights_url_is_pytorch_fids():
     from pytorch_fid.inception import FID_WEIGHTS_URL
 
     assert frechet.FID_WEIGHTS_URL == FID_WEIGHTS_URL
+
+
+# -- FD-DINOv2 ------------------------------------------------------------------------------------
+
+# The smallest DINOv2 timm registers (ViT-S/14, LVD-142M's recipe): the real network is ViT-L/14
+# (fid.dinov2_arch's default), whose random copy would cost minutes per test on a small CPU. The
+# loading path is the real one: timm's pretrained loader reading a safetensors file saved from the
+# network at its native 518 px, as timm's hub file is, resized to 224 px on load.
+SMALL_DINOV2 = "vit_small_patch14_dinov2.lvd142m"
+
+
+@pytest.fixture(scope="module")
+def dinov2_weights(tmp_path_factory):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model(SMALL_DINOV2, pretrained=False, num_classes=0)
+    path = tmp_path_factory.mktemp("dinov2") / "model.safetensors"
+    save_file(net.state_dict(), str(path))
+    return path, net
+
+
+def test_dinov2_statistics_are_the_cls_token_of_dgm_evals_preprocessing(tmp_path, dinov2_weights):
+    """fid_stats --features dinov2 on two images: 384-d (ViT-S) sums of the CLS token of timm's
+    network with the file's weights, after dgm-eval's PIL bicubic resize to 224 and ImageNet
+    normalisation (the reference computed here with torchvision's transforms, as dgm-eval)."""
+    import timm
+    from PIL import Image
+    from timm.models.vision_transformer import checkpoint_filter_fn
+    from torchvision import transforms as T
+
+    path, net = dinov2_weights
+    images = make_images(2, size=8, seed=2)
+    save_images(tmp_path / "g.npz", images, np.full(2, -1))
+    fid_stats.main([*FID_STATS_ARGS, "--images", str(tmp_path / "g.npz"), "--out",
+                    str(tmp_path / "g.stats.npz"), "--features", "dinov2", "--dinov2-arch",
+                    SMALL_DINOV2, "--weights", str(path), "--batch-size", "2"])
+    stats, meta = frechet.load_stats(tmp_path / "g.stats.npz")
+    assert stats.count == 2 and meta["dims"] == 384 and meta["features"] == "dinov2"
+    assert meta["arch"] == SMALL_DINOV2 and meta["weights_sha256"] == io.sha256_file(path)
+    dgm_eval = T.Compose([T.Resize((224, 224), T.InterpolationMode.BICUBIC), T.ToTensor(),
+                          T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = torch.stack([dgm_eval(Image.fromarray(im)) for im in images])
+    # the saved network at 224 px: its 518 px position embedding resized as timm's loader does
+    # for a hub download (timm's own checkpoint filter)
+    at_224 = timm.create_model(SMALL_DINOV2, pretrained=False, num_classes=0, img_size=224)
+    at_224.load_state_dict(checkpoint_filter_fn(net.state_dict(), at_224))
+    with torch.no_grad():
+        ref = at_224.eval()(x).double().numpy()
+    np.testing.assert_allclose(stats.total, ref.sum(0), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(ref[0], ref[1])
+
+
+def test_dinov2_without_weights_or_with_a_damaged_file_fails_in_one_line(tmp_path):
+    save_images(tmp_path / "g.npz", make_images(2, size=8), np.zeros(2))
+    base = [*FID_STATS_ARGS, "--images", str(tmp_path / "g.npz"), "--out",
+            str(tmp_path / "g.stats.npz"), "--features", "dinov2", "--dinov2-arch", SMALL_DINOV2]
+    with pytest.raises(UserError, match="needs --weights"):
+        fid_stats.main(base)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError) as e:
+        fid_stats.main([*base, "--weights", str(tmp_path / "bad.safetensors")])
+    assert str(e.value).startswith(f"DINOv2 weights {tmp_path / 'bad.safetensors'}: ")
+    assert "rule fetch_dinov2 fetches it again" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "g.stats.npz").exists()

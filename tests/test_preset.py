@@ -78,7 +78,8 @@ def test_the_authors_data_preset_keeps_labels_and_the_two_device_barlow_loss(tmp
     gen.parent.mkdir(parents=True)
     np.savez(gen, image=make_images(60, size=32), label=np.repeat(np.arange(10), 6))
     standin = tmp_path / "standin.yaml"  # its count: fewer than num_images is refused
-    standin.write_text('{"sampling": {"num_images": 60}}\n')
+    # (and FID over all 60: the preset's 50000 would not fit)
+    standin.write_text('{"sampling": {"num_images": 60}, "fid": {"num_generated": "all"}}\n')
     r = run_snakemake("-n", "-p", "--configfile", str(PRESET),
                       str(REPO / "configs" / "cifar10-authors-data.yaml"), str(standin),
                       cwd=tmp_path)
@@ -139,7 +140,9 @@ INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.rev
              "logging.wandb.mode", "auto.candidates.generated_keep",
              # the metrics' own defaults (10k subsets, k = 3 and 5 as their papers), not toy sizes
              "quality.subset", "quality.seed", "quality.k_precision", "quality.k_density",
-             "quality.score", "quality.batch_size"}
+             "quality.score", "quality.batch_size",
+             # the published FD-DINOv2 network (used with fid.features dinov2)
+             "fid.dinov2_arch"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():

@@ -19,6 +19,7 @@ def _sets(n_real=300, n_fake=250, d=16, seed=0):
 
 @pytest.mark.parametrize("seed,batch", [(0, 37), (1, 256), (2, 1)])
 def test_parity_with_prdc(seed, batch):
+    """prdc.compute_prdc(real_features, fake_features, k): real first, as its signature names."""
     prdc = pytest.importorskip("prdc")
     real, fake = _sets(seed=seed)
     ours = q.prdc(real, fake, k_precision=3, k_density=5, batch=batch)
@@ -31,16 +32,34 @@ def test_parity_with_prdc(seed, batch):
     assert q.prdc(real, fake, 3, 5, real_radii=radii, batch=batch) == ours
 
 
+def _torch_fidelity_order(tf, torch) -> str:
+    """Which argument order makes torch-fidelity's calculate_precision_recall_full give the
+    standard numbers (Kynkäänniemi et al.: precision = generated inside real balls). Upstream's
+    (toshas/torch-fidelity at 5b1e99c, "features_1 is REAL") needs (real, generated), while its
+    CLI passes input1, the generated set, first, which swaps the two (toshas/torch-fidelity#58,
+    fix unmerged in PR #66); a release carrying that fix ("features_1 is GENERATED", as 0.4.0
+    installed here) needs (generated, real). Told apart by behaviour, not by version: copies of
+    a few real samples are precise and recall little in the standard order."""
+    real, _ = _sets(n_real=300, seed=4)
+    collapsed = real[np.arange(250) % 5] + np.float32(1e-3)
+    as_t = lambda x: torch.from_numpy(x).double()  # noqa: E731
+    precision, recall = tf.calculate_precision_recall_full(as_t(collapsed), as_t(real), 3)
+    return "generated, real" if precision > recall else "real, generated"
+
+
 def test_parity_with_torch_fidelity():
     tf = pytest.importorskip("torch_fidelity.metric_prc")
     import torch
 
     real, fake = _sets(seed=3)
     ours = q.prdc(real, fake, 3, 5, batch=64)
+    order = _torch_fidelity_order(tf, torch)
+    first, second = (fake, real) if order == "generated, real" else (real, fake)
     precision, recall = tf.calculate_precision_recall_full(
-        torch.from_numpy(fake).double(), torch.from_numpy(real).double(), 3)
-    assert ours["precision"] == pytest.approx(precision, abs=1e-6)
-    assert ours["recall"] == pytest.approx(recall, abs=1e-6)
+        torch.from_numpy(first).double(), torch.from_numpy(second).double(), 3)
+    assert ours["precision"] == pytest.approx(precision, abs=1e-6), order
+    assert ours["recall"] == pytest.approx(recall, abs=1e-6), order
+    assert ours["precision"] != pytest.approx(ours["recall"], abs=0.05)  # a swap would show
 
 
 def test_mode_collapse_is_precise_but_recalls_and_covers_nothing():

@@ -295,3 +295,20 @@ def test_every_protocol_table_says_which_labels_trained_its_classifier():
     assert "real labelled images only" in note(unlabelled, "online")
     assert "generator.labels: keep" in note(unlabelled, "online")
     assert "up to 0" not in note(unlabelled, "online")
+
+
+def test_the_fid_line_states_the_protocol_and_the_feature_space():
+    from pipeline.study.tables import fid_line
+
+    sampling = {"generator": "g", "sampler": "edm", "steps": 18, "precision": "bf16",
+                "num_images": 1000000}
+    fid = {"fid": 2.0, "features": "inception", "num_generated": 50000, "num_real": 50000,
+           "protocol": {"seed_sets": 3, "mean": 2.1},
+           "whole_set": {"fid": 1.5, "num_generated": 1000000}}
+    line = fid_line(fid, sampling)
+    assert "FID (inception features, 50000 generated vs 50000 real): 2.000" in line
+    assert "(min of 3 disjoint seed sets; mean 2.100); whole set of 1000000: 1.500" in line
+    one = {**fid, "features": "dinov2", "protocol": {"seed_sets": 1, "mean": 2.0},
+           "whole_set": {"fid": 2.0, "num_generated": 50000}}
+    assert fid_line(one, sampling).endswith("FD-DINOv2 (dinov2 features, 50000 generated vs "
+                                            "50000 real): 2.000")

@@ -86,7 +86,11 @@ def test_tiny_study_end_to_end(tiny_study):
     assert [c["step"] for c in online["curve"]] == [2, 3]
     cells = {(c["strategy"], c["protocol"]): c for c in summary["cells"]}
     assert cells["adainf", "online"]["n"] == 2 and cells["adainf", "online"]["seeds"] == [0, 1]
-    assert summary["fid"]["features"] == "pixels" and summary["fid"]["num_generated"] == 48
+    fid = summary["fid"]  # tiny_study.yaml's protocol: 3 disjoint seed sets of 16 of the 48
+    assert fid["features"] == "pixels" and fid["num_generated"] == 16
+    assert fid["protocol"]["seed_sets"] == 3 and len(fid["protocol"]["fids"]) == 3
+    assert fid["fid"] == min(fid["protocol"]["fids"]) and fid["whole_set"]["num_generated"] == 48
+    assert "min of 3 disjoint seed sets" in (results / "summary.md").read_text()
 
     shards = sorted((results / "samples").glob("shard_*.json"))
     assert [len(load_packed(s)[0]) for s in shards] == [32, 16]

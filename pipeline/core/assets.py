@@ -37,7 +37,10 @@ LOCAL_KEYS = {
     "generator": "generator.model to a local folder (saved with save_pretrained)",
     "real": "real.root to a folder holding the python-format batches and real.download to false",
     "inception": "fid.weights to a local pt_inception-2015-12-05-6726825d.pth",
+    "dinov2": "fid.weights to a local copy of timm's DINOv2 model.safetensors",
 }
+# timm's hub repository of DINOv2 ViT-L/14 (pipeline.evaluation.dinov2.ARCH) and its file
+DINOV2_REPO, DINOV2_FILE = "timm/vit_large_patch14_dinov2.lvd142m", "model.safetensors"
 
 
 class FetchError(UserError):
@@ -154,6 +157,29 @@ def fetch_inception(dest: str | os.PathLike, record: str | os.PathLike,
         digest = io.sha256_file(dest)
     info = {"asset": "inception", "path": str(dest), "size": dest.stat().st_size,
             "sha256": digest}
+    io.write_json(record, info)
+    return info
+
+
+def fetch_dinov2(repo: str, dest: str | os.PathLike, record: str | os.PathLike,
+                 retry: str = "python -m pipeline.fetch") -> dict:
+    """timm's DINOv2 weights file from the hub (huggingface_hub's download into the user's cache,
+    which checks the file against the hub's sha256 and writes to `.incomplete` first), linked
+    or copied to `dest` atomically; the record holds the commit and the file's sha256."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    dest = Path(dest)
+    try:
+        commit = HfApi().model_info(repo).sha
+        cached = Path(hf_hub_download(repo, DINOV2_FILE, revision=commit))
+    except Exception as e:  # noqa: BLE001  (hub errors: offline, unknown repo, HTTP)
+        raise failure("dinov2", f"DINOv2 weights {repo}/{DINOV2_FILE} into {dest}", e,
+                      retry) from e
+    with io.atomic_path(dest, suffix=dest.suffix) as tmp:
+        Path(tmp).unlink()  # a hard link needs the name free
+        _link_or_copy(cached, Path(tmp))
+    info = {"asset": "dinov2", "repo": repo, "commit": commit, "path": str(dest),
+            "size": dest.stat().st_size, "sha256": io.sha256_file(dest)}
     io.write_json(record, info)
     return info
 

@@ -126,6 +126,20 @@ def selection_problems(config: dict) -> list[str]:
     return problems
 
 
+def fid_protocol_problems(config: dict) -> list[str]:
+    """fid.num_generated × fid.seed_sets disjoint subsets must fit in the generated set."""
+    f, total = config["fid"], config["sampling"]["num_images"]
+    n, k = f["num_generated"], f["seed_sets"]
+    if n == "all":
+        return [] if k == 1 else [f"fid.seed_sets: {k} sets of all the generated images are one "
+                                  "set; set fid.num_generated to a count (e.g. "
+                                  f"{total // k}) or fid.seed_sets to 1"]
+    if n * k > total:
+        return [f"fid.num_generated: {n} × fid.seed_sets {k} exceeds sampling.num_images "
+                f"{total}; lower them, or set fid.num_generated: all"]
+    return []
+
+
 def config_problems(config: dict) -> list[str]:
     """What the schema cannot check, as `key: problem` lines (empty when the config is fine).
 
@@ -172,7 +186,7 @@ def config_problems(config: dict) -> list[str]:
             problems.append(f"{key}: {kw}: {e}")
     problems += data_size_problems(config) + method_arg_problems(config)
     problems += output_dir_problems(config["output_dir"]) + batch_problems(config)
-    problems += generated_npz_problems(config)
+    problems += generated_npz_problems(config) + fid_protocol_problems(config)
 
     g = config["generator"]
     # the schema requires a model for source pretrained and a path for source npz

@@ -168,7 +168,9 @@ def sample_untracked_args(config: dict) -> str:
 
 
 def fid_stats_args(config: dict) -> str:
-    return stage_args(FID_STATS, config)
+    f = config["fid"]
+    dinov2 = {"dinov2_arch": f["dinov2_arch"]} if f["features"] == "dinov2" else {}
+    return stage_args(FID_STATS, config, **dinov2)
 
 
 def fid_stats_untracked_args(config: dict) -> str:
@@ -187,14 +189,18 @@ def fetched_weights_arg(weights: str | None) -> str:
 
 def fid_quality_args(config: dict, start=None, total=None, real_quality=None) -> str:
     """The quality file's settings (config quality): the subset, its seed and the radii's k; for
-    a shard its global start, the set's size and the real quality file it is scored against."""
-    q = config["quality"]
+    a shard its global start, the set's size, the real quality file it is scored against and
+    the FID protocol's subsets (fid.num_generated, fid.seed_sets: the real job is whole, so
+    changing them reruns only the shards' jobs)."""
+    q, f = config["quality"], config["fid"]
+    shard = {} if start is None or f["num_generated"] == "all" else {
+        "num_generated": f["num_generated"], "seed_sets": f["seed_sets"]}
     return stage_args(FID_STATS, config,
                       only=("start", "total", "subset", "subset_seed", "k_precision",
-                            "k_density", "real_quality"),
+                            "k_density", "real_quality", *shard),
                       start=start, total=total, subset=q["subset"], subset_seed=q["seed"],
                       k_precision=q["k_precision"], k_density=q["k_density"],
-                      real_quality=real_quality)
+                      real_quality=real_quality, **shard)
 
 
 def prepare_real_args(config: dict) -> str:

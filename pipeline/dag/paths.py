@@ -264,7 +264,18 @@ class WorkflowPaths:
         if f["features"] == "inception" and not f.get("weights"):
             found["inception"] = {"out": str(torch_hub_dir() / "checkpoints" / FID_WEIGHTS_NAME),
                                   "record": f"{self.out}/assets/inception.json"}
+        if f["features"] == "dinov2" and not f.get("weights"):
+            # timm's hub file of the network, kept beside the Inception weights' cache
+            found["dinov2"] = {"out": str(torch_hub_dir() / "checkpoints" /
+                                          f"{f['dinov2_arch']}.safetensors"),
+                               "repo": f"timm/{f['dinov2_arch']}",
+                               "record": f"{self.out}/assets/dinov2.json"}
         return found
+
+    def feature_weights_asset(self) -> dict:
+        """The fetched weights of fid.features' network ({} when local or pixels)."""
+        found = self.assets()
+        return found.get("inception") or found.get("dinov2") or {}
 
     def asset_records(self) -> list[str]:
         return [a["record"] for a in self.assets().values()]
@@ -275,8 +286,9 @@ class WorkflowPaths:
         return [fetched["record"]] if fetched else []
 
     def inception_weights(self) -> str | None:
-        """The weights fid_stats reads: fid.weights, else the file rule fetch_inception made."""
-        fetched = self.assets().get("inception")
+        """The weights fid_stats reads: fid.weights, else the file rule fetch_inception (or
+        fetch_dinov2) made."""
+        fetched = self.feature_weights_asset()
         return fetched["out"] if fetched else self.config["fid"].get("weights")
 
     def check_disk_space(self, margin: float = 1.1) -> None:
@@ -294,7 +306,7 @@ class WorkflowPaths:
     # --- FID ------------------------------------------------------------------------------
     def fid_stats_inputs(self, name: str) -> dict:
         """The images of a `fid_stats` job: the real train split or one shard (with its data)."""
-        fetched = self.assets().get("inception")
+        fetched = self.feature_weights_asset()
         weights = {"weights": fetched["record"]} if fetched else {}
         if name == "real":
             return {"images": self.real("train"), **weights}

@@ -178,6 +178,11 @@ def image_features(images: np.ndarray, features: str, *, model=None, batch_size:
         return pixel_features(images)
     if features == "inception":
         return inception_features(model, images, batch_size, device, precision)
+    if features == "dinov2":
+        from pipeline.evaluation.dinov2 import dinov2_features
+
+        return dinov2_features(model, images, batch_size, device,
+                               lambda: autocast_for(precision, device))
     raise ValueError(f"unknown FID features {features!r}; choose one of {', '.join(FEATURES)}")
 
 
@@ -193,10 +198,46 @@ def image_stats(images: np.ndarray, features: str, *, model=None, batch_size: in
                                          device=device, precision=precision))
 
 
-def save_stats(path, stats: FeatureStats, **meta) -> None:
-    """Sufficient statistics (float64) plus what produced them (features, dims, weights hash)."""
+# The generated subsets of the FID protocol are one fixed draw (a figure is reproducible and
+# comparable across runs); fid.num_generated and fid.seed_sets say how large and how many.
+SUBSET_SEED = 0
+
+
+def fid_subsets(total: int, size: int, sets: int, seed: int = SUBSET_SEED) -> list[np.ndarray]:
+    """`sets` disjoint subsets of `size` of the global indices 0..total-1, each sorted: image
+    i's key is the i-th draw of one seeded stream and set j holds the images whose keys rank
+    j*size..(j+1)*size-1 (set 0 is pipeline.evaluation.quality.subset_indices' choice), so a
+    set depends on the whole set's size alone, never on how it is sharded. Disjoint, as EDM's
+    three seed sets of 50k are three separate draws."""
+    if size * sets > total:
+        raise UserError(f"fid.num_generated {size} × fid.seed_sets {sets} exceeds the {total} "
+                        "generated images; lower them or generate more (sampling.num_images)")
+    order = np.argsort(np.random.default_rng(seed).random(total), kind="stable")
+    return [np.sort(order[j * size:(j + 1) * size]) for j in range(sets)]
+
+
+def shard_subset_stats(features: np.ndarray, start: int, total: int, size: int,
+                       sets: int) -> list[FeatureStats]:
+    """The sums over each FID subset's images that lie in this file (global images
+    start..start+len-1): shards' sums add up to each subset's statistics."""
+    out = []
+    for chosen in fid_subsets(total, size, sets):
+        lo, hi = np.searchsorted(chosen, [start, start + len(features)])
+        stats = FeatureStats.empty(features.shape[1])
+        stats.add(features[chosen[lo:hi] - start])
+        out.append(stats)
+    return out
+
+
+def save_stats(path, stats: FeatureStats, subsets: list[FeatureStats] = (), **meta) -> None:
+    """Sufficient statistics (float64) plus what produced them (features, dims, weights hash);
+    with `subsets`, each FID subset's sums over this file's share of it (meta says which)."""
+    d = len(stats.total)
     with io.atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, count=stats.count, total=stats.total, outer=stats.outer,
+                 subset_count=np.array([s.count for s in subsets], dtype=np.int64),
+                 subset_total=np.array([s.total for s in subsets]).reshape(-1, d),
+                 subset_outer=np.array([s.outer for s in subsets]).reshape(-1, d, d),
                  meta=json.dumps(meta))
 
 
@@ -204,6 +245,15 @@ def load_stats(path) -> tuple[FeatureStats, dict]:
     with reading(path), np.load(path) as f:
         return (FeatureStats(int(f["count"]), f["total"], f["outer"]),
                 json.loads(str(f["meta"])))
+
+
+def load_subset_stats(path) -> list[FeatureStats]:
+    """The file's sums over each FID subset (none: a file of the whole set only)."""
+    with np.load(path) as f:
+        if "subset_count" not in f.files:
+            return []
+        return [FeatureStats(int(c), t, o) for c, t, o in
+                zip(f["subset_count"], f["subset_total"], f["subset_outer"])]
 
 
 def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
@@ -224,28 +274,61 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
 
 
 # What shards must share for their statistics to merge into one set's.
-_SHARD_KEYS = ("features", "dims", "weights_sha256")
+_SHARD_KEYS = ("features", "dims", "weights_sha256", "protocol")
 
 
-def merge_stats_files(paths: list) -> tuple[FeatureStats, dict, float]:
-    """The statistics of several shards' files merged exactly, the first file's meta and the
-    seconds the shards took in all. A file of other features, dims or weights is a UserError."""
+def merge_stats_files(paths: list) -> tuple[FeatureStats, dict, float, list[FeatureStats]]:
+    """The statistics of several shards' files merged exactly, the first file's meta, the
+    seconds the shards took in all and the FID subsets' merged statistics (empty: none). A file
+    of other features, dims, weights or protocol is a UserError."""
     stats, meta = load_stats(paths[0])
+    subsets = load_subset_stats(paths[0])
     seconds = meta.get("seconds", 0.0)
     for path in paths[1:]:
         more, more_meta = load_stats(path)
         if {k: more_meta.get(k) for k in _SHARD_KEYS} != {k: meta.get(k) for k in _SHARD_KEYS}:
-            raise UserError(f"{path} was computed with other features than {paths[0]}: "
-                            f"{more_meta} vs {meta}")
+            raise UserError(f"{path} was computed with other features or protocol than "
+                            f"{paths[0]}: {more_meta} vs {meta}")
         stats = stats.merge(more)
+        subsets = [a.merge(b) for a, b in zip(subsets, load_subset_stats(path))]
         seconds += more_meta.get("seconds", 0.0)
-    return stats, meta, seconds
+    protocol = meta.get("protocol")
+    if protocol and any(s.count != protocol["num_generated"] for s in subsets):
+        raise UserError(f"the shards hold {[s.count for s in subsets]} images of the FID "
+                        f"subsets, not {protocol['num_generated']} each: a shard is missing "
+                        f"from {len(paths)} files")
+    return stats, meta, seconds, subsets
 
 
 def distance_to_reference(stats: FeatureStats, mu: np.ndarray, sigma: np.ndarray) -> float:
     """FID between `stats` and a reference's mean and covariance, which must have its dims."""
     if len(mu) != len(stats.total):
         raise UserError(f"real statistics are {len(mu)}-d, generated {len(stats.total)}-d")
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    return frechet_from_moments(*stats.mean_cov(), mu, sigma)
 
-    return float(calculate_frechet_distance(*stats.mean_cov(), mu, sigma))
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a covariance, its (rounding-)negative eigenvalues at 0."""
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_from_moments(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
+                         sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||² + tr(Σ1) + tr(Σ2) - 2 tr sqrt(Σ1 Σ2), in float64.
+
+    Our own rather than pytorch-fid's calculate_frechet_distance: its scipy sqrtm broke across
+    releases (spurious imaginary parts in 1.11.2-1.12, disp= removed in 1.18), while
+    tr sqrt(Σ1 Σ2) = Σ sqrt(eig(sqrt(Σ1) Σ2 sqrt(Σ1))) needs only symmetric eigh: that matrix
+    is symmetric PSD, so its eigenvalues are real (rounding negatives clipped to 0)."""
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"moments of different dims: {mu1.shape} vs {mu2.shape}, "
+                         f"{sigma1.shape} vs {sigma2.shape}")
+    root = _psd_sqrt(sigma1)
+    inner = root @ sigma2 @ root
+    eig = np.linalg.eigvalsh((inner + inner.T) / 2)  # symmetric up to rounding
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+                 - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())

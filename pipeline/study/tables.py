@@ -196,10 +196,17 @@ def _labels_note(protocol: str, cells: list[dict]) -> str:
 
 
 def fid_line(fid: dict, sampling: dict) -> str:
+    """The generator and its FID, with the protocol the figure follows (pipeline.fid)."""
     text = (f"Generator ({sampling['generator']}): {sampling['sampler']} sampler, "
             f"{sampling['steps']} steps, {sampling['precision']}, {sampling['num_images']} images. "
-            f"FID ({fid['features']} features, {fid['num_generated']} generated vs "
+            f"{'FD-DINOv2' if fid['features'] == 'dinov2' else 'FID'} ({fid['features']} "
+            f"features, {fid['num_generated']} generated vs "
             f"{fid['num_real']} real): {fid['fid']:.3f}")
+    p, whole = fid.get("protocol"), fid.get("whole_set")
+    if p and p["seed_sets"] > 1:
+        text += f" (min of {p['seed_sets']} disjoint seed sets; mean {p['mean']:.3f})"
+    if whole and whole["num_generated"] != fid["num_generated"]:
+        text += f"; whole set of {whole['num_generated']}: {whole['fid']:.3f}"
     if fid["features"] == "pixels":
         text += " (pixel-space Fréchet distance: not comparable with published FIDs)"
     return text

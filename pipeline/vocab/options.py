@@ -170,6 +170,15 @@ QUALITY_SETTINGS = (("--subset", "quality.subset"), ("--subset-seed", "quality.s
 QUALITY_BATCH = option("--quality-batch", "quality.batch_size", "required with --quality-out",
                        tracked=False, required=False, default=None)
 
+def count_or_all(text: str):
+    """fid.num_generated on a command line: `all`, or a count of at least 2 images."""
+    if text == "all":
+        return text
+    if not text.isdigit() or int(text) < 2:
+        raise ValueError(f"not a count of at least 2 images, nor all: {text!r}")
+    return int(text)
+
+
 FID_STATS = (
     option("--images", help="image file: npz, or a sample shard's manifest (.json)",
            required=True),
@@ -179,6 +188,9 @@ FID_STATS = (
     # the workflow passes the weights that rule fetch_inception verified where fid.weights is null
     option("--weights", "fid.weights"),
     option("--precision", "fid.precision"),
+    # passed with --features dinov2 only (other features' jobs keep their commands)
+    option("--dinov2-arch", "fid.dinov2_arch", "required with --features dinov2", computed=True,
+           required=False, default=None),
     # what the quality metrics need, from the same features (pipeline.evaluation.quality)
     option("--quality-out", help="quality file (.npz): this file's images of the feature "
            "subset, and the real radii or the shard's scores (default: none written; then "
@@ -191,6 +203,12 @@ FID_STATS = (
     *(option(flag, key, "required with --quality-out", computed=True, required=False,
              default=None)
       for flag, key in QUALITY_SETTINGS),
+    # the FID protocol's subsets, passed to the shards' jobs only (the real set is whole)
+    option("--num-generated", "fid.num_generated", "a shard's job sums its share of each "
+           "subset (default: all, no subsets)", computed=True, required=False, default=None,
+           type=count_or_all),
+    option("--seed-sets", "fid.seed_sets", "with --num-generated", computed=True,
+           required=False, default=None),
     option("--real-quality", help="the real set's quality file: score every image of this shard "
            "against it (default: none, this is the real set: compute its radii)", computed=True),
     option("--batch-size", "fid.batch_size", tracked=False),

@@ -84,3 +84,29 @@ if "inception" in ASSETS:
                 "python -m pipeline.fetch --retry {params.retry:q} inception --out {params.weights:q}"
                 " --record {output}",
             )
+
+
+if "dinov2" in ASSETS:
+    # as fetch_inception: the file lives in the torch.hub cache, outside the run
+    if workflow.is_main_process:
+        dropped = drop_stale_file_record(ASSETS["dinov2"]["record"], ASSETS["dinov2"]["out"])
+        if dropped:
+            print(f"fetch_dinov2: {dropped}", file=sys.stderr)
+
+    rule fetch_dinov2:
+        localrule: True
+        output:
+            ASSETS["dinov2"]["record"],
+        params:
+            weights=untracked(ASSETS["dinov2"]["out"]),
+            repo=ASSETS["dinov2"]["repo"],
+            retry=RETRY,
+        log:
+            os.path.join(LOGS, "fetch/dinov2.log"),
+        conda:
+            CONDA_ENV
+        shell:
+            job_shell(
+                "python -m pipeline.fetch --retry {params.retry:q} dinov2 --repo {params.repo:q}"
+                " --out {params.weights:q} --record {output}",
+            )

@@ -77,9 +77,9 @@ rule fid_stats:
     params:
         opts=fid_stats_args(config),
         quality=lambda wc: fid_quality_args(config, **PATHS.fid_quality_job(wc.name)),
-        # the weights rule fetch_inception verified in the torch.hub cache (a place on this
+        # the weights rule fetch_inception or fetch_dinov2 verified in the torch.hub cache (a place on this
         # machine; fid.weights, when set, is among the tracked opts)
-        fetched=untracked(fetched_weights_arg(ASSETS.get("inception", {}).get("out"))),
+        fetched=untracked(fetched_weights_arg(PATHS.feature_weights_asset().get("out"))),
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
