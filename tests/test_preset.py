@@ -124,7 +124,8 @@ def _leaves(d: dict, prefix=()) -> dict:
 # and score settings only act when `auto` is among the strategies (not the preset's), and
 # `logging` only writes the live curves.
 # A new key in config.yaml that the preset would inherit fails here until it is judged.
-INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.revision", "generator.train.channels",
+# name: the report's folder under the preset's own output_dir (reports/default), not a toy value
+INHERITED = {"name", "real.test_fraction", "real.seed", "generator.path", "generator.revision", "generator.train.channels",
              "generator.train.layers_per_block", "generator.train.attention",
              "generator.train.steps", "generator.train.batch_size", "generator.train.lr",
              "generator.train.ema_decay", "generator.train.snr_gamma",
