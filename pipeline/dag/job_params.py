@@ -207,6 +207,11 @@ def train_generator_args(config: dict) -> str:
     return stage_args(TRAIN_GENERATOR, config)
 
 
+def train_generator_untracked_args(config: dict, checkpoint: str) -> str:
+    """Its speed-only options and where it keeps its resumable state."""
+    return stage_args(TRAIN_GENERATOR, config, tracked=False, checkpoint=checkpoint)
+
+
 def linear_eval_args(config: dict, protocol: str) -> str:
     """An offline or features evaluation's settings (linear_eval.PROTOCOL)."""
     return stage_args(LINEAR_EVAL, config, **config["linear_eval"][protocol])

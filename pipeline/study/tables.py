@@ -117,7 +117,9 @@ def _labels_note(protocol: str, cells: list[dict]) -> str:
 
 def fid_line(fid: dict, sampling: dict) -> str:
     text = (f"Generator ({sampling['generator']}): {sampling['sampler']} sampler, "
-            f"{sampling['steps']} steps, {sampling['precision']}, {sampling['num_images']} images. "
+            f"{sampling['steps']} steps, "
+            + (f"guidance {sampling['guidance']}, " if "guidance" in sampling else "")
+            + f"{sampling['precision']}, {sampling['num_images']} images. "
             f"FID ({fid['features']} features, {fid['num_generated']} generated vs "
             f"{fid['num_real']} real): {fid['fid']:.3f}")
     if fid["features"] == "pixels":

@@ -155,6 +155,9 @@ SAMPLE = (
     option("--sampler", "sampling.sampler"),
     option("--steps", "sampling.steps"),
     option("--eta", "sampling.eta", "0: deterministic"),
+    option("--timestep-spacing", "sampling.timestep_spacing"),
+    option("--guidance", "sampling.guidance"),
+    option("--labels", "sampling.labels"),
     option("--precision", "sampling.precision"),
     *(option(f"--{k.replace('_', '-')}", f"sampling.edm.{k}")
       for k in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise")),
@@ -217,10 +220,17 @@ TRAIN_GENERATOR = (
     option("--out", help="output folder (diffusers DDPMPipeline layout)", required=True),
     *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}") for k in
       ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr", "ema_decay",
-       "snr_gamma", "beta_schedule", "seed")),
+       "snr_gamma", "beta_schedule", "seed", "architecture", "warmup_steps", "grad_clip",
+       "precision", "class_conditional", "label_dropout")),
     # not a config key: the workflow's generators all use diffusers' 1000
     option("--num-train-timesteps", help="diffusion timesteps of the noise schedule",
            type=int, default=1000),
+    option("--checkpoint", help="resumable state: resumed from when it holds this run's, "
+           "written every --checkpoint-every steps, removed when the generator is saved "
+           "(default: none)", computed=True),
+    # speed only (processes: the launcher's, torchrun's --nproc_per_node)
+    *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}", tracked=False)
+      for k in ("checkpoint_every", "compile", "channels_last")),
     LOG_EVERY,
 )
 
