@@ -44,7 +44,8 @@ def main(argv=None) -> None:
                         "saved with save_pretrained") from e
     size = unet.config.sample_size
     io.check_free_space(args.out, io.image_bytes(args.count, size))
-    unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)
+    unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile,
+                        compile_cache=args.compile_cache)
     try:
         settings = SamplerSettings(
             sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,

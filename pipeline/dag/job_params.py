@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import shlex
 
-from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
+from pipeline.dag.paths import (compile_cache_dir, dataset_dir, real_split, result_path,
+                                shard_quality_files)
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.options import (
@@ -163,7 +164,10 @@ def sample_args(config: dict) -> str:
 
 
 def sample_untracked_args(config: dict) -> str:
-    return stage_args(SAMPLE, config, tracked=False)
+    """Speed only; with sampling.compile, the run's shared compile cache (OUTPUT_DIR/cache/
+    torch_compile): the shard jobs on one machine compile the UNet once."""
+    cache = compile_cache_dir(config) if config["sampling"]["compile"] else None
+    return stage_args(SAMPLE, config, tracked=False, compile_cache=cache)
 
 
 def fid_stats_args(config: dict) -> str:

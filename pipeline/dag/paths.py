@@ -141,6 +141,11 @@ def pretrain_launcher(config: dict, strategy: str) -> str:
     return f"torchrun --standalone --nproc_per_node {n} --no-python"
 
 
+def compile_cache_dir(config: dict) -> str:
+    """torch.compile's caches shared by a run's sampling jobs (no output of any rule: a cache)."""
+    return f"{config['output_dir'].rstrip('/')}/cache/torch_compile"
+
+
 def generator_launcher(config: dict) -> str:
     """What train_generator runs under: torchrun for several processes (as pretrain_launcher)."""
     n = config["generator"]["train"]["processes"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import inspect
+import os
+from pathlib import Path
 
 from diffusers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler,
                        DPMSolverMultistepScheduler, EulerDiscreteScheduler,
@@ -254,11 +256,24 @@ def sample_range(unet, scheduler_config, *, start: int, count: int, seed: int,
     return np.concatenate(images), np.concatenate(labels)
 
 
-def prepare_unet(unet, device, *, channels_last: bool = False, compile: bool = False):
-    """Move a UNet to its device; optionally channels_last memory and torch.compile."""
+def use_compile_cache(folder) -> dict[str, str]:
+    """Point Inductor's and Triton's caches at `folder` (inductor/, triton/) unless the
+    environment already names them; returns the two settings in force. Read when a compile
+    starts, so jobs that share the folder (a run's shards on one machine) compile once."""
+    for var, sub in (("TORCHINDUCTOR_CACHE_DIR", "inductor"), ("TRITON_CACHE_DIR", "triton")):
+        os.environ.setdefault(var, str(Path(folder) / sub))
+    return {v: os.environ[v] for v in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
+
+
+def prepare_unet(unet, device, *, channels_last: bool = False, compile: bool = False,
+                 compile_cache=None):
+    """Move a UNet to its device; optionally channels_last memory and torch.compile (its caches
+    in `compile_cache`, see use_compile_cache)."""
     unet = unet.to(device).eval().requires_grad_(False)
     if channels_last:
         unet = unet.to(memory_format=torch.channels_last)
+    if compile and compile_cache is not None:
+        log.info("torch.compile caches: %s", use_compile_cache(compile_cache))
     if compile:
         # static shapes: the fastest kernels, and at most two batch sizes (full and last)
         unet = torch.compile(unet, dynamic=False)

@@ -165,6 +165,10 @@ SAMPLE = (
     option("--batch-size", "sampling.batch_size", tracked=False),
     option("--channels-last", "sampling.channels_last", tracked=False),
     option("--compile", "sampling.compile", tracked=False),
+    option("--compile-cache", help="folder of torch.compile's caches (Inductor's and Triton's), "
+           "shared by the jobs of a run: one compile per machine, not per job; a "
+           "TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR in the environment wins (default: "
+           "torch's own, under /tmp)", computed=True, tracked=False, metavar="DIR"),
 )
 
 # fid_stats' settings of the quality file (with --quality-batch: required with --quality-out)
@@ -227,7 +231,7 @@ TRAIN_GENERATOR = (
            type=int, default=1000),
     option("--checkpoint", help="resumable state: resumed from when it holds this run's, "
            "written every --checkpoint-every steps, removed when the generator is saved "
-           "(default: none)", computed=True),
+           "(default: none)", computed=True, tracked=False),
     # speed only (processes: the launcher's, torchrun's --nproc_per_node)
     *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}", tracked=False)
       for k in ("checkpoint_every", "compile", "channels_last")),
