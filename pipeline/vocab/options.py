@@ -213,6 +213,7 @@ PREPARE_REAL = (
     option("--resolution", "real.resolution"),
     option("--test-fraction", "real.test_fraction"),
     option("--seed", "real.seed"),
+    option("--per-class", "real.per_class"),
     # not passed by the workflow: rule fetch_real fetches the data first
     option("--download", help="fetch CIFAR if absent", action="store_true"),
     option("--train-out", help="training images (npz)", required=True),
