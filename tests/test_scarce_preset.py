@@ -5,8 +5,11 @@ Snakemake plans it, the real subset, and the rehearsal's plan check."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -46,8 +49,9 @@ def test_prepare_real_keeps_per_class_training_images_and_the_whole_test_split(t
 @pytest.fixture(scope="module")
 def scarce_dry_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("scarce_dry_run")
+    # README's command, as written there
     r = run_snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"),
-                      str(SCARCE), cwd=cwd)
+                      str(SCARCE), "--profile", str(REPO / "profiles" / "workstation"), cwd=cwd)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r.stdout
 
@@ -94,7 +98,10 @@ def test_rehearsal_plan_of_the_scarce_preset_wants_the_generator_trained():
 def test_scarce_rehearsal_dry_run(tmp_path):
     """`python bench/rehearsal.py --scarce --methods simclr --dry-run`: the inputs made, the DAG
     planned and checked (the real run is .ci/run's)."""
-    figures = rehearsal.main(["--scarce", "--methods", "simclr", "--dry-run", "--work",
-                              str(tmp_path)])
-    assert figures["planned_jobs"]["train_generator"] == 1
+    out = tmp_path / "figures.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "rehearsal.py"), "--scarce",
+                        "--methods", "simclr", "--dry-run", "--work", str(tmp_path),
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert json.loads(out.read_text())["planned_jobs"]["train_generator"] == 1
     assert not (tmp_path / "generator").exists()  # the scarce preset trains its own
