@@ -136,7 +136,15 @@ INHERITED = {"real.test_fraction", "real.seed", "generator.path", "generator.rev
              "logging.wandb.mode", "auto.candidates.generated_keep",
              # the metrics' own defaults (10k subsets, k = 3 and 5 as their papers), not toy sizes
              "quality.subset", "quality.seed", "quality.k_precision", "quality.k_density",
-             "quality.score", "quality.batch_size"}
+             "quality.score", "quality.batch_size",
+             # unused with a pretrained generator (generator.train's scale settings), an
+             # unconditional one (guidance 1, labels) and EDM (timestep_spacing null: its own
+             # schedule); per_class null keeps every real image, as the paper's main setting
+             *(f"generator.train.{k}" for k in (
+                 "architecture", "warmup_steps", "grad_clip", "precision", "class_conditional",
+                 "label_dropout", "processes", "checkpoint_every", "compile", "channels_last")),
+             "sampling.timestep_spacing", "sampling.guidance", "sampling.labels",
+             "real.per_class"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():
