@@ -19,6 +19,7 @@ from pipeline.core.tracking import Progress, add_tracking_args, tracker_from_arg
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
                              train_linear_offline)
 from pipeline.pretraining.encoders import load_encoder
+from pipeline.pretraining.loop import cell_hparams
 
 log = logging.getLogger("pipeline.linear_eval")
 
@@ -47,9 +48,11 @@ def main(argv=None) -> None:
     train_x = extract_features(encoder, train_images, device=device)
     test_x = extract_features(encoder, test_images, device=device)
     tracker = tracker_from_args(args)
-    tracker.hparams({"protocol": args.protocol, "seed": args.seed, **hp,
-                     "encoder": {k: meta.get(k) for k in ("method", "strategy", "dup")}},
-                    ["linear/test_top1"])
+    # the encoder's cell settings (what a sweep or the search varies) beside the protocol's, and
+    # this protocol's final top-1 as a metric of its own: HPARAMS shows each evaluation's column
+    tracker.hparams({**cell_hparams(meta), "protocol": args.protocol,
+                     "linear": {"seed": args.seed, **hp}},
+                    ["linear/test_top1", f"eval/{args.protocol}_top1"])
     progress = Progress("linear", args.epochs, unit_per_step=len(train_labels), tracker=tracker,
                         device=device, logger=log)
 
@@ -67,9 +70,10 @@ def main(argv=None) -> None:
             clf = train_linear_offline(encoder, train_images, train_labels, seed=args.seed,
                                        device=device, epoch_end=epoch_end, **hp)
             extra = {"train_top1": top1(clf, train_x, train_y, device)}
+        test_top1, test_top5 = accuracy(clf, test_x, test_y, device)
+        tracker.scalar(f"eval/{args.protocol}_top1", test_top1, hp["epochs"])
     finally:
         tracker.close()
-    test_top1, test_top5 = accuracy(clf, test_x, test_y, device)
     result = {
         "method": meta["method"], "strategy": meta["strategy"], "protocol": args.protocol,
         "top1": test_top1, "top5": test_top5, "num_train": len(train_labels),

@@ -29,7 +29,8 @@ from pipeline.data.dataset import generated_subset, load_packed, read_manifest
 from pipeline.evaluation.quality import keep_best, load_scores
 from pipeline.data.subsets import real_subset
 from pipeline.pretraining.methods import METHODS
-from pipeline.pretraining.loop import PretrainConfig, pretrain, resolved_config, resolved_optim
+from pipeline.pretraining.loop import (PretrainConfig, cell_hparams, pretrain, resolved_config,
+                                      resolved_optim)
 
 log = logging.getLogger("pipeline.pretrain")
 
@@ -157,6 +158,20 @@ def effective_settings(args: argparse.Namespace, world: int) -> dict:
     return out
 
 
+def run_record(args, cfg, augmentation, aug_params, num_real: int, num_gen: int,
+               world: int) -> dict:
+    """What the run trains with, as its history.json and the encoder's meta record it."""
+    return {
+        "method": args.method, "strategy": args.strategy, "dup": cfg.dup,
+        "num_real": num_real, "num_generated": num_gen, "real_fraction": args.real_fraction,
+        **({"generated_keep": args.generated_keep, "generated_score": args.generated_score}
+           if args.generated_keep is not None else {}),
+        "augmentation": augmentation,
+        "augmentation_params": [as_dict(p) for p in aug_params],
+        "config": resolved_config(cfg, world), "processes": world,
+    }
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     method_hparams(args)  # bad --method-arg: stop before any work
@@ -216,40 +231,39 @@ def main(argv=None) -> None:
             raise SystemExit(f"{args.generated}: {e}")
     cfg, augmentation, aug_params = run_config(args)
     num_gen = 0 if generated is None else len(generated)
+    size = len(real) * cfg.dup + num_gen
+    if cfg.batch_size * ctx.world > size and cfg.steps > 0:  # the config check's, for any source
+        raise SystemExit(f"pretrain.batch_size: {cfg.batch_size} × {ctx.world} process(es) per "
+                         f"step, but {args.strategy} trains on {size} images ({len(real)} real "
+                         f"×{cfg.dup} + {num_gen} generated); use at most {size // ctx.world}")
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
              args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
              args.steps, ctx.device, ctx.world)
 
     t0 = time.time()
     budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)
+    record = run_record(args, cfg, augmentation, aug_params, len(real), num_gen, ctx.world)
     # the main process of a run that trains (random_init's --steps 0 does not)
     tracker = tracker_from_args(args, enabled=ctx.is_main and cfg.steps > 0)
-    tracker.hparams({"method": args.method, "strategy": args.strategy, "num_real": len(real),
-                     "num_generated": num_gen, "augmentation": augmentation,
-                     **resolved_config(cfg, ctx.world)},
-                    ["pretrain/loss"] + (["pretrain/online_top1"] if probe is not None else []))
+    tracker.hparams({**resolved_config(cfg, ctx.world), **cell_hparams(record)},
+                    ["pretrain/loss"] + (["pretrain/online_top1", "eval/online_top1"]
+                                         if probe is not None else []))
     try:
         encoder, history = pretrain(cfg, aug_params, real, generated, ctx,
                                     checkpoint=args.checkpoint, probe=probe, memory_budget=budget,
                                     resume_from=args.resume_from, stop_at=args.stop_at,
                                     tracker=tracker)
+        if probe is not None and probe.curve and args.stop_at in (None, args.steps):
+            # the final top-1 in the evaluations' HPARAMS column, as linear_eval writes its own
+            tracker.scalar("eval/online_top1", probe.curve[-1]["top1"], cfg.steps)
     except MemoryPlanError as e:
         raise SystemExit(f"pretrain: {e}")
     finally:
         tracker.close()
     if not ctx.is_main:
         return
-    meta = {
-        "method": args.method, "strategy": args.strategy, "dup": cfg.dup,
-        "num_real": len(real), "num_generated": num_gen, "real_fraction": args.real_fraction,
-        **({"generated_keep": args.generated_keep, "generated_score": args.generated_score}
-           if args.generated_keep is not None else {}),
-        "augmentation": augmentation,
-        "augmentation_params": [as_dict(p) for p in aug_params],
-        "config": resolved_config(cfg, ctx.world), "processes": ctx.world,
-        "seconds": round(time.time() - t0, 1),
-        "final_loss": history[-1]["loss"] if history else None,
-    }
+    meta = {**record, "seconds": round(time.time() - t0, 1),
+            "final_loss": history[-1]["loss"] if history else None}
     io.write_csv(args.history, history, ["step", "loss", "lr"])
     io.write_json(Path(args.history).with_suffix(".json"), meta)
     save_encoder(args.out, encoder, meta)

@@ -1,6 +1,7 @@
 """Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
 
-Figures: real vs generated samples, pretraining loss and online-probe accuracy curves (mean over
+Figures: the headline (top-1 per strategy and protocol, every seed a dot, the mean with its
+95 % t-interval, and the paired difference to none), real vs generated samples, pretraining loss and online-probe accuracy curves (mean over
 seeds, the table's strategies), accuracy against each swept setting, and the auto search's
 candidates' scores against steps.
 """
@@ -17,11 +18,11 @@ from pipeline.data.dataset import load_npz_or_shard
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
 from pipeline.evaluation.quality import load_scores, ranking
-from pipeline.study.figures import (save_curves_plot, save_samples_figure, save_search_plot,
-                                    save_selection_figure, save_sweep_plot)
+from pipeline.study.figures import (save_curves_plot, save_results_figure, save_samples_figure,
+                                    save_search_plot, save_selection_figure, save_sweep_plot)
 from pipeline.search.summary import round_lines, search_table, searches
-from pipeline.study.tables import (aggregate, collect_runs, html_page, markdown,
-                                   selection_rows, sweep_series)
+from pipeline.study.tables import (aggregate, collect_runs, findings, html_page, markdown,
+                                   results_panels, selection_rows, sweep_series)
 
 log = logging.getLogger("pipeline.report")
 
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", required=True, help="summary JSON")
     p.add_argument("--table", required=True, help="summary Markdown")
     p.add_argument("--page", required=True, help="summary HTML page")
+    p.add_argument("--results-figure", required=True,
+                   help="PNG: the headline figure (top-1 per strategy × protocol, seeds, "
+                        "intervals, differences to none)")
+    p.add_argument("--results-svg", required=True,
+                   help="the headline figure as SVG, which the Snakemake report's landing page "
+                        "inlines (its embedded-image directive leaves a file path)")
     p.add_argument("--samples", required=True, help="PNG: real (top) vs generated (bottom)")
     p.add_argument("--losses", required=True, help="PNG of the loss curves")
     p.add_argument("--online-curves", default=None,
@@ -90,7 +97,8 @@ def main(argv=None) -> None:
     if args.scores and score:
         scores = load_scores(args.scores, score)
         selection = selection_rows(design, len(scores), score)
-    io.write_json(args.summary, {"runs": runs, "cells": cells, "fid": fid, "sampling": sampling,
+    io.write_json(args.summary, {"runs": runs, "cells": cells, "findings": findings(design, cells),
+                                 "fid": fid, "sampling": sampling,
                                  "design": design.to_dict(), "searches": found,
                                  "search": spec.get("search"),
                                  **({"quality": fid["quality"]} if "quality" in fid else {}),
@@ -98,27 +106,45 @@ def main(argv=None) -> None:
     table = markdown(design, cells, fid, sampling, extra, notes, selection)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)
-    with io.atomic_path(args.page) as tmp:
-        tmp.write_text(html_page(design, cells, fid, sampling, extra, selection))
+    save_results_figure(args.results_figure, results_panels(design, cells), len(design.seeds),
+                        svg=args.results_svg)
+    figures = save_figures(args, design, cells, results, found, selection, scores, score, fid)
+    with io.atomic_path(args.page) as tmp:  # last: it embeds the figures
+        tmp.write_text(html_page(design, cells, fid, sampling, extra, selection, notes, figures))
+    print(table)
+
+
+def save_figures(args, design, cells, results, found, selection, scores, score, fid) -> list:
+    """Every figure but the headline; [(caption, path)] of the headline and these, for the page."""
+    figures = [("Top-1 per strategy and protocol: every seed a dot, the mean with its 95 % "
+                "t-interval; below, each strategy minus none paired by seed (green: beyond the "
+                "seeds' spread)", args.results_figure)]
     if args.selection:
         if scores is None:
             raise SystemExit("--selection needs --scores and a design file with quality.score")
         save_selection(args.selection, args.shards, scores, score, fid.get("quality", {}),
                        [r["generated_keep"] for r in selection])
-
     real, _ = io.load_images(args.real)
     generated, _ = load_npz_or_shard(args.generated)
     save_samples_figure(args.samples, real, generated)
     save_curves_plot(args.losses, mean_curves(loss_curves(args.histories), design.strategies),
                      "loss", "pretraining loss")
+    figures.append(("Pretraining loss (mean over seeds)", args.losses))
     if args.online_curves:
         save_curves_plot(args.online_curves, mean_curves(online_curves(results), design.strategies),
                          "test top-1 %", "online linear probe")
+        figures.append(("Online probe's test top-1 during pretraining (mean over seeds)",
+                        args.online_curves))
     for path, series in zip(args.sweep_plots, sweep_series(design, cells)):
         save_sweep_plot(path, series)
+        figures.append((f"Sweep: {series['strategy']}, {series['setting']}", path))
     if args.search_plot:
         save_search_plot(args.search_plot, found)
-    print(table)
+        figures.append(("The auto search's candidates' scores", args.search_plot))
+    figures.append(("Real (top) and generated (bottom) images", args.samples))
+    if args.selection:
+        figures.append(("Generated images by quality score", args.selection))
+    return figures
 
 
 def save_selection(path: str, shards: list[str], scores, score: str, quality: dict,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -64,6 +65,25 @@ def cifar10_dry_run(tmp_path_factory) -> subprocess.CompletedProcess:
     r = run_snakemake("-n", "-p", "--configfile", str(REPO / "configs" / "cifar10.yaml"), cwd=cwd)
     assert r.returncode == 0, r.stdout + r.stderr
     return r
+
+
+@pytest.fixture
+def outcome(request):
+    """For a test asserting a learning outcome (marked `kernels`): computes with
+    KERNELS_THREADS intra-op threads (1 unless bench/kernels.py sets another) and returns
+    `record(**values)`, which appends the measured values to KERNELS_OUTCOMES (a JSON-lines
+    file, when bench/kernels.py sets it) so that the margins can be set from their spread over
+    kernel selections and thread counts."""
+    torch.set_num_threads(int(os.environ.get("KERNELS_THREADS", "1")))
+    log = os.environ.get("KERNELS_OUTCOMES")
+
+    def record(**values):
+        if log:
+            line = {"test": request.node.nodeid, "setting": os.environ.get("KERNELS_SETTING", ""),
+                    **{k: float(v) for k, v in values.items()}}
+            with open(log, "a") as fh:
+                fh.write(json.dumps(line) + "\n")
+    return record
 
 
 def pytest_configure(config):

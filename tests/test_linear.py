@@ -31,12 +31,14 @@ def _blobs(n_per_class, seed, dim=10, num_classes=3):
     return 100 + 50 * x, y
 
 
-def test_train_linear_separates_blobs():
+@pytest.mark.kernels
+def test_train_linear_separates_blobs(outcome):
     x, y = _blobs(100, 0)
     tx, ty = _blobs(50, 1)
     clf = train_linear(x, y, epochs=20, batch_size=100, lr=1e-2, weight_decay=1e-4, seed=0)
     assert not clf.training
     assert clf(tx).shape == (150, 3)
+    outcome(test_top1=top1(clf, tx, ty), train_top1=top1(clf, x, y))
     assert top1(clf, tx, ty) >= 95.0
     assert top1(clf, x, y) >= 95.0
 
@@ -59,10 +61,12 @@ def test_topk_correct_by_hand():
     assert accuracy(torch.nn.Identity(), logits, labels) == pytest.approx([100 / 3, 200 / 3])
 
 
-def test_untrained_is_not_accurate():
+@pytest.mark.kernels
+def test_untrained_is_not_accurate(outcome):
     # the ≥ 95 % above comes from training: zero epochs leaves a random classifier
     x, y = _blobs(100, 0)
     clf = train_linear(x, y, epochs=0, batch_size=256, lr=1e-2, weight_decay=1e-4, seed=0)
+    outcome(top1=top1(clf, x, y))
     assert top1(clf, x, y) < 80.0
 
 
@@ -91,10 +95,10 @@ def test_offline_augmentation_is_crop_and_flip_only():
     assert aug[0].scale == (0.08, 1.0) and aug[0].size == (16, 16) and aug[1].p == 0.5
 
 
-def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatch):
+@pytest.mark.kernels
+def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatch, outcome):
     from pipeline.evaluation import linear
 
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     enc = Encoder([8, 16], [1, 1], [0.5] * 3, [0.25] * 3)
     enc.train()  # train_linear_offline must switch it to eval mode itself
@@ -114,6 +118,7 @@ def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatc
     assert calls == [16] * 4 * 10  # every batch of every epoch is augmented afresh
     test_x = extract_features(enc, te)
     top1_, top5_ = accuracy(clf, test_x, torch.from_numpy(tey))
+    outcome(top1=top1_, top5=top5_)
     assert top1_ >= 90 and top5_ >= top1_
     for k, v in enc.state_dict().items():  # frozen, batch-norm statistics included
         assert torch.equal(v, before[k]), k
@@ -121,7 +126,9 @@ def test_train_linear_offline_separates_colours_with_a_frozen_encoder(monkeypatc
     # the accuracy comes from training: no epoch leaves it at chance
     untrained = train_linear_offline(enc, tr, ty, epochs=0, batch_size=256, lr=0.1,
                                      weight_decay=0.0, seed=0)
-    assert accuracy(untrained, test_x, torch.from_numpy(tey))[0] < 50
+    chance = accuracy(untrained, test_x, torch.from_numpy(tey))[0]
+    outcome(untrained_top1=chance)
+    assert chance < 50
 
 
 def _write_real(path, n, seed, labels=None):
@@ -198,7 +205,8 @@ def test_linear_eval_rejects_unlabelled(tmp_path, checkpoint, which, protocol):
     assert not out.exists()
 
 
-def test_knn_top1_on_separable_clusters_and_a_hand_example():
+@pytest.mark.kernels
+def test_knn_top1_on_separable_clusters_and_a_hand_example(outcome):
     from pipeline.evaluation.linear import knn_top1
 
     g = torch.Generator().manual_seed(0)
@@ -207,7 +215,9 @@ def test_knn_top1_on_separable_clusters_and_a_hand_example():
     test_y = torch.arange(4).repeat(10)
     train_x = centres[train_y] + torch.randn(200, 4, generator=g)
     test_x = centres[test_y] + torch.randn(40, 4, generator=g)
-    assert knn_top1(train_x, train_y, test_x, test_y, k=5) >= 95
+    knn = knn_top1(train_x, train_y, test_x, test_y, k=5)
+    outcome(knn_top1=knn)
+    assert knn >= 95
     # by hand: two neighbours of class 1 outvote one nearer neighbour of class 0 at high T,
     # the nearer one wins at low T
     train = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]])

@@ -37,15 +37,17 @@ def cfg(**kw):
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the `kernels` test's `outcome` fixture sets its own count after
 
 
-def test_probe_learns_separable_classes_and_reports_the_test_accuracy():
+@pytest.mark.kernels
+def test_probe_learns_separable_classes_and_reports_the_test_accuracy(outcome):
     (tr, ty), (te, tey) = toy(64, 0), toy(40, 1)
     probe = OnlineProbe(ty, te, tey, every=10, lr=4.0)
     encoder, _ = pretrain(cfg(), view_params("weak"), tr, None, CPU, probe=probe)
     assert [p["step"] for p in probe.curve] == [10, 20, 30]
     assert all(p["top5"] >= p["top1"] for p in probe.curve)
+    outcome(first_top1=probe.curve[0]["top1"], last_top1=probe.curve[-1]["top1"])
     assert probe.curve[0]["top1"] < 90 <= probe.curve[-1]["top1"]
     # the last point is the probe on the final encoder in eval mode, on un-augmented images
     expect = accuracy(probe.linear, extract_features(encoder, te), torch.from_numpy(tey))
@@ -54,6 +56,7 @@ def test_probe_learns_separable_classes_and_reports_the_test_accuracy():
     # with lr 0 the probe stays at zero: chance level over the 8 classes (top-5 of 8 below 100)
     still = OnlineProbe(ty, te, tey, every=0, lr=0.0)
     pretrain(cfg(), view_params("weak"), tr, None, CPU, probe=still)
+    outcome(still_top1=still.curve[-1]["top1"], still_top5=still.curve[-1]["top5"])
     assert still.curve[-1]["top1"] <= 25 and still.curve[-1]["top5"] <= 75
 
 

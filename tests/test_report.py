@@ -100,13 +100,21 @@ def test_markdown_tables_per_protocol_and_sweep():
     assert header == ["method", "none", "vanilla", "adainf", "random_init"]
     assert set(sep) == {"---"} and len(sep) == 5
     assert body[0] == ["simclr", "41.00 ± 1.41", "43.50 ± 0.71", "48.00 ± 1.41", "–"]
-    assert body[1] == ["byol", "30.00", "–", "–", "–"]  # one seed: no ± ; missing cells marked
+    # the row's paired differences to none, in words: 2 seeds, +2/+1 (a spread), +7/+7 (none)
+    assert body[1] == ["simclr − none", "baseline", "+2.50 (within spread, p=0.13)",
+                       "+7.00 (n=2, identical in every seed)", "–"]
+    assert body[2] == ["byol", "30.00", "–", "–", "–"]  # one seed: no ± ; missing cells marked
+    assert len(body) == 3  # byol has no difference to show: no − none row
     features = _rows(text, "Linear top-1 (%), features protocol")
     assert features[2] == ["simclr", "39.00", "–", "–", "21.00 ± 1.41"]
     sweep = _rows(text, "Sweep: adainf with crop_min_scale varied (online top-1 %)")
     assert sweep[0] == ["method", "crop_min_scale=0.08", "crop_min_scale=0.2", "crop_min_scale=0.5"]
     # 0.2 is adainf's own crop scale: that value is the adainf cell itself
-    assert sweep[2] == ["simclr", "45.00 ± 0.00", "48.00 ± 1.41", "44.00"]
+    # identical seeds are said so, not shown as a measured spread of ± 0.00
+    assert sweep[2] == ["simclr", "45.00 (n=2, identical)", "48.00 ± 1.41", "44.00"]
+    assert sweep[3] == ["simclr − none", "+4.00 (within spread, p=0.16)",
+                        "+7.00 (n=2, identical in every seed)", "+4.00 (one seed: no spread)"]
+    assert "± 0.00" not in text
     assert "mean ± std over 2 seeds" in text
     assert "pixel" in text and "12.346" in text and "ddim sampler, 25 steps" in text
 
@@ -173,6 +181,8 @@ def test_report_main(tmp_path):
                  "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
                  "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
                  "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
+                 "--results-figure", str(out / "results.png"),
+                 "--results-svg", str(out / "results.svg"),
                  "--samples", str(out / "samples.png"), "--losses", str(out / "losses.png"),
                  "--online-curves", str(out / "online.png"),
                  "--sweep-plots", str(out / "sweep.png")])
@@ -187,8 +197,13 @@ def test_report_main(tmp_path):
     assert {"method": "simclr", "strategy": "adainf", "protocol": "online"}.items() <= \
         next(c for c in summary["cells"] if c["strategy"] == "adainf").items()
     assert "| simclr | 41.00 ± 1.41 | 43.50 ± 0.71 | 48.00 ± 1.41 | – |" in (out / "summary.md").read_text()
-    assert "<table" in (out / "summary.html").read_text()
-    for name in ("losses.png", "online.png", "sweep.png"):
+    page = (out / "summary.html").read_text()
+    assert "<table" in page and summary["findings"][0] in (out / "summary.md").read_text()
+    # the page embeds the headline and every other figure: itself one file to pass around
+    assert page.count("src='data:image/png;base64,") == 5 and "id='headline'" in page
+    svg = (out / "results.svg").read_text()  # the report's landing page inlines it
+    assert svg.count("<svg ") == 1 and '<svg xmlns:xlink="http://www.w3.org/1999/xlink" width="100%"' in svg
+    for name in ("results.png", "losses.png", "online.png", "sweep.png"):
         _check_png(out / name)
     width, height = _check_png(out / "samples.png")
     assert height > width / 3  # two rows of grids, real above generated
@@ -209,7 +224,8 @@ def test_report_rejects_a_missing_sweep_plot(tmp_path):
     io.write_json(design, {"design": DESIGN.to_dict(), "sampling": SAMPLING})
     with pytest.raises(SystemExit, match="1 sweeps"):
         report.main(["--results", "x.json", "--design", design, "--fid", "f", "--real", "r",
-                     "--generated", "g", "--summary", "s", "--table", "t", "--page", "p",
+                     "--generated", "g", "--summary", "s", "--table", "t", "--page", "p", "--results-figure", "h",
+                     "--results-svg", "h.svg",
                      "--samples", "a", "--losses", "l", "--histories", "--sweep-plots"])
 
 

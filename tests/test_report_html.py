@@ -71,11 +71,16 @@ def test_report_html_renders_table_and_images(tiny_study, browser, tmp_path):
     # the landing page: the workflow description with the study's design
     app = browser.find_element(By.ID, "app")
     assert "protocols online, offline" in app.text and "seeds 0, 1" in app.text
+    # ... opening on the result: the headline figure, inlined (SVG) in the description
+    headline = browser.find_element(By.CSS_SELECTOR, "#app #headline svg")
+    assert headline.size["width"] > 300 and headline.size["height"] > 300
+    assert "System Message" not in app.text  # the reStructuredText around it parsed cleanly
     browser.save_screenshot(str(tmp_path / "landing.png"))
 
     # Results: the summary page, shown in an iframe, holds the accuracy table and the FID
     rows = open_category(browser, url, "Results")
-    assert list(rows) == ["accuracy table, FID and sampler"]
+    assert set(rows) == {"accuracy table, FID and sampler",
+                         "headline: top-1 per strategy and protocol"}
     show(browser, rows["accuracy table, FID and sampler"])
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
     table = browser.find_element(By.ID, "accuracy")
@@ -83,8 +88,13 @@ def test_report_html_renders_table_and_images(tiny_study, browser, tmp_path):
     assert header == ["method", "none", "vanilla", "adainf", "random_init"]
     body = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
             for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
-    assert len(body) == 1 and body[0][0] == "simclr"
-    assert all(" ± " in cell for cell in body[0][1:4]) and body[0][4] == "–"  # 2 seeds; no probe
+    assert len(body) == 2 and body[0][0] == "simclr" and body[1][0] == "simclr − none"
+    assert all(" ± " in cell or "identical" in cell for cell in body[0][1:4])  # 2 seeds
+    assert body[0][4] == "–"  # random_init has no online probe
+    assert body[1][1] == "baseline" and all("spread" in c or "identical" in c for c in body[1][2:4])
+    # the page embeds its figures, the headline first
+    assert browser.find_element(By.CSS_SELECTOR, "#headline img").get_attribute(
+        "src").startswith("data:image/png;base64,")
     tables = browser.find_elements(By.TAG_NAME, "table")
     assert len(tables) == 3  # online, offline, the crop sweep
     assert "crop_min_scale=0.5" in tables[2].text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from sklearn.datasets import load_digits
 
@@ -25,10 +26,13 @@ def digits(n=600):
     return np.repeat(images[..., None], 3, axis=3), d.target[:n]
 
 
-def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
-    torch.set_num_threads(1)
+@pytest.mark.kernels
+def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path, outcome):
     images, labels = digits()
-    cfg = PretrainConfig(widths=[16, 32], blocks=[1, 1], steps=60, batch_size=64,
+    # 150 steps: the gain (+10.8 to +14.2 points over every kernel selection and thread count,
+    # bench/kernels.py; docs/results.md) is twice the margin asserted. At 60 steps it was +1.7
+    # on an Intel Xeon's kernels and +3.3 to +4.2 on an AMD EPYC's: no margin fitted both.
+    cfg = PretrainConfig(widths=[16, 32], blocks=[1, 1], steps=150, batch_size=64,
                          optimizer="adamw", lr=0.004, warmup_steps=5,
                          hparams={"proj_hidden": 64, "proj_dim": 32}, seed=0,
                          method="simclr", dup=1, precision="fp32", log_every=50)
@@ -40,7 +44,8 @@ def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
     bank, val = validation_split(labels, 0.2, seed=0)
     before = knn_validation_score(untrained, images, labels, bank, val, k=20)
     after = knn_validation_score(trained, images, labels, bank, val, k=20)
-    assert after > before + 3, (before, after)
+    outcome(before=before, after=after, gain=after - before)
+    assert after > before + 6, (before, after)
 
     # the stage ranks them so, and keeps the trained one
     paths = [tmp_path / "untrained.pt", tmp_path / "trained.pt"]
@@ -49,7 +54,7 @@ def test_a_trained_encoder_scores_above_an_untrained_one(tmp_path):
     save_images(tmp_path / "train.npz", images, labels)
     out = tmp_path / "round0.json"
     main(["--encoders", *map(str, paths), "--candidates", "untrained", "trained",
-          "--train", str(tmp_path / "train.npz"), "--round", "0", "--step", "60", "--keep", "1",
+          "--train", str(tmp_path / "train.npz"), "--round", "0", "--step", "150", "--keep", "1",
           "--val-fraction", "0.2", "--val-seed", "0", "--k", "20", "--out", str(out),
           *RUNTIME_ARGS])
     result = json.loads(out.read_text())

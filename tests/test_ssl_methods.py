@@ -294,8 +294,9 @@ def test_momentum_update_is_a_no_op_without_targets(name):
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", list(METHODS))
-def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name, outcome):
     m = tiny_method(name).train()
     h = m.hparams
     opt = make_optimizer(h["optimizer"], m.online_parameters(), h["lr"], h["weight_decay"])
@@ -317,4 +318,5 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(name):
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert any(not torch.equal(a, b) for a, b in zip(start, m.online_parameters()))
+    outcome(first=losses[0], last3=np.mean(losses[-3:]))
     assert np.mean(losses[-3:]) < losses[0], losses

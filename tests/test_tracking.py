@@ -42,6 +42,15 @@ def hparams_of(folder) -> dict:
             for k, v in info.hparams.items()}
 
 
+def metrics_of(folder) -> set[str]:
+    """The metric tags a run's HPARAMS entry declares."""
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return {m.name.tag for m in info.metric_infos}
+
+
 def test_flat_hparams_takes_nested_settings_lists_and_none():
     assert flat_hparams({"a": {"b": 1, "c": [8, 16]}, "d": None, "e": "x", "f": True}) == {
         "a.b": 1, "a.c": "[8, 16]", "d": "None", "e": "x", "f": True}
@@ -115,9 +124,14 @@ def test_pretraining_writes_each_scalar_at_its_steps_and_changes_no_result(tmp_p
         **{f"pretrain/{k}": every_3 for k in
            ("loss", "lr", "lr_probe", "tau", "samples_per_s", MEMORY)},
         "pretrain/online_top1": [4, 7], "pretrain/online_top5": [4, 7],  # --online-every 4
+        "eval/online_top1": [7],  # the final top-1: HPARAMS' evaluation column
     }
     hp = hparams_of(tb)
     assert hp["method"] == "byol" and hp["steps"] == 7 and hp["widths"] == "[8, 16]"
+    # what a sweep or the search varies is an hparam of its own
+    assert (hp["dup"], hp["generated"], hp["augmentation"]) == (1, False, "asym_standard")
+    assert hp["crop_min_scale"] == 0.08 and hp["generated_keep"] == 1.0
+    assert metrics_of(tb) == {"pretrain/loss", "pretrain/online_top1", "eval/online_top1"}
     lines = [m for m in caplog.messages if m.startswith("pretrain ")]
     assert [line.split()[1] for line in lines] == ["3/7", "6/7", "7/7"]
     assert all(" loss " in line and " samples/s " in line and " ETA " in line for line in lines)
@@ -165,10 +179,20 @@ def _linear_eval(tmp_path, *args: str) -> None:
 def test_linear_evaluation_writes_loss_and_accuracy_per_epoch(tmp_path, protocol):
     tb = tmp_path / "tb"
     _linear_eval(tmp_path, "--protocol", protocol, "--epochs", "3", "--tensorboard", str(tb))
-    assert steps_of(tb) == {f"linear/{k}": [1, 2, 3] for k in
-                            ("loss", "lr", "train_top1", "test_top1", "test_top5",
-                             "samples_per_s", MEMORY)}
+    assert steps_of(tb) == {**{f"linear/{k}": [1, 2, 3] for k in
+                               ("loss", "lr", "train_top1", "test_top1", "test_top5",
+                                "samples_per_s", MEMORY)}, f"eval/{protocol}_top1": [3]}
     assert hparams_of(tb)["protocol"] == protocol
+    # the encoder's cell settings beside the protocol's, and this evaluation's top-1 a metric
+    hp = hparams_of(tb)
+    assert (hp["method"], hp["strategy"], hp["dup"]) == ("simclr", "none", 1)
+    assert hp["linear.epochs"] == 3 and hp["linear.seed"] == 0
+    assert metrics_of(tb) == {"linear/test_top1", f"eval/{protocol}_top1"}
+    result = io.read_json(tmp_path / "out.json")
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    assert [e.value for e in events.Scalars(f"eval/{protocol}_top1")] == \
+        pytest.approx([result["top1"]])
 
 
 def test_wandb_offline_run_writes_its_files(tmp_path, monkeypatch):
@@ -214,7 +238,7 @@ def test_the_tiny_study_writes_one_run_per_job_under_output_dir_tensorboard(tiny
     # pretraining: 3 steps, checkpoints every 2 (a flush), online probe every 2
     assert steps_of(root / "pretrain/simclr/adainf/seed1") == {
         **{f"pretrain/{k}": [2, 3] for k in ("loss", "lr", "lr_probe", "samples_per_s", MEMORY)},
-        "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3]}
+        "pretrain/online_top1": [2, 3], "pretrain/online_top5": [2, 3], "eval/online_top1": [3]}
     assert steps_of(root / "sample/shard_00001")["sample/images_per_s"] == [16]  # one batch
     assert steps_of(root / "train_generator")["generator/loss"] == [10]  # 10 steps, every 50
     # each run's settings, so runs compare in one TensorBoard: the shard's own range, the

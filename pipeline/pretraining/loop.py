@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.core import io
+from pipeline.core.errors import RESTART, reading
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tracking import Progress, Tracker
 from pipeline.core.tensors import to_nchw
@@ -232,7 +233,8 @@ def resume(path, run_key: str, state: TrainState, device,
         path = fallback
     if path is None or not Path(path).exists():
         return 0, []
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    with reading(path, RESTART):
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
     if checkpoint.get("run_key") != run_key:
         log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
                     "starting fresh", path, str(checkpoint.get("run_key"))[:12], run_key[:12])
@@ -369,3 +371,21 @@ def resolved_config(cfg: PretrainConfig, world: int = 1) -> dict:
     """The config with its optimiser settings resolved (resolved_optim) and the global batch:
     what a run's history.json and its live-curve hparams record."""
     return {**asdict(cfg), **resolved_optim(cfg, world), "global_batch": cfg.batch_size * world}
+
+
+def cell_hparams(record: dict) -> dict:
+    """The settings a sweep or the `auto` search varies between cells, read from a pretraining
+    record (pretrain's history.json, the encoder's meta): the hparams every run of a cell (its
+    pretraining and each evaluation) logs, so that TensorBoard's HPARAMS tab sets cells apart by
+    what differs, not only by name."""
+    view = (record.get("augmentation_params") or [{}])[0]
+    config = record.get("config", {})
+    num_generated = record.get("num_generated") or 0
+    return {"method": record.get("method"), "strategy": record.get("strategy"),
+            "seed": config.get("seed"), "steps": config.get("steps"), "dup": record.get("dup"),
+            "generated": num_generated > 0, "num_real": record.get("num_real"),
+            "num_generated": num_generated, "real_fraction": record.get("real_fraction") or 1.0,
+            "generated_keep": record.get("generated_keep") or 1.0,
+            "augmentation": record.get("augmentation"),
+            "crop_min_scale": view.get("crop_min_scale"),
+            "jitter_strength": view.get("jitter_strength")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,93 @@ def save_selection_figure(path: str | Path, best: np.ndarray, worst: np.ndarray,
         ax.axis("off")
     fig.suptitle(f"generated images ranked by their {score} score{space}{cut}", fontsize=10)
     _save(fig, path)
+
+
+def save_results_figure(path: str | Path, panels: list[dict], seeds: int,
+                        svg: str | Path | None = None) -> None:
+    """The headline: per protocol (a column), top-1 of each strategy with every seed a dot and
+    the mean with its 95 % t-interval (top row), and each strategy's difference to none paired by
+    seed, the interval green where it excludes 0 (bottom row). `panels`: results_panels'."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(panels), figsize=(max(6.4, 4.4 * len(panels)), 7.4),
+                             squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2]})
+    for col, panel in enumerate(panels):
+        _accuracy_panel(axes[0, col], panel)
+        _difference_panel(axes[1, col], panel)
+    axes[0, 0].set_ylabel("test top-1 %")
+    axes[1, 0].set_ylabel("difference to none, points")
+    how = (f"{seeds} seeds: a dot per seed; bar: the mean and its 95 % t-interval;\n"
+           "below: paired by seed, green where the interval excludes 0" if seeds > 1
+           else "one seed: no spread measured")
+    fig.suptitle(f"Linear top-1 by strategy\n{how}", fontsize=10)
+    fig.tight_layout()
+    if svg is not None:  # a copy the Snakemake report's landing page inlines (workflow.rst)
+        buf = StringIO()
+        fig.savefig(buf, format="svg")
+        # sized to the page's column (a size in points would overflow it)
+        text = re.sub(r'<svg (.*?)width="[^"]*" height="[^"]*"', r'<svg \1width="100%"',
+                      buf.getvalue(), count=1, flags=re.S)
+        with io.atomic_path(svg) as tmp:
+            tmp.write_text(text)
+    _save(fig, path)
+
+
+def _spread_bar(ax, x: float, mean: float, interval, color) -> None:
+    if interval is not None:
+        ax.errorbar(x, mean, yerr=[[mean - interval[0]], [interval[1] - mean]], fmt="none",
+                    ecolor=color, elinewidth=2, capsize=6, zorder=3)
+    ax.plot([x - 0.22, x + 0.22], [mean, mean], color=color, lw=2.5, zorder=4)
+
+
+def _accuracy_panel(ax, panel: dict) -> None:
+    names = panel["strategies"]
+    for k, (method, line) in enumerate(panel["methods"].items()):
+        shift = (k - (len(panel["methods"]) - 1) / 2) * 0.3
+        for i, s in enumerate(names):
+            entry = line.get(s)
+            if entry is None:
+                continue
+            x = i + shift
+            vals = entry["values"]
+            ax.scatter(x + np.linspace(-0.08, 0.08, len(vals)) if len(vals) > 1 else [x], vals,
+                       s=22, color=f"C{k}", alpha=0.75, zorder=5,
+                       label=method if i == 0 else None)
+            _spread_bar(ax, x, entry["mean"], entry["interval"], "k")
+            ax.annotate(f"{entry['mean']:.1f}", (x + 0.25, entry["mean"]), fontsize=8,
+                        va="center")
+    # the untrained encoder's top-1 in words: as a line it would squeeze the strategies together
+    floors = [f"{m} {line['random_init']:.1f}" if len(panel["methods"]) > 1
+              else f"{line['random_init']:.1f}"
+              for m, line in panel["methods"].items() if "random_init" in line]
+    floor = f"\nrandom_init (untrained): {', '.join(floors)}" if floors else ""
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.6, len(names) - 0.1)
+    ax.set_title(panel["title"] + floor, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    if len(panel["methods"]) > 1:
+        ax.legend(fontsize="x-small")
+
+
+def _difference_panel(ax, panel: dict) -> None:
+    names = [s for s in panel["strategies"] if s != "none"]
+    ax.axhline(0, color="0.3", lw=1)
+    for k, (method, line) in enumerate(panel["methods"].items()):
+        shift = (k - (len(panel["methods"]) - 1) / 2) * 0.3
+        for i, s in enumerate(names):
+            d = line.get(s, {}).get("difference")
+            if d is None:
+                continue
+            x = i + shift
+            ax.scatter(x + np.linspace(-0.08, 0.08, d["n"]) if d["n"] > 1 else [x], d["diffs"],
+                       s=18, color=f"C{k}", alpha=0.75, zorder=5)
+            color = "tab:green" if d["beyond"] else "0.45"
+            _spread_bar(ax, x, d["mean"], d["interval"], color)
+            word = (f"{'beyond' if d['beyond'] else 'within'} spread\np={d['p']:.2g}"
+                    if d["p"] is not None
+                    else "1 seed" if d["n"] == 1 else "no spread")
+            ax.annotate(f"{d['mean']:+.1f}\n{word}", (x + 0.25, d["mean"]), fontsize=7,
+                        va="center", color=color)
+    ax.set_xticks(range(len(names)), [f"{s}\n− none" for s in names])
+    ax.set_xlim(-0.6, len(names) - 0.1)
+    ax.grid(axis="y", alpha=0.3)

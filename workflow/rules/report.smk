@@ -23,6 +23,12 @@ rule report:
         search_rounds=SEARCH_ROUNDS,
         generator_record=[rules.fetch_generator.output.record] if "generator" in ASSETS else [],
     output:
+        # the headline figure: first in the report's Results and on its landing page
+        # (workflow.rst embeds it), so the first screen shows the result
+        results=report(PATHS.report_file("results"), category="Results",
+                       caption="../report/results.rst",
+                       labels={"figure": "headline: top-1 per strategy and protocol"}),
+        results_svg=PATHS.report_file("results_svg"),
         summary=PATHS.report_file("summary"),
         table=PATHS.report_file("table"),
         page=report(PATHS.report_file("page"), category="Results",
@@ -55,7 +61,9 @@ rule report:
             "python -m pipeline.report --results {input.results} --histories {input.histories}"
             " --design {input.design} --fid {input.fid} --real {input.real}"
             " --generated {input.generated} --summary {output.summary} --table {output.table}"
-            " --page {output.page} --samples {output.samples} --losses {output.losses}"
+            " --page {output.page} --results-figure {output.results}"
+            " --results-svg {output.results_svg} --samples {output.samples}"
+            " --losses {output.losses}"
             " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
             " --selection {output.selection} {params.opts}",
         )
