@@ -14,7 +14,8 @@ Random weights stand in for the hub models (speed does not depend on weights): t
 google/ddpm-cifar10-32, pytorch-fid's Inception (the real one if its weights are cached) and
 ResNet-18 with the CIFAR stem. Sections:
   sampling   EDM 35 evaluations, bf16, compiled, batch 1024: images/s, TFLOP/s, % of bf16 peak,
-             ratio per image to DDPMPipeline's defaults (same run), 1M images extrapolated
+             ratio per image to DDPMPipeline's defaults (same run), 1M images extrapolated;
+             and every sampler's images/s at ~20 evaluations (bench/sampler_fid.py's steps)
   fid        Inception statistics in fp32, TF32, bf16: images/s and the FID change each causes
   pretrain   SimCLR ResNet-18, global batch 512, bf16, compiled, channels_last: our loop vs a
              torchvision DataLoader with the same augmentations vs the model step alone
@@ -66,8 +67,10 @@ TARGETS = {"sampling_fraction_of_peak": 0.40, "sampling_vs_ddpmpipeline": 50.0,
            "fid_abs_delta": 0.01, "pretrain_samples_per_s": 25_000.0,
            "pretrain_vs_dataloader": 3.0}
 PROFILE_ROWS = 25  # ops in a --profile table
+# every sampler's images/s at this many evaluations an image (Heun's: the nearest odd count)
+SAMPLER_EVALUATIONS = 20
 SIZES = {
-    "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=4096,
+    "real": dict(arch="ddpm-cifar10-32", sample_batch=1024, sample_images=4096, sampler_images=2048,
                  pipeline_images=1, pipeline_steps=1000, fid_images=5000, fid_batch=1000, fid_dims=2048,
                  encoder="resnet18", batch=512, pretrain_images=4096, steps=50, warmup=10,
                  workers=os.cpu_count(), real=50_000, generated=1_000_000, ddp_steps=20,
@@ -75,7 +78,7 @@ SIZES = {
     # Every section's code path in seconds of CPU: compile is off (Inductor's first compile
     # takes minutes on a CPU; the compiled paths are tested by tests/test_gpu_paths.py) and FID
     # uses the 64-d first Inception block (a 2048-d matrix square root alone costs ~30 s here).
-    "smoke": dict(arch="smoke", sample_batch=2, sample_images=2, pipeline_images=1,
+    "smoke": dict(arch="smoke", sample_batch=2, sample_images=2, sampler_images=2, pipeline_images=1,
                   pipeline_steps=10, fid_images=2, fid_batch=2, fid_dims=64, encoder="smoke", batch=4,
                   pretrain_images=16, steps=1, warmup=1, workers=0, real=48, generated=64,
                   ddp_steps=4, compile=False, rehearsal="plan"),
@@ -123,6 +126,8 @@ def sampling(s, device) -> dict:
     with part("sampling: ours"):
         ips, nfe = bench_sample.time_ours(unet, config, "edm", "bf16", s["sample_batch"],
                                           s["sample_images"], device, s["compile"])
+    with part("sampling: per sampler"):
+        samplers = per_sampler(unet, config, s, device)
     peak = bf16_peak(device_name(device))
     tflops = ips * nfe * flops / 1e12
     return {"arch": s["arch"], "batch": s["sample_batch"], "evaluations": nfe,
@@ -130,7 +135,25 @@ def sampling(s, device) -> dict:
             "bf16_peak_tflops": peak, "fraction_of_peak": tflops / peak if peak else None,
             "ddpmpipeline_steps": s["pipeline_steps"], "ddpmpipeline_images_per_s": base,
             "vs_ddpmpipeline": ips / base,
-            "minutes_per_million": 1e6 / ips / 60}
+            "minutes_per_million": 1e6 / ips / 60, "per_sampler": samplers}
+
+
+def per_sampler(unet, config, s, device) -> dict:
+    """images/s of every sampler at about SAMPLER_EVALUATIONS evaluations an image (bf16, the
+    UNet prepared and compiled once for all of them), and 1M images' minutes."""
+    import sample as bench_sample
+    from sampler_fid import SAMPLERS, steps_for
+    from pipeline.generation.samplers import prepare_unet
+
+    model = prepare_unet(unet, device, channels_last=device.type == "cuda", compile=s["compile"])
+    out = {}
+    for name in SAMPLERS:
+        ips, nfe = bench_sample.time_ours(model, config, name, "bf16", s["sample_batch"],
+                                          s["sampler_images"], device, s["compile"],
+                                          steps=steps_for(name, SAMPLER_EVALUATIONS),
+                                          prepared=True)
+        out[name] = {"evaluations": nfe, "images_per_s": ips, "minutes_per_million": 1e6 / ips / 60}
+    return out
 
 
 def fid(s, device) -> dict:
@@ -355,6 +378,10 @@ def report_lines(r) -> list[str]:
                      f"{sm['vs_ddpmpipeline']:.1f}× DDPMPipeline ({sm['ddpmpipeline_steps']} "
                      f"steps) per image, 1M images in "
                      f"{sm['minutes_per_million']:.1f} min")
+        for name, row in sm.get("per_sampler", {}).items():
+            lines.append(f"sampler   {name:13s} {row['evaluations']:3d} evals bf16: "
+                         f"{row['images_per_s']:9.1f} img/s, 1M images in "
+                         f"{row['minutes_per_million']:.1f} min")
     for row in r.get("fid", {}).get("rows", []):
         lines.append(f"fid       {row['precision']:5s} {row['images_per_s']:9.1f} img/s  "
                      f"ΔFID vs fp32 {row['fid_delta_vs_fp32']:+.5f}  1M in "

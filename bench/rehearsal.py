@@ -6,6 +6,7 @@ tiny counts (configs/rehearsal.yaml laid after configs/cifar10.yaml), offline.
     python bench/rehearsal.py --device cuda --compile --threads 2 --cores 16   # on a GPU
                                                   # (bench/gpu.py --all runs it so)
     python bench/rehearsal.py --authors-data --methods simclr   # the authors'-data preset
+    python bench/rehearsal.py --scarce --methods simclr         # the data-scarce preset
 
 It makes the preset's inputs in the work folder, in their real formats:
   data/cifar10/cifar-10-batches-py/   CIFAR-10's python pickles (what torchvision reads), random
@@ -17,6 +18,9 @@ It makes the preset's inputs in the work folder, in their real formats:
   data/generated/cifar10-edm-1m.npz   with --authors-data: the authors' npz format (`image`,
                                       `label` 0..9 sorted by class), configs/cifar10-authors-data.yaml
                                       laid over the preset (cut into shards, labels kept)
+With --scarce, configs/cifar10-scarce.yaml is laid over the preset instead: 10 images a class
+kept of the written ones, its generator trained here at Ho et al.'s architecture (2 steps,
+checkpointed), then sampled with its sampler; no generator folder is written.
 then runs `snakemake --cores N --configfile configs/cifar10.yaml configs/rehearsal.yaml` there
 (TORCH_HOME set to that folder; the hub offline), prints its exact CPU and wall seconds
 (bench/workflow_cpu.py) and checks that the outputs are the preset's full set.
@@ -53,6 +57,13 @@ SITE = HERE / "rehearsal_site"
 AUTHORS_PRESET = REPO / "configs" / "cifar10-authors-data.yaml"
 AUTHORS_NPZ = yaml.safe_load(AUTHORS_PRESET.read_text())["generator"]["path"]
 AUTHORS_OUT = "results/rehearsal-authors-data"
+SCARCE_PRESET = REPO / "configs" / "cifar10-scarce.yaml"
+SCARCE_OUT = "results/rehearsal-scarce"
+# what the scarce preset's rehearsal changes besides configs/rehearsal.yaml's: the real subset
+# and the generator's training at tiny counts (its architecture, precision and schedule kept)
+SCARCE_OVERLAY = {"output_dir": SCARCE_OUT, "real": {"per_class": 10},
+                  "generator": {"train": {"steps": 2, "batch_size": 4, "warmup_steps": 1,
+                                          "checkpoint_every": 1, "compile": False}}}
 # the rehearsal's images, as configs/rehearsal.yaml sets them (the authors' file holds as many)
 SAMPLED_IMAGES, SHARD_SIZE = (yaml.safe_load(OVERLAY.read_text())["sampling"][k]
                               for k in ("num_images", "shard_size"))
@@ -158,7 +169,7 @@ def write_authors_npz(path, n: int, seed: int = 0, num_classes: int = 10) -> Pat
 
 
 def make_inputs(work, train: int = 200, test: int = 100, seed: int = 0,
-                authors_data: bool = False) -> dict:
+                authors_data: bool = False, scarce: bool = False) -> dict:
     """Every input of the preset under `work`, where configs/rehearsal.yaml expects them (with
     `authors_data`, the npz file that configs/cifar10-authors-data.yaml reads in place of the
     generator)."""
@@ -171,15 +182,17 @@ def make_inputs(work, train: int = 200, test: int = 100, seed: int = 0,
             "inception": write_random_inception(work / "torch_home", seed)}
     if authors_data:
         made["generated"] = write_authors_npz(work / AUTHORS_NPZ, SAMPLED_IMAGES, seed)
-    else:
+    elif not scarce:  # the scarce preset trains its own
         made["generator"] = save_ddpm_cifar10_like(work / "generator" / "ddpm-cifar10-32", seed)
     return made
 
 
 # -- the run ----------------------------------------------------------------------------------
 
-def snakemake_command(cores: int, *extra: str, authors_data: bool = False) -> list[str]:
-    presets = [str(PRESET), *([str(AUTHORS_PRESET)] if authors_data else []), str(OVERLAY)]
+def snakemake_command(cores: int, *extra: str, authors_data: bool = False,
+                      scarce: bool = False) -> list[str]:
+    presets = [str(PRESET), *([str(AUTHORS_PRESET)] if authors_data else []),
+               *([str(SCARCE_PRESET)] if scarce else []), str(OVERLAY)]
     return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--cores", str(cores),
             "--configfile", *presets, *extra]
 
@@ -255,7 +268,7 @@ def planned_jobs(dry_run_stdout: str) -> dict[str, int]:
 
 
 def check_plan(jobs: dict[str, int], methods: int = len(METHODS),
-               authors_data: bool = False) -> None:
+               authors_data: bool = False, scarce: bool = False) -> None:
     """The preset's DAG: each method × 3 strategies pretrained, one untrained encoder per method,
     offline and features for each (online comes from pretraining), one FID over ≥ 2 shards,
     sampled, or with the authors' data cut from their file by one job (and nothing sampled)."""
@@ -263,6 +276,8 @@ def check_plan(jobs: dict[str, int], methods: int = len(METHODS),
             "fid": 1, "report": 1}
     if authors_data:
         want.update(cut_npz=1, sample=None, train_generator=None, fetch_generator=None)
+    if scarce:  # the generator trained here, none fetched
+        want.update(train_generator=1, fetch_generator=None)
     wrong = {k: (jobs.get(k), v) for k, v in want.items() if jobs.get(k) != v}
     assert not wrong, f"planned jobs (got, want): {wrong}"
     shards = SAMPLED_IMAGES // SHARD_SIZE + bool(SAMPLED_IMAGES % SHARD_SIZE)
@@ -270,9 +285,10 @@ def check_plan(jobs: dict[str, int], methods: int = len(METHODS),
 
 
 def write_overlay(work, device: str | None, compile: bool, threads: int | None,
-                  methods: list[str] | None = None, authors_data: bool = False) -> list[str]:
+                  methods: list[str] | None = None, authors_data: bool = False,
+                  scarce: bool = False) -> list[str]:
     """A last config file in `work` for what this run changes (none: an empty list)."""
-    extra = {}
+    extra = json.loads(json.dumps(SCARCE_OVERLAY)) if scarce else {}
     if authors_data:  # its own output folder, the file's 24 images as configs/rehearsal.yaml's
         extra["output_dir"] = AUTHORS_OUT
         extra["sampling"] = {"num_images": SAMPLED_IMAGES}
@@ -310,35 +326,44 @@ def main(argv=None) -> dict:
     p.add_argument("--authors-data", action="store_true",
                    help="lay configs/cifar10-authors-data.yaml over the preset too: the authors' "
                         "npz (made here, in their format) cut into shards, its labels kept")
+    p.add_argument("--scarce", action="store_true",
+                   help="lay configs/cifar10-scarce.yaml over the preset instead: 10 real images "
+                        "a class, the generator trained here at Ho et al.'s architecture")
     p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
                    help="pretrain only these methods (default: the preset's four)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
+    if args.scarce and args.authors_data:
+        p.error("--scarce and --authors-data are two presets: one at a time")
     methods = args.methods or list(METHODS)
     work = Path(args.work or tempfile.mkdtemp(prefix="rehearsal-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    made = make_inputs(work, args.train, args.test, authors_data=args.authors_data)
+    made = make_inputs(work, args.train, args.test, authors_data=args.authors_data,
+                       scarce=args.scarce)
     print(f"inputs in {work}: " + ", ".join(str(v.relative_to(work)) for v in made.values()),
           flush=True)
     configs = write_overlay(work, args.device, args.compile, args.threads, args.methods,
-                            args.authors_data)
-    command = snakemake_command(args.cores, *configs, authors_data=args.authors_data)
+                            args.authors_data, args.scarce)
+    command = snakemake_command(args.cores, *configs, authors_data=args.authors_data,
+                                scarce=args.scarce)
     os.environ.update(run_environment(work))
     os.chdir(work)
     figures = {"work": str(work), "cores": args.cores, "device": args.device or "auto",
-               "compile": args.compile, "authors_data": args.authors_data, "methods": methods}
+               "compile": args.compile, "authors_data": args.authors_data,
+               "scarce": args.scarce, "methods": methods}
     if args.dry_run:
         r = subprocess.run(command + ["-n"], capture_output=True, text=True)
         if r.returncode:
             raise SystemExit(f"snakemake -n failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
         figures["planned_jobs"] = jobs = planned_jobs(r.stdout)
-        check_plan(jobs, len(methods), args.authors_data)
+        check_plan(jobs, len(methods), args.authors_data, args.scarce)
         print(f"rehearsal planned: {sum(jobs.values())} jobs {jobs}")
     else:
         run = workflow_cpu.run_and_measure(command, work / "benchmarks")
         figures.update(cpu_s=run["cpu_s"], wall_s=run["wall_s"],
-                       **check_outputs(work / (AUTHORS_OUT if args.authors_data
-                                               else "results/rehearsal"), methods))
+                       **check_outputs(work / (AUTHORS_OUT if args.authors_data else SCARCE_OUT
+                                               if args.scarce else "results/rehearsal"),
+                                       methods))
         print(f"rehearsal: {figures['evaluations']} evaluations ({len(methods)} methods × 3 "
               "strategies + "
               f"random_init, 3 protocols), FID {figures['fid']:.2f} over "

@@ -53,10 +53,14 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_ours(unet, config, sampler, precision, batch_size, images, device, compile):
-    settings = SamplerSettings(sampler, num_steps=DEFAULT_STEPS[sampler], eta=0.0,
+def time_ours(unet, config, sampler, precision, batch_size, images, device, compile,
+              steps: int | None = None, prepared: bool = False):
+    """images/s and evaluations per image of one sampler (`steps`: DEFAULT_STEPS's by default;
+    `prepared`: the UNet is already on its device, compiled as wanted)."""
+    settings = SamplerSettings(sampler, num_steps=steps or DEFAULT_STEPS[sampler], eta=0.0,
                                precision=precision)
-    model = prepare_unet(unet, device, channels_last=device.type == "cuda", compile=compile)
+    model = unet if prepared else prepare_unet(unet, device, channels_last=device.type == "cuda",
+                                               compile=compile)
     s = Sampler(model, config, settings, device)
     s.images(0, 0, batch_size)  # warm-up (and compilation)
     sync(device)

@@ -10,6 +10,7 @@ from pipeline.core import cli
 from pipeline.vocab import options
 from pipeline.core.io import save_images
 from pipeline.data.sources import load_real
+from pipeline.data.subsets import per_class_subset
 from pipeline.core.runtime import add_common_args, log, run, setup
 
 
@@ -29,6 +30,9 @@ def main(argv=None) -> None:
         tr_x, tr_y, te_x, te_y = load_real(
             args.source, args.root, args.resolution, args.test_fraction, args.seed, args.download,
             test=args.test, bgr=args.bgr)
+        if args.per_class is not None:  # the data-scarce setting: the rest is never seen
+            keep = per_class_subset(tr_y, args.per_class, args.seed)
+            tr_x, tr_y = tr_x[keep], tr_y[keep]
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"prepare_real: {e}") from None
     for name, x, y in (("train", tr_x, tr_y), ("test", te_x, te_y)):

@@ -44,12 +44,17 @@ def main(argv=None) -> None:
                         "saved with save_pretrained") from e
     size = unet.config.sample_size
     io.check_free_space(args.out, io.image_bytes(args.count, size))
-    unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile)
-    settings = SamplerSettings(
-        sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,
-        edm=EDMSettings(args.steps or EDMSettings.num_steps, args.sigma_min, args.sigma_max,
-                        args.rho, args.s_churn, args.s_min, args.s_max, args.s_noise),
-    )
+    unet = prepare_unet(unet, device, channels_last=args.channels_last, compile=args.compile,
+                        compile_cache=args.compile_cache)
+    try:
+        settings = SamplerSettings(
+            sampler=args.sampler, num_steps=args.steps, eta=args.eta, precision=args.precision,
+            timestep_spacing=args.timestep_spacing, guidance=args.guidance, labels=args.labels,
+            edm=EDMSettings(args.steps or EDMSettings.num_steps, args.sigma_min, args.sigma_max,
+                            args.rho, args.s_churn, args.s_min, args.s_max, args.s_noise),
+        )
+    except ValueError as e:  # settings that contradict each other (edm with a spacing)
+        raise UserError(str(e)) from e
     tracker = tracker_from_args(args)
     tracker.hparams({"start": args.start, "count": args.count, "seed": args.seed,
                      "batch_size": args.batch_size, "model": args.model,

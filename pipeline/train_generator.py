@@ -1,15 +1,22 @@
-"""Stage: train a small diffusers DDPM on the real training split and save it as a pipeline."""
+"""Stage: train a DDPM on the real training split and save it as a diffusers pipeline folder.
+
+Under torchrun (generator.train.processes > 1) every process trains its slice of the global batch
+and the first one saves; with --checkpoint a rerun of a killed job goes on where it stopped."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import time
+from pathlib import Path
 
 from pipeline.core import cli, io, runtime
+from pipeline.core.errors import UserError
 from pipeline.vocab import options
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
-from pipeline.generation.unet import save_generator, train_unet
+from pipeline.generation.training import GeneratorConfig, Speed, train_unet
+from pipeline.generation.unet import save_generator
+from pipeline.pretraining.distributed import init_distributed
 
 log = logging.getLogger("pipeline.train_generator")
 
@@ -19,33 +26,44 @@ def build_parser() -> argparse.ArgumentParser:
     return runtime.add_common_args(add_tracking_args(p))
 
 
+def settings_of(args) -> dict:
+    """GeneratorConfig's fields from the command line."""
+    return {k: getattr(args, k) for k in GeneratorConfig.__dataclass_fields__}
+
+
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    device = runtime.setup(args)
-
-    images, _ = io.load_images(args.real)
-    log.info("training a DDPM on %d real images %s on %s", len(images), images.shape[1:], device)
+    ctx = init_distributed(runtime.setup(args))
+    images, labels = io.load_images(args.real)
+    if args.class_conditional and (labels is None or (labels < 0).any()):
+        raise UserError(f"generator.train.class_conditional needs class labels, but {args.real} "
+                        "has none (or some are -1); set it to false")
+    log.info("training a DDPM on %d real images %s on %s (%d process(es))", len(images),
+             images.shape[1:], ctx.device, ctx.world)
     start = time.time()
-    settings = dict(
-        channels=args.channels, layers_per_block=args.layers_per_block,
-        attention=args.attention, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        ema_decay=args.ema_decay, num_train_timesteps=args.num_train_timesteps,
-        beta_schedule=args.beta_schedule, seed=args.seed, snr_gamma=args.snr_gamma,
-    )
-    tracker = tracker_from_args(args)
+    settings = settings_of(args)
+    tracker = tracker_from_args(args, enabled=ctx.is_main)
     tracker.hparams({**settings, "num_images": len(images)}, ["generator/loss"])
+    speed = Speed(args.checkpoint_every, args.compile, args.channels_last)
     try:
-        unet, scheduler, losses = train_unet(images, **settings, device=device,
-                                             log_every=args.log_every, tracker=tracker)
+        unet, scheduler, losses = train_unet(
+            images, labels=labels, **settings, device=ctx.device, ctx=ctx,
+            checkpoint=args.checkpoint, speed=speed, log_every=args.log_every, tracker=tracker)
+    except ValueError as e:  # a batch the processes cannot share, labels missing
+        raise UserError(str(e)) from e
     finally:
         tracker.close()
+    if not ctx.is_main:
+        return
+    tail = losses[-100:]
     with io.atomic_dir(args.out) as tmp:
         save_generator(tmp, unet, scheduler)
-        tail = losses[-100:]
         io.write_json(tmp / "training.json", {
-            "steps": args.steps, "final_loss": sum(tail) / len(tail),
+            "steps": args.steps, "final_loss": sum(tail) / len(tail), "processes": ctx.world,
             "seconds": round(time.time() - start, 1), "losses": losses,
         })
+    if args.checkpoint:  # complete: a forced rerun must train, not resume at the last step
+        Path(args.checkpoint).unlink(missing_ok=True)
     log.info("saved generator to %s (final loss %.4f)", args.out, sum(tail) / len(tail))
 
 

@@ -84,6 +84,12 @@ def test_gpu_bench_smoke_writes_figures_and_targets(tmp_path):
     result = json.loads((tmp_path / "gpu-cpu-smoke.json").read_text())
     assert (tmp_path / "gpu-cpu-smoke.txt").read_text().startswith("device: cpu")
     assert result["sampling"]["evaluations"] == 35 and result["sampling"]["images_per_s"] > 0
+    per_sampler = result["sampling"]["per_sampler"]
+    assert set(per_sampler) == {"ddpm", "ddim", "edm", "dpmsolver++", "unipc", "deis",
+                                "euler_karras", "heun_karras"}
+    assert per_sampler["dpmsolver++"]["evaluations"] == 20
+    assert per_sampler["heun_karras"]["evaluations"] == 19
+    assert all(row["images_per_s"] > 0 for row in per_sampler.values())
     assert [row["precision"] for row in result["fid"]["rows"]] == ["fp32", "bf16"]  # no TF32 on CPU
     assert result["fid"]["dims"] == 64 and result["fid"]["images"] == 2
     assert set(result["pretrain"]["samples_per_s"]) == {"ours", "dataloader", "model_step_only"}

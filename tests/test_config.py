@@ -163,6 +163,7 @@ def _problems(config, path, value):
      "or set fid.num_generated: all"),
     (("fid", "seed_sets"), 3, "fid.seed_sets: 3 sets of all the generated images are one set; "
      "set fid.num_generated to a count (e.g. 666)"),
+    (("sampling", "guidance"), 2.0, "sampling.guidance: 2.0 needs a class-conditional"),
 ])
 def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
     monkeypatch.setattr("pipeline.dag.config_check.MAX_SHARDS", 1000)
@@ -186,6 +187,15 @@ def test_fid_seed_sets_must_fit_disjointly_in_the_generated_set(config):
 ])
 def test_valid_settings_pass_the_config_checks(config, path, value):
     assert _problems(config, path, value) == []
+
+
+def test_edm_refuses_a_timestep_spacing(config):
+    config["sampling"].update(sampler="edm", timestep_spacing="trailing")
+    assert _problems(config, ("sampling", "steps"), 18) == [
+        "sampling.timestep_spacing: 'trailing' is for the discrete samplers; edm's schedule is "
+        "sampling.edm's (set it to null)"]
+    config["sampling"]["sampler"] = "dpmsolver++"
+    assert _problems(config, ("sampling", "steps"), 10) == []
 
 
 def test_schema_errors_are_short_and_name_the_key(config):

@@ -157,15 +157,19 @@ def test_documented_defaults_are_the_code_s():
 
     config_text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
     steps_help = _options(_parser("sample"))["--steps"].help
-    ddim, edm = map(int, re.search(r"ddpm all training steps, ddim (\d+), edm (\d+)",
-                                   steps_help).groups())
-    assert f"null: ddpm all training steps, ddim {ddim}, edm {edm}" in config_text
+    said = re.search(r"null: ddpm all training steps, ddim (\d+), dpmsolver\+\+/unipc/deis (\d+), "
+                     r"euler_karras (\d+), heun_karras and edm (\d+)", steps_help)
+    ddim, multistep, euler, heun = map(int, said.groups())
     from diffusers import DDPMScheduler
 
     config = DDPMScheduler(num_train_timesteps=200).config
     assert len(make_scheduler("ddpm", config, None).timesteps) == 200
     assert len(make_scheduler("ddim", config, None).timesteps) == ddim
-    assert SamplerSettings(sampler="edm", eta=0.0, precision="fp32").edm.num_steps == edm
+    for sampler in ("dpmsolver++", "unipc", "deis"):
+        assert len(make_scheduler(sampler, config, None).timesteps) == multistep
+    assert len(make_scheduler("euler_karras", config, None).timesteps) == euler
+    assert len(make_scheduler("heun_karras", config, None).timesteps) == 2 * heun - 1
+    assert SamplerSettings(sampler="edm", eta=0.0, precision="fp32").edm.num_steps == heun
 
     padding_help = _options(_parser("pretrain"))["--stem-padding"].help
     documented = int(re.search(r"the authors' (\d+)", padding_help).group(1))

@@ -89,6 +89,16 @@ HOW = {
     "python bench/rehearsal.py --authors-data --methods simclr":
         By(".ci/run", ("bench/rehearsal.py", "--authors-data", "--methods", "simclr")),
     "python bench/gpu.py --all": By("tests/test_bench_gpu.py", ("gpu.py", "--all")),  # smoke size
+    # generators: FID against evaluations (on a tiny generator there), the data-scarce preset
+    "python bench/sampler_fid.py --generator results/generator --real results/real/train.npz "
+    "--plot fid.png": By("tests/test_bench_samplers.py",
+                         ("sampler_fid", "--generator", "--real", "--plot")),
+    "snakemake --configfile configs/cifar10.yaml configs/cifar10-scarce.yaml "
+    "--profile profiles/workstation -n":
+        Dry(rules=("prepare_real", "train_generator", "sample", "pretrain", "report"),
+            printed=("--per-class 500", "--architecture ho2020", "--sampler dpmsolver++")),
+    "python bench/rehearsal.py --scarce --methods simclr":
+        By(".ci/run", ("bench/rehearsal.py", "--scarce", "--methods", "simclr")),
     # clusters
     "snakemake --profile profiles/slurm --configfile configs/cifar10.yaml -n": Dry(rules=CIFAR_JOBS),
     "snakemake --profile profiles/slurm --configfile configs/cifar10.yaml": Dry(rules=CIFAR_JOBS),

@@ -10,12 +10,13 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from pipeline import train_generator
+from pipeline.generation.training import train_unet
 from pipeline.generation.unet import (
-    build_unet, load_generator, save_generator, to_model_range, to_uint8, train_unet,
+    build_unet, load_generator, save_generator, to_model_range, to_uint8,
 )
 from pipeline.core.io import load_images
 
-from support.stage_args import RUNTIME_ARGS
+from support.stage_args import RUNTIME_ARGS, TRAIN_GENERATOR_ARGS
 
 from support.tiny import make_images
 
@@ -149,10 +150,10 @@ def test_load_generator_rejects_a_folder_without_model(tmp_path):
 def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path, tiny_npz):
     out = tmp_path / "generator"
     train_generator.main([
-        "--real", str(tiny_npz), "--out", str(out), "--steps", "3", "--channels", "8", "16",
+        "--real", str(tiny_npz), "--out", str(out), *TRAIN_GENERATOR_ARGS, "--steps", "3", "--channels", "8", "16",
         "--batch-size", "4", "--num-train-timesteps", "40", "--beta-schedule", "squaredcos_cap_v2",
         "--lr", "2e-3", "--ema-decay", "0.99", "--seed", "5", "--layers-per-block", "1",
-        "--log-every", "2", *RUNTIME_ARGS,
+        "--log-every", "2", "--snr-gamma", "5", *RUNTIME_ARGS,
     ])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder
     pipe = DDPMPipeline.from_pretrained(str(out))
@@ -169,7 +170,7 @@ def test_train_generator_cli_writes_a_ddpm_pipeline_folder(tmp_path, tiny_npz):
     trained, _, losses = train_unet(
         load_images(tiny_npz)[0], channels=[8, 16], layers_per_block=1, attention=False, steps=3,
         batch_size=4, lr=2e-3, ema_decay=0.99, num_train_timesteps=40,
-        beta_schedule="squaredcos_cap_v2", seed=5, device=torch.device("cpu"),
+        beta_schedule="squaredcos_cap_v2", seed=5, snr_gamma=5.0, device=torch.device("cpu"),
     )
     assert losses == training["losses"]
     _assert_same_weights(unet, trained)

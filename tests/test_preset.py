@@ -143,7 +143,15 @@ INHERITED = {"name", "real.test_fraction", "real.seed", "generator.path", "gener
              "quality.subset", "quality.seed", "quality.k_precision", "quality.k_density",
              "quality.score", "quality.batch_size",
              # the published FD-DINOv2 network (used with fid.features dinov2)
-             "fid.dinov2_arch"}
+             "fid.dinov2_arch",
+             # unused with a pretrained generator (generator.train's scale settings), an
+             # unconditional one (guidance 1, labels) and EDM (timestep_spacing null: its own
+             # schedule); per_class null keeps every real image, as the paper's main setting
+             *(f"generator.train.{k}" for k in (
+                 "architecture", "warmup_steps", "grad_clip", "precision", "class_conditional",
+                 "label_dropout", "processes", "checkpoint_every", "compile", "channels_last")),
+             "sampling.timestep_spacing", "sampling.guidance", "sampling.labels",
+             "real.per_class"}
 
 
 def test_the_preset_inherits_nothing_toy_from_the_embedded_default():

@@ -20,7 +20,7 @@ from pipeline.core import io
 from pipeline.core.tracking import Progress, Tracker, flat_hparams
 from pipeline.data.dataset import pack
 from pipeline.generation.samplers import SamplerSettings, sample_range
-from pipeline.generation.unet import train_unet
+from pipeline.generation.training import train_unet
 from pipeline.pretraining.encoders import Encoder, save_encoder
 
 MEMORY = "peak_device_memory_gb" if torch.cuda.is_available() else "peak_host_memory_gb"

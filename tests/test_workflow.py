@@ -249,7 +249,8 @@ def test_killed_stage_leaves_no_finished_output(tmp_path):
          "--out", str(out), "--steps", "100000", "--channels", "8", "16", "--batch-size", "4",
          "--layers-per-block", "1", "--lr", "0.002", "--ema-decay", "0.995",
          "--beta-schedule", "squaredcos_cap_v2", "--seed", "0", "--log-every", "50",
-         "--device", "cpu", "--threads", "1"],
+         "--architecture", "small", "--precision", "fp32", "--label-dropout", "0.1",
+         "--checkpoint-every", "0", "--device", "cpu", "--threads", "1"],
         cwd=REPO, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )

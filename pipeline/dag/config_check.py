@@ -228,12 +228,28 @@ def config_problems(config: dict) -> list[str]:
     if "auto" in config["experiments"]["strategies"]:
         problems += search_problems(config)
 
+    problems += sampling_problems(config)
     n = num_shards(config["sampling"])
     if n > MAX_SHARDS:
         s = config["sampling"]
         problems.append(f"sampling.shard_size: {s['num_images']} images in shards of "
                         f"{s['shard_size']} make {n} shards; at most {MAX_SHARDS} are supported "
                         "(raise shard_size)")
+    return problems
+
+
+def sampling_problems(config: dict) -> list[str]:
+    """Sampling settings that contradict each other or the generator trained here."""
+    s, g = config["sampling"], config["generator"]
+    problems = []
+    if s["sampler"] == "edm" and s.get("timestep_spacing") is not None:
+        problems.append(f"sampling.timestep_spacing: {s['timestep_spacing']!r} is for the "
+                        "discrete samplers; edm's schedule is sampling.edm's (set it to null)")
+    conditional = g.get("train", {}).get("class_conditional", False)
+    if s.get("guidance", 1) != 1 and g["source"] == "train" and not conditional:
+        problems.append(f"sampling.guidance: {s['guidance']} needs a class-conditional "
+                        "generator; set generator.train.class_conditional to true, or "
+                        "sampling.guidance to 1")
     return problems
 
 

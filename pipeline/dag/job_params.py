@@ -18,7 +18,8 @@ import json
 import os
 import shlex
 
-from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
+from pipeline.dag.paths import (compile_cache_dir, dataset_dir, real_split, result_path,
+                                shard_quality_files)
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.options import (
@@ -164,7 +165,10 @@ def sample_args(config: dict) -> str:
 
 
 def sample_untracked_args(config: dict) -> str:
-    return stage_args(SAMPLE, config, tracked=False)
+    """Speed only; with sampling.compile, the run's shared compile cache (OUTPUT_DIR/cache/
+    torch_compile): the shard jobs on one machine compile the UNet once."""
+    cache = compile_cache_dir(config) if config["sampling"]["compile"] else None
+    return stage_args(SAMPLE, config, tracked=False, compile_cache=cache)
 
 
 def fid_stats_args(config: dict) -> str:
@@ -212,6 +216,11 @@ def prepare_real_args(config: dict) -> str:
 def train_generator_args(config: dict) -> str:
     """Every setting of the generator trained here (generator.train)."""
     return stage_args(TRAIN_GENERATOR, config)
+
+
+def train_generator_untracked_args(config: dict, checkpoint: str) -> str:
+    """Its speed-only options and where it keeps its resumable state."""
+    return stage_args(TRAIN_GENERATOR, config, tracked=False, checkpoint=checkpoint)
 
 
 def linear_eval_args(config: dict, protocol: str) -> str:

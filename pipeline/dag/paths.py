@@ -141,6 +141,17 @@ def pretrain_launcher(config: dict, strategy: str) -> str:
     return f"torchrun --standalone --nproc_per_node {n} --no-python"
 
 
+def compile_cache_dir(config: dict) -> str:
+    """torch.compile's caches shared by a run's sampling jobs (no output of any rule: a cache)."""
+    return f"{config['output_dir'].rstrip('/')}/cache/torch_compile"
+
+
+def generator_launcher(config: dict) -> str:
+    """What train_generator runs under: torchrun for several processes (as pretrain_launcher)."""
+    n = config["generator"]["train"]["processes"]
+    return "" if n == 1 else f"torchrun --standalone --nproc_per_node {n} --no-python"
+
+
 # pytorch-fid's weights file (pipeline.core.assets.FID_WEIGHTS_URL's name; torch-free here).
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
@@ -158,8 +169,11 @@ def sampler_description(config: dict) -> dict:
     source = {"train": "trained here on the real training split",
               "pretrained": f"pretrained {g['model']}",
               "npz": f"brought as npz files ({g.get('path')})"}[g["source"]]
-    return {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
-            "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
+    out = {"generator": source, "sampler": s["sampler"], "steps": s["steps"],
+           "precision": s["precision"], "num_images": s["num_images"], "seed": s["seed"]}
+    if s.get("guidance", 1) != 1:  # only then: an unguided run's report file stays as it was
+        out["guidance"] = s["guidance"]
+    return out
 
 
 # rule report's outputs by name (online: with the online probe; search: with the `auto` search)
@@ -201,6 +215,11 @@ class WorkflowPaths:
     def generator(self) -> str:
         """The generator trained here (generator.source train): a diffusers folder."""
         return f"{self.out}/generator"
+
+    def generator_checkpoint(self) -> str:
+        """Where train_generator keeps its resumable state (beside its output folder, which
+        Snakemake empties before a rerun; removed when the generator is saved)."""
+        return f"{self.out}/generator.checkpoint.pt"
 
     # --- sampling -------------------------------------------------------------------------
     def num_generated(self) -> int:

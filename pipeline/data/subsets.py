@@ -42,3 +42,18 @@ def real_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         order = rng.permutation(rows)
         keep.append(order[:class_quota(len(rows), fraction)])
     return np.sort(np.concatenate(keep)) if keep else np.arange(0)
+
+
+def per_class_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Sorted row indices of `per_class` images of every class (the paper's data-scarce set:
+    500 of each CIFAR-10 class), each class's drawn in one seeded order as real_subset's."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        if len(rows) < per_class:
+            raise ValueError(f"real.per_class {per_class}: class {c} has only {len(rows)} "
+                             "training images; lower it")
+        keep.append(rng.permutation(rows)[:per_class])
+    return np.sort(np.concatenate(keep))

@@ -198,7 +198,9 @@ def _labels_note(protocol: str, cells: list[dict]) -> str:
 def fid_line(fid: dict, sampling: dict) -> str:
     """The generator and its FID, with the protocol the figure follows (pipeline.fid)."""
     text = (f"Generator ({sampling['generator']}): {sampling['sampler']} sampler, "
-            f"{sampling['steps']} steps, {sampling['precision']}, {sampling['num_images']} images. "
+            f"{sampling['steps']} steps, "
+            + (f"guidance {sampling['guidance']}, " if "guidance" in sampling else "")
+            + f"{sampling['precision']}, {sampling['num_images']} images. "
             f"{'FD-DINOv2' if fid['features'] == 'dinov2' else 'FID'} ({fid['features']} "
             f"features, {fid['num_generated']} generated vs "
             f"{fid['num_real']} real): {fid['fid']:.3f}")

@@ -155,6 +155,9 @@ SAMPLE = (
     option("--sampler", "sampling.sampler"),
     option("--steps", "sampling.steps"),
     option("--eta", "sampling.eta", "0: deterministic"),
+    option("--timestep-spacing", "sampling.timestep_spacing"),
+    option("--guidance", "sampling.guidance"),
+    option("--labels", "sampling.labels"),
     option("--precision", "sampling.precision"),
     *(option(f"--{k.replace('_', '-')}", f"sampling.edm.{k}")
       for k in ("sigma_min", "sigma_max", "rho", "s_churn", "s_min", "s_max", "s_noise")),
@@ -162,6 +165,10 @@ SAMPLE = (
     option("--batch-size", "sampling.batch_size", tracked=False),
     option("--channels-last", "sampling.channels_last", tracked=False),
     option("--compile", "sampling.compile", tracked=False),
+    option("--compile-cache", help="folder of torch.compile's caches (Inductor's and Triton's), "
+           "shared by the jobs of a run: one compile per machine, not per job; a "
+           "TORCHINDUCTOR_CACHE_DIR / TRITON_CACHE_DIR in the environment wins (default: "
+           "torch's own, under /tmp)", computed=True, tracked=False, metavar="DIR"),
 )
 
 # fid_stats' settings of the quality file (with --quality-batch: required with --quality-out)
@@ -224,6 +231,7 @@ PREPARE_REAL = (
     option("--resolution", "real.resolution"),
     option("--test-fraction", "real.test_fraction"),
     option("--seed", "real.seed"),
+    option("--per-class", "real.per_class"),
     # not passed by the workflow: rule fetch_real fetches the data first
     option("--download", help="fetch CIFAR if absent", action="store_true"),
     option("--train-out", help="training images (npz)", required=True),
@@ -235,10 +243,17 @@ TRAIN_GENERATOR = (
     option("--out", help="output folder (diffusers DDPMPipeline layout)", required=True),
     *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}") for k in
       ("channels", "layers_per_block", "attention", "steps", "batch_size", "lr", "ema_decay",
-       "snr_gamma", "beta_schedule", "seed")),
+       "snr_gamma", "beta_schedule", "seed", "architecture", "warmup_steps", "grad_clip",
+       "precision", "class_conditional", "label_dropout")),
     # not a config key: the workflow's generators all use diffusers' 1000
     option("--num-train-timesteps", help="diffusion timesteps of the noise schedule",
            type=int, default=1000),
+    option("--checkpoint", help="resumable state: resumed from when it holds this run's, "
+           "written every --checkpoint-every steps, removed when the generator is saved "
+           "(default: none)", computed=True, tracked=False),
+    # speed only (processes: the launcher's, torchrun's --nproc_per_node)
+    *(option(f"--{k.replace('_', '-')}", f"generator.train.{k}", tracked=False)
+      for k in ("checkpoint_every", "compile", "channels_last")),
     LOG_EVERY,
 )
 

@@ -26,6 +26,10 @@ RUNTIME_ARGS = ["--device", "cpu", "--threads", str(CONFIG["threads"]["default"]
 # sample_args holds sampling.edm's options too
 SAMPLE_ARGS = [*_words(job_params.sample_args(CONFIG), job_params.sample_untracked_args(CONFIG)),
                *RUNTIME_ARGS]
+# generator.train's (tests state their own sizes after these), no checkpoint
+TRAIN_GENERATOR_ARGS = [*_words(job_params.train_generator_args(CONFIG),
+                                job_params.stage_args(job_params.TRAIN_GENERATOR, CONFIG,
+                                                      tracked=False)), *RUNTIME_ARGS]
 FID_STATS_ARGS = [*_words(job_params.fid_stats_args(CONFIG),
                           job_params.fid_stats_untracked_args(CONFIG)), *RUNTIME_ARGS]
 # The first method and seed of the study, strategy none's data and config.yaml's schedule and

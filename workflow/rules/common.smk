@@ -11,9 +11,10 @@ from pipeline.dag.job_params import (
     cut_npz_args, fetch_generator_args, fetch_real_args, fetch_retry, fetched_weights_arg,
     fid_quality_args, fid_stats_args, fid_stats_untracked_args, fid_untracked_args, linear_eval_args,
     prepare_real_args, pretrain_args, pretrain_untracked_args, report_args,
-    sample_args, sample_untracked_args, tracking, train_generator_args, untracked,
+    sample_args, sample_untracked_args, tracking, train_generator_args,
+    train_generator_untracked_args, untracked,
 )
-from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, threads_for
+from pipeline.dag.paths import WorkflowPaths, generator_launcher, pretrain_launcher, threads_for
 from pipeline.dag.search import SearchPlan, survivors_of
 from pipeline.data.npz_source import npz_files
 from pipeline.study.design import AUTO, RANDOM_INIT, plan

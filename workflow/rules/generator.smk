@@ -5,8 +5,10 @@ rule train_generator:
         directory(PATHS.generator()),
     params:
         opts=train_generator_args(config),
+        speed=untracked(train_generator_untracked_args(config, PATHS.generator_checkpoint())),
         track=tracking(config, "train_generator", log_every=True),
         device=untracked(DEVICE),
+        launcher=generator_launcher(config),
     log:
         os.path.join(LOGS, "train_generator.log"),
     benchmark:
@@ -15,13 +17,13 @@ rule train_generator:
     # the generator is on the critical path: start it before the real-only pretraining jobs
     priority: 50
     resources:
-        gpu=1,
+        gpu=config["generator"]["train"]["processes"],
     conda:
         CONDA_ENV
     shell:
         job_shell(
-            "python -m pipeline.train_generator --real {input} --out {output} {params.opts}"
-            " {params.track}",
+            "{params.launcher} python -m pipeline.train_generator --real {input} --out {output}"
+            " {params.opts} {params.speed} {params.track}",
             gpu=True, runtime=True,
         )
 
