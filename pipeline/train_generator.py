@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.vocab import options
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.generation.unet import save_generator, train_unet
@@ -46,6 +46,7 @@ def main(argv=None) -> None:
             "steps": args.steps, "final_loss": sum(tail) / len(tail),
             "seconds": round(time.time() - start, 1), "losses": losses,
         })
+    records.write_for(args.out, options.TRAIN_GENERATOR, argv, device)
     log.info("saved generator to %s (final loss %.4f)", args.out, sum(tail) / len(tail))
 
 

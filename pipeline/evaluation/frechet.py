@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline.core import io, runtime
+from pipeline.core import io, records, runtime
 from pipeline.core.errors import UserError
 from pipeline.vocab.names import FID_FEATURES, FID_PRECISIONS
 
@@ -201,6 +201,7 @@ def save_stats(path, stats: FeatureStats, **meta) -> None:
 
 
 def load_stats(path) -> tuple[FeatureStats, dict]:
+    records.verify(path)
     with np.load(path) as f:
         return (FeatureStats(int(f["count"]), f["total"], f["outer"]),
                 json.loads(str(f["meta"])))
@@ -209,6 +210,7 @@ def load_stats(path) -> tuple[FeatureStats, dict]:
 def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
     """(mu, sigma, count, meta) from our statistics file or a pytorch-fid/EDM style npz of
     mu/sigma (whose image count is unknown)."""
+    records.verify(path)
     with np.load(path) as f:
         if {"mu", "sigma"} <= set(f.files):
             return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), None, {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from pipeline.core import io
+from pipeline.core import io, records
 
 
 class BasicBlock(nn.Module):
@@ -119,6 +119,7 @@ def save_encoder(path: str | Path, encoder: Encoder, meta: dict) -> None:
 
 
 def load_encoder(path: str | Path, device="cpu") -> tuple[Encoder, dict]:
+    records.verify(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     # encoders saved before the stem padding was an option were built with padding 1
     encoder = Encoder(**{"stem_padding": 1, **ckpt["arch"]})

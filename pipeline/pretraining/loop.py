@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tracking import Progress, Tracker
 from pipeline.core.tensors import to_nchw
@@ -221,6 +222,17 @@ def save_checkpoint(path, step: int, history: list[dict], state: TrainState, dev
     }
     with io.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+    records.write(path, {"run_key": run_key, "step": step})
+
+
+def readable_checkpoint(path) -> bool:
+    """Whether the checkpoint at `path` matches its record (one written before records, without
+    one, is tried as it is); a damaged one is logged and left for the next save to replace."""
+    record = records.read(path)
+    why = records.problem(path, record) if record is not None else None
+    if why:
+        log.warning("checkpoint %s fails its checksum (%s): starting fresh", path, why)
+    return not why
 
 
 def resume(path, run_key: str, state: TrainState, device,
@@ -230,9 +242,14 @@ def resume(path, run_key: str, state: TrainState, device,
     so far."""
     if path is None or not Path(path).exists():
         path = fallback
-    if path is None or not Path(path).exists():
+    if path is None or not Path(path).exists() or not readable_checkpoint(path):
         return 0, []
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        log.warning("checkpoint %s cannot be read (%s: %s): starting fresh", path,
+                    type(e).__name__, str(e).splitlines()[0][:160] if str(e) else "")
+        return 0, []
     if checkpoint.get("run_key") != run_key:
         log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
                     "starting fresh", path, str(checkpoint.get("run_key"))[:12], run_key[:12])

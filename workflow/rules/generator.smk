@@ -2,7 +2,8 @@ rule train_generator:
     input:
         rules.prepare_real.output.train,
     output:
-        directory(PATHS.generator()),
+        folder=directory(PATHS.generator()),
+        record=record(PATHS.generator()),
     params:
         opts=train_generator_args(config),
         track=tracking(config, "train_generator", log_every=True),
@@ -19,7 +20,7 @@ rule train_generator:
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.train_generator --real {input} --out {output} {params.opts}"
+        GPU_SLOTS + "python -m pipeline.train_generator --real {input} --out {output.folder} {params.opts}"
         " {params.track}"
         + RUNTIME + LOG
 
@@ -65,6 +66,8 @@ rule fid_stats:
     output:
         stats=PATHS.fid_stats("{name}"),
         quality=PATHS.fid_quality("{name}"),
+        stats_record=record(PATHS.fid_stats("{name}")),
+        quality_record=record(PATHS.fid_quality("{name}")),
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:

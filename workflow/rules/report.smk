@@ -24,6 +24,7 @@ rule report:
         generator_record=[rules.fetch_generator.output.record] if "generator" in ASSETS else [],
     output:
         summary=PATHS.report_file("summary"),
+        summary_record=record(PATHS.report_file("summary")),
         table=PATHS.report_file("table"),
         page=report(PATHS.report_file("page"), category="Results",
                     caption="../report/summary.rst",
