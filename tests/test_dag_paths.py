@@ -86,7 +86,7 @@ def test_generator_is_the_trained_folder_or_the_given_model(config):
     config["generator"]["model"] = str(tmp)  # a local folder: no fetch, its content record
     p = _paths(config)
     assert p.generator_model() == str(tmp) and p.assets() == {}
-    assert p.generator_inputs() == [f"{p.out}/inputs/generator.json"]
+    assert p.generator_inputs() == [str(tmp), f"{p.out}/inputs/generator.json"]
     assert p.input_sources()["generator"] == str(tmp)
 
 

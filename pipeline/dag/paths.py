@@ -254,7 +254,8 @@ class WorkflowPaths:
             return [self.generator()]
         fetched = self.assets().get("generator")
         local = self.input_records().get("generator")
-        return [fetched["out"], fetched["record"]] if fetched else [local] if local else []
+        return [fetched["out"], fetched["record"]] if fetched else \
+            [self.config["generator"]["model"], local] if local else []
 
     # --- external assets (rules fetch_*, local rules) -------------------------------------
     def assets(self) -> dict[str, dict]:

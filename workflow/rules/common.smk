@@ -52,7 +52,7 @@ if workflow.is_main_process:
 
 # Every job imports the package from this checkout, whatever its working directory (--directory).
 # The prefix keeps Snakemake's own strict-mode default (set -euo pipefail) for bash.
-shell.prefix("set -euo pipefail; export PYTHONPATH=" + shlex.quote(str(REPO)) + ":${{PYTHONPATH:-}}; ")
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(REPO))}:${{{{PYTHONPATH:-}}}}; ")
 
 # Neither the device nor the thread count changes what a job computes: they stay out of both
 # the rule's code (`{threads}` is filled in per job) and its tracked params.
@@ -64,13 +64,22 @@ LOG = " > {log} 2>&1 || {{ rc=$?; tail -n 1 {log} >&2; exit $rc; }}"
 # changes nothing.
 GPU_SLOTS = "python -m pipeline.core.gpu_slots --gpus {resources.gpu} -- "
 
+
+
+def job_shell(command: str, gpu: bool = False, runtime: bool = False) -> str:
+    """A rule's shell: its stage's command under gpu_slots (a GPU rule), then the runtime options
+    (device, threads) where the stage takes them, then the log redirection. (A function, not `+`
+    between the pieces: `snakemake --lint` takes a name plus a string for a path composition.)"""
+    return "".join([GPU_SLOTS if gpu else "", command, RUNTIME if runtime else "", LOG])
+
+
 # Pretraining's command: rule pretrain's, and search.smk's search_train and auto_pretrain's.
-PRETRAIN_SHELL = (
-    GPU_SLOTS + "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
+PRETRAIN_SHELL = job_shell(
+    "{params.launcher} python -m pipeline.pretrain --real {input.real} --out {output.encoder}"
     " --history {output.history} --method {wildcards.method} --strategy {wildcards.strategy}"
     " --seed {wildcards.seed} {params.opts} --checkpoint {params.checkpoint} {params.speed}"
-    " {params.track}"
-    + RUNTIME + LOG
+    " {params.track}",
+    gpu=True, runtime=True,
 )
 
 
@@ -99,3 +108,29 @@ def after_repack(inputs: dict) -> list:
         if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
             checkpoints.pack.get(part=part)
     return []
+
+
+# search.smk's input functions (here: `snakemake --lint` wants no function beside rules).
+def survivors(wc, round):
+    """The candidates trained in `round`: all in round 0, else those the previous choice kept
+    (a checkpoint: until it is made, Snakemake plans nothing after it)."""
+    if round == 0:
+        return list(SEARCH.candidates)
+    choice = checkpoints.search_select.get(method=wc.method, seed=wc.seed, round=round - 1)
+    return survivors_of(choice.output[0])
+
+
+def winner(wc):
+    (name,) = survivors(wc, SEARCH.last)
+    return name
+
+
+def winner_inputs(wc) -> dict:
+    """The winner's last round's: the packed data and its state at the last choice."""
+    return SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last, winner(wc))
+
+
+def files_but_real(inputs: dict) -> list:
+    """Every file of `inputs` but the real data's (auto_pretrain names those `real`), flat."""
+    return [f for name, files in inputs.items() if name not in ("real", "real_record")
+            for f in (files if isinstance(files, list) else [files])]

@@ -11,15 +11,18 @@ rule prepare_real:
         opts=prepare_real_args(config),
         device=untracked(DEVICE),
     log:
-        LOGS + "prepare_real.log",
+        os.path.join(LOGS, "prepare_real.log"),
     benchmark:
-        BENCHMARKS + "prepare_real.tsv"
+        os.path.join(BENCHMARKS, "prepare_real.tsv")
     threads: threads_for(config, "prepare_real")
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.prepare_real {params.opts}"
-        " --train-out {output.train} --test-out {output.test}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.prepare_real {params.opts}"
+            " --train-out {output.train} --test-out {output.test}",
+            runtime=True,
+        )
 
 
 # The generated part references the sample shards in place (they are written in the packed
@@ -34,15 +37,17 @@ checkpoint pack:
         data=lambda wc: [] if wc.part == "real" else PATHS.all_shard_data(),
     output:
         folder=directory(PATHS.dataset("{part}")),
-        record=PATHS.dataset("{part}") + ".json",
+        record=f"{PATHS.dataset('{part}')}.json",
     wildcard_constraints:
         part="real|generated",
     log:
-        LOGS + "pack_{part}.log",
+        os.path.join(LOGS, "pack_{part}.log"),
     benchmark:
-        BENCHMARKS + "pack_{part}.tsv"
+        os.path.join(BENCHMARKS, "pack_{part}.tsv")
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output.folder}"
-        " --record {output.record}" + LOG
+        job_shell(
+            "python -m pipeline.pack --part {wildcards.part} --inputs {input.files} --out {output.folder}"
+            " --record {output.record}",
+        )

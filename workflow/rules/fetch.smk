@@ -27,12 +27,14 @@ if "generator" in ASSETS:
             opts=fetch_generator_args(config),
             retry=RETRY,
         log:
-            LOGS + "fetch/generator.log",
+            os.path.join(LOGS, "fetch/generator.log"),
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.fetch --retry {params.retry:q} generator {params.opts}"
-            " --out {output.folder} --record {output.record}" + LOG
+            job_shell(
+                "python -m pipeline.fetch --retry {params.retry:q} generator {params.opts}"
+                " --out {output.folder} --record {output.record}",
+            )
 
 
 if "real" in ASSETS:
@@ -45,12 +47,14 @@ if "real" in ASSETS:
             opts=fetch_real_args(config),
             retry=RETRY,
         log:
-            LOGS + "fetch/real.log",
+            os.path.join(LOGS, "fetch/real.log"),
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.fetch --retry {params.retry:q} real {params.opts}"
-            " --record {output}" + LOG
+            job_shell(
+                "python -m pipeline.fetch --retry {params.retry:q} real {params.opts}"
+                " --record {output}",
+            )
 
 
 if "inception" in ASSETS:
@@ -73,9 +77,11 @@ if "inception" in ASSETS:
             weights=untracked(ASSETS["inception"]["out"]),
             retry=RETRY,
         log:
-            LOGS + "fetch/inception.log",
+            os.path.join(LOGS, "fetch/inception.log"),
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.fetch --retry {params.retry:q} inception --out {params.weights:q}"
-            " --record {output}" + LOG
+            job_shell(
+                "python -m pipeline.fetch --retry {params.retry:q} inception --out {params.weights:q}"
+                " --record {output}",
+            )

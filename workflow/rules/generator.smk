@@ -9,9 +9,9 @@ rule train_generator:
         track=tracking(config, "train_generator", log_every=True),
         device=untracked(DEVICE),
     log:
-        LOGS + "train_generator.log",
+        os.path.join(LOGS, "train_generator.log"),
     benchmark:
-        BENCHMARKS + "train_generator.tsv"
+        os.path.join(BENCHMARKS, "train_generator.tsv")
     threads: threads_for(config, "train_generator")
     # the generator is on the critical path: start it before the real-only pretraining jobs
     priority: 50
@@ -20,14 +20,17 @@ rule train_generator:
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.train_generator --real {input} --out {output.folder} {params.opts}"
-        " {params.track}"
-        + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.train_generator --real {input} --out {output.folder} {params.opts}"
+            " {params.track}",
+            gpu=True, runtime=True,
+        )
 
 
 rule sample:
     input:
-        PATHS.generator_inputs(),
+        # a local folder by its content record (ancient: the folder's own time decides nothing)
+        [ancient(f) if f == config["generator"]["model"] else f for f in PATHS.generator_inputs()],
     output:
         images=PATHS.shard_data(PATHS.shard_pattern())[0],
         labels=PATHS.shard_data(PATHS.shard_pattern())[1],
@@ -35,16 +38,18 @@ rule sample:
     wildcard_constraints:
         shard=r"\d{5}",
     params:
-        model=PATHS.generator_model(),
+        # the input folder itself where the workflow trains or fetches it (the lint's rule: no
+        # hard-coded prefix of an input), else the config's own local folder
+        model=lambda wc, input: input[0] if input else PATHS.generator_model(),
         range=lambda wc: PATHS.shard_range(wc.shard),
         opts=sample_args(config),
         speed=untracked(sample_untracked_args(config)),
         track=tracking(config, "sample/shard_{shard}"),
         device=untracked(DEVICE),
     log:
-        LOGS + "sample/shard_{shard}.log",
+        os.path.join(LOGS, "sample/shard_{shard}.log"),
     benchmark:
-        BENCHMARKS + "sample/shard_{shard}.tsv"
+        os.path.join(BENCHMARKS, "sample/shard_{shard}.tsv")
     threads: threads_for(config, "sample")
     priority: 50
     resources:
@@ -52,9 +57,12 @@ rule sample:
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.sample --model {params.model:q} --out {output.manifest}"
-        " --start {params.range[start]} --count {params.range[count]} {params.opts}"
-        " {params.speed} {params.track}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.sample --model {params.model:q} --out {output.manifest}"
+            " --start {params.range[start]} --count {params.range[count]} {params.opts}"
+            " {params.speed} {params.track}",
+            gpu=True, runtime=True,
+        )
 
 
 # One job per shard, so the Inception work scales with the sampling jobs. From the same
@@ -79,18 +87,21 @@ rule fid_stats:
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
-        LOGS + "fid_stats/{name}.log",
+        os.path.join(LOGS, "fid_stats/{name}.log"),
     benchmark:
-        BENCHMARKS + "fid_stats/{name}.tsv"
+        os.path.join(BENCHMARKS, "fid_stats/{name}.tsv")
     threads: threads_for(config, "fid_stats")
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.fid_stats --images {input.images} --out {output.stats}"
-        " --quality-out {output.quality} {params.opts} {params.quality} {params.fetched}"
-        " {params.speed}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.fid_stats --images {input.images} --out {output.stats}"
+            " --quality-out {output.quality} {params.opts} {params.quality} {params.fetched}"
+            " {params.speed}",
+            gpu=True, runtime=True,
+        )
 
 
 rule fid:
@@ -104,12 +115,14 @@ rule fid:
     params:
         speed=untracked(fid_untracked_args(config)),
     log:
-        LOGS + "fid.log",
+        os.path.join(LOGS, "fid.log"),
     benchmark:
-        BENCHMARKS + "fid.tsv"
+        os.path.join(BENCHMARKS, "fid.tsv")
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}"
-        " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
-        " {params.speed}" + LOG
+        job_shell(
+            "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}"
+            " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
+            " {params.speed}",
+        )

@@ -16,10 +16,12 @@ if config["generator"]["source"] == "npz":
             opts=cut_npz_args(config, PATHS.num_generated()),
             manifests=PATHS.shard_files(),
         log:
-            LOGS + "cut_npz.log",
+            os.path.join(LOGS, "cut_npz.log"),
         benchmark:
-            BENCHMARKS + "cut_npz.tsv"
+            os.path.join(BENCHMARKS, "cut_npz.tsv")
         conda:
             CONDA_ENV
         shell:
-            "python -m pipeline.cut_npz {params.opts} --out {params.manifests}" + LOG
+            job_shell(
+                "python -m pipeline.cut_npz {params.opts} --out {params.manifests}",
+            )

@@ -23,9 +23,9 @@ rule pretrain:
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=PATHS.cell_checkpoint(),
     log:
-        LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
+        os.path.join(LOGS, "pretrain/{method}/{strategy}/seed{seed}.log"),
     benchmark:
-        BENCHMARKS + "pretrain/{method}/{strategy}/seed{seed}.tsv"
+        os.path.join(BENCHMARKS, "pretrain/{method}/{strategy}/seed{seed}.tsv")
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -61,15 +61,18 @@ rule linear_eval:
         track=tracking(config, "linear_eval/{method}/{strategy}/seed{seed}/{protocol}"),
         device=untracked(DEVICE),
     log:
-        LOGS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log",
+        os.path.join(LOGS, "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.log"),
     benchmark:
-        BENCHMARKS + "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv"
+        os.path.join(BENCHMARKS, "linear_eval/{method}/{strategy}/seed{seed}_{protocol}.tsv")
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
-        " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
-        " --seed {wildcards.seed} {params.opts} {params.track}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
+            " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
+            " --seed {wildcards.seed} {params.opts} {params.track}",
+            gpu=True, runtime=True,
+        )

@@ -46,15 +46,17 @@ rule report:
             online_curves=output.get("online"), search_rounds=input.search_rounds,
             search_plot=output.get("search"), generator_record=input.generator_record),
     log:
-        LOGS + "report.log",
+        os.path.join(LOGS, "report.log"),
     benchmark:
-        BENCHMARKS + "report.tsv"
+        os.path.join(BENCHMARKS, "report.tsv")
     conda:
         CONDA_ENV
     shell:
-        "python -m pipeline.report --results {input.results} --histories {input.histories}"
-        " --design {input.design} --fid {input.fid} --real {input.real}"
-        " --generated {input.generated} --summary {output.summary} --table {output.table}"
-        " --page {output.page} --samples {output.samples} --losses {output.losses}"
-        " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
-        " --selection {output.selection} {params.opts}" + LOG
+        job_shell(
+            "python -m pipeline.report --results {input.results} --histories {input.histories}"
+            " --design {input.design} --fid {input.fid} --real {input.real}"
+            " --generated {input.generated} --summary {output.summary} --table {output.table}"
+            " --page {output.page} --samples {output.samples} --losses {output.losses}"
+            " --sweep-plots {output.sweeps} --shards {input.shards} --scores {input.scores}"
+            " --selection {output.selection} {params.opts}",
+        )

@@ -5,31 +5,7 @@
 # pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
 # split (tests/test_search_workflow.py runs the search with a garbage one). The files: PATHS's
 # search_files and search_choice (patterns), SEARCH's state, encoder and round_file (named ones).
-
-
-def survivors(wc, round):
-    """The candidates trained in `round`: all in round 0, else those the previous choice kept
-    (a checkpoint: until it is made, Snakemake plans nothing after it)."""
-    if round == 0:
-        return list(SEARCH.candidates)
-    choice = checkpoints.search_select.get(method=wc.method, seed=wc.seed, round=round - 1)
-    return survivors_of(choice.output[0])
-
-
-def winner(wc):
-    (name,) = survivors(wc, SEARCH.last)
-    return name
-
-
-def winner_inputs(wc) -> dict:
-    """The winner's last round's: the packed data and its state at the last choice."""
-    return SEARCH.train_inputs(wc.method, wc.seed, SEARCH.last, winner(wc))
-
-
-def files_but_real(inputs: dict) -> list:
-    """Every file of `inputs` but the real data's (auto_pretrain names those `real`), flat."""
-    return [f for name, files in inputs.items() if name not in ("real", "real_record")
-            for f in (files if isinstance(files, list) else [files])]
+# Its input functions (survivors, winner, ...): common.smk.
 
 
 # One round of one candidate (the `strategy` wildcard: the candidate, recorded as the run's strategy);
@@ -54,9 +30,9 @@ rule search_train:
         launcher=lambda wc: pretrain_launcher(config, wc.strategy),
         checkpoint=PATHS.search_files()["state"],
     log:
-        LOGS + "search/{method}/seed{seed}/round{round}/{strategy}.log",
+        os.path.join(LOGS, "search/{method}/seed{seed}/round{round}/{strategy}.log"),
     benchmark:
-        BENCHMARKS + "search/{method}/seed{seed}/round{round}/{strategy}.tsv"
+        os.path.join(BENCHMARKS, "search/{method}/seed{seed}/round{round}/{strategy}.tsv")
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
@@ -82,17 +58,20 @@ checkpoint search_select:
         names=lambda wc, input: " ".join(Path(e).parent.name for e in input.encoders),
         device=untracked(DEVICE),
     log:
-        LOGS + "search/{method}/seed{seed}/round{round}.log",
+        os.path.join(LOGS, "search/{method}/seed{seed}/round{round}.log"),
     benchmark:
-        BENCHMARKS + "search_select/{method}/seed{seed}/round{round}.tsv"
+        os.path.join(BENCHMARKS, "search_select/{method}/seed{seed}/round{round}.tsv")
     threads: threads_for(config, "linear_eval")
     resources:
         gpu=1,
     conda:
         CONDA_ENV
     shell:
-        GPU_SLOTS + "python -m pipeline.search_select --encoders {input.encoders} --candidates {params.names}"
-        " --train {input.train} {params.opts} --out {output}" + RUNTIME + LOG
+        job_shell(
+            "python -m pipeline.search_select --encoders {input.encoders} --candidates {params.names}"
+            " --train {input.train} {params.opts} --out {output}",
+            gpu=True, runtime=True,
+        )
 
 
 # The winner's last round: from its state at the last choice to pretrain.steps, as a plain run
@@ -120,9 +99,9 @@ rule auto_pretrain:
         launcher=lambda wc: pretrain_launcher(config, AUTO),
         checkpoint=PATHS.cell_checkpoint(),
     log:
-        LOGS + "pretrain/{method}/{strategy}/seed{seed}.log",
+        os.path.join(LOGS, "pretrain/{method}/{strategy}/seed{seed}.log"),
     benchmark:
-        BENCHMARKS + "pretrain/{method}/{strategy}/seed{seed}.tsv"
+        os.path.join(BENCHMARKS, "pretrain/{method}/{strategy}/seed{seed}.tsv")
     threads: threads_for(config, "pretrain")
     resources:
         gpu=config["pretrain"]["processes"],
