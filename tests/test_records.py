@@ -113,3 +113,30 @@ def test_settings_differences_name_the_flag_and_both_values():
     recorded = {"--steps": ["10"], "--sampler": ["ddim"], "--out": ["a.json"]}
     assert differences(SAMPLE, recorded, "--sampler ddim --steps 12") == ["--steps 10 -> 12"]
     assert differences(SAMPLE, recorded, "--sampler ddim --steps 10") == []
+
+
+def test_an_encoder_is_verified_before_it_is_loaded(tmp_path):
+    from pipeline.pretraining.encoders import Encoder, load_encoder, save_encoder
+
+    path = tmp_path / "encoder.pt"
+    save_encoder(path, Encoder([4], [1], [0.5] * 3, [0.25] * 3), {})
+    records.write(path, {"--steps": ["3"]})
+    load_encoder(path)
+    flip(path, 300)
+    with pytest.raises(records.RecordError, match="encoder.pt does not match its record"):
+        load_encoder(path)
+    assert (tmp_path / "encoder.pt.corrupt").exists()
+
+
+def test_a_packed_folder_that_lost_its_manifest_is_moved_aside(tmp_path):
+    from pipeline.data.dataset import ChecksumError, load_packed, pack, write_content_record
+
+    data = tmp_path / "train.npz"
+    io.save_images(data, np.zeros((4, 8, 8, 3), np.uint8), np.arange(4))
+    folder = tmp_path / "dataset" / "real"
+    write_content_record(f"{folder}.json", pack(folder, "real", [str(data)]))
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ChecksumError) as e:
+        load_packed(folder)
+    assert "\n" not in str(e.value) and "no manifest.json" in str(e.value)
+    assert not folder.exists() and (tmp_path / "dataset" / "real.corrupt").is_dir()

@@ -125,6 +125,10 @@ def read_manifest(path: str | Path) -> tuple[dict, Path]:
     path = Path(path)
     manifest_path = path / "manifest.json" if path.is_dir() or not path.suffix else path
     if not manifest_path.exists():
+        if manifest_path != path and path.is_dir() and (path.parent / f"{path.name}.json").exists():
+            # a packed folder of ours (its record beside it) that lost its manifest
+            raise ChecksumError(f"{path}: no manifest.json{_move_aside(path)}; the next run "
+                                "repacks it")
         what = "not a packed dataset (no manifest.json)" if manifest_path != path else "missing"
         raise FileNotFoundError(f"{path}: {what}")
     manifest = json.loads(manifest_path.read_text())
