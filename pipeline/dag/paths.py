@@ -323,7 +323,7 @@ class WorkflowPaths:
     def recorded_outputs(self) -> list[str]:
         """The outputs that carry a record (pipeline.core.records), which the workflow checks
         when it is read (records.sweep)."""
-        files = self.intermediate_files() + [self.report_file("summary")]
+        files = self.intermediate_files() + [record(self.report_file("summary"))]
         return [f[:-len(RECORD_SUFFIX)] for f in files if f.endswith(RECORD_SUFFIX)]
 
     def inception_weights(self) -> str | None:
