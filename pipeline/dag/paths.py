@@ -430,6 +430,7 @@ class WorkflowPaths:
         for m, v, s in d.cells():
             files += cell_files(cell_dir(out, m, v, s)).values()
         files += self.evaluation_files()
+        files += [record(f) for f in self.evaluation_files() if not f.endswith("/online.json")]
         return files
 
     # --- the `auto` search (pipeline.dag.search.SearchPlan: its files by method, seed, round) --

@@ -35,6 +35,11 @@ def planned(paths: WorkflowPaths) -> list[tuple[str, str, str]]:
         out.append((paths.generator(), "train_generator", jp.train_generator_args(c)))
     if c["generator"]["source"] != "npz":
         out += [(m, "sample", jp.sample_args(c)) for m in paths.shard_files()]
+    for name in ["real"] + [Path(m).stem for m in paths.shard_files()]:
+        out.append((paths.fid_stats(name), "fid_stats", jp.fid_stats_args(c) + " " +
+                    jp.fid_quality_args(c, **paths.fid_quality_job(name))))
+    out += [(paths.result(m, v, s, p), "linear_eval", jp.linear_eval_args(c, p))
+            for m, v, s, p in d.evaluations() if p != "online"]
     for m, v, s in d.cells():
         if v != AUTO:  # the search's winner decides its options
             rule = "init_encoder" if jp.pretrain_args(c, d, m, v, s).count("--steps 0") else \
@@ -64,7 +69,7 @@ def differences(declared, recorded: dict, planned_opts: str) -> list[str]:
     """`--flag OLD -> NEW` for each setting that differs: every planned option, and every
     recorded one that is a config setting (not a path or a job's own range)."""
     plan = split_options(shlex.split(planned_opts))
-    settings = {o.flag for o in declared if o.tracked and (o.key or o.computed)}
+    settings = {o.flag for o in declared if o.tracked and o.key and not o.computed}
     flags = list(plan) + [f for f in recorded if f in settings and f not in plan]
     return [f"{f} {' '.join(recorded.get(f, ['(unset)']))} -> {' '.join(plan.get(f, ['(unset)']))}"
             for f in flags if recorded.get(f) != plan.get(f)]
