@@ -219,8 +219,10 @@ def check_outputs(out, methods=METHODS) -> dict:
     of 2048-d Inception features, the report's files. Returns the figures; raises
     AssertionError naming what is missing."""
     out = Path(out)
-    missing = [p for p in ("summary.json", "summary.md", "summary.html", "samples.png",
-                           "losses.png", "online.png", "fid.json") if not (out / p).is_file()]
+    report = out / "reports" / "default"  # the presets keep config.yaml's name
+    missing = [str(p) for p in [*(report / f for f in ("summary.json", "summary.md", "summary.html",
+                                                      "samples.png", "losses.png", "online.png")),
+                                out / "fid.json"] if not p.is_file()]
     assert not missing, f"missing outputs in {out}: {missing}"
     fid = json.loads((out / "fid.json").read_text())
     assert fid["features"] == "inception" and fid["dims"] == 2048, fid
@@ -232,7 +234,7 @@ def check_outputs(out, methods=METHODS) -> dict:
         f = out / ("pretrain" if p == "online" else "linear") / m / s / "seed5" / f"{p}.json"
         assert f.is_file(), f"missing {f}"
         accuracy[f"{m}/{s}/{p}"] = json.loads(f.read_text())["top1"]
-    check_summary(json.loads((out / "summary.json").read_text()), methods)
+    check_summary(json.loads((report / "summary.json").read_text()), methods)
     return {"fid": fid["fid"], "fid_shards": len(shards), "evaluations": len(accuracy),
             "accuracy": accuracy}
 

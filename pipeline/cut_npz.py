@@ -33,4 +33,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    runtime.run(main)

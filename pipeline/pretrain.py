@@ -216,6 +216,11 @@ def main(argv=None) -> None:
             raise SystemExit(f"{args.generated}: {e}")
     cfg, augmentation, aug_params = run_config(args)
     num_gen = 0 if generated is None else len(generated)
+    size = len(real) * cfg.dup + num_gen
+    if cfg.batch_size * ctx.world > size and cfg.steps > 0:  # the config check's, for any source
+        raise SystemExit(f"pretrain.batch_size: {cfg.batch_size} × {ctx.world} process(es) per "
+                         f"step, but {args.strategy} trains on {size} images ({len(real)} real "
+                         f"×{cfg.dup} + {num_gen} generated); use at most {size // ctx.world}")
     log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
              args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
              args.steps, ctx.device, ctx.world)

@@ -174,10 +174,14 @@ def test_rule_patterns_name_the_files_the_plan_names(config):
     assert p.fid_quality("real") == p.real_quality()
     assert p.fid_result() in p.intermediate_files()
     assert p.generator_model() == p.generator() == f"{p.out}/generator"
-    assert p.report_file("summary") == f"{p.out}/summary.json"
+    assert p.report_file("summary") == f"{p.out}/reports/default/summary.json"
     config["experiments"]["sweeps"] = [{"strategy": "adainf", "setting": "dup",
                                         "values": [1, 2]}]
-    assert _paths(config).sweep_plots() == [f"{p.out}/sweeps/adainf_dup.png"]
+    assert _paths(config).sweep_plots() == [f"{p.out}/reports/default/sweeps/adainf_dup.png"]
+    # a second config sharing the output_dir reports into its own folder
+    study = _paths({**config, "name": "study"})
+    assert study.report_file("summary") == f"{p.out}/reports/study/summary.json"
+    assert study.fid_result() == p.fid_result()  # and shares the jobs
 
 
 def test_disk_check_counts_only_missing_shards(config, monkeypatch):

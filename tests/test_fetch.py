@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from support.snakemake import REPO, TINY, run_snakemake as snakemake
+from support.snakemake import REPO, TINY, run_command, run_snakemake as snakemake
 
 from support.tiny import make_tiny_unet
 from test_real_data import _write_cifar10
@@ -171,7 +172,9 @@ def test_the_preset_without_network_fails_in_its_fetch_step_with_one_line_per_as
     r = snakemake_env(env, "--cores", "2", "--keep-going", "--configfile", str(preset),
                       str(override), cwd=tmp_path)
     assert r.returncode != 0
-    retry = f"run `snakemake --cores 1 --configfile {preset} --configfile {override} fetch`"
+    # the fix every line prints: the `fetch` target with both config files, both kept
+    retry = (f"run `snakemake --cores 1 fetch --snakefile {REPO / 'workflow' / 'Snakefile'}"
+             f" --configfile {preset} here.yaml`")
     lines = [line for line in r.stderr.splitlines() if line.startswith("fetch: ")]
     assert len(lines) == 3, r.stderr[-3000:]
     for asset, key in (("generator 'google/ddpm-cifar10-32'", "generator.model to a local"),
@@ -186,6 +189,13 @@ def test_the_preset_without_network_fails_in_its_fetch_step_with_one_line_per_as
     for rule in ("prepare_real", "sample", "fid_stats"):
         assert f"rule {rule}:" not in r.stdout + r.stderr  # never started
     assert not (tmp_path / "out" / "assets" / "generator").exists()
+    # that command, run as printed (with -n), plans the three fetch jobs of both files' run
+    dry = run_command([*shlex.split(retry.removeprefix("run `").rstrip("`")), "-n"], cwd=tmp_path)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    for rule in ("fetch_generator", "fetch_real", "fetch_inception"):
+        assert f"rule {rule}:" in dry.stdout
+    assert f"{tmp_path}/out/assets/real.json" in dry.stdout  # here.yaml's output_dir
+    assert "rule prepare_real:" not in dry.stdout
 
 
 def snakemake_env(env: dict, *args, cwd, timeout=600):
@@ -306,3 +316,23 @@ def test_the_preset_plans_its_fetch_rules_as_local_rules_upstream(cifar10_dry_ru
             workdir=tmp_path)._workflow
         local = {r.name for r in workflow.rules if r.name in workflow._localrules}
     assert local == {"fetch", "fetch_generator", "fetch_real", "fetch_inception"}
+
+
+def test_the_printed_retry_puts_the_target_before_every_config_file(tmp_path):
+    """--configfile takes every word after it: the retry names `fetch` first, then all the run's
+    config files after one --configfile (a repeated --configfile keeps only the last), relative
+    to where the run started when under it, and --config values, the Snakefile and --directory
+    only where the run had them."""
+    from pipeline.dag.job_params import fetch_retry
+
+    here, snakefile = tmp_path / "clone", tmp_path / "clone" / "workflow" / "Snakefile"
+    files = [here / "configs" / "cifar10.yaml", tmp_path / "site.yaml"]
+    retry = fetch_retry(files, [], snakefile, here, here)
+    assert shlex.split(retry) == ["snakemake", "--cores", "1", "fetch", "--configfile",
+                                  "configs/cifar10.yaml", str(tmp_path / "site.yaml")]
+    elsewhere = fetch_retry(files[:1], ["output_dir='/x y'"], snakefile, tmp_path, tmp_path / "w")
+    assert shlex.split(elsewhere) == [
+        "snakemake", "--cores", "1", "fetch", "--snakefile", "clone/workflow/Snakefile",
+        "--directory", "w", "--configfile", "clone/configs/cifar10.yaml", "--config",
+        "output_dir='/x y'"]
+    assert fetch_retry([], [], snakefile, here, here) == "snakemake --cores 1 fetch"

@@ -77,8 +77,11 @@ def test_the_authors_data_preset_keeps_labels_and_the_two_device_barlow_loss(tmp
     gen = tmp_path / "data" / "generated" / "cifar10-edm-1m.npz"
     gen.parent.mkdir(parents=True)
     np.savez(gen, image=make_images(60, size=32), label=np.repeat(np.arange(10), 6))
+    standin = tmp_path / "standin.yaml"  # its count: fewer than num_images is refused
+    standin.write_text('{"sampling": {"num_images": 60}}\n')
     r = run_snakemake("-n", "-p", "--configfile", str(PRESET),
-                      str(REPO / "configs" / "cifar10-authors-data.yaml"), cwd=tmp_path)
+                      str(REPO / "configs" / "cifar10-authors-data.yaml"), str(standin),
+                      cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     commands = [line for line in r.stdout.splitlines() if "-m pipeline.pretrain " in line]
     assert "pipeline.cut_npz" in r.stdout and "pipeline.sample " not in r.stdout

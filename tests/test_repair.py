@@ -66,9 +66,9 @@ def test_a_repair_that_changes_nothing_reruns_nothing_and_one_that_does_reruns_i
 
 @pytest.mark.e2e
 def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
-    """Snakemake locks the working directory's outputs: a second run of the same config while
-    the first is running stops at once (naming the directory and --unlock) and the first
-    finishes untouched."""
+    """The output folder's lock (pipeline/dag/run_lock.py, taken when jobs start): a second run
+    of the same config while the first is running stops at once, naming the first, and the first
+    finishes untouched. (Across checkouts: tests/test_refusals.py.)"""
     import subprocess
     import sys
     import time
@@ -79,15 +79,16 @@ def test_two_runs_of_the_same_config_at_once_the_second_is_refused(tmp_path):
            "--configfile", str(TINY)]
     first = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-    locks = tmp_path / ".snakemake" / "locks"
+    lock = tmp_path / "results" / ".run.lock"
     deadline = time.time() + 120
-    while not (locks.is_dir() and any(locks.iterdir())) and first.poll() is None:
+    while not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()) and first.poll() is None:
         assert time.time() < deadline
         time.sleep(0.2)
     second = snakemake(ENCODER, "--cores", "1", "--configfile", str(TINY), cwd=tmp_path,
                        timeout=120)
     assert first.wait(timeout=600) == 0, first.stdout.read()[-2000:]
     assert second.returncode != 0
-    assert "Directory cannot be locked" in second.stdout + second.stderr
+    assert f"output_dir 'results' is in use by the Snakemake run of pid {first.pid}" in \
+        second.stdout + second.stderr
     assert "rule pretrain" not in second.stdout + second.stderr  # it ran no job
     assert (tmp_path / ENCODER).exists()

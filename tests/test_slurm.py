@@ -28,6 +28,10 @@ CONFIG = ["--configfile", TINY, "tests/configs/tiny_slurm.yaml"]
 SLURM = ["--profile", "profiles/slurm", "--profile", "tests/profiles/slurm-cpu", *CONFIG]
 LOCAL = ["--cores", "2", *CONFIG]
 CLUSTER = "adainf"  # the ClusterName of .ci/slurm-setup's cluster
+# The rules that ask for a GPU (workflow/rules: `resources: gpu=` above 0): profiles/slurm sends
+# them to its GPU partition (tests/profiles/slurm-cpu: `gpu`), every other job to the CPU one.
+GPU_RULES = {"train_generator", "sample", "fid_stats", "pretrain", "linear_eval", "search_train",
+             "search_select", "auto_pretrain"}
 
 # One xdist worker runs this test and the profiles' dry runs (tests/test_workflow.py), in that
 # order: a unit of three tests, so that xdist queues no other work behind this one, which mostly
@@ -91,11 +95,13 @@ def run_id(log: Path, proc: subprocess.Popen, timeout=120) -> str:
     raise AssertionError("no SLURM run ID in the log:\n" + log.read_text()[-3000:])
 
 
-def jobs_of(run: str) -> list[tuple[str, str, str]]:
-    """(job id, comment = rule_NAME[_wildcards_...], state) of every job of a run, from sacct."""
-    r = sh("sacct", "-X", "-n", "-P", "-S", "2000-01-01", "--name", run, "-o", "JobID,Comment,State")
+def jobs_of(run: str, *more: str) -> list[tuple[str, ...]]:
+    """(job id, comment = rule_NAME[_wildcards_...], state, *more fields) of every job of a
+    run, from sacct."""
+    fields = ",".join(["JobID", "Comment", "State", *more])
+    r = sh("sacct", "-X", "-n", "-P", "-S", "2000-01-01", "--name", run, "-o", fields)
     assert r.returncode == 0, r.stderr
-    return [tuple(line.split("|")[:3]) for line in r.stdout.splitlines() if line]
+    return [tuple(line.split("|")[:3 + len(more)]) for line in r.stdout.splitlines() if line]
 
 
 def rule_of(comment: str) -> str:
@@ -220,6 +226,10 @@ def test_tiny_config_through_slurm_with_a_cancelled_shard(slurm, tmp_path):
         jobs1 = jobs_of(run1)
         assert [(j, s.split()[0]) for j, c, s in jobs1 if c == shard] == [(job, "CANCELLED"),
                                                                            (retry, "CANCELLED")]
+        # SLURM's output of a failed job is kept where docs/cluster.md says
+        number = shard.removeprefix("rule_sample_wildcards_")
+        assert (slurm_dir / ".snakemake" / "slurm_logs" / "rule_sample" / number
+                / f"{retry}.log").is_file()
 
         # 2. A second invocation (the same command) submits only what is missing: the
         # cancelled shard and what depends on it.
@@ -237,6 +247,17 @@ def test_tiny_config_through_slurm_with_a_cancelled_shard(slurm, tmp_path):
         # so every job of the workflow ran through the scheduler, once to completion
         assert done1 + Counter(rule_of(c) for _, c, _ in jobs2) == expected
         assert [c for _, c, _ in jobs2 if c.startswith("rule_sample_")] == [shard]
+        # every job on the partition the profile names: the GPU rules' own, the rest the CPU one
+        partitions = {}
+        for run in runs:
+            for _, comment, _, partition in jobs_of(run, "Partition"):
+                partitions.setdefault(rule_of(comment), set()).add(partition)
+        gpu = {rule for rule in partitions if rule in GPU_RULES}
+        assert {r: p for r, p in partitions.items() if r not in gpu} == \
+            {r: {"main"} for r in partitions if r not in gpu}
+        assert {r: partitions[r] for r in gpu} == {r: {"gpu"} for r in gpu}
+        assert {"prepare_real", "pack", "fid", "report", "init_encoder"} <= set(partitions)
+        assert {"sample", "pretrain", "linear_eval"} <= gpu
 
         assert local.wait(timeout=600) == 0, (tmp_path / "local.log").read_text()[-3000:]
     finally:  # nothing of a failed test keeps running

@@ -66,7 +66,8 @@ def test_profiles_dry_run(tmp_path, profile):
 @pytest.mark.e2e
 def test_tiny_study_end_to_end(tiny_study):
     results = tiny_study / "results"
-    summary = json.loads((results / "summary.json").read_text())
+    report = results / "reports" / "default"  # the config's name: config.yaml's
+    summary = json.loads((report / "summary.json").read_text())
     runs = {(x["method"], x["strategy"], x["seed"], x["protocol"]): x for x in summary["runs"]}
     strategies = ("none", "vanilla", "adainf", "adainf+crop_min_scale=0.5")
     # the online probe has nothing to train on random_init
@@ -90,8 +91,8 @@ def test_tiny_study_end_to_end(tiny_study):
     shards = sorted((results / "samples").glob("shard_*.json"))
     assert [len(load_packed(s)[0]) for s in shards] == [32, 16]
     for name in ("samples.png", "losses.png", "online.png", "sweeps/adainf_crop_min_scale.png"):
-        assert (results / name).stat().st_size > 0
-    table = (results / "summary.md").read_text()
+        assert (report / name).stat().st_size > 0
+    table = (report / "summary.md").read_text()
     assert "online protocol" in table and "offline protocol" in table and " ± " in table
     # the generated set's four quality numbers beside FID, in the JSON and the table
     quality = summary["quality"]
@@ -99,7 +100,7 @@ def test_tiny_study_end_to_end(tiny_study):
     assert all(0 <= quality[k] <= 1 for k in ("precision", "recall", "coverage"))
     assert f"precision {quality['precision']:.3f}" in table
     assert summary["selection"] == []  # every strategy keeps all its generated images
-    assert (results / "selection.png").stat().st_size > 0
+    assert (report / "selection.png").stat().st_size > 0
     assert (tiny_study / "results" / "logs" / "pretrain" / "simclr" / "adainf" / "seed1.log").exists()
 
     again = snakemake("--cores", "2", "--configfile", str(TINY), str(TINY_STUDY), "-n",
@@ -278,8 +279,9 @@ def test_dry_run_refuses_what_cannot_fit_before_the_dag(tmp_path, num_images, sh
 
 @pytest.mark.e2e
 def test_a_stage_failing_on_bad_input_shows_one_line_on_the_console(tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
-    np.savez(tmp_path / "real.npz", image=images, label=np.array([0, 1, -1] * 4))
+    # 48 images: the tiny config's batch of 16 fits the training split (checked when read)
+    images = np.random.default_rng(0).integers(0, 256, (48, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "real.npz", image=images, label=np.array([0, 1, -1] * 16))
     config = tmp_path / "bad.yaml"
     config.write_text(f"real: {{source: npz, root: {tmp_path / 'real.npz'}, resolution: 8}}\n")
     r = snakemake("--cores", "1", "--configfile", str(TINY), str(config), "--until",

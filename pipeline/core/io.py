@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.core.errors import REBUILD, UserError, reading
 
 
 def _umask() -> int:
@@ -60,6 +63,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, target)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise UserError(disk_full(target, _size(Path(tmp)))) from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -78,9 +85,31 @@ def atomic_dir(target: str | os.PathLike):
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise UserError(disk_full(target, _size(tmp))) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def disk_full(target: Path, written: int) -> str:
+    """The line for a write that filled its disk: the file, what it had written, what is free."""
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    return (f"{target}: no space left on the device of {folder} (the write had reached "
+            f"{written / 1e6:.1f} MB, {free / 1e6:.1f} MB free); free more than "
+            f"{written / 1e6:.1f} MB there, or set output_dir to a disk with room, then run "
+            "snakemake again (nothing finished is lost)")
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -111,16 +140,17 @@ def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray)
         np.savez(tmp, image=images, label=labels)
 
 
-def load_images(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load_images(path: str | os.PathLike, fix: str = REBUILD) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of an npz file, verified (a sample shard's manifest, .json, is read by
-    pipeline.data.dataset, which builds on this module: load_npz_or_shard)."""
+    pipeline.data.dataset, which builds on this module: load_npz_or_shard); a damaged file is
+    one line naming it and `fix` (pipeline.core.errors)."""
     if str(path).endswith(".json"):
         raise ValueError(f"{path}: a sample shard's manifest, not an npz file "
                          "(pipeline.data.dataset.load_npz_or_shard reads both)")
     from pipeline.core import records  # it builds on this module
 
     records.verify(path)  # an output of ours (a real split): checked against its record
-    with np.load(path) as f:
+    with reading(path, fix), np.load(path) as f:
         missing = {"image", "label"} - set(f.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)} (has {f.files})")

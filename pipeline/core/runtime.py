@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pickle
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -61,7 +62,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"device {name!r} asked for, but CUDA is not available here")
+        raise SystemExit(f"device: {name!r}, but CUDA is not available on "
+                         f"{socket.gethostname()}; set device: auto (CUDA when present, else "
+                         "CPU) or cpu")
     return device
 
 

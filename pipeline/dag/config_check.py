@@ -10,20 +10,28 @@ Torch-free: the Snakefile calls these on every parse.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
+import re
+import socket
+import zipfile
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import yaml
 
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, UserError
 from pipeline.dag.paths import looks_local, num_shards
 from pipeline.dag.search import search_problems
 from pipeline.vocab.augmentation import VIEW_PRESETS, trained_preset, view_params
-from pipeline.vocab.methods import head_keys
+from pipeline.data.npz_source import image_shape, npz_files
+from pipeline.vocab.methods import METHOD_DEFAULTS, head_keys
 
 # Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
 MAX_SHARDS = 100_000
+# scikit-learn's digits: the default real data set
+DIGITS_IMAGES = 1797
 SHARD_DIGITS = 5
 
 
@@ -46,7 +54,7 @@ def schema_errors(config: dict, schema_path: str | os.PathLike, limit: int = 3) 
 
 
 def check_schema(config: dict, schema_path: str | os.PathLike) -> None:
-    lines = schema_errors(config, schema_path)
+    lines = nonfinite_problems(config) or schema_errors(config, schema_path)
     if lines:
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
 
@@ -162,7 +170,9 @@ def config_problems(config: dict) -> list[str]:
             view_params(augmentation, **kw)
         except ValueError as e:  # e.g. a jitter_strength that takes the hue past 0.5
             problems.append(f"{key}: {kw}: {e}")
-    problems += data_size_problems(config)
+    problems += data_size_problems(config) + method_arg_problems(config)
+    problems += output_dir_problems(config["output_dir"]) + batch_problems(config)
+    problems += generated_npz_problems(config)
 
     g = config["generator"]
     # the schema requires a model for source pretrained and a path for source npz
@@ -213,7 +223,196 @@ def config_problems(config: dict) -> list[str]:
     return problems
 
 
+# -- values that pass the schema and fail late -------------------------------------------------
+
+def nonfinite_problems(node, path=()) -> list[str]:
+    """NaN and infinity anywhere in the config (YAML's .nan and .inf): every comparison with NaN
+    is false, so the schema's ranges let it through and a job fails, or trains nothing, late."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in nonfinite_problems(v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in nonfinite_problems(v, (*path, f"[{i}]"))]
+    if isinstance(node, float) and not math.isfinite(node):
+        key = ".".join(path).replace(".[", "[")
+        return [f"{key}: {node} is not a finite number; give a number"]
+    return []
+
+
+# Shell characters beside whitespace: the rules paste output_dir's paths into their commands.
+SHELL_SAFE = re.compile(r"^[\w@%+=:,./~-]+$")
+
+
+def output_dir_problems(out) -> list[str]:
+    """An output_dir every job can write into: not empty, not the file system's root, not a
+    file, writable, and free of spaces and shell characters (the rules' commands carry its
+    paths unquoted, so `my results` would split into two arguments)."""
+    key = "output_dir"
+    if not isinstance(out, str) or not out.strip():
+        return [f"{key}: {out!r} is empty; name a folder, e.g. output_dir: results"]
+    if not SHELL_SAFE.match(out):
+        bad = sorted({c for c in out if not SHELL_SAFE.match(c)})
+        fixed = "".join(c if SHELL_SAFE.match(c) else "_" for c in out)
+        return [f"{key}: {out!r} has {bad} (spaces or shell characters, which the jobs' shell "
+                f"commands would split or expand); rename it, e.g. output_dir: {fixed}"]
+    path = Path(out).expanduser()
+    if path.resolve() == Path(path.resolve().anchor):
+        return [f"{key}: {out!r} is the file system's root; name a folder, e.g. output_dir: "
+                "results"]
+    if path.exists() and not path.is_dir():
+        return [f"{key}: {out!r} is a file, not a folder; name another output_dir or move the file"]
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"{key}: {out!r} is under the file {existing}; name a folder elsewhere"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{key}: {out!r}: {existing} is not writable by this user; name a folder you can "
+                "write, or change its permissions"]
+    return []
+
+
+def real_train_size(real: dict) -> int | None:
+    """Images in the real training split where the config tells without reading pixels: the
+    digits (1,797 images, split by real.test_fraction as scikit-learn's train_test_split does),
+    CIFAR (50,000), an npz file's header; None for an image folder or a file not there yet (the
+    stage checks at its start)."""
+    source, root = real["source"], real.get("root")
+    if source in ("cifar10", "cifar100"):
+        return 50_000
+    if source == "digits":
+        n = DIGITS_IMAGES
+    elif source == "npz" and root:
+        path = Path(root).expanduser()
+        path = path / "train.npz" if path.is_dir() else path
+        try:
+            with zipfile.ZipFile(path) as archive, archive.open("label.npy") as f:
+                read = (np.lib.format.read_array_header_1_0
+                        if np.lib.format.read_magic(f) == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                n = read(f)[0][0]
+        except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile):
+            return None  # unreadable: prepare_real names the file and the problem
+        if real.get("test") or Path(root).expanduser().is_dir():
+            return int(n)
+    else:
+        return None
+    return n - math.ceil(real["test_fraction"] * n)
+
+
 def check_config(config: dict) -> None:
     problems = config_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _generated_images(config: dict) -> int:
+    g = config["generator"]
+    if g["source"] == "npz":
+        try:
+            return min(config["sampling"]["num_images"], image_shape(npz_files(g["path"]))[0])
+        except (OSError, ValueError, zipfile.BadZipFile, UserError):
+            return 0  # generated_npz_problems names the file
+    return config["sampling"]["num_images"]
+
+
+def pretrain_set_size(config: dict, strategy: str, real_n: int) -> int:
+    """Images one pretraining cell of `strategy` draws its batches from: its real subset times
+    dup (virtual copies) plus its generated images."""
+    s = config["strategies"][strategy]
+    real = max(1, round((s.get("real_fraction") or 1) * real_n)) * s["dup"]
+    if not s["generated"]:
+        return real
+    total = _generated_images(config)
+    if s.get("num_generated") is not None:
+        return real + min(s["num_generated"], total)
+    return real + math.floor((s.get("generated_keep") or 1) * total)
+
+
+def batch_problems(config: dict) -> list[str]:
+    """A pretraining batch larger than the data it is drawn from: it repeats images (false
+    negatives for the contrastive losses) and allocates all its views at once (100,000 of them
+    fail after a minute). Linear evaluation and generator training need no check: a batch
+    larger than the split is the whole split (linear_eval) or draws with replacement (the
+    generator), which works."""
+    real_n = real_train_size(config["real"])
+    if real_n is None:
+        return []
+    where = f"the real training split ({real_n} images of {config['real']['source']})"
+    problems = []
+    p = config["pretrain"]
+    per_step = p["batch_size"] * p["processes"]
+    for name in config["experiments"]["strategies"]:
+        if name not in config["strategies"]:
+            continue  # random_init, auto (its search checks at each job's start), an unknown name
+        size = pretrain_set_size(config, name, real_n)
+        if per_step > size:
+            procs = f" × {p['processes']} processes" if p["processes"] > 1 else ""
+            problems.append(f"pretrain.batch_size: {p['batch_size']}{procs} images per step, but "
+                            f"strategy {name!r} trains on {size} (from {where}); use at most "
+                            f"{size // p['processes']}")
+            break
+    return problems
+
+
+def method_arg_problems(config: dict) -> list[str]:
+    """Head sizes and loss settings in pretrain.method_args: widths and the queue at least 1
+    (proj_dim: 0 trains nothing and still reports numbers), a temperature above 0, the
+    momentum's tau in [0, 1], the rest numbers at least 0."""
+    problems = []
+    for method, args in config["pretrain"].get("method_args", {}).items():
+        for key, value in args.items():
+            default = METHOD_DEFAULTS[method].get(key)
+            where = f"pretrain.method_args.{method}.{key}: {value!r}"
+            if default is None or key == "loss_groups":
+                continue  # unknown keys and loss_groups: config_problems
+            if isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    problems.append(f"{where} must be a positive integer (the paper's: {default})")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{where} must be a number (the paper's: {default})")
+            elif key.startswith("tau") and not 0 <= value <= 1:
+                problems.append(f"{where} must be in [0, 1] (the paper's: {default})")
+            elif key == "temperature" and not value > 0:
+                problems.append(f"{where} must be above 0 (the paper's: {default})")
+            elif value < 0:
+                problems.append(f"{where} must be at least 0 (the paper's: {default})")
+    return problems
+
+
+def generated_npz_problems(config: dict) -> list[str]:
+    """generator.source npz: the files must hold sampling.num_images images (fewer: a truncated
+    download, cut into fewer shards without a word) and be readable npz archives."""
+    g, wanted = config["generator"], config["sampling"]["num_images"]
+    if g["source"] != "npz" or not Path(g["path"]).expanduser().exists():
+        return []  # a missing path: config_problems
+    try:
+        total = image_shape(npz_files(g["path"]))[0]
+    except UserError as e:  # a damaged file, named with the fix
+        return [f"generator.path: {e}"]
+    except (OSError, ValueError) as e:
+        return [f"generator.path: {g['path']!r}: {e}"]
+    if total < wanted:
+        return [f"generator.path: {g['path']!r} holds {total} images, sampling.num_images is "
+                f"{wanted}; a truncated download? download it again, or set sampling.num_images: "
+                f"{total}"]
+    return []
+
+
+def cuda_problem(device: str) -> str | None:
+    """`device: cuda[:N]` where this machine has no CUDA (or no device N). Imports torch: the
+    Snakefile asks only when jobs are about to run here (a SLURM login node, which plans and
+    submits, needs no GPU; each job's stage checks again where it runs)."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    fix = "set device: auto (CUDA when present, else CPU) or cpu"
+    if not torch.cuda.is_available():
+        build = "" if torch.version.cuda else ", a CPU-only build"
+        return (f"device: {device!r}, but CUDA is not available on {socket.gethostname()} "
+                f"(torch {torch.__version__}{build}); {fix}")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        return (f"device: {device!r}, but this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s) (0..{torch.cuda.device_count() - 1}); {fix}, or cuda:0")
+    return None

@@ -15,6 +15,7 @@ Torch-free: the Snakefile imports it on every parse.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 
 from pipeline.dag.paths import dataset_dir, real_split, result_path, shard_quality_files
@@ -234,6 +235,29 @@ def fetch_real_args(config: dict) -> str:
     """The data set rule fetch_real downloads, and the folder it goes to (real.source, real.root)."""
     r = config["real"]
     return opts(opt("--source", r["source"]), opt("--root", r["root"]))
+
+
+def fetch_retry(configfiles, config_args, snakefile, launch_dir, workdir) -> str:
+    """The command a fetch failure prints as its fix: Snakemake's `fetch` target with this run's
+    config files and --config values, to be run from where this run was started (`launch_dir`).
+    The target comes first: --configfile takes every word after it (all the files, merged in
+    order; a repeated --configfile keeps only its last), so a target after them is read as one
+    more config file. A file under launch_dir is named relative to it, as a user would type it."""
+    def here(path) -> str:
+        path = os.path.abspath(path)
+        rel = os.path.relpath(path, launch_dir)
+        return path if rel.startswith(os.pardir) else rel
+
+    words = ["snakemake", "--cores", "1", "fetch"]
+    if os.path.abspath(snakefile) != os.path.join(os.path.abspath(launch_dir), "workflow", "Snakefile"):
+        words += ["--snakefile", here(snakefile)]
+    if os.path.abspath(workdir) != os.path.abspath(launch_dir):
+        words += ["--directory", here(workdir)]
+    if configfiles:
+        words += ["--configfile", *(here(f) for f in configfiles)]
+    if config_args:
+        words += ["--config", *config_args]
+    return shlex.join(words)
 
 
 def report_args(online_curves: str | None = None, search_rounds=(), search_plot: str | None = None,

@@ -445,13 +445,19 @@ class WorkflowPaths:
         return search_choice(self.out, method, seed, round)
 
     # --- report ---------------------------------------------------------------------------
+    def reports(self) -> str:
+        """The report's folder: the config's own (config `name`), so that two configs sharing an
+        output_dir (the default and configs/study.yaml) share their jobs but not their summaries."""
+        return f"{self.out}/reports/{self.config['name']}"
+
     def report_file(self, name: str) -> str:
         """One of the report's files (rule report's output of that name)."""
-        return f"{self.out}/{REPORT_FILES[name]}"
+        return f"{self.reports()}/{REPORT_FILES[name]}"
 
     def sweep_plots(self) -> list[str]:
         """The report's figure of each sweep."""
-        return [f"{self.out}/sweeps/{sw.strategy}_{sw.setting}.png" for sw in self.design.sweeps]
+        return [f"{self.reports()}/sweeps/{sw.strategy}_{sw.setting}.png"
+                for sw in self.design.sweeps]
 
     def design_file(self, search_spec: dict | None = None) -> str:
         """The report's design (the study's cells and the sampler), written now if missing.

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core import io
+from pipeline.core.errors import REPLACE, reading
 from pipeline.data.dataset import write_shard
 
 
@@ -53,7 +54,7 @@ def image_shape(files: list[Path]) -> tuple[int, int, int, int]:
     workflow can plan the shards of a 3 GB file at once)."""
     total, hw = 0, None
     for path in files:
-        with zipfile.ZipFile(path) as archive:
+        with reading(path, REPLACE), zipfile.ZipFile(path) as archive:
             shape = _member_shape(archive, "image", path)
             labels = _member_shape(archive, "label", path)
         if labels != shape[:1]:
@@ -69,7 +70,7 @@ def unlabelled(files: list[Path]) -> bool:
     """Every image labelled -1: a file from the authors' generated_data.py (whose cv2.imread
     makes it BGR), not one that kept its generator's classes."""
     for path in files:
-        with np.load(path) as f:
+        with reading(path, REPLACE), np.load(path) as f:
             if (f["label"] != -1).any():
                 return False
     return True
@@ -80,7 +81,7 @@ def _chunks(files: list[Path], size: int, count: int) -> Iterator[tuple[np.ndarr
     time, plus the piece of a shard that spans two files)."""
     pending, have = [], 0
     for path in files:
-        images, labels = io.load_images(path)
+        images, labels = io.load_images(path, REPLACE)
         start = 0
         while start < len(images) and count > 0:
             n = min(size - have, len(images) - start, count)

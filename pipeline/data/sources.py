@@ -7,11 +7,14 @@ folder with train/ and test/) use it; the others are split with a fixed stratifi
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.errors import UserError, reading
 from pipeline.vocab.names import REAL_SOURCES as SOURCES
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -134,11 +137,19 @@ def _npz(root: Path, test_fraction: float, seed: int, test: Path | None = None):
         return (*_read_npz(train), *_read_npz(test))
     if not root.is_file():
         raise FileNotFoundError(f"npz: no such file or folder {root}")
-    return _split(*_read_npz(root), test_fraction, seed)
+    return _split(*_read_npz(root), test_fraction, seed, str(root))
+
+
+# How to write a real-data npz: what a line about a wrong one ends with.
+NPZ_FIX = ("write it with np.savez(FILE, image=uint8 N×H×W×3 array, "
+           "label=np.asarray(labels, dtype=np.int64))")
 
 
 def _read_npz(path: Path):
-    with np.load(path) as f:
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not an npz archive (numpy's zip of arrays; this file starts "
+                        f"with {path.read_bytes()[:12]!r}); {NPZ_FIX}")
+    with reading(path, f"your input file: {NPZ_FIX}"), np.load(path) as f:
         if not {"image", "label"} <= set(f.files):
             raise ValueError(f"{path}: expected arrays 'image' and 'label', found {f.files}")
         images, labels = f["image"], f["label"]
@@ -177,7 +188,7 @@ def _imagefolder(root: Path, resolution: int, test_fraction: float, seed: int):
         te_x, te_y, _ = read(root / "test", classes)
         return tr_x, tr_y, te_x, te_y
     images, labels, _ = read(root)
-    return _split(images, labels, test_fraction, seed)
+    return _split(images, labels, test_fraction, seed, str(root))
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -185,19 +196,41 @@ def _imagefolder(root: Path, resolution: int, test_fraction: float, seed: int):
 def _read_image(path: str, resolution: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (resolution, resolution):
-            im = im.resize((resolution, resolution), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (resolution, resolution):
+                im = im.resize((resolution, resolution), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated, corrupt, not an image
+        raise UserError(f"{path}: unreadable image ({type(e).__name__}: {e}); replace it with a "
+                        "good copy or delete it") from e
 
 
-def _split(images, labels, test_fraction: float, seed: int):
+def _split(images, labels, test_fraction: float, seed: int, source: str = "the data"):
     from sklearn.model_selection import train_test_split
 
+    split_problem(labels, test_fraction, source)
     tr, te = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                               stratify=labels, random_state=seed)
     return images[tr], labels[tr], images[te], labels[te]
+
+
+def split_problem(labels: np.ndarray, test_fraction: float, source: str) -> None:
+    """scikit-learn's stratified split, checked first: its own errors name neither the file,
+    the class nor the setting."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        c = classes[counts.argmin()]
+        raise UserError(f"{source}: class {c} has {counts.min()} image; the stratified test split "
+                        "needs at least 2 of each class: add images of it, remove it, or bring "
+                        "your own test split (real.test, or train/ and test/ folders)")
+    n_test = math.ceil(test_fraction * len(labels))
+    if min(n_test, len(labels) - n_test) < len(classes):
+        raise UserError(f"{source}: {len(labels)} images split by real.test_fraction "
+                        f"{test_fraction} give {n_test} test and {len(labels) - n_test} training "
+                        f"images, fewer than the {len(classes)} classes; set real.test_fraction "
+                        f"so that both splits hold at least {len(classes)} images, or add images")
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pipeline.core import io, records, runtime
-from pipeline.core.errors import UserError
+from pipeline.core.errors import REBUILD, REPLACE, UserError, reading
 from pipeline.vocab.names import FID_FEATURES, FID_PRECISIONS
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def save_stats(path, stats: FeatureStats, **meta) -> None:
 
 def load_stats(path) -> tuple[FeatureStats, dict]:
     records.verify(path)
-    with np.load(path) as f:
+    with reading(path), np.load(path) as f:
         return (FeatureStats(int(f["count"]), f["total"], f["outer"]),
                 json.loads(str(f["meta"])))
 
@@ -211,7 +211,8 @@ def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
     """(mu, sigma, count, meta) from our statistics file or a pytorch-fid/EDM style npz of
     mu/sigma (whose image count is unknown)."""
     records.verify(path)
-    with np.load(path) as f:
+    fix = f"{REBUILD}; or, if it is your fid.reference, {REPLACE}"
+    with reading(path, fix), np.load(path) as f:
         if {"mu", "sigma"} <= set(f.files):
             return f["mu"].astype(np.float64), f["sigma"].astype(np.float64), None, {}
         if {"count", "total", "outer"} <= set(f.files):

@@ -21,6 +21,7 @@ import json
 import numpy as np
 
 from pipeline.core import io, records
+from pipeline.core.errors import reading
 from pipeline.vocab.names import QUALITY_SCORES
 
 # The realism score drops the real samples whose radius exceeds this percentile (Kynkäänniemi
@@ -185,7 +186,7 @@ def save_shard_quality(path, start: int, indices, features, scores: dict, meta: 
 
 def load_quality(path) -> dict:
     records.verify(path)
-    with np.load(path) as f:
+    with reading(path), np.load(path) as f:
         out = {k: f[k] for k in f.files if k != "meta"}
         out["meta"] = json.loads(str(f["meta"]))
     return out

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from pipeline.core import io, records
+from pipeline.core.errors import reading
 
 
 class BasicBlock(nn.Module):
@@ -120,7 +121,8 @@ def save_encoder(path: str | Path, encoder: Encoder, meta: dict) -> None:
 
 def load_encoder(path: str | Path, device="cpu") -> tuple[Encoder, dict]:
     records.verify(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    with reading(path):
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     # encoders saved before the stem padding was an option were built with padding 1
     encoder = Encoder(**{"stem_padding": 1, **ckpt["arch"]})
     encoder.load_state_dict(ckpt["state_dict"])

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from pipeline.core import io, records
+from pipeline.core.errors import RESTART, reading
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tracking import Progress, Tracker
 from pipeline.core.tensors import to_nchw
@@ -244,12 +244,8 @@ def resume(path, run_key: str, state: TrainState, device,
         path = fallback
     if path is None or not Path(path).exists() or not readable_checkpoint(path):
         return 0, []
-    try:
+    with reading(path, RESTART):  # one written before records, damaged: one line and the fix
         checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        log.warning("checkpoint %s cannot be read (%s: %s): starting fresh", path,
-                    type(e).__name__, str(e).splitlines()[0][:160] if str(e) else "")
-        return 0, []
     if checkpoint.get("run_key") != run_key:
         log.warning("%s belongs to other settings or data (run key %s, this run's %s): "
                     "starting fresh", path, str(checkpoint.get("run_key"))[:12], run_key[:12])

@@ -62,13 +62,33 @@ _server: SnakemakeServer | None = None
 
 def run_snakemake(*args, cwd, timeout=900) -> subprocess.CompletedProcess:
     """`python -m snakemake -s workflow/Snakefile ARGS` in `cwd`: its exit status and output."""
+    return run_command(["snakemake", "-s", str(SNAKEFILE), *args], cwd=cwd, timeout=timeout)
+
+
+def run_command(argv: list[str], cwd, timeout=900) -> subprocess.CompletedProcess:
+    """A Snakemake command line exactly as a user types it (`snakemake ARGS`: nothing added) in
+    `cwd`, e.g. one the docs or an error message give."""
     global _server
+    assert argv[0] == "snakemake", argv
     if _server is None or _server.proc.poll() is not None:
         _server = SnakemakeServer()
-    return _server.run(["-s", str(SNAKEFILE), *args], cwd, timeout)
+    return _server.run(list(argv[1:]), cwd, timeout)
 
 
 def close_server() -> None:
     """Ends this process's server, if it started one (at the end of the session)."""
     if _server is not None:
         _server.close()
+
+
+def checkout_view(folder: Path) -> Path:
+    """`folder` as a fresh clone of this repository seen from its root: a link to each tracked
+    top-level entry, outputs of its own (results/, .snakemake/). Commands the docs give, run
+    from the repository root, run here as written without touching the checkout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in ("workflow", "pipeline", "configs", "profiles", "config.yaml", "envs", "tests",
+                  "bench", "pyproject.toml", "README.md", "docs"):
+        link = folder / entry
+        if not link.exists():
+            link.symlink_to(REPO / entry)
+    return folder

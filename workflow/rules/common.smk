@@ -9,8 +9,8 @@ import shlex
 from pipeline.core.assets import drop_stale_file_record
 from pipeline.core.records import sweep
 from pipeline.dag.job_params import (
-    cut_npz_args, fetch_generator_args, fetch_real_args, fetched_weights_arg, fid_quality_args,
-    fid_stats_args, fid_stats_untracked_args, fid_untracked_args, linear_eval_args,
+    cut_npz_args, fetch_generator_args, fetch_real_args, fetch_retry, fetched_weights_arg,
+    fid_quality_args, fid_stats_args, fid_stats_untracked_args, fid_untracked_args, linear_eval_args,
     prepare_real_args, pretrain_args, pretrain_untracked_args, report_args,
     sample_args, sample_untracked_args, tracking, train_generator_args, untracked,
 )

@@ -2,12 +2,11 @@
 # weights, each fetched once by a local rule (on a cluster: on the host running Snakemake, where
 # the network is) before any job that needs it; the jobs after it read only local files. An asset
 # that is local already (generator.model a folder, real.download false, fid.weights set or pixel
-# FID) has no fetch rule. `snakemake --cores 1 --configfile FILE fetch` fetches them alone.
+# FID) has no fetch rule. `snakemake --cores 1 fetch --configfile FILE...` fetches them alone.
 # (ASSETS, what is fetched where: common.smk.)
 # What the one-line error tells the user to run where there is network: this run's own configs.
-RETRY = untracked(shlex.join(
-    ["snakemake", "--cores", "1"]
-    + [a for f in workflow.overwrite_configfiles for a in ("--configfile", str(f))] + ["fetch"]))
+RETRY = untracked(fetch_retry(workflow.overwrite_configfiles, workflow.config_settings.config_args,
+                              workflow.main_snakefile, workflow.workdir_init, os.getcwd()))
 
 
 rule fetch:

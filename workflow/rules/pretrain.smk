@@ -36,6 +36,8 @@ rule pretrain:
 
 
 # The untrained encoder (the initialisation pretraining starts from with this seed): a baseline.
+# It trains nothing (--steps 0; the weights are made on the CPU either way), so it asks for no
+# GPU: gpu_slots hides the devices, and on SLURM it runs in the CPU partition.
 use rule pretrain as init_encoder with:
     output:
         **PATHS.cell_files(),
@@ -43,7 +45,7 @@ use rule pretrain as init_encoder with:
         strategy=RANDOM_INIT,
         seed=r"\d+",
     resources:
-        gpu=1,
+        gpu=0,
 
 
 rule linear_eval:
