@@ -27,6 +27,9 @@ from pipeline.study.design import plan
 pytestmark = pytest.mark.e2e
 CONFIG = ("--configfile", str(TINY), str(TINY_STUDY))
 SKIPPED = {"logs", "benchmarks", "tensorboard", "design", "inputs", ".records"}
+STUDY = load_config(TINY, TINY_STUDY)
+PATHS = WorkflowPaths(STUDY, plan(STUDY))
+SUMMARY = PATHS.report_file("summary").removeprefix("results/")  # under reports/NAME/
 
 
 def snakemake(cwd, *args, config=CONFIG, ok=True):
@@ -51,17 +54,15 @@ def missing(stdout: str) -> str:
 def test_rule_all_asks_for_every_file_a_job_made(tiny_study):
     """Every file of a finished run is a file rule all asks for (or in a folder it asks for):
     the intermediate files or the report's outputs; and each of those exists."""
-    config = load_config(TINY, TINY_STUDY)
-    paths = WorkflowPaths(config, plan(config))
-    asked = set(paths.intermediate_files())
+    asked = set(PATHS.intermediate_files())
     assert all((tiny_study / f).exists() for f in asked), [f for f in asked
                                                            if not (tiny_study / f).exists()]
-    report = {f"results/{n}" for n in REPORT_FILES.values()} | {"results/summary.json.record.json"}
+    report = {PATHS.report_file(n) for n in REPORT_FILES} | {f"results/{SUMMARY}.record.json"}
     made = [p.relative_to(tiny_study).as_posix() for p in (tiny_study / "results").rglob("*")
             if p.is_file() and p.name != ".snakemake_timestamp"
             and p.relative_to(tiny_study / "results").parts[0] not in SKIPPED]
     unasked = [f for f in made if f not in asked and f not in report
-               and not f.startswith("results/sweeps/")
+               and not f.startswith(f"{PATHS.reports()}/sweeps/")
                and not any(f.startswith(d + "/") for d in asked)]
     assert unasked == []
     assert len(made) > 100  # the check saw the run
@@ -76,7 +77,7 @@ DELETED = ["real/train.npz", "real/test.npz.record.json", "generator",
            "pretrain/simclr/random_init/seed0/encoder.pt",
            "pretrain/simclr/vanilla/seed0/encoder.pt.record.json",
            "pretrain/simclr/vanilla/seed0/online.json",
-           "linear/simclr/adainf/seed0/offline.json", "summary.json.record.json"]
+           "linear/simclr/adainf/seed0/offline.json", f"{SUMMARY}.record.json"]
 
 
 def test_a_deleted_output_is_planned_again_by_a_plain_run(tiny_study, tmp_path):
@@ -129,7 +130,7 @@ def truncate(path: Path) -> None:
 DAMAGED = {"pretrain/simclr/random_init/seed0/encoder.pt": "init_encoder",
            "fid/real.stats.npz": "fid_stats", "real/train.npz": "prepare_real",
            "generator/unet/diffusion_pytorch_model.safetensors": "train_generator",
-           "fid/shard_00001.quality.npz": "fid_stats", "summary.json": "report"}
+           "fid/shard_00001.quality.npz": "fid_stats", SUMMARY: "report"}
 
 
 @pytest.mark.parametrize("damage", [flip, truncate])
@@ -148,7 +149,7 @@ def test_a_damaged_output_is_moved_aside_in_one_line_and_planned_again(run, dama
 
 
 def test_a_damaged_summary_is_rebuilt_identical(run):
-    summary = run / "results" / "summary.json"
+    summary = run / "results" / SUMMARY
     original = json.loads(summary.read_text())
     flip(summary, 10)
     r = snakemake(run)
