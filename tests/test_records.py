@@ -140,3 +140,15 @@ def test_a_packed_folder_that_lost_its_manifest_is_moved_aside(tmp_path):
         load_packed(folder)
     assert "\n" not in str(e.value) and "no manifest.json" in str(e.value)
     assert not folder.exists() and (tmp_path / "dataset" / "real.corrupt").is_dir()
+
+
+def test_the_sweep_waits_while_another_run_holds_the_output_folder(tmp_path):
+    """A run writing there renames an output into place a moment before its record: the start
+    of a second run (refused by the lock anyway) must not take that for damage."""
+    from pipeline.dag import run_lock
+
+    assert not run_lock.in_use(tmp_path)
+    held = run_lock.hold(tmp_path, tmp_path)
+    assert run_lock.in_use(tmp_path)
+    held.close()
+    assert not run_lock.in_use(tmp_path)

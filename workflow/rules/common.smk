@@ -41,8 +41,9 @@ except ConfigError as e:
 # Records (pipeline/core/records.py), in the main process only (a cluster job parses this file
 # again): the user's inputs by content, and every finished output checked against its own
 # record (hashed again only when its size or time changed), a damaged one moved aside so that
-# this run rebuilds it.
-if workflow.is_main_process:
+# this run rebuilds it. Not while another run writes there (its lock: pipeline/dag/run_lock.py),
+# where an output may be renamed into place a moment before its record.
+if workflow.is_main_process and not run_lock.in_use(OUT):
     PATHS.write_input_records()
     for line in sweep(PATHS.recorded_outputs(), f"{OUT}/.records/outputs.json"):
         print(line, file=sys.stderr)
