@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pickle
 import sys
 import time
+from pathlib import Path
 from dataclasses import asdict
 
 from pipeline.core import cli, io, records, runtime
@@ -66,9 +68,15 @@ def main(argv=None) -> None:
     write_shard(args.out, images, labels, made_by={
         "settings": records.tracked_settings(options.SAMPLE, sys.argv[1:] if argv is None else argv),
         "generator": args.model, "generator_sha256": records.digest(generator),
-        **records.provenance(device)})
+        "generator_revision": fetched_revision(args.model), **records.provenance(device)})
     log.info("wrote %d images to %s in %.1fs (%.1f img/s)", len(images), args.out, seconds,
              len(images) / seconds)
+
+
+def fetched_revision(model: str) -> str | None:
+    """The hub commit rule fetch_generator pinned (its record FOLDER.json beside the folder)."""
+    fetch_record = Path(f"{os.path.normpath(model)}.json")
+    return io.read_json(fetch_record).get("commit") if fetch_record.is_file() else None
 
 
 if __name__ == "__main__":

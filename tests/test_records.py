@@ -152,3 +152,12 @@ def test_the_sweep_waits_while_another_run_holds_the_output_folder(tmp_path):
     assert run_lock.in_use(tmp_path)
     held.close()
     assert not run_lock.in_use(tmp_path)
+
+
+def test_a_shard_records_the_fetched_generators_revision(tmp_path):
+    from pipeline.sample import fetched_revision
+
+    (tmp_path / "generator").mkdir()
+    io.write_json(tmp_path / "generator.json", {"commit": "abc123", "files": {}})
+    assert fetched_revision(str(tmp_path / "generator")) == "abc123"
+    assert fetched_revision(str(tmp_path / "mine")) is None  # a user's folder: none
