@@ -26,7 +26,7 @@ from pipeline.study.design import plan
 
 pytestmark = pytest.mark.e2e
 CONFIG = ("--configfile", str(TINY), str(TINY_STUDY))
-SKIPPED = {"logs", "benchmarks", "tensorboard", "design", "inputs", ".records"}
+SKIPPED = {"logs", "benchmarks", "tensorboard", "design", "inputs", ".records", ".run.lock"}
 STUDY = load_config(TINY, TINY_STUDY)
 PATHS = WorkflowPaths(STUDY, plan(STUDY))
 SUMMARY = PATHS.report_file("summary").removeprefix("results/")  # under reports/NAME/
