@@ -161,3 +161,19 @@ def test_a_shard_records_the_fetched_generators_revision(tmp_path):
     io.write_json(tmp_path / "generator.json", {"commit": "abc123", "files": {}})
     assert fetched_revision(str(tmp_path / "generator")) == "abc123"
     assert fetched_revision(str(tmp_path / "mine")) is None  # a user's folder: none
+
+
+def test_the_report_reads_the_sampler_from_the_shards_records(tmp_path):
+    from pipeline.data.dataset import recorded_sampling, write_shard
+
+    images, labels = np.zeros((2, 8, 8, 3), np.uint8), np.zeros(2, np.int64)
+    made = {"settings": {"--sampler": ["ddim"], "--steps": ["10"], "--seed": ["0"]}}
+    write_shard(tmp_path / "shard_00000.json", images, labels, made_by=made)
+    write_shard(tmp_path / "shard_00001.json", images, labels, made_by=made)
+    shards = [str(tmp_path / f"shard_0000{i}.json") for i in (0, 1)]
+    assert recorded_sampling(shards) == {"sampler": "ddim", "steps": 10, "seed": 0}
+    made["settings"]["--steps"] = ["12"]  # shards of two settings: both said
+    write_shard(tmp_path / "shard_00001.json", images, labels, made_by=made)
+    assert recorded_sampling(shards)["steps"] == "10 / 12"
+    write_shard(tmp_path / "shard_00000.json", images, labels)  # no record: nothing said
+    assert recorded_sampling(shards[:1]) == {}
