@@ -177,3 +177,19 @@ def test_the_report_reads_the_sampler_from_the_shards_records(tmp_path):
     assert recorded_sampling(shards)["steps"] == "10 / 12"
     write_shard(tmp_path / "shard_00000.json", images, labels)  # no record: nothing said
     assert recorded_sampling(shards[:1]) == {}
+
+
+def test_snakemakes_metadata_is_found_as_its_persistence_names_it(tmp_path):
+    from base64 import urlsafe_b64encode
+
+    from pipeline.dag.provenance import has_snakemake_metadata
+
+    short, long = "results/fid.json", "results/" + "x" * 300 + ".json"
+    meta = tmp_path / ".snakemake" / "metadata"
+    meta.mkdir(parents=True)
+    (meta / urlsafe_b64encode(short.encode()).decode()).write_text("{}")
+    name = urlsafe_b64encode(long.encode()).decode()
+    (meta / ("@" + name[:254])).mkdir()
+    (meta / ("@" + name[:254]) / name[254:]).write_text("{}")
+    assert has_snakemake_metadata(short, tmp_path) and has_snakemake_metadata(long, tmp_path)
+    assert not has_snakemake_metadata("results/other.json", tmp_path)

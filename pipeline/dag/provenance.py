@@ -79,8 +79,9 @@ def has_snakemake_metadata(output: str, workdir: str = ".") -> bool:
     """Whether Snakemake's own record of the job that made `output` exists (its file in
     .snakemake/metadata, named by the path's urlsafe base64 as Snakemake's persistence does)."""
     name = urlsafe_b64encode(output.encode()).decode()
-    return len(name) < 255 and os.path.exists(os.path.join(workdir, ".snakemake", "metadata",
-                                                              name))
+    parts = [name[i:i + 254] for i in range(0, len(name), 254)]  # a long one: @-prefixed folders
+    parts = ["@" + p for p in parts[:-1]] + parts[-1:]
+    return os.path.exists(os.path.join(workdir, ".snakemake", "metadata", *parts))
 
 
 def forced_rules(argv: list[str]) -> set[str]:
