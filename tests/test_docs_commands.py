@@ -20,6 +20,8 @@ import pytest
 
 from support.snakemake import REPO, checkout_view, run_command
 
+from pipeline.core import errors  # the damaged-output line's fix, as it prints it
+
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 
@@ -114,7 +116,13 @@ HOW = {
     "snakemake --cores 1 fetch --configfile FILE...":  # the failure table: the printed retry
         By("tests/test_docs_commands.py", ("fetch_retry=True",)),
     "pip install 'adainf-pipeline[wandb]'": Pip(),
+    # a damaged output's line (pipeline/core/errors.py), run as printed there
+    "rm FILE && snakemake --cores all FILE": By("tests/test_refusals.py", ("delete it and rebuild it",)),
 }
+
+
+# a damaged output's fix (pipeline/core/errors.py's REBUILD), as the line prints it
+REBUILD = r"(rm \S+ && snakemake [^`(;\"]*)"
 
 
 def _commands(text: str) -> list[str]:
@@ -143,12 +151,14 @@ def printed_fixes() -> dict[str, str]:
     found = {}
     table = (REPO / "README.md").read_text().split("## When something fails")[1]
     for row in re.findall(r"^\|.*\|$", table, re.M):
-        for command in re.findall(r"run \\`([^`\\]+)\\`", row):
-            found[command] = "README.md (failure table)"
+        for command in re.findall(r"run \\`([^`\\]+)\\`", row) + re.findall(REBUILD, row):
+            found[command.strip()] = "README.md (failure table)"
     for source in sorted((REPO / "pipeline").rglob("*.py")):
-        for command in re.findall(r"\((pip install '[^']+')\)|: (pip install '[^']+')\"",
-                                  source.read_text()):
+        text = source.read_text()
+        for command in re.findall(r"\((pip install '[^']+')\)|: (pip install '[^']+')\"", text):
             found["".join(command)] = str(source.relative_to(REPO))
+    for command in re.findall(REBUILD, errors.REBUILD.format(path="FILE")):
+        found[command.strip()] = "pipeline/core/errors.py"
     return found
 
 
@@ -163,7 +173,8 @@ def test_every_documented_command_has_an_entry():
 @functools.cache
 def view() -> Path:
     """One fresh checkout's view for every dry run, with a stand-in for the authors' npz file
-    (configs/cifar10-authors-data.yaml checks that it exists), as tests/test_preset.py does."""
+    (configs/cifar10-authors-data.yaml checks that it exists) and the config stating its count,
+    which the dry runs of that preset add, as tests/test_preset.py does: 60 images, not 1M."""
     import tempfile
 
     root = checkout_view(Path(tempfile.mkdtemp(prefix="docs-commands-")))
@@ -172,6 +183,7 @@ def view() -> Path:
     rng = np.random.default_rng(0)
     np.savez(gen, image=rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8),
              label=np.repeat(np.arange(10), 6))
+    (root / STAND_IN).write_text('{"sampling": {"num_images": 60}}\n')
     return root
 
 
@@ -179,14 +191,21 @@ def planned(result: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"^rule (\w+):", result.stdout, re.M))
 
 
+STAND_IN = "standin.yaml"  # the stand-in npz's count (fewer images than num_images is refused)
+
+
 def dry_run(argv: list[str]) -> subprocess.CompletedProcess:
+    argv = [*argv, *([] if "-n" in argv else ["-n"]), "-p"]
+    if "configs/cifar10-authors-data.yaml" in argv and STAND_IN not in argv:  # one more file
+        argv.insert(argv.index("configs/cifar10-authors-data.yaml") + 1, STAND_IN)
     return _dry_run(tuple(argv))
 
 
-@functools.cache  # the two commands that read the default's files share its plan
+# one plan per distinct command: a documented command and its documented `-n` twin, or the two
+# commands that read the default's files, share it
+@functools.cache
 def _dry_run(argv: tuple[str, ...]) -> subprocess.CompletedProcess:
-    argv = [*argv, *([] if "-n" in argv else ["-n"]), "-p"]
-    r = run_command(argv, cwd=view(), timeout=300)
+    r = run_command(list(argv), cwd=view(), timeout=300)
     assert r.returncode == 0, f"{shlex.join(argv)}:\n{r.stdout[-2000:]}{r.stderr[-3000:]}"
     return r
 
@@ -235,6 +254,7 @@ def check_by(command: str, how: By) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("docs_commands")  # one worker: one checkout view, shared plans
 @pytest.mark.parametrize("command", sorted(HOW))
 def test_documented_command_runs(command):
     how = HOW[command]

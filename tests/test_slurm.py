@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.dag.run_lock import LOCK_NAME
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = "tests/configs/tiny.yaml"
 # every rule, with one trained strategy: fewer jobs to wait for
@@ -175,13 +177,14 @@ def same_file(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-# a run's own records, not its results: logs, timings, live curves (event files named by time)
+# a run's own records, not its results: logs, timings, live curves (event files named by time),
+# and the output_dir's lock file (which process holds it)
 RUN_RECORDS = {"logs", "benchmarks", "tensorboard", "wandb"}
 
 
 def output_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and p.name != ".snakemake_timestamp"
+            if p.is_file() and p.name not in (".snakemake_timestamp", LOCK_NAME)
             and p.relative_to(root).parts[0] not in RUN_RECORDS}
 
 
