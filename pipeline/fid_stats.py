@@ -10,7 +10,7 @@ import logging
 import pickle
 import time
 
-from pipeline.core import cli, runtime
+from pipeline.core import cli, records, runtime
 from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.data.dataset import load_npz_or_shard
@@ -63,6 +63,8 @@ def main(argv=None) -> None:
     save_stats(args.out, stats, subsets, **meta, protocol=protocol)
     if args.quality_out:
         write_quality(args, features, meta)
+    records.write_for([args.out] + ([args.quality_out] if args.quality_out else []),
+                      options.FID_STATS, argv, device, images=args.images)
     log.info("%s statistics of %d images (%d-d) in %.1fs", args.features, stats.count,
              len(stats.total), meta["seconds"])
 

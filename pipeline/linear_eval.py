@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.vocab import options
 from pipeline.core.tracking import Progress, add_tracking_args, tracker_from_args
 from pipeline.evaluation.linear import (accuracy, extract_features, knn_top1, top1, train_linear,
@@ -81,6 +81,7 @@ def main(argv=None) -> None:
         **extra, "epochs": hp["epochs"],
     }
     io.write_json(args.out, result)
+    records.write_for(args.out, options.LINEAR_EVAL, argv, device)
     log.info("%s/%s: %s linear top-1 %.2f %%, top-5 %.2f %%", result["method"],
              result["strategy"], args.protocol, test_top1, test_top5)
 

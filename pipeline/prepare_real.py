@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from pipeline.core import cli
+from pipeline.core import cli, records
 from pipeline.vocab import options
 from pipeline.core.io import save_images
 from pipeline.data.sources import load_real
@@ -40,6 +40,8 @@ def main(argv=None) -> None:
                  len(np.unique(y)))
     save_images(args.train_out, tr_x, tr_y)
     save_images(args.test_out, te_x, te_y)
+    records.write_for([args.train_out, args.test_out], options.PREPARE_REAL, argv,
+                      source=args.source, root=args.root)
 
 
 if __name__ == "__main__":

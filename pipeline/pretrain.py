@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
 from pipeline.pretraining.augment import VIEW_PRESETS, as_dict, view_params
@@ -267,6 +267,7 @@ def main(argv=None) -> None:
     io.write_csv(args.history, history, ["step", "loss", "lr"])
     io.write_json(Path(args.history).with_suffix(".json"), meta)
     save_encoder(args.out, encoder, meta)
+    records.write_for(args.out, options.PRETRAIN, argv, ctx.device)
     log.info("saved encoder to %s (%.1fs, final loss %s)", args.out, meta["seconds"],
              meta["final_loss"])
     if probe is not None:
@@ -277,6 +278,7 @@ def main(argv=None) -> None:
         # The run is complete and its outputs record it: without this, a forced rerun
         # (`snakemake -R pretrain`) would resume at the last step and train nothing.
         Path(args.checkpoint).unlink(missing_ok=True)
+        records.record_path(args.checkpoint).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import logging
 
 import numpy as np
 
-from pipeline.core import cli, io, runtime
-from pipeline.data.dataset import load_npz_or_shard
+from pipeline.core import cli, io, records, runtime
+from pipeline.data.dataset import load_npz_or_shard, recorded_sampling
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
 from pipeline.evaluation.quality import load_scores, ranking
@@ -81,6 +81,7 @@ def main(argv=None) -> None:
         commit = io.read_json(args.generator_record)["commit"]
         sampling = {**sampling, "generator": f"{sampling['generator']} at commit {commit}",
                     "generator_commit": commit}
+    sampling = {**sampling, **recorded_sampling(args.shards)}  # as made, not as configured
     if len(args.sweep_plots) != len(design.sweeps):
         raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "
                          f"{len(design.sweeps)} sweeps")
@@ -103,6 +104,7 @@ def main(argv=None) -> None:
                                  "search": spec.get("search"),
                                  **({"quality": fid["quality"]} if "quality" in fid else {}),
                                  **({"selection": selection} if scores is not None else {})})
+    records.write(args.summary, {"--design": [args.design]}, shards=len(args.shards))
     table = markdown(design, cells, fid, sampling, extra, notes, selection)
     with io.atomic_path(args.table) as tmp:
         tmp.write_text(table)

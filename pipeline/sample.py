@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pickle
+import sys
 import time
+from pathlib import Path
 from dataclasses import asdict
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.vocab import options
 from pipeline.core.errors import UserError
 from pipeline.generation.unet import load_generator
@@ -32,7 +35,7 @@ def main(argv=None) -> None:
     if args.start < 0 or args.count < 1:
         raise SystemExit(f"need start >= 0 and count >= 1, got start={args.start} count={args.count}")
     device = runtime.setup(args)
-
+    generator = records.verify(args.model)  # trained here: its record; a user's folder: none
     try:
         unet, scheduler_config = load_generator(args.model, device)
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
@@ -67,9 +70,18 @@ def main(argv=None) -> None:
     finally:
         tracker.close()
     seconds = time.time() - t0
-    write_shard(args.out, images, labels)
+    write_shard(args.out, images, labels, made_by={
+        "settings": records.tracked_settings(options.SAMPLE, sys.argv[1:] if argv is None else argv),
+        "generator": args.model, "generator_sha256": records.digest(generator),
+        "generator_revision": fetched_revision(args.model), **records.provenance(device)})
     log.info("wrote %d images to %s in %.1fs (%.1f img/s)", len(images), args.out, seconds,
              len(images) / seconds)
+
+
+def fetched_revision(model: str) -> str | None:
+    """The hub commit rule fetch_generator pinned (its record FOLDER.json beside the folder)."""
+    fetch_record = Path(f"{os.path.normpath(model)}.json")
+    return io.read_json(fetch_record).get("commit") if fetch_record.is_file() else None
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import logging
 import time
 from pathlib import Path
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.core.errors import UserError
 from pipeline.vocab import options
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
@@ -64,6 +64,7 @@ def main(argv=None) -> None:
         })
     if args.checkpoint:  # complete: a forced rerun must train, not resume at the last step
         Path(args.checkpoint).unlink(missing_ok=True)
+    records.write_for(args.out, options.TRAIN_GENERATOR, argv, ctx.device)
     log.info("saved generator to %s (final loss %.4f)", args.out, sum(tail) / len(tail))
 
 

@@ -83,9 +83,11 @@ def test_generator_is_the_trained_folder_or_the_given_model(config):
     assert p.generator_inputs() == [fetched, f"{p.out}/assets/generator.json"]
     assert sampler_description(config)["generator"] == "pretrained google/ddpm-cifar10-32"
     (tmp := Path(p.out) / "mine").mkdir(parents=True)
-    config["generator"]["model"] = str(tmp)  # a local folder: no fetch
+    config["generator"]["model"] = str(tmp)  # a local folder: no fetch, its content record
     p = _paths(config)
-    assert p.generator_model() == str(tmp) and p.generator_inputs() == [] and p.assets() == {}
+    assert p.generator_model() == str(tmp) and p.assets() == {}
+    assert p.generator_inputs() == [str(tmp), f"{p.out}/inputs/generator.json"]
+    assert p.input_sources()["generator"] == str(tmp)
 
 
 def test_assets_are_fetched_only_where_not_local(config, monkeypatch):
@@ -100,7 +102,10 @@ def test_assets_are_fetched_only_where_not_local(config, monkeypatch):
     config["real"]["download"] = False
     config["fid"]["weights"] = "my.pth"
     p = _paths(config)
-    assert p.assets() == {} and p.real_inputs() == [] and p.inception_weights() == "my.pth"
+    assert p.assets() == {} and p.inception_weights() == "my.pth"
+    # the local data by content (pipeline.core.records.input_record)
+    assert p.real_inputs() == [f"{p.out}/inputs/real.json"]
+    assert p.input_sources()["real"] == "data/c"
 
 
 def test_fid_inputs(config):
@@ -158,6 +163,8 @@ def test_rule_patterns_name_the_files_the_plan_names(config):
     files = {k: v.format(**wc) for k, v in p.search_files().items()}
     assert files == {"state": f"{p.out}/search/simclr/seed0/round1/cand/state.pt",
                      "encoder": f"{p.out}/search/simclr/seed0/round1/cand/encoder.pt",
+                     "encoder_record":
+                         f"{p.out}/search/simclr/seed0/round1/cand/encoder.pt.record.json",
                      "history": f"{p.out}/search/simclr/seed0/round1/cand/history.csv",
                      "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json"}
     assert p.search_choice().format(**wc) == f"{p.out}/search/simclr/seed0/round1.json"

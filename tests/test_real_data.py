@@ -12,6 +12,7 @@ from PIL import Image
 
 from support.stage_args import RUNTIME_ARGS
 from pipeline import prepare_real
+from pipeline.core import io
 from pipeline.core.io import load_images
 from pipeline.data.sources import load_real
 
@@ -292,7 +293,10 @@ def test_cli_end_to_end(tmp_path):
     te_x, te_y = load_images(test)
     assert tr_x.shape == (1437, 16, 16, 3) and te_x.shape == (360, 16, 16, 3)
     assert set(tr_y) == set(range(10))
-    assert sorted(p.name for p in train.parent.iterdir()) == ["test.npz", "train.npz"]
+    # no temporaries left; each split with its record (pipeline.core.records)
+    assert sorted(p.name for p in train.parent.iterdir()) == [
+        "test.npz", "test.npz.record.json", "train.npz", "train.npz.record.json"]
+    assert io.read_json(f"{train}.record.json")["settings"]["--resolution"] == ["16"]
 
 
 @pytest.mark.parametrize("args, named", [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from support.snakemake import TINY, run_snakemake as snakemake
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.data.dataset import ChecksumError, load_packed
 
 ENCODER = "results/pretrain/simclr/none/seed0/encoder.pt"
@@ -51,12 +51,14 @@ def test_a_repair_that_changes_nothing_reruns_nothing_and_one_that_does_reruns_i
     load_packed(folder)  # repacked, intact
     assert "Nothing to be done" in run(tmp_path, ENCODER, PACKED, "-n").stdout
 
-    # the same repair with other content (the real split changed behind Snakemake's back,
-    # its time kept): the repack differs from what the encoder was made from, which reruns
+    # the same repair with other content (the real split rewritten with its record, as its
+    # producer writes them, behind Snakemake's back, its time kept): the repack differs from
+    # what the encoder was made from, which reruns
     train = tmp_path / "results" / "real" / "train.npz"
     stat = train.stat()
     images, labels = io.load_images(train)
     io.save_images(train, np.ascontiguousarray(images[::-1]), labels[::-1].copy())
+    records.write(train)
     os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     os.replace(folder, folder.parent / "real.moved")
     r = run(tmp_path, ENCODER, PACKED)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from support.snakemake import TINY, run_snakemake as snakemake
-from pipeline.core import io
+from pipeline.core import io, records
 from test_workflow import job_counts
 
 TINY_AUTO = TINY.parent / "tiny_auto.yaml"
@@ -38,8 +38,10 @@ def test_search_rounds_checkpoints_and_test_split(tmp_path):
         assert (f"{SEARCH}/round1/{name}/state.pt" in dry.stdout) == (name in round0["survivors"])
 
     # the rest of the search with a test split that cannot be read: no search job reads it
+    # (its record rewritten too, else a run's start moves it aside as damaged)
     test_split = tmp_path / "results/real/test.npz"
     test_split.write_bytes(b"not an npz")
+    records.write(test_split)
     run(tmp_path, f"{SEARCH}/round1.json")
     round1 = json.loads((tmp_path / SEARCH / "round1.json").read_text())
     assert set(round1["scores"]) == set(round0["survivors"]) and round1["step"] == 8

@@ -127,10 +127,12 @@ def running_job(run: str, prefix: str, proc, log, exclude=(), timeout=300) -> tu
 # --- outputs: equal up to timings ----------------------------------------------------------
 
 def untimed(x):
-    """JSON-like data without wall-clock entries ("seconds", "*_seconds")."""
+    """JSON-like data without wall-clock entries ("seconds", "*_seconds") and without a shard
+    manifest's `made_by` (the record of the machine and code that made it, and a digest of a
+    generator whose files hold its training time)."""
     if isinstance(x, dict):
         return {k: untimed(v) for k, v in x.items()
-                if k != "seconds" and not str(k).endswith("_seconds")}
+                if k not in ("seconds", "made_by") and not str(k).endswith("_seconds")}
     if isinstance(x, (list, tuple)):
         return [untimed(v) for v in x]
     return x
@@ -178,13 +180,16 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 # a run's own records, not its results: logs, timings, live curves (event files named by time),
-# and the output_dir's lock file (which process holds it)
-RUN_RECORDS = {"logs", "benchmarks", "tensorboard", "wandb"}
+# the output_dir's lock file (which process holds it), the outputs' checksum records
+# (NAME.record.json: sha256 of files that hold their timings, the machine that made them) and
+# the cache of their checks (.records/: file times)
+RUN_RECORDS = {"logs", "benchmarks", "tensorboard", "wandb", ".records"}
 
 
 def output_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")
             if p.is_file() and p.name not in (".snakemake_timestamp", LOCK_NAME)
+            and not p.name.endswith(".record.json")
             and p.relative_to(root).parts[0] not in RUN_RECORDS}
 
 

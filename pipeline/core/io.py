@@ -147,6 +147,9 @@ def load_images(path: str | os.PathLike, fix: str = REBUILD) -> tuple[np.ndarray
     if str(path).endswith(".json"):
         raise ValueError(f"{path}: a sample shard's manifest, not an npz file "
                          "(pipeline.data.dataset.load_npz_or_shard reads both)")
+    from pipeline.core import records  # it builds on this module
+
+    records.verify(path)  # an output of ours (a real split): checked against its record
     with reading(path, fix), np.load(path) as f:
         missing = {"image", "label"} - set(f.files)
         if missing:

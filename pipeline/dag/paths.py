@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from pipeline.core import io
+from pipeline.core.records import SUFFIX as RECORD_SUFFIX
 from pipeline.core.errors import ConfigError
 from pipeline.data.npz_source import image_shape, npz_files
 from pipeline.study.design import RANDOM_INIT, Design
@@ -86,9 +87,15 @@ def search_files(out: str, method: str, seed, round, candidate: str) -> dict[str
 
 def cell_files(folder: str) -> dict[str, str]:
     """What a pretrain job writes in its folder (a cell's or a search candidate's): the
-    encoder, the loss curve and its summary."""
-    return {"encoder": f"{folder}/encoder.pt", "history": f"{folder}/history.csv",
-            "meta": f"{folder}/history.json"}
+    encoder and its record, the loss curve and its summary."""
+    return {"encoder": f"{folder}/encoder.pt", "encoder_record": record(f"{folder}/encoder.pt"),
+            "history": f"{folder}/history.csv", "meta": f"{folder}/history.json"}
+
+
+def record(path: str) -> str:
+    """The record beside an output (pipeline.core.records: its sha256, size and provenance), a
+    declared output of the job too, so that rule all asks for it."""
+    return f"{path}{RECORD_SUFFIX}"
 
 
 def generated_count(config: dict) -> int:
@@ -266,7 +273,9 @@ class WorkflowPaths:
         if self.config["generator"]["source"] == "train":
             return [self.generator()]
         fetched = self.assets().get("generator")
-        return [fetched["out"], fetched["record"]] if fetched else []
+        local = self.input_records().get("generator")
+        return [fetched["out"], fetched["record"]] if fetched else \
+            [self.config["generator"]["model"], local] if local else []
 
     # --- external assets (rules fetch_*, local rules) -------------------------------------
     def assets(self) -> dict[str, dict]:
@@ -300,9 +309,53 @@ class WorkflowPaths:
         return [a["record"] for a in self.assets().values()]
 
     def real_inputs(self) -> list[str]:
-        """prepare_real's: the fetch record when the data are downloaded (its files local)."""
+        """prepare_real's: the fetch record when the data are downloaded (its files local), else
+        the content records of the user's real data (input_records)."""
         fetched = self.assets().get("real")
-        return [fetched["record"]] if fetched else []
+        if fetched:
+            return [fetched["record"]]
+        return [r for key, r in self.input_records().items() if key.startswith("real")]
+
+    # --- the user's own inputs, by content ----------------------------------------------------
+    def input_records(self) -> dict[str, str]:
+        """{name: content record} of the local inputs whose content decides reruns: the real
+        data (real.root, real.test) unless downloaded, a local generator folder, the generated
+        npz files; each record is rewritten (records.input_record) only when the content
+        changes, so that the jobs reading it rerun then."""
+        c, out = self.config, {}
+        r, g = c["real"], c["generator"]
+        if r["source"] != "digits" and "real" not in self.assets():
+            if r.get("root"):
+                out["real"] = f"{self.out}/inputs/real.json"
+            if r.get("test"):
+                out["real_test"] = f"{self.out}/inputs/real_test.json"
+        if g["source"] == "pretrained" and "generator" not in self.assets():
+            out["generator"] = f"{self.out}/inputs/generator.json"
+        if g["source"] == "npz":
+            out["generated_npz"] = f"{self.out}/inputs/generated_npz.json"
+        return out
+
+    def input_sources(self) -> dict[str, str]:
+        """The path each input record describes."""
+        c = self.config
+        return {"real": c["real"]["root"], "real_test": c["real"].get("test"),
+                "generator": c["generator"]["model"], "generated_npz": c["generator"]["path"]}
+
+    def write_input_records(self) -> None:
+        """Bring each input record up to date with its input's content (when the workflow is
+        read, in the main process; a missing input is left to the config check and the job)."""
+        from pipeline.core.records import input_record
+
+        sources = self.input_sources()
+        for name, record in self.input_records().items():
+            if os.path.exists(os.path.expanduser(sources[name])):
+                input_record(sources[name], record, f"{self.out}/.records/inputs.json")
+
+    def recorded_outputs(self) -> list[str]:
+        """The outputs that carry a record (pipeline.core.records), which the workflow checks
+        when it is read (records.sweep)."""
+        files = self.intermediate_files() + [record(self.report_file("summary"))]
+        return [f[:-len(RECORD_SUFFIX)] for f in files if f.endswith(RECORD_SUFFIX)]
 
     def inception_weights(self) -> str | None:
         """The weights fid_stats reads: fid.weights, else the file rule fetch_inception (or
@@ -386,19 +439,30 @@ class WorkflowPaths:
                 for m, v, s in self.design.cells() if v != RANDOM_INIT]
 
     def intermediate_files(self) -> list[str]:
-        """Every job's outputs that the report does not name. Rule `all` asks for them because
-        Snakemake rebuilds a missing file only when some job asks for it or a job after it runs:
-        with them, a plain rerun rebuilds any output that went missing (or was moved aside as
-        damaged) after a finished run, and what depends on it."""
+        """Every file a job makes (the report's outputs aside). Rule `all` asks for each because
+        Snakemake rebuilds a missing file only when some job asks for it or a job after it runs
+        (a job whose outputs exist does not pull in its missing inputs): with them, a plain
+        rerun rebuilds any output that went missing (deleted, moved aside as damaged, or removed
+        by Snakemake when a job rerunning for a changed setting was killed), and what depends
+        on it. tests/test_reliability.py checks this list against a finished run's files."""
         out, d = self.out, self.design
-        files = [self.dataset("real"), self.real("test"), self.fid_result(),
-                 self.real_quality(), *self.shard_quality_files()]
-        if any(d.settings(v)["generated"] for v in d.trained):
-            files.append(self.dataset("generated"))
+        files = [self.real("train"), self.real("test"), self.fid_result(),
+                 self.fid_stats("real"), self.real_quality(), *self.asset_records()]
+        files += [record(f) for f in files[:5] if f != self.fid_result()]
+        if self.config["generator"]["source"] == "train":
+            files += [self.generator(), record(self.generator())]
+        parts = ["real"] + (["generated"] if any(d.settings(v)["generated"] for v in d.trained)
+                            else [])
+        files += [f for p in parts for f in (self.dataset(p), f"{self.dataset(p)}.json")]
         for manifest in self.shard_files():
-            files += [manifest, *self.shard_data(manifest),
-                      self.fid_stats(Path(manifest).stem)]
-        files += [cell_files(cell_dir(out, m, v, s))["encoder"] for m, v, s in d.cells()]
+            name = Path(manifest).stem
+            files += [manifest, *self.shard_data(manifest), self.fid_stats(name),
+                      self.fid_quality(name), record(self.fid_stats(name)),
+                      record(self.fid_quality(name))]
+        for m, v, s in d.cells():
+            files += cell_files(cell_dir(out, m, v, s)).values()
+        files += self.evaluation_files()
+        files += [record(f) for f in self.evaluation_files() if not f.endswith("/online.json")]
         return files
 
     # --- the `auto` search (pipeline.dag.search.SearchPlan: its files by method, seed, round) --

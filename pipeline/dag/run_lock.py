@@ -57,3 +57,18 @@ def busy_line(out, path: Path, holder: str) -> str:
     return (f"output_dir {str(out)!r} is in use by the Snakemake run of {who}; wait for it to "
             f"finish (or stop it), or set another output_dir. The lock ({path}) ends with that "
             "process, so a killed run never leaves it behind")
+
+
+def in_use(out: str | os.PathLike) -> bool:
+    """Whether another process holds `out`'s lock now (a run writing there: what a second
+    process reads of it may be half-updated, an output renamed into place before its record)."""
+    path = Path(out) / LOCK_NAME
+    if not path.exists():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            return e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False

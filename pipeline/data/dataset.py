@@ -41,9 +41,10 @@ def _file_entry(path: Path) -> tuple[str, int]:
 
 
 def write_shard(manifest_path: str | Path, images: np.ndarray, labels: np.ndarray,
-                part: str = "generated") -> dict:
+                part: str = "generated", made_by: dict | None = None) -> dict:
     """Write one shard in the packed format beside `manifest_path` (NAME.json): NAME.images.npy,
-    NAME.labels.npy, then the manifest with their checksums, each file atomically."""
+    NAME.labels.npy, then the manifest with their checksums, each file atomically; `made_by`
+    (the job's settings and code, pipeline.core.records) goes in the manifest, its record."""
     images, labels = io.check_images(images, labels)
     manifest_path = Path(manifest_path)
     stem = manifest_path.name.removesuffix(".json")
@@ -56,7 +57,7 @@ def write_shard(manifest_path: str | Path, images: np.ndarray, labels: np.ndarra
             sha[names[key]], size[names[key]] = _file_entry(tmp)
     manifest = {"format": FORMAT, "part": part, "count": len(images),
                 "image_shape": list(images.shape[1:]), "shards": [{**names, "count": len(images)}],
-                "sha256": sha, "bytes": size}
+                "sha256": sha, "bytes": size, **({"made_by": made_by} if made_by else {})}
     io.write_json(manifest_path, manifest)
     return manifest
 
@@ -124,6 +125,10 @@ def read_manifest(path: str | Path) -> tuple[dict, Path]:
     path = Path(path)
     manifest_path = path / "manifest.json" if path.is_dir() or not path.suffix else path
     if not manifest_path.exists():
+        if manifest_path != path and path.is_dir() and (path.parent / f"{path.name}.json").exists():
+            # a packed folder of ours (its record beside it) that lost its manifest
+            raise ChecksumError(f"{path}: no manifest.json{_move_aside(path)}; the next run "
+                                "repacks it")
         what = "not a packed dataset (no manifest.json)" if manifest_path != path else "missing"
         raise FileNotFoundError(f"{path}: {what}")
     manifest = json.loads(manifest_path.read_text())
@@ -345,3 +350,25 @@ def open_packed(folder: str | Path, verify: bool = True) -> PackedDataset:
         [np.load(base / s["images"], mmap_mode="r") for s in shards],
         [np.load(base / s["labels"], mmap_mode="r") for s in shards],
     )
+
+
+# What the report states about the sampler, read from the shards' records (their manifests'
+# made_by), by the sample stage's flag.
+SAMPLING_FLAGS = {"--sampler": "sampler", "--steps": "steps", "--precision": "precision",
+                  "--seed": "seed"}
+
+
+def recorded_sampling(manifests: list[str]) -> dict:
+    """{sampler, steps, precision, seed} as the shards' records say they were made (a value the
+    shards disagree on: every one, joined by ' / '); empty when none carries a record (npz
+    shards cut from the authors' files, shards made before records)."""
+    seen: dict[str, list] = {}
+    for path in manifests:
+        settings = read_manifest(path)[0].get("made_by", {}).get("settings", {})
+        for flag, key in SAMPLING_FLAGS.items():
+            if flag in settings:
+                value = " ".join(settings[flag])
+                value = int(value) if value.isdigit() else value
+                if value not in seen.setdefault(key, []):
+                    seen[key].append(value)
+    return {k: v[0] if len(v) == 1 else " / ".join(map(str, v)) for k, v in seen.items()}

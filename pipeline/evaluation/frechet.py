@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline.core import io, runtime
+from pipeline.core import io, records, runtime
 from pipeline.core.errors import REBUILD, REPLACE, UserError, reading
 from pipeline.vocab.names import FID_FEATURES, FID_PRECISIONS
 
@@ -242,6 +242,7 @@ def save_stats(path, stats: FeatureStats, subsets: list[FeatureStats] = (), **me
 
 
 def load_stats(path) -> tuple[FeatureStats, dict]:
+    records.verify(path)
     with reading(path), np.load(path) as f:
         return (FeatureStats(int(f["count"]), f["total"], f["outer"]),
                 json.loads(str(f["meta"])))
@@ -259,6 +260,7 @@ def load_subset_stats(path) -> list[FeatureStats]:
 def load_reference(path) -> tuple[np.ndarray, np.ndarray, int | None, dict]:
     """(mu, sigma, count, meta) from our statistics file or a pytorch-fid/EDM style npz of
     mu/sigma (whose image count is unknown)."""
+    records.verify(path)
     fix = f"{REBUILD}; or, if it is your fid.reference, {REPLACE}"
     with reading(path, fix), np.load(path) as f:
         if {"mu", "sigma"} <= set(f.files):

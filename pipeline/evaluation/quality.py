@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.core.errors import reading
 from pipeline.vocab.names import QUALITY_SCORES
 
@@ -185,6 +185,7 @@ def save_shard_quality(path, start: int, indices, features, scores: dict, meta: 
 
 
 def load_quality(path) -> dict:
+    records.verify(path)
     with reading(path), np.load(path) as f:
         out = {k: f[k] for k in f.files if k != "meta"}
         out["meta"] = json.loads(str(f["meta"]))

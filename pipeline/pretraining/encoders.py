@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.core.errors import reading
 
 
@@ -120,6 +120,7 @@ def save_encoder(path: str | Path, encoder: Encoder, meta: dict) -> None:
 
 
 def load_encoder(path: str | Path, device="cpu") -> tuple[Encoder, dict]:
+    records.verify(path)
     with reading(path):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     # encoders saved before the stem padding was an option were built with padding 1

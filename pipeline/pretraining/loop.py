@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.core.errors import RESTART, reading
 from pipeline.core.runtime import autocast, precision_dtype
 from pipeline.core.tracking import Progress, Tracker
@@ -222,6 +222,17 @@ def save_checkpoint(path, step: int, history: list[dict], state: TrainState, dev
     }
     with io.atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+    records.write(path, {"run_key": run_key, "step": step})
+
+
+def readable_checkpoint(path) -> bool:
+    """Whether the checkpoint at `path` matches its record (one written before records, without
+    one, is tried as it is); a damaged one is logged and left for the next save to replace."""
+    record = records.read(path)
+    why = records.problem(path, record) if record is not None else None
+    if why:
+        log.warning("checkpoint %s fails its checksum (%s): starting fresh", path, why)
+    return not why
 
 
 def resume(path, run_key: str, state: TrainState, device,
@@ -231,9 +242,9 @@ def resume(path, run_key: str, state: TrainState, device,
     so far."""
     if path is None or not Path(path).exists():
         path = fallback
-    if path is None or not Path(path).exists():
+    if path is None or not Path(path).exists() or not readable_checkpoint(path):
         return 0, []
-    with reading(path, RESTART):
+    with reading(path, RESTART):  # one written before records, damaged: one line and the fix
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     if checkpoint.get("run_key") != run_key:
         log.warning("%s belongs to other settings or data (run key %s, this run's %s): "

@@ -7,6 +7,7 @@ import os
 import shlex
 
 from pipeline.core.assets import drop_stale_file_record
+from pipeline.core.records import sweep
 from pipeline.dag.job_params import (
     cut_npz_args, fetch_generator_args, fetch_real_args, fetch_retry, fetched_weights_arg,
     fid_quality_args, fid_stats_args, fid_stats_untracked_args, fid_untracked_args, linear_eval_args,
@@ -14,7 +15,10 @@ from pipeline.dag.job_params import (
     sample_args, sample_untracked_args, tracking, train_generator_args,
     train_generator_untracked_args, untracked,
 )
-from pipeline.dag.paths import WorkflowPaths, generator_launcher, pretrain_launcher, threads_for
+from pipeline.dag.paths import (
+    WorkflowPaths, generator_launcher, pretrain_launcher, record, threads_for,
+)
+from pipeline.dag.provenance import forced_rules, stale_outputs_line
 from pipeline.dag.search import SearchPlan, survivors_of
 from pipeline.data.npz_source import npz_files
 from pipeline.study.design import AUTO, RANDOM_INIT, plan
@@ -37,6 +41,18 @@ try:
     PATHS.check_disk_space()  # when the config is read, so `-n` reports it too
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
+# Records (pipeline/core/records.py), in the main process only (a cluster job parses this file
+# again): the user's inputs by content, and every finished output checked against its own
+# record (hashed again only when its size or time changed), a damaged one moved aside so that
+# this run rebuilds it. Not while another run writes there (its lock: pipeline/dag/run_lock.py),
+# where an output may be renamed into place a moment before its record.
+if workflow.is_main_process and not run_lock.in_use(OUT):
+    PATHS.write_input_records()
+    for line in sweep(PATHS.recorded_outputs(), f"{OUT}/.records/outputs.json"):
+        print(line, file=sys.stderr)
+    stale = stale_outputs_line(PATHS, forced=forced_rules(sys.argv[1:]))  # other settings'
+    if stale:
+        raise WorkflowError(stale)
 
 # Every job imports the package from this checkout, whatever its working directory (--directory).
 # The prefix keeps Snakemake's own strict-mode default (set -euo pipefail) for bash.

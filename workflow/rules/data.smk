@@ -5,6 +5,8 @@ rule prepare_real:
     output:
         train=PATHS.real("train"),
         test=PATHS.real("test"),
+        train_record=record(PATHS.real("train")),
+        test_record=record(PATHS.real("test")),
     params:
         opts=prepare_real_args(config),
         device=untracked(DEVICE),

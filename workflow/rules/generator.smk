@@ -2,7 +2,8 @@ rule train_generator:
     input:
         rules.prepare_real.output.train,
     output:
-        directory(PATHS.generator()),
+        folder=directory(PATHS.generator()),
+        record=record(PATHS.generator()),
     params:
         opts=train_generator_args(config),
         speed=untracked(train_generator_untracked_args(config, PATHS.generator_checkpoint())),
@@ -22,7 +23,7 @@ rule train_generator:
         CONDA_ENV
     shell:
         job_shell(
-            "{params.launcher} python -m pipeline.train_generator --real {input} --out {output}"
+            "{params.launcher} python -m pipeline.train_generator --real {input} --out {output.folder}"
             " {params.opts} {params.speed} {params.track}",
             gpu=True, runtime=True,
         )
@@ -30,7 +31,8 @@ rule train_generator:
 
 rule sample:
     input:
-        PATHS.generator_inputs(),
+        # a local folder by its content record (ancient: the folder's own time decides nothing)
+        [ancient(f) if f == config["generator"]["model"] else f for f in PATHS.generator_inputs()],
     output:
         images=PATHS.shard_data(PATHS.shard_pattern())[0],
         labels=PATHS.shard_data(PATHS.shard_pattern())[1],
@@ -74,6 +76,8 @@ rule fid_stats:
     output:
         stats=PATHS.fid_stats("{name}"),
         quality=PATHS.fid_quality("{name}"),
+        stats_record=record(PATHS.fid_stats("{name}")),
+        quality_record=record(PATHS.fid_quality("{name}")),
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:

@@ -8,6 +8,8 @@ if config["generator"]["source"] == "npz":
     rule cut_npz:
         input:
             [str(f) for f in npz_files(config["generator"]["path"])],
+            # their content (records.input_record): a file replaced in place reruns the cut
+            PATHS.input_records()["generated_npz"],
         output:
             PATHS.shard_files() + PATHS.all_shard_data(),
         params:

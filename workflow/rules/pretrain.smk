@@ -54,7 +54,8 @@ rule linear_eval:
         train=rules.prepare_real.output.train,
         test=rules.prepare_real.output.test,
     output:
-        PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}"),
+        result=PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}"),
+        record=record(PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}")),
     wildcard_constraints:
         protocol="offline|features",
         seed=r"\d+",
@@ -74,7 +75,7 @@ rule linear_eval:
     shell:
         job_shell(
             "python -m pipeline.linear_eval --protocol {wildcards.protocol}"
-            " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output}"
+            " --encoder {input.encoder} --train {input.train} --test {input.test} --out {output.result}"
             " --seed {wildcards.seed} {params.opts} {params.track}",
             gpu=True, runtime=True,
         )

@@ -30,6 +30,7 @@ rule report:
                        labels={"figure": "headline: top-1 per strategy and protocol"}),
         results_svg=PATHS.report_file("results_svg"),
         summary=PATHS.report_file("summary"),
+        summary_record=record(PATHS.report_file("summary")),
         table=PATHS.report_file("table"),
         page=report(PATHS.report_file("page"), category="Results",
                     caption="../report/summary.rst",
