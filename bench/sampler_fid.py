@@ -126,9 +126,9 @@ def main(argv=None) -> list[dict]:
     import tempfile
 
     args = parse_args(argv)
-    torch.set_grad_enabled(False)
     device = resolve_device(args.device)
-    with tempfile.TemporaryDirectory() as tmp:
+    # a context, not set_grad_enabled(False): tests call main() in their own process
+    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             args.generator, args.real = smoke_inputs(Path(tmp))
             args.images, args.evaluations = 16, args.evaluations[:2]

@@ -166,7 +166,8 @@ def test_the_preset_without_network_fails_in_its_fetch_step_with_one_line_per_as
     override = tmp_path / "here.yaml"
     override.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"),
                                         "real": {"root": str(tmp_path / "cifar")},
-                                        "sampling": {"num_images": 100, "shard_size": 50}}))
+                                        "sampling": {"num_images": 100, "shard_size": 50},
+                                        "fid": {"num_generated": "all"}}))
     preset = REPO / "configs" / "cifar10.yaml"
     env = offline_env(tmp_path, HF_HUB_OFFLINE="1")
     r = snakemake_env(env, "--cores", "2", "--keep-going", "--configfile", str(preset),
@@ -299,9 +300,10 @@ def test_the_preset_plans_its_fetch_rules_as_local_rules_upstream(cifar10_dry_ru
     assert len(sample) == 20 and all("--model results/cifar10/assets/generator " in line
                                      for line in sample)
     inputs = [line.strip() for line in out.splitlines() if line.strip().startswith("input:")]
-    # the 20 sampling jobs, and the report (which states the commit fetched)
-    assert sum("results/cifar10/assets/generator.json" in line for line in inputs) == 21
-    assert sum("results/cifar10/assets/inception.json" in line for line in inputs) == 21
+    # the 20 sampling jobs, the report (which states the commit fetched) and rule all (which asks
+    # for every output, the fetch records included)
+    assert sum("results/cifar10/assets/generator.json" in line for line in inputs) == 22
+    assert sum("results/cifar10/assets/inception.json" in line for line in inputs) == 22
     assert sum(line == "input: results/cifar10/assets/real.json" for line in inputs) == 1
     fid = [line for line in out.splitlines() if "python -m pipeline.fid_stats" in line]
     assert len(fid) == 21 and all("--weights " in line and "pt_inception-2015-12-05-6726825d.pth"
@@ -368,4 +370,4 @@ def test_the_preset_with_dinov2_features_plans_fetch_dinov2_upstream_of_fid(tmp_
         and "checkpoints/vit_large_patch14_dinov2.lvd142m.safetensors" in line for line in fid)
     inputs = [line for line in r.stdout.splitlines() if line.strip().startswith("input:")]
     # as inception.json in the Inception preset (test above)
-    assert sum("results/cifar10/assets/dinov2.json" in line for line in inputs) == 21
+    assert sum("results/cifar10/assets/dinov2.json" in line for line in inputs) == 22

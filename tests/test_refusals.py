@@ -295,24 +295,41 @@ def test_after_kill_9_of_snakemake_the_same_command_finishes_the_run_identically
 
 
 @pytest.mark.e2e
-def test_a_damaged_real_split_fails_its_consumer_in_one_line_and_the_named_command_rebuilds_it(
-        tmp_path):
-    """A flipped byte in real/train.npz: rule pack fails with the line naming the file and the
-    command; that command, run as printed (plus the config), rebuilds it and pack then runs."""
+def test_a_damaged_real_split_is_rebuilt_by_a_plain_run_and_without_its_record_named_in_one_line(
+        tmp_path, monkeypatch):
+    """A flipped byte in real/train.npz: its record (NAME.record.json) catches it when a run
+    starts, and that run rebuilds it. Without a record (a file made by hand, or by an older
+    version), a stage reading it stops with the line naming the file and the command; that
+    command, run as printed (plus the config), rebuilds it."""
     import re
     import shlex
+
+    from pipeline.core.errors import UserError
+    from pipeline.core.records import record_path
 
     tiny = ("--configfile", str(REPO / "tests/configs/tiny.yaml"))
     split, packed = "results/real/train.npz", "results/dataset/real"
     assert run_snakemake(split, "--cores", "1", *tiny, cwd=tmp_path, timeout=300).returncode == 0
-    data = bytearray((tmp_path / split).read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (tmp_path / split).write_bytes(bytes(data))
+
+    def flip():
+        data = bytearray((tmp_path / split).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (tmp_path / split).write_bytes(bytes(data))
+
+    flip()
     r = run_snakemake(packed, "--cores", "1", *tiny, cwd=tmp_path, timeout=300)
     said = r.stdout + r.stderr
-    assert r.returncode != 0
-    line = next(ln for ln in said.splitlines() if ln.startswith("pack: "))
-    assert line.startswith(f"pack: {split}: damaged or truncated (BadZipFile: Bad CRC-32")
+    assert r.returncode == 0 and "does not match its record" in said, said[-2000:]
+    assert "rule prepare_real:" in said
+    io.load_images(tmp_path / split)
+
+    flip()
+    record_path(tmp_path / split).unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as e:
+        io.load_images(split)
+    line = str(e.value)
+    assert line.startswith(f"{split}: damaged or truncated (BadZipFile: Bad CRC-32"), line
     fix = re.search(r"delete it and rebuild it: (rm \S+) && (snakemake .*?) \(with your "
                     r"--configfile\)", line)
     subprocess.run(shlex.split(fix[1]), cwd=tmp_path, check=True)

@@ -85,9 +85,12 @@ def test_headline_figure_and_the_page_that_embeds_it(tmp_path):
     assert adainf["values"] == [78.3, 78.3, 78.1] and adainf["difference"]["beyond"]
     assert panels[1]["methods"]["simclr"]["random_init"] == pytest.approx(21.0)
     path = tmp_path / "results.png"
-    save_results_figure(path, panels, 3)
+    save_results_figure(path, panels, 3, svg=tmp_path / "a.svg")
     width, height = Image.open(path).size
     assert width > 600 and height > 600
+    # the report's SVG is the same file for the same results (no date, fixed element ids)
+    save_results_figure(tmp_path / "again.png", panels, 3, svg=tmp_path / "b.svg")
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
     notes = ["- simclr seed 0, round 0 (step 4): kept a, b; cut c"]
     page = html_page(design, cells(), FID, SAMPLING, notes=notes,
                      figures=[("the headline", str(path)), ("again", str(path))])

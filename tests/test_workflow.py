@@ -90,7 +90,7 @@ def test_tiny_study_end_to_end(tiny_study):
     assert fid["features"] == "pixels" and fid["num_generated"] == 16
     assert fid["protocol"]["seed_sets"] == 3 and len(fid["protocol"]["fids"]) == 3
     assert fid["fid"] == min(fid["protocol"]["fids"]) and fid["whole_set"]["num_generated"] == 48
-    assert "min of 3 disjoint seed sets" in (results / "summary.md").read_text()
+    assert "min of 3 disjoint seed sets" in (report / "summary.md").read_text()
 
     shards = sorted((results / "samples").glob("shard_*.json"))
     assert [len(load_packed(s)[0]) for s in shards] == [32, 16]

@@ -1,133 +1,20 @@
-"""Atomic file output and the project's image-array format.
-
-Every stage writes through these helpers: the data goes to a temporary name in the target's
-folder and is renamed into place only once complete, so a killed job never leaves a file that
-looks finished to Snakemake or to the next stage. The temporary files of a write that was
-killed (SIGKILL leaves no chance to clean up) are removed by the next write of the same target.
-"""
+"""The project's image-array format, checksums and disk-space checks, and (re-exported from
+pipeline.core.atomic) the atomic writers every stage writes through."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import errno
 import hashlib
-import json
 import os
-import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.errors import REBUILD, UserError, reading
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(target: Path) -> None:
-    """Delete what an earlier, killed write of `target` left: `.NAME.<random>.tmp*` beside it
-    (mkstemp/mkdtemp names). Snakemake runs one job per output, so none is still being written."""
-    pattern = re.compile(r"\." + re.escape(target.name) + r"\.[A-Za-z0-9_]{8}\.tmp")
-    if not target.parent.is_dir():
-        return
-    for entry in target.parent.iterdir():
-        if pattern.match(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path beside `target`; rename it onto `target` if the block succeeds.
-
-    `suffix` defaults to the target's own suffix, because some writers (np.savez, torch.save of
-    some formats) insist on or append an extension.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp" + (target.suffix if suffix is None else suffix),
-        dir=target.parent,
-    )
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, target)
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
-            raise
-        raise UserError(disk_full(target, _size(Path(tmp)))) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike):
-    """Yield a temporary folder beside `target`; it replaces `target` if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual mode
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except OSError as e:
-        if e.errno != errno.ENOSPC:
-            raise
-        raise UserError(disk_full(target, _size(tmp))) from e
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size if path.exists() else 0
-
-
-def disk_full(target: Path, written: int) -> str:
-    """The line for a write that filled its disk: the file, what it had written, what is free."""
-    folder = target.parent
-    while not folder.exists():
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    return (f"{target}: no space left on the device of {folder} (the write had reached "
-            f"{written / 1e6:.1f} MB, {free / 1e6:.1f} MB free); free more than "
-            f"{written / 1e6:.1f} MB there, or set output_dir to a disk with room, then run "
-            "snakemake again (nothing finished is lost)")
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
-    """Rows of dicts as a CSV file with a header line, written atomically."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
+from pipeline.core.atomic import (  # noqa: F401 (re-exported: stages write through io)
+    atomic_dir, atomic_path, disk_full, read_json, remove_stale_temporaries, write_csv, write_json,
+)
+from pipeline.core import records
+from pipeline.core.errors import REBUILD, reading
 
 
 def save_images(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray) -> None:
@@ -147,7 +34,6 @@ def load_images(path: str | os.PathLike, fix: str = REBUILD) -> tuple[np.ndarray
     if str(path).endswith(".json"):
         raise ValueError(f"{path}: a sample shard's manifest, not an npz file "
                          "(pipeline.data.dataset.load_npz_or_shard reads both)")
-    from pipeline.core import records  # it builds on this module
 
     records.verify(path)  # an output of ours (a real split): checked against its record
     with reading(path, fix), np.load(path) as f:

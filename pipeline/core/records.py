@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.core import io
+from pipeline.core import atomic
 from pipeline.core.errors import UserError
 
 SUFFIX = ".record.json"
@@ -114,14 +114,14 @@ def write(path: str | os.PathLike, settings: dict | None = None, device=None, **
     """Write the record of `path` (finished, in place) atomically beside it; returns it."""
     record = {"files": content(path), "settings": settings or {},
               "made_by": {**made_by, **provenance(device)}}
-    io.write_json(record_path(path), record)
+    atomic.write_json(record_path(path), record)
     return record
 
 
 def read(path: str | os.PathLike) -> dict | None:
     """The record of `path`, or None when it has none (a user's own file)."""
     try:
-        return io.read_json(record_path(path))
+        return atomic.read_json(record_path(path))
     except FileNotFoundError:
         return None
     except ValueError:  # a damaged record: as good as none, and the file cannot be trusted
@@ -199,7 +199,7 @@ def _signature(path: Path) -> list:
 
 def _load_cache(cache_file) -> dict:
     try:
-        return io.read_json(cache_file)
+        return atomic.read_json(cache_file)
     except (OSError, ValueError):
         return {}
 
@@ -222,7 +222,7 @@ def sweep(paths, cache_file) -> list[str]:
         lines.append(f"{os.path.normpath(path)} does not match its record ({why}): moved aside "
                      f"to {aside}, so that this run rebuilds it")
     if passed != cache:
-        io.write_json(cache_file, passed)
+        atomic.write_json(cache_file, passed)
     return lines
 
 
@@ -243,10 +243,10 @@ def input_record(path: str | os.PathLike, record_file: str | os.PathLike, cache_
             "sha256": sha, "bytes": stat.st_size}
     record = {"path": str(path), "files": files}
     try:
-        same = io.read_json(record_file) == record
+        same = atomic.read_json(record_file) == record
     except (OSError, ValueError):
         same = False
     if not same:
-        io.write_json(record_file, record)
+        atomic.write_json(record_file, record)
     if {**cache, **fresh} != cache:
-        io.write_json(cache_file, {**cache, **fresh})
+        atomic.write_json(cache_file, {**cache, **fresh})

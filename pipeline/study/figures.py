@@ -148,7 +148,9 @@ def save_results_figure(path: str | Path, panels: list[dict], seeds: int,
     fig.tight_layout()
     if svg is not None:  # a copy the Snakemake report's landing page inlines (workflow.rst)
         buf = StringIO()
-        fig.savefig(buf, format="svg")
+        # no date and fixed element ids: the same results give the same file on every machine
+        with plt.rc_context({"svg.hashsalt": "adainf"}):
+            fig.savefig(buf, format="svg", metadata={"Date": None})
         # sized to the page's column (a size in points would overflow it)
         text = re.sub(r'<svg (.*?)width="[^"]*" height="[^"]*"', r'<svg \1width="100%"',
                       buf.getvalue(), count=1, flags=re.S)
