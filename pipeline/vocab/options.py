@@ -4,7 +4,7 @@ An `Option` names its flag and, for a setting of the config, its key (`pretrain.
 `strategies.*.dup` for a strategy's). From one declaration:
 
 - the stage's parser (pipeline.core.cli.add_options): the type, choices and help come from the
-  key's entry in workflow/schemas/config.schema.yaml, so `--help` shows the schema's
+  key's entry in pipeline/vocab/config.schema.yaml, so `--help` shows the schema's
   description; the option is required unless the key may be null (default None) or is a switch;
   with `in_range=True` its type also refuses a value outside the entry's bounds;
 - the rule's options (pipeline.dag.job_params.stage_args): the value is the config's
