@@ -1,4 +1,8 @@
-"""Stage: fetch one external asset (a hub generator, CIFAR, the FID Inception weights) to disk.
+r"""python -m pipeline.fetch inception \
+    --out ~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth \
+    --record results/assets/inception.json
+
+Stage: fetch one external asset (a hub generator, CIFAR, the FID Inception weights) to disk.
 
 The workflow runs it as a local rule (on a cluster: on the host running Snakemake, where the
 network is) before any job that needs the asset; those jobs then read only local files. An asset

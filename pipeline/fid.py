@@ -1,4 +1,10 @@
-"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference: by
+r"""python -m pipeline.fid --real results/fid/real.stats.npz \
+    --generated results/fid/shard_00000.stats.npz results/fid/shard_00001.stats.npz \
+    --out results/fid.json --real-quality results/fid/real.quality.npz --generated-quality \
+    results/fid/shard_00000.quality.npz results/fid/shard_00001.quality.npz \
+    --quality-batch 256
+
+Stage: FID from per-shard feature statistics, merged exactly, against the real reference: by
 the configured protocol (fid.num_generated images in fid.seed_sets disjoint seeded subsets: each
 set's figure, their min, the reported one as EDM's, and mean) and over the whole generated set;
 beside it precision, recall, density and coverage from the feature subsets the statistics jobs

@@ -1,4 +1,7 @@
-"""Stage: pack image files into a checksummed, memory-mappable dataset folder."""
+r"""python -m pipeline.pack --part real --inputs results/real/train.npz \
+    --out results/dataset/real --record results/dataset/real.json
+
+Stage: pack image files into a checksummed, memory-mappable dataset folder."""
 
 from __future__ import annotations
 

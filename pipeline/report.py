@@ -1,4 +1,17 @@
-"""Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
+r"""python -m pipeline.report --results results/pretrain/simclr/none/seed0/online.json \
+    results/pretrain/simclr/adainf/seed0/online.json --histories \
+    results/pretrain/simclr/none/seed0/history.csv \
+    results/pretrain/simclr/adainf/seed0/history.csv \
+    --design results/design/4b65d2e4b7b20a2f.json --fid results/fid.json \
+    --real results/real/train.npz --generated results/samples/shard_00000.json \
+    --summary results/reports/default/summary.json --table results/reports/default/summary.md \
+    --page results/reports/default/summary.html \
+    --results-figure results/reports/default/results.png \
+    --results-svg results/reports/default/results.svg \
+    --samples results/reports/default/samples.png --losses results/reports/default/losses.png \
+    --sweep-plots
+
+Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
 
 Figures: the headline (top-1 per strategy and protocol, every seed a dot, the mean with its
 95 % t-interval, and the paired difference to none), real vs generated samples, pretraining loss and online-probe accuracy curves (mean over

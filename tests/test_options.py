@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 from dataclasses import MISSING
 from pathlib import Path
 
@@ -124,3 +125,15 @@ def test_stage_args_reads_the_config_gives_computed_values_and_refuses_unknown_n
     assert stage_args(declared, config, tracked=False) == "--compile"
     with pytest.raises(ValueError, match="stepz"):
         stage_args(declared, config, stepz=1)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_the_stage_s_docstring_opens_with_a_command_its_parser_takes(stage):
+    """The example at the top of each stage's docstring (and so of its --help) runs that stage
+    and parses: it cannot rot as options change."""
+    module = importlib.import_module(f"pipeline.{stage}")
+    command = module.__doc__.split("\n\n")[0].replace("\\\n", " ")
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", module.__name__], command
+    parse = getattr(module, "parse_args", None) or module.build_parser().parse_args
+    parse(words[3:])

@@ -1,4 +1,6 @@
-"""Run a command on GPUs of its own: `python -m pipeline.core.gpu_slots --gpus K -- CMD ...`.
+r"""python -m pipeline.core.gpu_slots --gpus 1 -- nvidia-smi
+
+Run a command on GPUs of its own: `python -m pipeline.core.gpu_slots --gpus K -- CMD ...`.
 
 Snakemake's `--resources gpu=N` only counts GPUs; it never says which device a job gets. This
 launcher takes K free devices of this machine by locking one file per device (flock), sets
@@ -74,7 +76,7 @@ def acquire(k: int, n: int, lock_dir: str, timeout: float | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.add_options(cli.parser(__doc__.split("\n")[0],
+    p = cli.add_options(cli.parser(__doc__,
                                    usage="%(prog)s --gpus K [options] -- CMD [ARGS ...]"),
                         options.GPU_SLOTS)
     # read when the parser is built, as a test's or a job's environment sets it
