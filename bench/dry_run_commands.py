@@ -72,7 +72,7 @@ def parsed(words: list[str]) -> dict[str, dict | str]:
     out = {}
     for i, j in zip(starts, starts[1:] + [len(words)]):
         stage = words[i + 1].removeprefix("pipeline.")
-        if stage in ("core.gpu_slots", "fetch", "report", "fid", "pack"):  # no declared options
+        if stage == "core.gpu_slots":  # its words run to the next -m: the wrapped command
             continue
         module = importlib.import_module(f"pipeline.{stage}")
         parse = getattr(module, "parse_args", None) or module.build_parser().parse_args

@@ -1,4 +1,7 @@
-"""Stage: cut generated images brought as npz files into the sample shards (generator.source npz)."""
+r"""python -m pipeline.cut_npz --source data/generated/cifar10-edm-1m.npz --shard-size 50000 \
+    --num-images 50000 --resolution 32 --out results/cifar10-edm/samples/shard_00000.json
+
+Stage: cut generated images brought as npz files into the sample shards (generator.source npz)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Stage: fetch one external asset (a hub generator, CIFAR, the FID Inception weights) to disk.
+r"""python -m pipeline.fetch inception \
+    --out ~/.cache/torch/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth \
+    --record results/assets/inception.json
+
+Stage: fetch one external asset (a hub generator, CIFAR, the FID Inception weights) to disk.
 
 The workflow runs it as a local rule (on a cluster: on the host running Snakemake, where the
 network is) before any job that needs the asset; those jobs then read only local files. An asset
@@ -17,36 +21,23 @@ import shlex
 import sys
 
 from pipeline.core import assets, cli, runtime
+from pipeline.vocab import options
+
+ASSET_HELP = {"generator": "a diffusers pipeline from the Hugging Face hub",
+              "real": "CIFAR-10/100 with torchvision's download",
+              "inception": "pytorch-fid's FID Inception weights",
+              "dinov2": "timm's DINOv2 weights (FD-DINOv2) from the Hugging Face hub"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--retry", default=None,
-                   help="the command the one-line error tells the user to run where there is "
-                        "network (default: this command line)")
+    p = cli.add_options(cli.parser(__doc__), options.FETCH)
     sub = p.add_subparsers(dest="asset", required=True,
                            help="the asset: generator, real, inception or dinov2 (each has its --help)")
-    g = sub.add_parser("generator", help="a diffusers pipeline from the Hugging Face hub",
-                       formatter_class=cli.HelpFormatter)
-    g.add_argument("--model", required=True, help="hub id, e.g. google/ddpm-cifar10-32")
-    g.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
-    g.add_argument("--out", required=True, help="folder the pipeline's files are written to")
-    g.add_argument("--record", required=True, help="JSON record: commit, files, sizes, sha256")
-    r = sub.add_parser("real", help="CIFAR-10/100 with torchvision's download",
-                       formatter_class=cli.HelpFormatter)
-    r.add_argument("--source", required=True, choices=("cifar10", "cifar100"), help="data set")
-    r.add_argument("--root", required=True, help="data folder (real.root)")
-    r.add_argument("--record", required=True, help="JSON record: files, sizes, md5")
-    i = sub.add_parser("inception", help="pytorch-fid's FID Inception weights",
-                       formatter_class=cli.HelpFormatter)
-    i.add_argument("--out", required=True, help="the weights file (the torch.hub cache's path)")
-    i.add_argument("--url", default=assets.FID_WEIGHTS_URL, help="where they come from")
-    i.add_argument("--record", required=True, help="JSON record: path, size, sha256")
-    d = sub.add_parser("dinov2", help="timm's DINOv2 weights (FD-DINOv2) from the Hugging Face hub",
-                       formatter_class=cli.HelpFormatter)
-    d.add_argument("--repo", default=assets.DINOV2_REPO, help="timm's hub repository")
-    d.add_argument("--out", required=True, help="the weights file (safetensors)")
-    d.add_argument("--record", required=True, help="JSON record: repo, commit, path, size, sha256")
+    for asset, help in ASSET_HELP.items():
+        cli.add_options(sub.add_parser(asset, help=help, formatter_class=cli.HelpFormatter),
+                        options.FETCH_ASSETS[asset])
+    sub.choices["inception"].set_defaults(url=assets.FID_WEIGHTS_URL)
+    sub.choices["dinov2"].set_defaults(repo=assets.DINOV2_REPO)
     return p
 
 

@@ -1,4 +1,10 @@
-"""Stage: FID from per-shard feature statistics, merged exactly, against the real reference: by
+r"""python -m pipeline.fid --real results/fid/real.stats.npz \
+    --generated results/fid/shard_00000.stats.npz results/fid/shard_00001.stats.npz \
+    --out results/fid.json --real-quality results/fid/real.quality.npz --generated-quality \
+    results/fid/shard_00000.quality.npz results/fid/shard_00001.quality.npz \
+    --quality-batch 256
+
+Stage: FID from per-shard feature statistics, merged exactly, against the real reference: by
 the configured protocol (fid.num_generated images in fid.seed_sets disjoint seeded subsets: each
 set's figure, their min, the reported one as EDM's, and mean) and over the whole generated set;
 beside it precision, recall, density and coverage from the feature subsets the statistics jobs
@@ -14,25 +20,14 @@ import resource
 
 from pipeline.core import cli, io, runtime
 from pipeline.evaluation import quality
+from pipeline.vocab import options
 from pipeline.evaluation.frechet import distance_to_reference, load_reference, merge_stats_files
 
 log = logging.getLogger("pipeline.fid")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--generated", required=True, nargs="+", help="statistics files of the shards")
-    p.add_argument("--real", required=True, help="real statistics: ours, or an npz of mu/sigma")
-    p.add_argument("--out", required=True, help="JSON result")
-    p.add_argument("--real-quality", default=None,
-                   help="the real set's quality file (fid_stats --quality-out; default: no "
-                        "precision/recall/density/coverage)")
-    p.add_argument("--generated-quality", nargs="*", default=[],
-                   help="the shards' quality files (with --real-quality)")
-    p.add_argument("--quality-batch", type=int, default=None,
-                   help="rows per distance block (memory and speed only; config "
-                        "quality.batch_size); required with --real-quality")
-    return p
+    return cli.add_options(cli.parser(__doc__), options.FID)
 
 
 def quality_metrics(real_path: str, shard_paths: list, batch: int) -> dict:

@@ -1,4 +1,9 @@
-"""Stage: FID feature statistics (count, sum, sum of outer products) of one image file, and
+r"""python -m pipeline.fid_stats --images results/real/train.npz --out results/fid/real.stats.npz \
+    --quality-out results/fid/real.quality.npz --features pixels --dims 2048 --precision fp32 \
+    --subset 10000 --subset-seed 0 --k-precision 3 --k-density 5 --batch-size 200 \
+    --quality-batch 256 --device auto --threads 1
+
+Stage: FID feature statistics (count, sum, sum of outer products) of one image file, and
 from the same features what the quality metrics need (pipeline.evaluation.quality): the file's
 share of a seeded subset over global image indices and, for the real set, its k-NN radii; for a
 generated shard, every image's quality scores against the real subset (--real-quality)."""

@@ -1,4 +1,10 @@
-"""Stage: linear evaluation of a frozen encoder on the real train/test split.
+r"""python -m pipeline.linear_eval --protocol features \
+    --encoder results/pretrain/simclr/none/seed0/encoder.pt --train results/real/train.npz \
+    --test results/real/test.npz --out results/linear/simclr/none/seed0/features.json \
+    --seed 0 --epochs 100 --batch-size 256 --lr 0.01 --weight-decay 0.0001 --device auto \
+    --threads 1
+
+Stage: linear evaluation of a frozen encoder on the real train/test split.
 
 Protocols (see pipeline.evaluation.linear): `features` (features computed once, AdamW on standardised
 features, plus weighted k-NN) and `offline` (solo-learn's: SGD on features of freshly augmented

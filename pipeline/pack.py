@@ -1,4 +1,7 @@
-"""Stage: pack image files into a checksummed, memory-mappable dataset folder."""
+r"""python -m pipeline.pack --part real --inputs results/real/train.npz \
+    --out results/dataset/real --record results/dataset/real.json
+
+Stage: pack image files into a checksummed, memory-mappable dataset folder."""
 
 from __future__ import annotations
 
@@ -6,20 +9,14 @@ import argparse
 import logging
 
 from pipeline.core import cli, runtime
-from pipeline.data.dataset import PARTS, pack, write_content_record
+from pipeline.data.dataset import pack, write_content_record
+from pipeline.vocab import options
 
 log = logging.getLogger("pipeline.pack")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--part", required=True, choices=PARTS, help="which dataset the images form")
-    p.add_argument("--inputs", required=True, nargs="+", help="npz image files (copied, one shard each) or sample shard manifests (.json, referenced in place)")
-    p.add_argument("--out", required=True, help="dataset folder")
-    p.add_argument("--record", required=True,
-                   help="the content record written beside the folder (PART.json: part, count, "
-                        "every file's sha256): what the workflow's consumers depend on")
-    return p
+    return cli.add_options(cli.parser(__doc__), options.PACK)
 
 
 def main(argv=None) -> None:

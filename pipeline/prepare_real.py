@@ -1,4 +1,8 @@
-"""Stage: load a real dataset (digits, CIFAR, npz, image folder) and write train/test npz files."""
+r"""python -m pipeline.prepare_real --source digits --resolution 8 --test-fraction 0.2 --seed 0 \
+    --train-out results/real/train.npz --test-out results/real/test.npz --device auto \
+    --threads 1
+
+Stage: load a real dataset (digits, CIFAR, npz, image folder) and write train/test npz files."""
 
 from __future__ import annotations
 

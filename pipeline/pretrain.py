@@ -1,4 +1,13 @@
-"""Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
+r"""python -m pipeline.pretrain --real results/dataset/real \
+    --out results/pretrain/simclr/none/seed0/encoder.pt \
+    --history results/pretrain/simclr/none/seed0/history.csv --method simclr --strategy none \
+    --seed 0 --dup 1 --augmentation standard --widths 32 64 128 --blocks 1 1 1 --steps 150 \
+    --batch-size 128 --optimizer adamw --lr 0.002 --weight-decay 0.0001 --warmup-steps 10 \
+    --precision fp32 --online-test results/real/test.npz \
+    --online-out results/pretrain/simclr/none/seed0/online.json --online-every 50 \
+    --online-lr 0.02 --checkpoint-every 0 --log-every 50 --device auto --threads 1
+
+Stage: self-supervised pretraining of an encoder for one method and inflation strategy.
 
 Runs as one process, or data-parallel under `torchrun --nproc_per_node N -m pipeline.pretrain`.
 With --online-test and --online-out, an online linear probe (pipeline.pretraining.online_probe) trains on the

@@ -1,4 +1,17 @@
-"""Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
+r"""python -m pipeline.report --results results/pretrain/simclr/none/seed0/online.json \
+    results/pretrain/simclr/adainf/seed0/online.json --histories \
+    results/pretrain/simclr/none/seed0/history.csv \
+    results/pretrain/simclr/adainf/seed0/history.csv \
+    --design results/design/4b65d2e4b7b20a2f.json --fid results/fid.json \
+    --real results/real/train.npz --generated results/samples/shard_00000.json \
+    --summary results/reports/default/summary.json --table results/reports/default/summary.md \
+    --page results/reports/default/summary.html \
+    --results-figure results/reports/default/results.png \
+    --results-svg results/reports/default/results.svg \
+    --samples results/reports/default/samples.png --losses results/reports/default/losses.png \
+    --sweep-plots
+
+Stage: the summary (JSON, Markdown, an HTML page) and the figures of a whole study.
 
 Figures: the headline (top-1 per strategy and protocol, every seed a dot, the mean with its
 95 % t-interval, and the paired difference to none), real vs generated samples, pretraining loss and online-probe accuracy curves (mean over
@@ -17,6 +30,7 @@ from pipeline.core import cli, io, records, runtime
 from pipeline.data.dataset import load_npz_or_shard, recorded_sampling
 from pipeline.study.curves import loss_curves, mean_curves, online_curves
 from pipeline.study.design import Design
+from pipeline.vocab import options
 from pipeline.evaluation.quality import load_scores, ranking
 from pipeline.study.figures import (save_curves_plot, save_results_figure, save_samples_figure,
                                     save_search_plot, save_selection_figure, save_sweep_plot)
@@ -28,47 +42,7 @@ log = logging.getLogger("pipeline.report")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser(__doc__)
-    p.add_argument("--results", nargs="+", required=True,
-                   help="evaluation JSON files (linear_eval's, and pretrain's online.json)")
-    p.add_argument("--histories", nargs="*", required=True,
-                   help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv")
-    p.add_argument("--design", required=True,
-                   help="JSON file: {design: pipeline.study.design.Design as a dict, sampling: {...}}")
-    p.add_argument("--fid", required=True, help="FID result (JSON, from fid)")
-    p.add_argument("--real", required=True, help="real training images (npz)")
-    p.add_argument("--generated", required=True, help="a generated shard (its .json manifest)")
-    p.add_argument("--generator-record", default=None,
-                   help="a fetched hub generator's record (JSON, from fetch): its commit is "
-                        "reported (default: none, a generator trained here or a local folder)")
-    p.add_argument("--summary", required=True, help="summary JSON")
-    p.add_argument("--table", required=True, help="summary Markdown")
-    p.add_argument("--page", required=True, help="summary HTML page")
-    p.add_argument("--results-figure", required=True,
-                   help="PNG: the headline figure (top-1 per strategy × protocol, seeds, "
-                        "intervals, differences to none)")
-    p.add_argument("--results-svg", required=True,
-                   help="the headline figure as SVG, which the Snakemake report's landing page "
-                        "inlines (its embedded-image directive leaves a file path)")
-    p.add_argument("--samples", required=True, help="PNG: real (top) vs generated (bottom)")
-    p.add_argument("--losses", required=True, help="PNG of the loss curves")
-    p.add_argument("--online-curves", default=None,
-                   help="PNG of the online probe's accuracy (default: none drawn)")
-    p.add_argument("--sweep-plots", nargs="*", required=True,
-                   help="one PNG per sweep, in order (none without sweeps)")
-    p.add_argument("--scores", nargs="*", default=[],
-                   help="the shards' quality files (fid_stats --quality-out): the selection "
-                        "figure and table (default: none)")
-    p.add_argument("--shards", nargs="*", default=[],
-                   help="every generated shard's manifest, in order (with --scores)")
-    p.add_argument("--selection", default=None,
-                   help="PNG: the best and worst generated images by quality.score (with "
-                        "--scores; default: none drawn)")
-    p.add_argument("--search-rounds", nargs="*", default=[],
-                   help="the auto search's rounds (search_select's JSON; default: none)")
-    p.add_argument("--search-plot", default=None,
-                   help="PNG of the auto search's scores against steps (default: none drawn)")
-    return p
+    return cli.add_options(cli.parser(__doc__), options.REPORT)
 
 
 def main(argv=None) -> None:

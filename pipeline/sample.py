@@ -1,4 +1,10 @@
-"""Stage: generate images [start, start+count) of a generator into one shard file."""
+r"""python -m pipeline.sample --model results/generator --out results/samples/shard_00000.json \
+    --start 0 --count 1000 --seed 0 --sampler ddim --steps 10 --eta 0.0 --guidance 1.0 \
+    --labels balanced --precision fp32 --sigma-min 0.002 --sigma-max 80.0 --rho 7.0 \
+    --s-churn 0.0 --s-min 0.0 --s-max 1000000000.0 --s-noise 1.0 --batch-size 500 \
+    --device auto --threads 1
+
+Stage: generate images [start, start+count) of a generator into one shard file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Stage: one round of the `auto` search's choice: score each candidate's encoder (k-NN top-1 on
+r"""python -m pipeline.search_select --encoders results/search/simclr/seed0/round1/c0/encoder.pt \
+    results/search/simclr/seed0/round1/c1/encoder.pt --candidates c0 c1 \
+    --train results/real/train.npz --round 1 --step 8 --keep 1 --val-fraction 0.2 \
+    --val-seed 0 --k 20 --out results/search/simclr/seed0/round1.json --device auto \
+    --threads 1
+
+Stage: one round of the `auto` search's choice: score each candidate's encoder (k-NN top-1 on
 a validation split of the real training data, pipeline.search.score) and keep the best.
 
 Reads the real training split only: the test split is for the final evaluation of the `auto`

@@ -1,4 +1,10 @@
-"""Stage: train a DDPM on the real training split and save it as a diffusers pipeline folder.
+r"""python -m pipeline.train_generator --real results/real/train.npz --out results/generator \
+    --channels 32 64 --layers-per-block 1 --steps 550 --batch-size 64 --lr 0.004 \
+    --ema-decay 0.995 --snr-gamma 5.0 --beta-schedule squaredcos_cap_v2 --seed 0 \
+    --architecture small --precision fp32 --label-dropout 0.1 --checkpoint-every 0 \
+    --log-every 50 --device auto --threads 1
+
+Stage: train a DDPM on the real training split and save it as a diffusers pipeline folder.
 
 Under torchrun (generator.train.processes > 1) every process trains its slice of the global batch
 and the first one saves; with --checkpoint a rerun of a killed job goes on where it stopped."""

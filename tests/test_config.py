@@ -1,4 +1,4 @@
-"""Tests of the Snakemake config schema (workflow/schemas/config.schema.yaml)."""
+"""Tests of the Snakemake config schema (pipeline/vocab/config.schema.yaml)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,25 @@ import yaml
 from snakemake.utils import validate
 
 from support.snakemake import run_snakemake
+from pipeline.vocab.schema import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(SCHEMA_PATH)
+
+
+def test_the_one_schema_is_package_data_that_the_snakefile_validates_with():
+    """pipeline.vocab finds the schema through the package, not by a path into workflow/; the
+    Snakefile validates with that same file, and the wheel ships it."""
+    import tomllib
+
+    import pipeline.vocab
+
+    assert SCHEMA_PATH == Path(pipeline.vocab.__file__).parent / "config.schema.yaml"
+    schemas = [p for d in ("pipeline", "workflow") for p in (ROOT / d).rglob("*schema*.y*ml")]
+    assert schemas == [SCHEMA_PATH]
+    assert "validate(config, SCHEMA_PATH)" in (ROOT / "workflow" / "Snakefile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["package-data"]["pipeline.vocab"] == ["config.schema.yaml"]
 
 
 def test_repo_config_is_valid(config):

@@ -28,9 +28,10 @@ from pipeline.study.design import plan
 from pipeline.study.tables import tables
 from test_training import TINY_ARGS
 from test_workflow import job_counts
+from pipeline.vocab.schema import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = str(SCHEMA_PATH)
 
 
 # -- the subsets ---------------------------------------------------------------------------------

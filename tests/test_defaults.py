@@ -20,8 +20,9 @@ from snakemake.utils import update_config
 
 from support.snakemake import REPO, TINY, TINY_STUDY, run_snakemake
 from pipeline.core.cli import HelpFormatter
+from pipeline.vocab.schema import SCHEMA_PATH
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
 STAGES = ["prepare_real", "train_generator", "sample", "cut_npz", "fid_stats", "fid", "pack",
           "pretrain", "linear_eval", "report", "search_select", "core.gpu_slots", "fetch"]
@@ -155,7 +156,7 @@ def test_documented_defaults_are_the_code_s():
     from pipeline.generation.samplers import SamplerSettings, make_scheduler
     from pipeline.pretraining.encoders import STEM_PADDING
 
-    config_text = (REPO / "workflow" / "schemas" / "config.schema.yaml").read_text()
+    config_text = SCHEMA_PATH.read_text()
     steps_help = _options(_parser("sample"))["--steps"].help
     said = re.search(r"null: ddpm all training steps, ddim (\d+), dpmsolver\+\+/unipc/deis (\d+), "
                      r"euler_karras (\d+), heun_karras and edm (\d+)", steps_help)

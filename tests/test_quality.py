@@ -147,9 +147,10 @@ from pathlib import Path  # noqa: E402
 from pipeline.dag.config_check import config_problems, schema_errors  # noqa: E402
 from pipeline.dag.job_params import fid_quality_args, pretrain_args  # noqa: E402
 from pipeline.study.design import plan  # noqa: E402
+from pipeline.vocab.schema import SCHEMA_PATH  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def _with(config, change: dict) -> dict:

@@ -18,6 +18,7 @@ import yaml
 from pipeline.core import io
 from pipeline.core.errors import ConfigError
 from pipeline.dag import config_check, run_lock
+from pipeline.vocab.schema import SCHEMA_PATH
 from support.snakemake import REPO, run_snakemake
 
 
@@ -92,7 +93,7 @@ def test_nan_and_infinity_are_refused_anywhere_naming_the_key(config, key, value
 
 
 def config_check_schema():
-    return REPO / "workflow" / "schemas" / "config.schema.yaml"
+    return SCHEMA_PATH
 
 
 @pytest.mark.parametrize("args,start", [

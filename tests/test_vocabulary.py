@@ -9,8 +9,9 @@ from support.snakemake import REPO
 from pipeline.pretraining.methods import METHODS as METHOD_CLASSES
 from pipeline.vocab import names
 from pipeline.vocab.augmentation import ASYM_PRESETS, PRESETS
+from pipeline.vocab.schema import SCHEMA_PATH
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def enum(*path: str) -> list:

@@ -1,4 +1,6 @@
-"""Run a command on GPUs of its own: `python -m pipeline.core.gpu_slots --gpus K -- CMD ...`.
+r"""python -m pipeline.core.gpu_slots --gpus 1 -- nvidia-smi
+
+Run a command on GPUs of its own: `python -m pipeline.core.gpu_slots --gpus K -- CMD ...`.
 
 Snakemake's `--resources gpu=N` only counts GPUs; it never says which device a job gets. This
 launcher takes K free devices of this machine by locking one file per device (flock), sets
@@ -18,7 +20,8 @@ import os
 import sys
 import time
 
-from pipeline.core.cli import HelpFormatter
+from pipeline.core import cli
+from pipeline.vocab import options
 
 DEFAULT_LOCK_DIR = "/tmp/adainf-gpu-slots"
 
@@ -73,17 +76,11 @@ def acquire(k: int, n: int, lock_dir: str, timeout: float | None = None,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter,
-                                usage="%(prog)s --gpus K [options] -- CMD [ARGS ...]")
-    p.add_argument("--gpus", type=int, required=True, help="devices the command needs")
-    p.add_argument("--count", type=int, default=None,
-                   help="GPUs on this machine (default: $ADAINF_GPU_COUNT, else torch's count)")
-    p.add_argument("--lock-dir", default=os.environ.get("ADAINF_GPU_LOCK_DIR", DEFAULT_LOCK_DIR),
-                   help="one lock file per device, shared by the jobs of this machine "
-                        f"(default: $ADAINF_GPU_LOCK_DIR, else {DEFAULT_LOCK_DIR})")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds to wait for free devices before failing (default: wait)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command and its arguments")
+    p = cli.add_options(cli.parser(__doc__,
+                                   usage="%(prog)s --gpus K [options] -- CMD [ARGS ...]"),
+                        options.GPU_SLOTS)
+    # read when the parser is built, as a test's or a job's environment sets it
+    p.set_defaults(lock_dir=os.environ.get("ADAINF_GPU_LOCK_DIR", DEFAULT_LOCK_DIR))
     return p
 
 

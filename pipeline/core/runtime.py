@@ -17,8 +17,10 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.core import cli
 from pipeline.core.errors import UserError
 from pipeline.vocab.names import PRECISIONS  # noqa: F401  (stages import it from here)
+from pipeline.vocab.options import COMMON
 
 if TYPE_CHECKING:
     import torch
@@ -88,10 +90,7 @@ def setup(args: argparse.Namespace, uses_torch: bool = True) -> torch.device | N
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """--device and --threads: the workflow always passes them (config device, threads), so
     they are required, as every option the workflow passes is (its default is config.yaml's)."""
-    parser.add_argument("--device", required=True,
-                        help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--threads", type=int, required=True, help="CPU threads for torch")
-    return parser
+    return cli.add_options(parser, COMMON)
 
 
 def first_line(e: BaseException, limit: int = 200) -> str:

@@ -22,17 +22,16 @@ import numpy as np
 import yaml
 
 from pipeline.core.errors import ConfigError, UserError
-from pipeline.dag.paths import looks_local, num_shards
+from pipeline.dag.paths import SHARD_DIGITS, looks_local, num_shards
 from pipeline.dag.search import search_problems
 from pipeline.vocab.augmentation import VIEW_PRESETS, trained_preset, view_params
 from pipeline.data.npz_source import image_shape, npz_files
 from pipeline.vocab.methods import METHOD_DEFAULTS, head_keys
 
-# Shard files are numbered with five digits (the sample rule's wildcard), hence the ceiling.
-MAX_SHARDS = 100_000
+# Shard files are numbered with SHARD_DIGITS digits (the sample rule's wildcard), hence the ceiling.
+MAX_SHARDS = 10 ** SHARD_DIGITS
 # scikit-learn's digits: the default real data set
 DIGITS_IMAGES = 1797
-SHARD_DIGITS = 5
 
 
 def _key(path) -> str:

@@ -45,9 +45,18 @@ def result_path(out: str, method: str, strategy: str, seed, protocol: str) -> st
     return f"{out}/linear/{method}/{strategy}/seed{seed}/{protocol}.json"
 
 
+# a shard's number in its file names (shard_NNNNN): the sample rule's wildcard; it bounds the
+# shards a run may have (pipeline.dag.config_check.MAX_SHARDS)
+SHARD_DIGITS = 5
+
+
+def shard_name(shard: int) -> str:
+    return f"shard_{shard:0{SHARD_DIGITS}d}"
+
+
 def shard_manifest(out: str, shard) -> str:
     """A sample shard's manifest (its images and labels are beside it, see shard_data)."""
-    return f"{out}/samples/shard_{shard:05d}.json" if isinstance(shard, int) else \
+    return f"{out}/samples/{shard_name(shard)}.json" if isinstance(shard, int) else \
         f"{out}/samples/shard_{shard}.json"
 
 
@@ -59,7 +68,7 @@ def fid_file(out: str, name: str, kind: str) -> str:
 
 def shard_quality(out: str, shard: int) -> str:
     """A shard's quality file (its share of the feature subset and every image's scores)."""
-    return fid_file(out, f"shard_{shard:05d}", "quality")
+    return fid_file(out, shard_name(shard), "quality")
 
 
 def real_quality(out: str) -> str:
@@ -418,7 +427,7 @@ class WorkflowPaths:
         return self.config["fid"]["reference"] or self.fid_stats("real")
 
     def shard_fid_stats(self) -> list[str]:
-        return [self.fid_stats(f"shard_{i:05d}") for i in range(self.num_shards())]
+        return [self.fid_stats(shard_name(i)) for i in range(self.num_shards())]
 
     # --- pretraining and evaluation -------------------------------------------------------
     def pretrain_inputs(self, strategy: str) -> dict:

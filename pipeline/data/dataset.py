@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from pipeline.core import io
 from pipeline.core.errors import UserError
+from pipeline.vocab.names import PARTS  # noqa: F401  (re-exported)
 
 FORMAT = "adainf-packed-v1"
-PARTS = ("real", "generated")
 CHUNK = 1 << 22  # bytes read (and hashed) at a time
 
 

@@ -9,10 +9,11 @@ Real subset: stratified by class, seeded. Following the authors' setup: their da
 the workflow seeds it with `real.seed` (the real split's seed), and every seed and strategy at one
 fraction trains on the same images (the spread over seeds is training noise, not subset choice).
 Within a class the images are taken in one seeded order, so a smaller fraction's subset is part
-of a larger one's, as the first N generated images are part of the first M > N.
+of a larger one's.
 
-Generated subset: the first N by global index (pipeline.data.dataset.load_packed's `limit`); an
-image's noise depends only on its index, so it equals a sampling run of N images.
+Generated subset: pipeline.data.dataset.generated_subset, N of the generated images drawn by one
+seeded stream over their global indices (the workflow seeds it with sampling.seed); a smaller
+N's images are part of a larger one's too.
 """
 
 from __future__ import annotations

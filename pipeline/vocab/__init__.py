@@ -8,6 +8,6 @@
 - `options`: every stage option, declared once (its parser, the rule's options and the
   config key it comes from).
 
-- `schema`: the config schema (workflow/schemas/config.schema.yaml), which Snakemake validates
+- `schema`: the config schema (pipeline/vocab/config.schema.yaml), which Snakemake validates
   with; `names` reads its lists from the schema's enums, `options` each option's help and type.
 """

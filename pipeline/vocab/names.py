@@ -30,6 +30,9 @@ WANDB_MODES = names("logging.wandb.mode")
 # `generated_keep` ranks by (config quality.score)
 QUALITY_SCORES = names("quality.score")
 
+# the two datasets a packed folder holds (pipeline.data.dataset.pack, pipeline.pack --part)
+PARTS = ("real", "generated")
+
 # the two strategy names the workflow reserves (the schema refuses them as strategies' names)
 RANDOM_INIT = "random_init"  # the encoder before pretraining, evaluated as a baseline
 AUTO = "auto"  # the strategy that the search chooses (pipeline/search/, config.yaml's `auto`)

@@ -4,7 +4,7 @@ An `Option` names its flag and, for a setting of the config, its key (`pretrain.
 `strategies.*.dup` for a strategy's). From one declaration:
 
 - the stage's parser (pipeline.core.cli.add_options): the type, choices and help come from the
-  key's entry in workflow/schemas/config.schema.yaml, so `--help` shows the schema's
+  key's entry in pipeline/vocab/config.schema.yaml, so `--help` shows the schema's
   description; the option is required unless the key may be null (default None) or is a switch;
   with `in_range=True` its type also refuses a value outside the entry's bounds;
 - the rule's options (pipeline.dag.job_params.stage_args): the value is the config's
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from pipeline.vocab.names import ASYMMETRIC_PRESETS, METHODS, PROTOCOLS, SYMMETRIC_PRESETS
+from pipeline.vocab.names import (ASYMMETRIC_PRESETS, METHODS, PARTS, PROTOCOLS,
+                                  SYMMETRIC_PRESETS)
 from pipeline.vocab.schema import schema_entry  # noqa: F401  (re-exported: cli, tests)
 
 
@@ -174,8 +175,10 @@ SAMPLE = (
 # fid_stats' settings of the quality file (with --quality-batch: required with --quality-out)
 QUALITY_SETTINGS = (("--subset", "quality.subset"), ("--subset-seed", "quality.seed"),
                     ("--k-precision", "quality.k_precision"), ("--k-density", "quality.k_density"))
-QUALITY_BATCH = option("--quality-batch", "quality.batch_size", "required with --quality-out",
-                       tracked=False, required=False, default=None)
+# one declaration for both stages that compute distances in blocks
+QUALITY_BATCH = option("--quality-batch", "quality.batch_size", "required with the quality "
+                       "files (fid_stats: --quality-out, fid: --real-quality)", tracked=False,
+                       required=False, default=None)
 
 def count_or_all(text: str):
     """fid.num_generated on a command line: `all`, or a count of at least 2 images."""
@@ -257,11 +260,15 @@ TRAIN_GENERATOR = (
     LOG_EVERY,
 )
 
+# the same option of several stages, declared once
+REAL_TRAIN = option("--train", help="real training images (npz)", required=True)
+JSON_OUT = option("--out", help="JSON result", required=True)
+
 LINEAR_EVAL = (
     option("--encoder", help="encoder checkpoint (from pretrain)", required=True),
-    option("--train", help="real training images (npz)", required=True),
+    REAL_TRAIN,
     option("--test", help="real test images (npz)", required=True),
-    option("--out", help="JSON result", required=True),
+    JSON_OUT,
     option("--protocol", help="see above", required=True,
            choices=tuple(p for p in PROTOCOLS if p != "online")),  # online: inside pretrain
     # linear_eval.PROTOCOL's (the schema describes each protocol's)
@@ -290,7 +297,7 @@ SEARCH_SELECT = (
            nargs="+"),
     option("--candidates", help="the candidates' names, in the order of --encoders (ties go "
            "to the first)", required=True, nargs="+"),
-    option("--train", help="real training images (npz)", required=True),
+    REAL_TRAIN,
     option("--round", help="this round's number (from 0)", computed=True, required=True, type=int),
     option("--step", help="the step the encoders stopped at", computed=True, required=True,
            type=int),
@@ -301,7 +308,118 @@ SEARCH_SELECT = (
     option("--out", help="the round's JSON", required=True),
 )
 
+FID = (
+    option("--generated", help="statistics files of the shards", required=True, nargs="+"),
+    option("--real", help="real statistics: ours, or an npz of mu/sigma", required=True),
+    JSON_OUT,
+    option("--real-quality", help="the real set's quality file (fid_stats --quality-out; "
+           "default: no precision/recall/density/coverage)", computed=True),
+    option("--generated-quality", help="the shards' quality files (with --real-quality)",
+           computed=True, nargs="*", default=[]),
+    QUALITY_BATCH,
+)
+
+PACK = (
+    option("--part", help="which dataset the images form", required=True, choices=PARTS),
+    option("--inputs", help="npz image files (copied, one shard each) or sample shard manifests "
+           "(.json, referenced in place)", required=True, nargs="+"),
+    option("--out", help="dataset folder", required=True),
+    option("--record", help="the content record written beside the folder (PART.json: part, "
+           "count, every file's sha256): what the workflow's consumers depend on",
+           required=True),
+)
+
+REPORT = (
+    option("--results", help="evaluation JSON files (linear_eval's, and pretrain's online.json)",
+           required=True, nargs="+"),
+    option("--histories", help="pretraining loss curves: METHOD/STRATEGY/seedN/history.csv",
+           required=True, nargs="*"),
+    option("--design", help="JSON file: {design: pipeline.study.design.Design as a dict, "
+           "sampling: {...}}", required=True),
+    option("--fid", help="FID result (JSON, from fid)", required=True),
+    option("--real", help="real training images (npz)", required=True),
+    option("--generated", help="a generated shard (its .json manifest)", required=True),
+    option("--generator-record", help="a fetched hub generator's record (JSON, from fetch): its "
+           "commit is reported (default: none, a generator trained here or a local folder)"),
+    option("--summary", help="summary JSON", required=True),
+    option("--table", help="summary Markdown", required=True),
+    option("--page", help="summary HTML page", required=True),
+    option("--results-figure", help="PNG: the headline figure (top-1 per strategy × protocol, "
+           "seeds, intervals, differences to none)", required=True),
+    option("--results-svg", help="the headline figure as SVG, which the Snakemake report's "
+           "landing page inlines (its embedded-image directive leaves a file path)",
+           required=True),
+    option("--samples", help="PNG: real (top) vs generated (bottom)", required=True),
+    option("--losses", help="PNG of the loss curves", required=True),
+    option("--online-curves", help="PNG of the online probe's accuracy (default: none drawn)"),
+    option("--sweep-plots", help="one PNG per sweep, in order (none without sweeps)",
+           required=True, nargs="*"),
+    option("--scores", help="the shards' quality files (fid_stats --quality-out): the selection "
+           "figure and table (default: none)", nargs="*", default=[]),
+    option("--shards", help="every generated shard's manifest, in order (with --scores)",
+           nargs="*", default=[]),
+    option("--selection", help="PNG: the best and worst generated images by quality.score "
+           "(with --scores; default: none drawn)"),
+    option("--search-rounds", help="the auto search's rounds (search_select's JSON; default: "
+           "none)", nargs="*", default=[]),
+    option("--search-plot", help="PNG of the auto search's scores against steps (default: none "
+           "drawn)"),
+)
+
+# pipeline.fetch: --retry, then each asset's subcommand (pipeline.fetch sets the defaults of
+# --url and --repo from pipeline.core.assets, a layer above this one)
+FETCH = (
+    option("--retry", help="the command the one-line error tells the user to run where there "
+           "is network (default: this command line)"),
+)
+FETCH_ASSETS = {
+    "generator": (
+        option("--model", help="hub id, e.g. google/ddpm-cifar10-32", required=True),
+        option("--revision", help="branch, tag or commit (default: main)"),
+        option("--out", help="folder the pipeline's files are written to", required=True),
+        option("--record", help="JSON record: commit, files, sizes, sha256", required=True),
+    ),
+    "real": (
+        option("--source", help="data set", required=True, choices=("cifar10", "cifar100")),
+        option("--root", help="data folder (real.root)", required=True),
+        option("--record", help="JSON record: files, sizes, md5", required=True),
+    ),
+    "inception": (
+        option("--out", help="the weights file (the torch.hub cache's path)", required=True),
+        option("--url", help="where they come from"),
+        option("--record", help="JSON record: path, size, sha256", required=True),
+    ),
+    "dinov2": (
+        option("--repo", help="timm's hub repository"),
+        option("--out", help="the weights file (safetensors)", required=True),
+        option("--record", help="JSON record: repo, commit, path, size, sha256", required=True),
+    ),
+}
+
+# pipeline.core.gpu_slots (it sets --lock-dir's default from the environment when it builds
+# its parser)
+GPU_SLOTS = (
+    option("--gpus", help="devices the command needs", required=True, type=int),
+    option("--count", help="GPUs on this machine (default: $ADAINF_GPU_COUNT, else torch's "
+           "count)", type=int),
+    option("--lock-dir", help="one lock file per device, shared by the jobs of this machine; "
+           "$ADAINF_GPU_LOCK_DIR where set"),
+    option("--timeout", help="seconds to wait for free devices before failing (default: wait)",
+           type=float),
+    option("cmd", help="-- then the command and its arguments", nargs="..."),  # REMAINDER
+)
+
+# --device and --threads of every stage that runs torch (pipeline.core.runtime.add_common_args):
+# the workflow always passes them (config device, threads), so they are required, as every
+# option the workflow passes is (its default is config.yaml's)
+COMMON = (
+    option("--device", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...",
+           required=True),
+    option("--threads", help="CPU threads for torch", required=True, type=int),
+)
+
 # every stage's declarations, by stage module (tests/test_options.py checks them all)
 STAGES = {"pretrain": PRETRAIN, "sample": SAMPLE, "fid_stats": FID_STATS,
           "prepare_real": PREPARE_REAL, "train_generator": TRAIN_GENERATOR,
-          "linear_eval": LINEAR_EVAL, "cut_npz": CUT_NPZ, "search_select": SEARCH_SELECT}
+          "linear_eval": LINEAR_EVAL, "cut_npz": CUT_NPZ, "search_select": SEARCH_SELECT,
+          "fid": FID, "pack": PACK, "report": REPORT, "fetch": FETCH, "core.gpu_slots": GPU_SLOTS}

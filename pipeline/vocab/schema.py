@@ -1,16 +1,19 @@
-"""The config schema (workflow/schemas/config.schema.yaml), read once: every key's type, range,
-description and closed list of names. Snakemake's `validate` takes the schema as a file, so the
-file is the one declaration; Python reads its names (pipeline.vocab.names) and option help
-(pipeline.vocab.options) from it rather than keeping copies."""
+"""The config schema (config.schema.yaml beside this module, package data), read once: every
+key's type, range, description and closed list of names. Snakemake's `validate` takes the schema
+as a file (workflow/Snakefile passes SCHEMA_PATH), so the file is the one declaration; Python
+reads its names (pipeline.vocab.names) and option help (pipeline.vocab.options) from it rather
+than keeping copies."""
 
 from __future__ import annotations
 
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# found through the package, wherever it is installed or run from (a path, for Snakemake)
+SCHEMA_PATH = Path(str(resources.files("pipeline.vocab") / "config.schema.yaml"))
 
 
 @cache

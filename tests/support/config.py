@@ -9,8 +9,9 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from support.snakemake import REPO
+from pipeline.vocab.schema import SCHEMA_PATH
 
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def load_config(*configfiles: Path) -> dict:
