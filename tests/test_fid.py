@@ -537,3 +537,28 @@ def test_dinov2_without_weights_or_with_a_damaged_file_fails_in_one_line(tmp_pat
     assert str(e.value).startswith(f"DINOv2 weights {tmp_path / 'bad.safetensors'}: ")
     assert "rule fetch_dinov2 fetches it again" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "g.stats.npz").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.heavy  # ~80 s of CPU (a ViT at 224 px on 2 cores): CI runs it after the suite
+def test_dinov2_features_through_the_workflow_on_the_tiny_config(tmp_path, dinov2_weights):
+    """fid.features dinov2 end to end in Snakemake on the tiny config (30 real images: 3 a class):
+    every fid_stats job and rule fid in DINOv2's feature space, read from a weights file in timm's
+    hub format (random ViT-S/14, as above), FD-DINOv2 and the quality metrics in fid.json."""
+    import yaml
+
+    from support.snakemake import REPO, run_snakemake
+
+    path, _ = dinov2_weights
+    (tmp_path / "dinov2.yaml").write_text(yaml.safe_dump({
+        "real": {"per_class": 3},
+        "fid": {"features": "dinov2", "dinov2_arch": SMALL_DINOV2, "weights": str(path)}}))
+    r = run_snakemake("results/fid.json", "--cores", "2", "--configfile",
+                      str(REPO / "tests" / "configs" / "tiny.yaml"), "dinov2.yaml", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "rule fetch_dinov2:" not in r.stdout + r.stderr  # fid.weights: the local file
+    result = json.loads((tmp_path / "results" / "fid.json").read_text())
+    assert result["features"] == "dinov2" and result["fid"] > 0
+    assert set(result["quality"]) >= {"precision", "recall", "density", "coverage"}
+    stats, meta = frechet.load_stats(tmp_path / "results" / "fid" / "real.stats.npz")
+    assert (stats.count, meta["dims"], meta["arch"]) == (30, 384, SMALL_DINOV2)
