@@ -80,5 +80,10 @@ def test_compile_cache_bench_measures_cold_and_warm(tmp_path):
                         str(out)], capture_output=True, text=True, timeout=900, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["warm"]["compile_s"] < result["cold"]["compile_s"]
+    # figures, not a verdict: which is faster is the bench's finding (docs/results.md), and a
+    # timing comparison in a test fails on a loaded machine or where Inductor's own caches are warm
+    for job in ("cold", "warm"):
+        assert result[job]["first_batch_s"] > 0 and result[job]["second_batch_s"] > 0
+    cold, warm = result["cold"]["compile_s"], result["warm"]["compile_s"]
+    assert result["warm_vs_cold_compile"] == warm / cold
     assert "compile, cold cache" in r.stdout
