@@ -2,7 +2,8 @@
 
 Needs a scheduler: `.ci/slurm-setup` installs and starts a one-node SLURM (Debian's packages,
 with slurmdbd accounting). Under CI (CI=true) the test runs that script and fails if SLURM
-cannot be brought up; elsewhere it runs only where that test cluster is already up.
+cannot be brought up; elsewhere it runs only where that test cluster is already up. Marked
+`heavy`, so outside `pytest -n 3`: `CI=true pytest -m heavy tests/test_slurm.py` runs it.
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ CLUSTER = "adainf"  # the ClusterName of .ci/slurm-setup's cluster
 GPU_RULES = {"train_generator", "sample", "fid_stats", "pretrain", "linear_eval", "search_train",
              "search_select", "auto_pretrain"}
 
-# One xdist worker runs this test and the profiles' dry runs (tests/test_workflow.py), in that
-# order: a unit of three tests, so that xdist queues no other work behind this one, which mostly
-# waits on the scheduler.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("slurm")]
+# heavy: minutes of wall, mostly waiting on the scheduler's job starts and polls, which the
+# suite's 5-minute budget cannot hold; CI runs it after the suite (`-m "compile or bench or heavy"`).
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 def sh(*cmd, timeout=60):

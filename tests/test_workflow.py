@@ -54,7 +54,6 @@ def test_cifar10_preset_builds_the_full_dag(cifar10_dry_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("slurm")  # beside the SLURM run (see tests/test_slurm.py)
 @pytest.mark.parametrize("profile", ["workstation", "slurm"])
 def test_profiles_dry_run(tmp_path, profile):
     r = snakemake("-n", "--profile", str(REPO / "profiles" / profile), "--configfile",

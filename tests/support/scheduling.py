@@ -27,14 +27,11 @@ def _order(item) -> tuple[int, int]:
 
 
 def _rank(item) -> int:
-    """Where a test's work unit starts: the SLURM run first (it waits for minutes on the
-    scheduler, mostly idle), then the tiny study every dependent test waits for, then the
-    subprocess-heavy tests, then the rest to fill the gaps."""
+    """Where a test's work unit starts: the SLURM run first (in CI's `-m heavy` step: it waits
+    for minutes on the scheduler, mostly idle), then the tiny study every dependent test waits
+    for, then the subprocess-heavy tests, then the rest to fill the gaps."""
     if item.path.name == "test_slurm.py":
         return 0
-    group = item.get_closest_marker("xdist_group")
-    if group and group.args == ("slurm",):
-        return 1
     if "tiny_study" in _shared_fixtures(item):
         return 2
     return 3 if any(item.get_closest_marker(m) for m in ("e2e", "slow", "compile")) else 4
