@@ -213,6 +213,7 @@ def snakemake_env(env: dict, *args, cwd, timeout=600):
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy  # ~150 s under the suite's load (~60 s of CPU): CI runs it after the suite
 def test_with_local_copies_the_fetch_is_a_no_op_and_no_job_touches_the_network(tmp_path):
     """A hub model already in the Hugging Face cache, CIFAR batches already in real.root and
     the Inception file already in TORCH_HOME's hub cache: the fetch jobs verify and copy, and no

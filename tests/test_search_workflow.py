@@ -23,6 +23,7 @@ def run(cwd, *args):
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy  # ~70 s under the suite's load: CI runs it after the suite
 def test_search_rounds_checkpoints_and_test_split(tmp_path):
     # round 0: all 4 candidates to step 5, then the choice
     run(tmp_path, f"{SEARCH}/round0.json")

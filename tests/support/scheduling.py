@@ -13,11 +13,13 @@ def _shared_fixtures(item) -> list[str]:
             if defs[-1].scope != "function" and defs[-1].baseid.startswith("tests")]
 
 
-# The longest tests that run Snakemake, longest first (cold, `pytest -n 3 --durations`): among
-# the subprocess-heavy tests these start first, so that none of them is left to run alone at
-# the end while the other workers are done.
-LONGEST = ("test_fetch.py", "test_search_workflow.py", "test_repair.py", "test_npz_source.py",
-           "test_fid.py", "test_losses.py", "test_resume_ddp.py")
+# The files of the longest subprocess tests, longest first (cold, `pytest -n 3 --durations`,
+# the longest test of each file; the longer runs are marked heavy, outside the suite): among the
+# subprocess-heavy tests these start first, so that none of them is left to run alone at the end
+# while the other workers are done.
+LONGEST = ("test_workflow.py", "test_sampling.py", "test_fetch.py", "test_refusals.py",
+           "test_bench_kernels.py", "test_repair.py", "test_fid.py", "test_npz_source.py",
+           "test_generator_training.py", "test_losses.py", "test_resume_ddp.py")
 
 
 def _order(item) -> tuple[int, int]:
