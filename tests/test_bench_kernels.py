@@ -33,6 +33,7 @@ def test_spread_gathers_each_value_over_the_settings():
 
 
 @pytest.mark.slow
+@pytest.mark.bench  # a pytest process under bench/kernels.py (~20 s): CI runs it after the suite
 def test_a_setting_reruns_the_marked_tests_and_records_their_values(tmp_path):
     out = tmp_path / "k.json"
     assert kernels.main(["--only", "threads2", "-k", "lars", "--json", str(out)]) == 0

@@ -18,8 +18,8 @@ def _shared_fixtures(item) -> list[str]:
 # subprocess-heavy tests these start first, so that none of them is left to run alone at the end
 # while the other workers are done.
 LONGEST = ("test_workflow.py", "test_sampling.py", "test_fetch.py", "test_refusals.py",
-           "test_bench_kernels.py", "test_repair.py", "test_fid.py", "test_npz_source.py",
-           "test_generator_training.py", "test_losses.py", "test_resume_ddp.py")
+           "test_repair.py", "test_fid.py", "test_npz_source.py", "test_generator_training.py",
+           "test_losses.py", "test_resume_ddp.py")
 
 
 def _order(item) -> tuple[int, int]:
