@@ -275,9 +275,10 @@ def test_uniform_labels_are_per_image_draws(tiny_scheduler):
 @pytest.mark.e2e
 def test_tiny_run_with_dpmsolver_at_ten_steps(tmp_path):
     """The tiny config with sampling.sampler dpmsolver++ and 10 steps: generator training,
-    sampling, FID, end to end."""
+    sampling, FID, end to end (40 images: the two shards of 20 that the check needs, one sampling
+    job and its statistics fewer than the tiny config's 48)."""
     extra = tmp_path / "dpm.yaml"
-    extra.write_text("sampling: {sampler: dpmsolver++, steps: 10}\n")
+    extra.write_text("sampling: {sampler: dpmsolver++, steps: 10, num_images: 40}\n")
     r = run_snakemake("results/fid.json", "--cores", "1", "--configfile", str(TINY), str(extra),
                       cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

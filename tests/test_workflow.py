@@ -213,7 +213,9 @@ def test_a_shard_without_its_manifest_is_sampled_again_alone(tmp_path):
     """A sample shard whose manifest (shard_NNNNN.json, written last beside its .npy files) is
     gone: the next run plans that shard's sample job and the repack, nothing else upstream, and
     leaves the other shards as they were; the same images, so the same content record."""
-    args = ("--cores", "1", "--configfile", str(TINY))
+    extra = tmp_path / "two_shards.yaml"  # shards 0 and 1 of 20: one sampling job fewer than 48's
+    extra.write_text("sampling: {num_images: 40}\n")
+    args = ("--cores", "1", "--configfile", str(TINY), str(extra))
     r = snakemake("results/dataset/generated", *args, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     samples = tmp_path / "results" / "samples"
