@@ -160,6 +160,7 @@ def write_hub_cache(hf_home: Path, repo_id: str, commit: str = "0" * 39 + "1") -
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy  # the preset's DAG twice, its fetch jobs (~30 s): CI runs it after the suite
 def test_the_preset_without_network_fails_in_its_fetch_step_with_one_line_per_asset(tmp_path):
     """configs/cifar10.yaml on a machine without network: only the fetch jobs run, each fails
     with one line naming what it tried and the two ways out; no other job starts."""

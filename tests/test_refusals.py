@@ -268,6 +268,7 @@ def test_a_second_run_from_another_checkout_on_the_same_output_dir_is_refused(tm
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy  # three runs one after another (~50 s alone): CI runs it after the suite
 def test_after_kill_9_of_snakemake_the_same_command_finishes_the_run_identically(tmp_path):
     """kill -9 of Snakemake and its job mid-job: the plain command again (README) finishes the
     run, no --unlock or --rerun-incomplete, with the encoder of an uninterrupted run."""

@@ -95,6 +95,7 @@ def test_rehearsal_plan_of_the_scarce_preset_wants_the_generator_trained():
 
 
 @pytest.mark.slow
+@pytest.mark.bench  # bench/rehearsal.py's plan (~20 s), before CI runs the script for real
 def test_scarce_rehearsal_dry_run(tmp_path):
     """`python bench/rehearsal.py --scarce --methods simclr --dry-run`: the inputs made, the DAG
     planned and checked (the real run is .ci/run's)."""

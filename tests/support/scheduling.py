@@ -17,9 +17,9 @@ def _shared_fixtures(item) -> list[str]:
 # the longest test of each file; the longer runs are marked heavy, outside the suite): among the
 # subprocess-heavy tests these start first, so that none of them is left to run alone at the end
 # while the other workers are done.
-LONGEST = ("test_workflow.py", "test_sampling.py", "test_fetch.py", "test_refusals.py",
-           "test_repair.py", "test_fid.py", "test_npz_source.py", "test_generator_training.py",
-           "test_losses.py", "test_resume_ddp.py")
+LONGEST = ("test_workflow.py", "test_sampling.py", "test_refusals.py", "test_repair.py",
+           "test_generator_training.py", "test_resume_ddp.py", "test_npz_source.py",
+           "test_reliability.py", "test_losses.py", "test_fetch.py")
 
 
 def _order(item) -> tuple[int, int]:
