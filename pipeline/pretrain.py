@@ -25,10 +25,10 @@ from pathlib import Path
 from pipeline.core import cli, io, records, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
-from pipeline.pretraining.augment import VIEW_PRESETS, as_dict, view_params
+from pipeline.pretraining.augment import as_dict, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
-from pipeline.vocab.augmentation import trained_preset
+from pipeline.vocab.augmentation import PRESET_VIEWS, trained_preset
 from pipeline.vocab.methods import head_keys
 from pipeline.vocab.names import SYMMETRIC_PRESETS
 from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
@@ -91,7 +91,7 @@ def usage_problem(args: argparse.Namespace) -> str | None:
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
     if args.augmentation is not None:  # the workflow passes the preset that runs, resolved
         trains = sorted({trained_preset(args.method, name) for name in SYMMETRIC_PRESETS}
-                        & set(VIEW_PRESETS))
+                        & set(PRESET_VIEWS))
         if args.augmentation not in trains:
             return f"--augmentation {args.augmentation}: {args.method} trains one of " \
                    f"{', '.join(trains)}"

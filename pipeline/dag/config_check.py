@@ -22,9 +22,11 @@ import numpy as np
 import yaml
 
 from pipeline.core.errors import ConfigError, UserError
-from pipeline.dag.paths import SHARD_DIGITS, looks_local, num_shards
-from pipeline.dag.search import search_problems
-from pipeline.vocab.augmentation import VIEW_PRESETS, trained_preset, view_params
+from pipeline.core import io
+from pipeline.dag.inputs import looks_local
+from pipeline.dag.paths import SHARD_DIGITS, WorkflowPaths, num_shards
+from pipeline.dag.search_plan import search_problems
+from pipeline.vocab.augmentation import PRESET_VIEWS, trained_preset, view_params
 from pipeline.data.npz_source import image_shape, npz_files
 from pipeline.vocab.methods import METHOD_DEFAULTS, head_keys
 
@@ -173,7 +175,7 @@ def method_settings_problems(config: dict) -> list[str]:
     for method, mapping in config["pretrain"].get("method_augmentation", {}).items():
         for given, preset in mapping.items():
             # BYOL and Barlow Twins train a preset's asymmetric variant
-            if trained_preset(method, preset) not in VIEW_PRESETS:
+            if trained_preset(method, preset) not in PRESET_VIEWS:
                 problems.append(f"pretrain.method_augmentation.{method}.{given}: preset "
                                 f"{preset!r} has no asymmetric variant for {method}")
     return problems
@@ -453,6 +455,19 @@ def generated_npz_problems(config: dict) -> list[str]:
                 f"{wanted}; a truncated download? download it again, or set sampling.num_images: "
                 f"{total}"]
     return []
+
+
+def check_disk_space(paths: WorkflowPaths, margin: float = 1.1) -> None:
+    """Room for the sample shards not yet written (packing only references them); a
+    ConfigError when the config is read, so `-n` reports it too."""
+    missing = sum(not Path(f).exists() for f in paths.shard_files())
+    if not missing:
+        return
+    config = paths.config
+    need = missing * io.image_bytes(config["sampling"]["shard_size"], config["real"]["resolution"])
+    problem = io.free_space_problem(paths.samples(), need, margin)
+    if problem:
+        raise ConfigError(f"{config['output_dir']}: {missing} sample shards: {problem}")
 
 
 def cuda_problem(device: str) -> str | None:
