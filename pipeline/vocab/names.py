@@ -13,7 +13,6 @@ FID_PRECISIONS = names("fid.precision")
 FID_FEATURES = names("fid.features")
 PROTOCOLS = names("linear_eval.protocols.[]")  # of linear evaluation; online runs in pretraining
 REAL_SOURCES = names("real.source")
-GENERATOR_SOURCES = names("generator.source")
 STRATEGY_PRESETS = names("strategies.*.augmentation")  # a strategy's preset
 # the symmetric presets a method may train with instead (pretrain.method_augmentation)
 SYMMETRIC_PRESETS = names("pretrain.method_augmentation.*.*")

@@ -1,4 +1,4 @@
-# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search.py). Round r
+# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search_plan.py). Round r
 # trains the candidates that round r-1 kept up to SEARCH.schedule.steps[r], resuming round r-1's
 # state; the checkpoint search_select scores them on a validation split of the real training data
 # and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
