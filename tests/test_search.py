@@ -87,7 +87,7 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
         validation_split(labels, 1.0, 0)
 
 
-# --- the search in the DAG (pipeline.dag.search_plan), without Snakemake ----------------------------
+# --- the search in the DAG (pipeline.dag.search_plan), without Snakemake -----------------------
 
 @pytest.fixture
 def auto_config(config):

@@ -48,7 +48,7 @@ def test_the_names_are_the_schemas_enums():
 def test_the_code_serves_every_name():
     assert tuple(METHOD_CLASSES) == names.METHODS
     assert tuple(PRESET_VIEWS) == names.SYMMETRIC_PRESETS + names.ASYMMETRIC_PRESETS
-    assert all(v1 == v2 for name, (v1, v2) in PRESET_VIEWS.items() if name in names.SYMMETRIC_PRESETS)
+    assert all(PRESET_VIEWS[name][0] == PRESET_VIEWS[name][1] for name in names.SYMMETRIC_PRESETS)
 
 
 def _undescribed(node: dict, path: str = "") -> list[str]:

@@ -89,7 +89,8 @@ class WorkflowPaths:
     def trained_files(cls, folder: str) -> dict[str, str]:
         """What a pretrain job writes in its folder (a cell's or a search candidate's): the
         encoder and its record, the loss curve and its summary."""
-        return {"encoder": f"{folder}/encoder.pt", "encoder_record": cls.record(f"{folder}/encoder.pt"),
+        encoder = f"{folder}/encoder.pt"
+        return {"encoder": encoder, "encoder_record": cls.record(encoder),
                 "history": f"{folder}/history.csv", "meta": f"{folder}/history.json"}
 
     def cell_checkpoint(self) -> str:
@@ -110,7 +111,7 @@ class WorkflowPaths:
         return f"{self.out}/tensorboard/{run}"
 
     def compile_cache(self) -> str:
-        """torch.compile's caches shared by a run's sampling jobs (no output of any rule: a cache)."""
+        """torch.compile's caches shared by a run's sampling jobs (no rule's output: a cache)."""
         return f"{self.out}/cache/torch_compile"
 
     # --- sampling -------------------------------------------------------------------------

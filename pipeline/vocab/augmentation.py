@@ -29,8 +29,8 @@ def _both(params: AugParams) -> tuple[AugParams, AugParams]:
 
 
 # Every preset's (view 1, view 2) parameters, by name: the symmetric presets
-# (pipeline.vocab.names.SYMMETRIC_PRESETS, both views alike; `preset(name)` serves these), then the
-# asymmetric ones of BYOL and Barlow Twins (ASYMMETRIC_PRESETS), where only the solarization differs.
+# (pipeline.vocab.names.SYMMETRIC_PRESETS, both views alike; `preset(name)` serves these), then
+# the asymmetric ones of BYOL and Barlow Twins (ASYMMETRIC_PRESETS): only the solarization differs.
 PRESET_VIEWS = {
     "standard": _both(AugParams()),
     "weak": _both(AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,

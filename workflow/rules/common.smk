@@ -90,11 +90,15 @@ PRETRAIN_SHELL = job_shell(
 
 
 # The packed datasets' consumers (pretrain.smk, search.smk) wire their inputs through these two.
+# The packed dataset folders, by path: {folder: part}.
+PACKED = {PATHS.dataset(part): part for part in ("real", "generated")}
+
+
 def packed(inputs: dict) -> dict:
     """A consumer's inputs with each packed folder as `ancient` plus its content record."""
     out = {}
     for key, path in inputs.items():
-        if isinstance(path, str) and path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
+        if isinstance(path, str) and path in PACKED:
             out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
         else:
             out[key] = path
@@ -110,9 +114,8 @@ def after_repack(inputs: dict) -> list:
     for path in inputs.values():
         if not isinstance(path, str):  # a list of files (the quality scores)
             continue
-        part = path.removeprefix(f"{OUT}/dataset/")
-        if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
-            checkpoints.pack.get(part=part)
+        if path in PACKED and os.path.exists(path) != os.path.exists(f"{path}.json"):
+            checkpoints.pack.get(part=PACKED[path])
     return []
 
 
