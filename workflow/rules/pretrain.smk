@@ -55,7 +55,7 @@ rule linear_eval:
         test=rules.prepare_real.output.test,
     output:
         result=PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}"),
-        record=record(PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}")),
+        record=PATHS.record(PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}")),
     wildcard_constraints:
         protocol="offline|features",
         seed=r"\d+",

@@ -14,7 +14,7 @@ rule report:
         results=PATHS.evaluation_files(),
         histories=PATHS.history_files(),
         # the study's cells and the sampler: a new file (so a rerun) when they change
-        design=PATHS.design_file(SEARCH.spec() if SEARCH else None),
+        design=design_file(PATHS, SEARCH.spec() if SEARCH else None),
         fid=rules.fid.output[0],
         real=rules.prepare_real.output.train,
         generated=PATHS.shard_files()[0],
@@ -30,7 +30,7 @@ rule report:
                        labels={"figure": "headline: top-1 per strategy and protocol"}),
         results_svg=PATHS.report_file("results_svg"),
         summary=PATHS.report_file("summary"),
-        summary_record=record(PATHS.report_file("summary")),
+        summary_record=PATHS.record(PATHS.report_file("summary")),
         table=PATHS.report_file("table"),
         page=report(PATHS.report_file("page"), category="Results",
                     caption="../report/summary.rst",
