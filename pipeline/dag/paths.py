@@ -96,9 +96,11 @@ def search_files(out: str, method: str, seed, round, candidate: str) -> dict[str
 
 def cell_files(folder: str) -> dict[str, str]:
     """What a pretrain job writes in its folder (a cell's or a search candidate's): the
-    encoder and its record, the loss curve and its summary."""
+    encoder, the loss curve and its summary, and the record of each."""
     return {"encoder": f"{folder}/encoder.pt", "encoder_record": record(f"{folder}/encoder.pt"),
-            "history": f"{folder}/history.csv", "meta": f"{folder}/history.json"}
+            "history": f"{folder}/history.csv", "meta": f"{folder}/history.json",
+            "history_record": record(f"{folder}/history.csv"),
+            "meta_record": record(f"{folder}/history.json")}
 
 
 def record(path: str) -> str:
@@ -457,7 +459,7 @@ class WorkflowPaths:
         out, d = self.out, self.design
         files = [self.real("train"), self.real("test"), self.fid_result(),
                  self.fid_stats("real"), self.real_quality(), *self.asset_records()]
-        files += [record(f) for f in files[:5] if f != self.fid_result()]
+        files += [record(f) for f in files[:5]]
         if self.config["generator"]["source"] == "train":
             files += [self.generator(), record(self.generator())]
         parts = ["real"] + (["generated"] if any(d.settings(v)["generated"] for v in d.trained)
@@ -471,7 +473,7 @@ class WorkflowPaths:
         for m, v, s in d.cells():
             files += cell_files(cell_dir(out, m, v, s)).values()
         files += self.evaluation_files()
-        files += [record(f) for f in self.evaluation_files() if not f.endswith("/online.json")]
+        files += [record(f) for f in self.evaluation_files()]
         return files
 
     # --- the `auto` search (pipeline.dag.search.SearchPlan: its files by method, seed, round) --
