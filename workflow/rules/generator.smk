@@ -125,7 +125,7 @@ rule fid:
         CONDA_ENV
     shell:
         job_shell(
-            "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output.result}"
-            " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
-            " {params.speed}",
+            "python -m pipeline.fid --real {input.real} --generated {input.generated}"
+            " --out {output.result} --real-quality {input.real_quality}"
+            " --generated-quality {input.generated_quality} {params.speed}",
         )
