@@ -317,12 +317,14 @@ def write_outputs(args, argv, encoder, history: list[dict], meta: dict, probe, d
     io.write_csv(args.history, history, ["step", "loss", "lr"])
     io.write_json(Path(args.history).with_suffix(".json"), meta)
     save_encoder(args.out, encoder, meta)
-    records.write_for(args.out, options.PRETRAIN, argv, device)
+    records.write_for([args.out, args.history, Path(args.history).with_suffix(".json")],
+                      options.PRETRAIN, argv, device)
     log.info("saved encoder to %s (%.1fs, final loss %s)", args.out, meta["seconds"],
              meta["final_loss"])
     if probe is not None:
         result = probe.result(args.method, args.strategy, meta)
         io.write_json(args.online_out, result)
+        records.write_for(args.online_out, options.PRETRAIN, argv, device)
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", result["top1"], result["top5"])
     if args.checkpoint and (args.stop_at is None or args.stop_at == args.steps):
         # The run is complete and its outputs record it: without this, a forced rerun

@@ -169,11 +169,21 @@ def test_rule_patterns_name_the_files_the_plan_names(config):
                      "encoder_record":
                          f"{p.out}/search/simclr/seed0/round1/cand/encoder.pt.record.json",
                      "history": f"{p.out}/search/simclr/seed0/round1/cand/history.csv",
-                     "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json"}
+                     "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json",
+                     "history_record":
+                         f"{p.out}/search/simclr/seed0/round1/cand/history.csv.record.json",
+                     "meta_record":
+                         f"{p.out}/search/simclr/seed0/round1/cand/history.json.record.json"}
     assert p.search_choice().format(**wc) == f"{p.out}/search/simclr/seed0/round1.json"
     cell = {k: v.format(method="simclr", strategy="none", seed=0)
             for k, v in p.cell_files().items()}
     assert cell["history"] in p.history_files() and cell["encoder"] in p.intermediate_files()
+    # every output with a record beside it is checked when a run starts (the sweep)
+    assert {cell["encoder"], cell["history"], cell["history"].replace(".csv", ".json"),
+            p.fid_result()} <= set(p.recorded_outputs())
+    config["linear_eval"]["protocols"] = ["online", "features"]
+    online = _paths(config).result("simclr", "none", 0, "online")
+    assert online in _paths(config).recorded_outputs()  # the default's headline accuracy
     assert p.fid_stats("shard_00002") in p.shard_fid_stats()
     assert p.fid_quality("real") == p.real_quality()
     assert p.fid_result() in p.intermediate_files()

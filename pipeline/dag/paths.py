@@ -88,10 +88,12 @@ class WorkflowPaths:
     @classmethod
     def trained_files(cls, folder: str) -> dict[str, str]:
         """What a pretrain job writes in its folder (a cell's or a search candidate's): the
-        encoder and its record, the loss curve and its summary."""
-        encoder = f"{folder}/encoder.pt"
+        encoder, the loss curve and its summary, and the record of each."""
+        encoder, history, meta = (f"{folder}/{name}" for name in
+                                  ("encoder.pt", "history.csv", "history.json"))
         return {"encoder": encoder, "encoder_record": cls.record(encoder),
-                "history": f"{folder}/history.csv", "meta": f"{folder}/history.json"}
+                "history": history, "meta": meta, "history_record": cls.record(history),
+                "meta_record": cls.record(meta)}
 
     def cell_checkpoint(self) -> str:
         """Where a pretrain job keeps its resumable state (no output: removed when it ends)."""
@@ -248,7 +250,7 @@ class WorkflowPaths:
         d, record = self.design, self.record
         files = [self.real("train"), self.real("test"), self.fid_result(),
                  self.fid_stats("real"), self.real_quality(), *self.inputs.fetch_records()]
-        files += [record(f) for f in files[:5] if f != self.fid_result()]
+        files += [record(f) for f in files[:5]]
         if self.config["generator"]["source"] == "train":
             files += [self.generator(), record(self.generator())]
         parts = ["real"] + (["generated"] if any(d.settings(v)["generated"] for v in d.trained)
@@ -262,7 +264,7 @@ class WorkflowPaths:
         for m, v, s in d.cells():
             files += self.cell_files(m, v, s).values()
         files += self.evaluation_files()
-        files += [record(f) for f in self.evaluation_files() if not f.endswith("/online.json")]
+        files += [record(f) for f in self.evaluation_files()]
         return files
 
     def recorded_outputs(self) -> list[str]:

@@ -113,7 +113,8 @@ rule fid:
         real_quality=PATHS.real_quality(),
         generated_quality=PATHS.shard_quality_files(),
     output:
-        PATHS.fid_result(),
+        result=PATHS.fid_result(),
+        record=PATHS.record(PATHS.fid_result()),
     params:
         speed=untracked(fid_untracked_args(config)),
     log:
@@ -124,7 +125,7 @@ rule fid:
         CONDA_ENV
     shell:
         job_shell(
-            "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}"
-            " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
-            " {params.speed}",
+            "python -m pipeline.fid --real {input.real} --generated {input.generated}"
+            " --out {output.result} --real-quality {input.real_quality}"
+            " --generated-quality {input.generated_quality} {params.speed}",
         )

@@ -15,7 +15,7 @@ rule report:
         histories=PATHS.history_files(),
         # the study's cells and the sampler: a new file (so a rerun) when they change
         design=design_file(PATHS, SEARCH.spec() if SEARCH else None),
-        fid=rules.fid.output[0],
+        fid=rules.fid.output.result,
         real=rules.prepare_real.output.train,
         generated=PATHS.shard_files()[0],
         shards=PATHS.shard_files(),
