@@ -18,7 +18,7 @@ import time
 
 import resource
 
-from pipeline.core import cli, io, runtime
+from pipeline.core import cli, io, records, runtime
 from pipeline.evaluation import quality
 from pipeline.vocab import options
 from pipeline.evaluation.frechet import distance_to_reference, load_reference, merge_stats_files
@@ -91,6 +91,7 @@ def main(argv=None) -> None:
                  result["quality"]["num_real"],
                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     io.write_json(args.out, result)
+    records.write_for(args.out, options.FID, argv)
     log.info("FID (%s features) = %.4f: %s; whole set of %d: %.4f (%s real images)",
              result["features"], fid, protocol["text"], gen.count, whole, num_real)
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from pipeline.core import cli, io, records, runtime
 from pipeline.core.tracking import add_tracking_args, tracker_from_args
 from pipeline.vocab import options
-from pipeline.pretraining.augment import VIEW_PRESETS, as_dict, view_params
+from pipeline.pretraining.augment import as_dict, view_params
 from pipeline.pretraining.distributed import init_distributed
 from pipeline.pretraining.memory import MemoryPlanError
-from pipeline.vocab.augmentation import trained_preset
+from pipeline.vocab.augmentation import PRESET_VIEWS, trained_preset
 from pipeline.vocab.methods import head_keys
 from pipeline.vocab.names import SYMMETRIC_PRESETS
 from pipeline.pretraining.encoders import STEM_PADDING, save_encoder
@@ -69,35 +69,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, every usage check done: the parser's own kind (usage line, status 2)
+    for what a caller of the stage gets wrong, a one-line refusal for options that conflict."""
     p = build_parser()
     args = p.parse_args(argv)
+    problem = usage_problem(args)
+    if problem:
+        p.error(problem)
+    refusal = option_conflict(args)
+    if refusal:
+        raise SystemExit(refusal)
+    method_hparams(args)  # bad --method-arg: stop before any work
+    return args
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """The first missing or out-of-range option of the training and data-size settings."""
     missing = [k for k in TRAINING_OPTIONS if getattr(args, k) is None]
     if args.steps != 0 and missing:
-        p.error("the following arguments are required unless --steps 0: "
+        return ("the following arguments are required unless --steps 0: "
                 + ", ".join("--" + k.replace("_", "-") for k in missing))
     if args.augmentation is not None:  # the workflow passes the preset that runs, resolved
         trains = sorted({trained_preset(args.method, name) for name in SYMMETRIC_PRESETS}
-                        & set(VIEW_PRESETS))
+                        & set(PRESET_VIEWS))
         if args.augmentation not in trains:
-            p.error(f"--augmentation {args.augmentation}: {args.method} trains one of "
-                    f"{', '.join(trains)}")
+            return f"--augmentation {args.augmentation}: {args.method} trains one of " \
+                   f"{', '.join(trains)}"
     if args.real_fraction is not None and args.real_fraction < 1 and args.real_subset_seed is None:
-        p.error("--real-fraction below 1 needs --real-subset-seed")
+        return "--real-fraction below 1 needs --real-subset-seed"
     if args.log_every < 1:
-        p.error(f"--log-every must be >= 1, got {args.log_every}")
+        return f"--log-every must be >= 1, got {args.log_every}"
+    return generated_problem(args)
+
+
+def generated_problem(args: argparse.Namespace) -> str | None:
+    """The first conflict between the options choosing the generated images."""
     if args.num_generated is not None and (args.num_generated < 1 or args.generated is None):
-        p.error(f"--num-generated {args.num_generated}: needs --generated and a value >= 1")
+        return f"--num-generated {args.num_generated}: needs --generated and a value >= 1"
     if args.num_generated is not None and args.generated_subset_seed is None:
-        p.error("--num-generated needs --generated-subset-seed")
+        return "--num-generated needs --generated-subset-seed"
     if args.generated_keep is not None:
         if args.num_generated is not None:
-            p.error("--generated-keep and --num-generated together: choose one")
+            return "--generated-keep and --num-generated together: choose one"
         if not 0 < args.generated_keep <= 1 or args.generated is None:
-            p.error(f"--generated-keep {args.generated_keep}: needs --generated and a value "
-                    "in (0, 1]")
+            return f"--generated-keep {args.generated_keep}: needs --generated and a value " \
+                   "in (0, 1]"
         if args.generated_score is None or not args.generated_scores:
-            p.error("--generated-keep needs --generated-score and --generated-scores")
-    return args
+            return "--generated-keep needs --generated-score and --generated-scores"
+    return None
+
+
+def option_conflict(args: argparse.Namespace) -> str | None:
+    """The first conflict between the online probe's and the checkpoint's options."""
+    if (args.online_test is None) != (args.online_out is None):
+        return "--online-test and --online-out go together"
+    if args.online_out is not None and args.steps == 0:
+        return "--online-out needs --steps > 0: with --steps 0 there is no online probe to train"
+    if (args.online_test is None) != (args.online_every is None):
+        return "--online-test and --online-every go together"
+    if args.stop_at is not None and not (0 < args.stop_at <= args.steps and args.checkpoint):
+        return f"--stop-at {args.stop_at} needs a --checkpoint and must be in " \
+               f"1..--steps ({args.steps})"
+    if args.online_every is not None and args.online_every < 0:
+        return f"--online-every must be >= 0, got {args.online_every}"
+    if args.keep_generated_labels and not args.online_test:
+        return "--keep-generated-labels needs the online probe (--online-test)"
+    return None
 
 
 def method_hparams(args: argparse.Namespace) -> dict:
@@ -181,56 +218,56 @@ def run_record(args, cfg, augmentation, aug_params, num_real: int, num_gen: int,
     }
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    method_hparams(args)  # bad --method-arg: stop before any work
-    if (args.online_test is None) != (args.online_out is None):
-        raise SystemExit("--online-test and --online-out go together")
-    if args.online_out is not None and args.steps == 0:
-        raise SystemExit("--online-out needs --steps > 0: with --steps 0 there is no online probe "
-                         "to train")
-    if (args.online_test is None) != (args.online_every is None):
-        raise SystemExit("--online-test and --online-every go together")
-    if args.stop_at is not None and not (0 < args.stop_at <= args.steps and args.checkpoint):
-        raise SystemExit(f"--stop-at {args.stop_at} needs a --checkpoint and must be in "
-                         f"1..--steps ({args.steps})")
-    if args.online_every is not None and args.online_every < 0:
-        raise SystemExit(f"--online-every must be >= 0, got {args.online_every}")
-    ctx = init_distributed(runtime.setup(args))
-
+def load_real(args: argparse.Namespace):
+    """The real images and labels pretraining sees: --real-fraction's subset of them. (The online
+    probe inside it sees the subset too; linear_eval, a stage of its own, trains on the whole
+    real split, as the authors' main_linear.py does.)"""
     real, real_labels = load_packed(args.real, verify=not args.no_verify)
     if args.real_fraction is not None and args.real_fraction < 1:
-        # pretraining (and the online probe inside it) sees the subset; linear_eval, a stage of
-        # its own, trains on the whole real split, as the authors' main_linear.py does
         rows = real_subset(real_labels, args.real_fraction, args.real_subset_seed)
         real, real_labels = real[rows], real_labels[rows]
-    probe = None
+    return real, real_labels
+
+
+def load_probe_test(args: argparse.Namespace, real, real_labels):
+    """The online probe's test split, checked against the real training images."""
+    test_images, test_labels = io.load_images(args.online_test)
+    if (real_labels < 0).any() or (test_labels < 0).any():
+        raise SystemExit("the online probe takes labelled real images only; found label -1")
+    if test_images.shape[1:] != real.shape[1:]:
+        raise SystemExit(f"{args.online_test}: images {test_images.shape[1:]}, the real "
+                         f"training images {real.shape[1:]}")
+    return test_images, test_labels
+
+
+def load_generated(args: argparse.Namespace):
+    """The generated images (and labels, kept for the probe or None) this run inflates with:
+    all, a seeded subset (--num-generated) or the best-scored (--generated-keep)."""
+    held = read_manifest(args.generated)[0]["count"]
+    if args.num_generated is not None and args.num_generated > held:
+        raise SystemExit(f"--num-generated {args.num_generated}: {args.generated} holds "
+                         f"{held} generated images")
+    rows = (None if args.num_generated is None
+            else generated_subset(held, args.num_generated, args.generated_subset_seed))
+    if args.generated_keep is not None:  # an index into the shards, no copy
+        scores = load_scores(args.generated_scores, args.generated_score)
+        if len(scores) != held:
+            raise SystemExit(f"--generated-scores: {len(scores)} images scored, "
+                             f"{args.generated} holds {held}")
+        rows = keep_best(scores, args.generated_keep)
+    return load_packed(args.generated, verify=not args.no_verify, rows=rows,
+                       keep_labels=args.keep_generated_labels)
+
+
+def load_data(args: argparse.Namespace):
+    """The real images, the generated ones (or None) and the online probe (or None)."""
+    real, real_labels = load_real(args)
     if args.online_test:
-        test_images, test_labels = io.load_images(args.online_test)
-        if (real_labels < 0).any() or (test_labels < 0).any():
-            raise SystemExit("the online probe takes labelled real images only; found label -1")
-        if test_images.shape[1:] != real.shape[1:]:
-            raise SystemExit(f"{args.online_test}: images {test_images.shape[1:]}, the real "
-                             f"training images {real.shape[1:]}")
-    elif args.keep_generated_labels:
-        raise SystemExit("--keep-generated-labels needs the online probe (--online-test)")
+        test_images, test_labels = load_probe_test(args, real, real_labels)
     generated = generated_labels = None
     if args.generated:
-        held = read_manifest(args.generated)[0]["count"]
-        if args.num_generated is not None and args.num_generated > held:
-            raise SystemExit(f"--num-generated {args.num_generated}: {args.generated} holds "
-                             f"{held} generated images")
-        rows = (None if args.num_generated is None
-                else generated_subset(held, args.num_generated, args.generated_subset_seed))
-        if args.generated_keep is not None:  # an index into the shards, no copy
-            scores = load_scores(args.generated_scores, args.generated_score)
-            if len(scores) != held:
-                raise SystemExit(f"--generated-scores: {len(scores)} images scored, "
-                                 f"{args.generated} holds {held}")
-            rows = keep_best(scores, args.generated_keep)
-        generated, generated_labels = load_packed(args.generated, verify=not args.no_verify,
-                                                  rows=rows,
-                                                  keep_labels=args.keep_generated_labels)
+        generated, generated_labels = load_generated(args)
+    probe = None
     if args.online_test:
         keep = generated_labels if args.keep_generated_labels else None
         try:
@@ -238,21 +275,23 @@ def main(argv=None) -> None:
                                 lr=args.online_lr, generated_labels=keep)
         except ValueError as e:
             raise SystemExit(f"{args.generated}: {e}")
-    cfg, augmentation, aug_params = run_config(args)
-    num_gen = 0 if generated is None else len(generated)
-    size = len(real) * cfg.dup + num_gen
-    if cfg.batch_size * ctx.world > size and cfg.steps > 0:  # the config check's, for any source
-        raise SystemExit(f"pretrain.batch_size: {cfg.batch_size} × {ctx.world} process(es) per "
-                         f"step, but {args.strategy} trains on {size} images ({len(real)} real "
-                         f"×{cfg.dup} + {num_gen} generated); use at most {size // ctx.world}")
-    log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
-             args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
-             args.steps, ctx.device, ctx.world)
+    return real, generated, probe
 
-    t0 = time.time()
+
+def check_batch(args: argparse.Namespace, cfg: PretrainConfig, world: int, num_real: int,
+                num_gen: int) -> None:
+    """The global batch fits the images trained on (the config check's, for any source)."""
+    size = num_real * cfg.dup + num_gen
+    if cfg.batch_size * world > size and cfg.steps > 0:
+        raise SystemExit(f"pretrain.batch_size: {cfg.batch_size} × {world} process(es) per "
+                         f"step, but {args.strategy} trains on {size} images ({num_real} real "
+                         f"×{cfg.dup} + {num_gen} generated); use at most {size // world}")
+
+
+def train(args, cfg, aug_params, real, generated, probe, ctx, record: dict):
+    """pretrain() with the run's live curves (main process, a run that trains): the encoder and
+    the loss curve."""
     budget = None if args.memory_budget is None else int(args.memory_budget * 1e9)
-    record = run_record(args, cfg, augmentation, aug_params, len(real), num_gen, ctx.world)
-    # the main process of a run that trains (random_init's --steps 0 does not)
     tracker = tracker_from_args(args, enabled=ctx.is_main and cfg.steps > 0)
     tracker.hparams({**resolved_config(cfg, ctx.world), **cell_hparams(record)},
                     ["pretrain/loss"] + (["pretrain/online_top1", "eval/online_top1"]
@@ -269,25 +308,49 @@ def main(argv=None) -> None:
         raise SystemExit(f"pretrain: {e}")
     finally:
         tracker.close()
-    if not ctx.is_main:
-        return
-    meta = {**record, "seconds": round(time.time() - t0, 1),
-            "final_loss": history[-1]["loss"] if history else None}
+    return encoder, history
+
+
+def write_outputs(args, argv, encoder, history: list[dict], meta: dict, probe, device) -> None:
+    """The loss curve and its summary, the encoder, its record and the online probe's result;
+    then the checkpoint of a complete run goes."""
     io.write_csv(args.history, history, ["step", "loss", "lr"])
     io.write_json(Path(args.history).with_suffix(".json"), meta)
     save_encoder(args.out, encoder, meta)
-    records.write_for(args.out, options.PRETRAIN, argv, ctx.device)
+    records.write_for([args.out, args.history, Path(args.history).with_suffix(".json")],
+                      options.PRETRAIN, argv, device)
     log.info("saved encoder to %s (%.1fs, final loss %s)", args.out, meta["seconds"],
              meta["final_loss"])
     if probe is not None:
         result = probe.result(args.method, args.strategy, meta)
         io.write_json(args.online_out, result)
+        records.write_for(args.online_out, options.PRETRAIN, argv, device)
         log.info("online probe: top-1 %.2f %%, top-5 %.2f %%", result["top1"], result["top5"])
     if args.checkpoint and (args.stop_at is None or args.stop_at == args.steps):
         # The run is complete and its outputs record it: without this, a forced rerun
         # (`snakemake -R pretrain`) would resume at the last step and train nothing.
         Path(args.checkpoint).unlink(missing_ok=True)
         records.record_path(args.checkpoint).unlink(missing_ok=True)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    ctx = init_distributed(runtime.setup(args))
+    real, generated, probe = load_data(args)
+    cfg, augmentation, aug_params = run_config(args)
+    num_gen = 0 if generated is None else len(generated)
+    check_batch(args, cfg, ctx.world, len(real), num_gen)
+    log.info("%s/%s: %d real ×%d + %d generated, %s augmentation, %d steps on %s ×%d",
+             args.method, args.strategy, len(real), cfg.dup, num_gen, augmentation,
+             args.steps, ctx.device, ctx.world)
+    t0 = time.time()
+    record = run_record(args, cfg, augmentation, aug_params, len(real), num_gen, ctx.world)
+    encoder, history = train(args, cfg, aug_params, real, generated, probe, ctx, record)
+    if not ctx.is_main:
+        return
+    meta = {**record, "seconds": round(time.time() - t0, 1),
+            "final_loss": history[-1]["loss"] if history else None}
+    write_outputs(args, argv, encoder, history, meta, probe, ctx.device)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,12 @@ def main(argv=None) -> None:
     if len(args.sweep_plots) != len(design.sweeps):
         raise SystemExit(f"--sweep-plots has {len(args.sweep_plots)} files for "
                          f"{len(design.sweeps)} sweeps")
-    results = [io.read_json(f) for f in args.results]
+    for history in args.histories:  # read last (the loss figure): checked before any output
+        records.verify(history)
+    results = [io.read_output_json(f) for f in args.results]
     runs = collect_runs(results)
     cells = aggregate(runs)
-    fid = io.read_json(args.fid)
+    fid = io.read_output_json(args.fid)
     found, extra, notes = [], [], []
     if "search" in spec:
         found = searches([io.read_json(f) for f in args.search_rounds], spec["search"])

@@ -30,7 +30,8 @@ from snakemake_interface_storage_plugins.registry import StoragePluginRegistry
 # with it) and the Snakefile's own modules, from REPO (the Snakefile puts it first on sys.path).
 sys.path.insert(0, sys.argv[1])
 for module in ("smart_open", "pipeline.dag.config_check", "pipeline.dag.job_params",
-               "pipeline.dag.paths", "pipeline.dag.search", "pipeline.data.npz_source",
+               "pipeline.dag.paths", "pipeline.dag.search_plan", "pipeline.dag.inputs",
+               "pipeline.dag.launch", "pipeline.dag.report_plan", "pipeline.data.npz_source",
                "pipeline.study.design"):
     importlib.import_module(module)
 

@@ -14,8 +14,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 
 from pipeline.pretraining import augment as A
-from pipeline.pretraining.augment import (PRESETS, AugParams, build_augmentation, build_view_augmentations,
+from pipeline.pretraining.augment import (AugParams, build_augmentation, build_view_augmentations,
                               as_dict, preset, view_params)
+from pipeline.vocab.augmentation import PRESET_VIEWS
 
 
 def test_standard_preset():
@@ -41,9 +42,9 @@ def test_overrides_apply_and_none_is_ignored():
     p = preset("weak", crop_min_scale=0.5, jitter_prob=None)
     assert p.crop_min_scale == 0.5
     assert p.jitter_prob == 0.4
-    assert preset("standard", crop_min_scale=None) == PRESETS["standard"]
+    assert preset("standard", crop_min_scale=None) == PRESET_VIEWS["standard"][0]
     # overriding does not mutate the preset itself
-    assert PRESETS["weak"].crop_min_scale == 0.2
+    assert PRESET_VIEWS["weak"][0].crop_min_scale == 0.2
     assert as_dict(p)["crop_min_scale"] == 0.5
 
 
@@ -109,7 +110,7 @@ ASYM = {"asym_standard": 0.08, "asym_weak": 0.2}
 @pytest.mark.parametrize("name", ["standard", "weak"])
 def test_symmetric_view_params_are_the_preset_twice(name):
     v1, v2 = view_params(name)
-    assert v1 == v2 == preset(name) == PRESETS[name]
+    assert v1 == v2 == preset(name) == PRESET_VIEWS[name][0]
     v1, v2 = view_params(name, crop_min_scale=0.3, jitter_strength=None)
     assert v1 == v2 == preset(name, crop_min_scale=0.3)
 
@@ -156,7 +157,7 @@ def test_jitter_strength_scales_the_four_strengths():
     for v in (v1, v2):
         assert (v.brightness, v.contrast, v.saturation, v.hue) == pytest.approx((0.8, 0.8, 0.4, 0.2))
         assert v.crop_min_scale == 0.1
-    assert preset("weak", jitter_strength=None) == PRESETS["weak"]
+    assert preset("weak", jitter_strength=None) == PRESET_VIEWS["weak"][0]
     with pytest.raises(ValueError, match="hue"):  # 0.2 x 3 is past torchvision's bound of 0.5
         preset("standard", jitter_strength=3.0)
 

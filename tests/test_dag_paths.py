@@ -1,4 +1,5 @@
-"""Tests of pipeline.dag.paths: the files and per-job choices the rules wire, without Snakemake."""
+"""Tests of pipeline.dag's plan of the files and per-job choices the rules wire, without Snakemake:
+paths (the files), inputs (from outside output_dir), launch, report_plan and the disk check."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 from support.config import load_config
 from support.snakemake import TINY
 from pipeline.core import io
-from pipeline.dag.config_check import ConfigError
-from pipeline.dag.paths import WorkflowPaths, pretrain_launcher, sampler_description, threads_for
+from pipeline.dag.config_check import ConfigError, check_disk_space
+from pipeline.dag.launch import pretrain_launcher, threads_for
+from pipeline.dag.paths import WorkflowPaths
+from pipeline.dag.report_plan import design_file, sampler_description
 from pipeline.study.design import RANDOM_INIT, Design, plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +88,9 @@ def test_generator_is_the_trained_folder_or_the_given_model(config):
     (tmp := Path(p.out) / "mine").mkdir(parents=True)
     config["generator"]["model"] = str(tmp)  # a local folder: no fetch, its content record
     p = _paths(config)
-    assert p.generator_model() == str(tmp) and p.assets() == {}
+    assert p.generator_model() == str(tmp) and p.inputs.fetched() == {}
     assert p.generator_inputs() == [str(tmp), f"{p.out}/inputs/generator.json"]
-    assert p.input_sources()["generator"] == str(tmp)
+    assert p.inputs.sources()["generator"] == str(tmp)
 
 
 def test_assets_are_fetched_only_where_not_local(config, monkeypatch):
@@ -95,17 +98,17 @@ def test_assets_are_fetched_only_where_not_local(config, monkeypatch):
     config["real"] = {**config["real"], "source": "cifar10", "root": "data/c", "download": True}
     config["fid"] = {**config["fid"], "features": "inception", "weights": None}
     p = _paths(config)
-    assert set(p.assets()) == {"real", "inception"}
-    assert p.real_inputs() == [f"{p.out}/assets/real.json"]
-    assert p.inception_weights() == "/th/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
+    assert set(p.inputs.fetched()) == {"real", "inception"}
+    assert p.inputs.real() == [f"{p.out}/assets/real.json"]
+    assert p.inputs.weights() == "/th/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
     assert p.fid_stats_inputs("real")["weights"] == f"{p.out}/assets/inception.json"
     config["real"]["download"] = False
     config["fid"]["weights"] = "my.pth"
     p = _paths(config)
-    assert p.assets() == {} and p.inception_weights() == "my.pth"
+    assert p.inputs.fetched() == {} and p.inputs.weights() == "my.pth"
     # the local data by content (pipeline.core.records.input_record)
-    assert p.real_inputs() == [f"{p.out}/inputs/real.json"]
-    assert p.input_sources()["real"] == "data/c"
+    assert p.inputs.real() == [f"{p.out}/inputs/real.json"]
+    assert p.inputs.sources()["real"] == "data/c"
 
 
 def test_fid_inputs(config):
@@ -166,11 +169,21 @@ def test_rule_patterns_name_the_files_the_plan_names(config):
                      "encoder_record":
                          f"{p.out}/search/simclr/seed0/round1/cand/encoder.pt.record.json",
                      "history": f"{p.out}/search/simclr/seed0/round1/cand/history.csv",
-                     "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json"}
+                     "meta": f"{p.out}/search/simclr/seed0/round1/cand/history.json",
+                     "history_record":
+                         f"{p.out}/search/simclr/seed0/round1/cand/history.csv.record.json",
+                     "meta_record":
+                         f"{p.out}/search/simclr/seed0/round1/cand/history.json.record.json"}
     assert p.search_choice().format(**wc) == f"{p.out}/search/simclr/seed0/round1.json"
     cell = {k: v.format(method="simclr", strategy="none", seed=0)
             for k, v in p.cell_files().items()}
     assert cell["history"] in p.history_files() and cell["encoder"] in p.intermediate_files()
+    # every output with a record beside it is checked when a run starts (the sweep)
+    assert {cell["encoder"], cell["history"], cell["history"].replace(".csv", ".json"),
+            p.fid_result()} <= set(p.recorded_outputs())
+    config["linear_eval"]["protocols"] = ["online", "features"]
+    online = _paths(config).result("simclr", "none", 0, "online")
+    assert online in _paths(config).recorded_outputs()  # the default's headline accuracy
     assert p.fid_stats("shard_00002") in p.shard_fid_stats()
     assert p.fid_quality("real") == p.real_quality()
     assert p.fid_result() in p.intermediate_files()
@@ -191,25 +204,25 @@ def test_disk_check_counts_only_missing_shards(config, monkeypatch):
     monkeypatch.setattr("shutil.disk_usage", lambda folder: usage(0, 0, 10_000))
     p = _paths(config)
     with pytest.raises(ConfigError, match="3 sample shards: not enough disk space"):
-        p.check_disk_space()
+        check_disk_space(p)
     for manifest in p.shard_files()[:2]:  # two written: one missing shard fits
         Path(manifest).parent.mkdir(parents=True, exist_ok=True)
         Path(manifest).write_text("{}")
-    p.check_disk_space()
+    check_disk_space(p)
     assert not Path(p.out, "design").exists()  # a check writes nothing
 
 
 def test_design_file_is_named_by_its_content(config):
     p = _paths(config)
-    path = p.design_file()
+    path = design_file(p)
     spec = json.loads(Path(path).read_text())
     assert Design.from_dict(spec["design"]) == p.design
     assert spec["sampling"] == sampler_description(config)
     mtime = Path(path).stat().st_mtime_ns
-    assert _paths(copy.deepcopy(config)).design_file() == path  # same design: same file,
+    assert design_file(_paths(copy.deepcopy(config))) == path  # same design: same file,
     assert Path(path).stat().st_mtime_ns == mtime  # left as it is
     config["sampling"]["steps"] = 5  # the report states the sampler: a new file
     config2 = copy.deepcopy(config)
     config2["experiments"]["seeds"] = [0, 1]  # a new cell: a new file
-    names = {path, _paths(config).design_file(), _paths(config2).design_file()}
+    names = {path, design_file(_paths(config)), design_file(_paths(config2))}
     assert len(names) == 3 and all(Path(n).exists() for n in names)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.dag.paths import result_path
+from pipeline.dag.paths import WorkflowPaths
 from pipeline.study.design import Design, plan
 
 STRATEGIES = {"none": {"dup": 1, "generated": False, "augmentation": "standard"},
@@ -67,9 +67,9 @@ def test_online_probe_is_not_evaluated_on_random_init():
 
 
 def test_result_paths():
-    assert result_path("out", "simclr", "adainf", 1, "online") == \
+    assert WorkflowPaths({"output_dir": "out"}).result("simclr", "adainf", 1, "online") == \
         "out/pretrain/simclr/adainf/seed1/online.json"
-    assert result_path("out", "simclr", "adainf+dup=3", 0, "offline") == \
+    assert WorkflowPaths({"output_dir": "out"}).result("simclr", "adainf+dup=3", 0, "offline") == \
         "out/linear/simclr/adainf+dup=3/seed0/offline.json"
 
 

@@ -97,7 +97,7 @@ def test_the_tracked_augmentation_is_the_one_the_stage_builds():
     pretrain job's --augmentation (a tracked param) names the preset the stage builds its two
     views from, asymmetric (solarisation on view 2 only) for BYOL and Barlow Twins."""
     from pipeline.pretrain import parse_args, run_config
-    from pipeline.vocab.augmentation import VIEW_PRESETS
+    from pipeline.vocab.augmentation import PRESET_VIEWS
 
     config = load_config(ROOT / "configs" / "cifar10.yaml")
     design = plan(config)
@@ -112,7 +112,7 @@ def test_the_tracked_augmentation_is_the_one_the_stage_builds():
                            "--device", "cpu", "--threads", "1", "--log-every", "1"])
         _, built, aug_params = run_config(args)
         assert built == tracked, (method, strategy)
-        assert aug_params == VIEW_PRESETS[tracked], (method, strategy)  # the preset's, unchanged
+        assert aug_params == PRESET_VIEWS[tracked], (method, strategy)  # the preset's, unchanged
         asymmetric = method in ("byol", "barlow")
         assert (aug_params[0] != aug_params[1]) == asymmetric, (method, strategy)
     assert "--augmentation asym_weak" in pretrain_args(config, design, "byol", "adainf", 0)

@@ -230,7 +230,7 @@ def test_generated_keep_is_sweepable_and_an_auto_dimension(config):
     assert d.sweeps[0].strategies == ["adainf", "adainf+generated_keep=0.5",
                                     "adainf+generated_keep=0.25"]
     assert d.trained["adainf+generated_keep=0.25"]["generated_keep"] == 0.25
-    from pipeline.dag.search import SearchPlan
+    from pipeline.dag.search_plan import SearchPlan
     from pipeline.search.candidates import candidates
 
     grid = {**config["auto"]["candidates"], "generated_keep": [1.0, 0.5]}

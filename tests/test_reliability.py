@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from support.config import load_config
 from support.snakemake import TINY, TINY_STUDY, run_snakemake
 from support.tiny import make_images, make_tiny_unet
-from pipeline.core import io
+from pipeline.core import io, records
 from pipeline.dag.paths import REPORT_FILES, WorkflowPaths
 from pipeline.evaluation.frechet import load_stats
 from pipeline.study.design import plan
@@ -155,6 +156,37 @@ def test_a_damaged_summary_is_rebuilt_identical(run):
     r = snakemake(run)
     assert "rule report:" in r.stdout + r.stderr and "rule linear_eval" not in r.stdout + r.stderr
     assert json.loads(summary.read_text()) == original
+    assert "Nothing to be done" in snakemake(run, "-n").stdout
+
+
+def change_a_value(path: Path) -> None:
+    """One digit of a value changed: the file valid still, the same size, another number."""
+    text = path.read_text()
+    at = re.search(r"(?<=[\s,])\d", text).start()
+    path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:])
+
+
+def test_a_changed_accuracy_or_fid_is_rebuilt_and_reported_as_before(run):
+    """The online probe's result (the default's headline accuracy) and fid.json with a digit
+    changed are each one line at the next run's start and rebuilt by it, as is a cell's
+    history.json record deleted; the report's numbers are the uninterrupted run's."""
+    summary, results = run / "results" / SUMMARY, run / "results"
+    original = json.loads(summary.read_text())
+    changed = ["pretrain/simclr/none/seed0/online.json", "fid.json"]
+    for name in changed:
+        change_a_value(results / name)
+    deleted = results / "pretrain/simclr/random_init/seed1/history.json.record.json"
+    deleted.unlink()
+    r = snakemake(run)
+    lines = [x for x in r.stderr.splitlines() if "does not match its record" in x]
+    assert sorted(x.split(" ")[0] for x in lines) == sorted(f"results/{n}" for n in changed)
+    assert all(f"rule {rule}:" in r.stdout + r.stderr for rule in ("pretrain", "fid",
+                                                                 "init_encoder", "report"))
+    rebuilt = json.loads(summary.read_text())
+    assert rebuilt["runs"] == original["runs"] and rebuilt["cells"] == original["cells"]
+    assert {k: v for k, v in rebuilt["fid"].items() if k != "seconds"} == \
+        {k: v for k, v in original["fid"].items() if k != "seconds"}
+    assert deleted.exists() and all(records.verify(results / n) for n in changed)
     assert "Nothing to be done" in snakemake(run, "-n").stdout
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.core import io
+from pipeline.core import io, records, runtime
 from pipeline import report
 from pipeline.study.curves import mean_curves
 from pipeline.study.design import plan
@@ -158,7 +159,8 @@ def _check_png(path, min_size=50):
         return im.size
 
 
-def test_report_main(tmp_path):
+def _report_argv(tmp_path) -> list[str]:
+    """The report's command over a small study's results written in tmp_path."""
     files, histories = [], []
     for k, r in enumerate(RESULTS):
         path = tmp_path / "results" / f"{k}.json"
@@ -177,15 +179,21 @@ def test_report_main(tmp_path):
     io.write_json(design, {"design": DESIGN.to_dict(), "sampling": SAMPLING})
     # a hub generator's fetch record: the commit sampled from is reported
     io.write_json(tmp_path / "generator.json", {"commit": "c0ffee" * 6 + "0123"})
-    report.main(["--generator-record", str(tmp_path / "generator.json"), "--results", *files, "--histories", *histories, "--design", design,
-                 "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
-                 "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
-                 "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
-                 "--results-figure", str(out / "results.png"),
-                 "--results-svg", str(out / "results.svg"),
-                 "--samples", str(out / "samples.png"), "--losses", str(out / "losses.png"),
-                 "--online-curves", str(out / "online.png"),
-                 "--sweep-plots", str(out / "sweep.png")])
+    return ["--generator-record", str(tmp_path / "generator.json"), "--results", *files,
+            "--histories", *histories, "--design", design,
+            "--fid", str(tmp_path / "fid.json"), "--real", str(tmp_path / "train.npz"),
+            "--generated", str(tmp_path / "shard.npz"), "--summary", str(out / "summary.json"),
+            "--table", str(out / "summary.md"), "--page", str(out / "summary.html"),
+            "--results-figure", str(out / "results.png"),
+            "--results-svg", str(out / "results.svg"),
+            "--samples", str(out / "samples.png"), "--losses", str(out / "losses.png"),
+            "--online-curves", str(out / "online.png"),
+            "--sweep-plots", str(out / "sweep.png")]
+
+
+def test_report_main(tmp_path):
+    report.main(_report_argv(tmp_path))
+    out = tmp_path / "report"
 
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["runs"]) == len(RESULTS)
@@ -208,6 +216,27 @@ def test_report_main(tmp_path):
     width, height = _check_png(out / "samples.png")
     assert height > width / 3  # two rows of grids, real above generated
     assert not list(out.glob(".*.tmp*"))
+
+
+@pytest.mark.parametrize("damaged", ["results/0.json", "fid.json",
+                                     "pretrain/simclr/none/seed0/history.csv"])
+def test_the_report_stops_in_one_line_on_a_damaged_accuracy_fid_or_loss_curve(tmp_path,
+                                                                               damaged):
+    """pretrain's online.json (the headline's accuracy), fid.json and history.csv carry records
+    (as the workflow makes them): a byte changed since is one line naming the file, before the
+    report writes anything, and the file is moved aside for the next run to rebuild."""
+    argv = _report_argv(tmp_path)
+    path = tmp_path / damaged
+    records.write(path)
+    text = path.read_text()  # one digit changed: valid still, the same size, another number
+    at = re.search(r"(?<=[\s,])\d", text).start()  # a value's first digit, not a key's
+    path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:])
+    with pytest.raises(SystemExit) as e:
+        runtime.run(lambda: report.main(argv))
+    (line,) = str(e.value).splitlines()
+    assert f"{path} does not match its record" in line and "next run rebuilds it" in line
+    assert not path.exists() and path.with_name(path.name + ".corrupt").exists()
+    assert not (tmp_path / "report").exists()
 
 
 def test_report_mean_curves_average_seeds_of_the_table_strategies():

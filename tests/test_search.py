@@ -87,7 +87,7 @@ def test_validation_split_is_seeded_stratified_and_disjoint():
         validation_split(labels, 1.0, 0)
 
 
-# --- the search in the DAG (pipeline.dag.search), without Snakemake ----------------------------
+# --- the search in the DAG (pipeline.dag.search_plan), without Snakemake -----------------------
 
 @pytest.fixture
 def auto_config(config):
@@ -96,7 +96,7 @@ def auto_config(config):
 
 
 def test_round_jobs_resume_the_previous_round_with_the_full_schedule(auto_config):
-    from pipeline.dag.search import SearchPlan
+    from pipeline.dag.search_plan import SearchPlan
 
     plan = SearchPlan(auto_config)
     assert plan.schedule.steps == [4, 13, 45, 150] and plan.last == 3  # the default's 150
@@ -122,7 +122,7 @@ def test_round_jobs_resume_the_previous_round_with_the_full_schedule(auto_config
 def test_search_settings_are_in_the_tracked_args(auto_config, section, key, value):
     import copy
 
-    from pipeline.dag.search import SearchPlan
+    from pipeline.dag.search_plan import SearchPlan
 
     changed = copy.deepcopy(auto_config)
     changed[section][key] = value
@@ -132,7 +132,7 @@ def test_search_settings_are_in_the_tracked_args(auto_config, section, key, valu
 
 
 def test_select_args_carry_the_score_settings(auto_config):
-    from pipeline.dag.search import SearchPlan
+    from pipeline.dag.search_plan import SearchPlan
 
     args = SearchPlan(auto_config).select_args(1)
     assert args == "--round 1 --step 13 --keep 3 --val-fraction 0.1 --val-seed 0 --k 20"

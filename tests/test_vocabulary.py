@@ -8,7 +8,7 @@ import yaml
 from support.snakemake import REPO
 from pipeline.pretraining.methods import METHODS as METHOD_CLASSES
 from pipeline.vocab import names
-from pipeline.vocab.augmentation import ASYM_PRESETS, PRESETS
+from pipeline.vocab.augmentation import PRESET_VIEWS
 from pipeline.vocab.schema import SCHEMA_PATH
 
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -31,9 +31,9 @@ def test_the_schemas_own_repeats_of_a_list_are_that_list():
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_args"]["propertyNames"]["enum"]
             == list(names.METHODS))
     assert (SCHEMA["properties"]["pretrain"]["properties"]["method_augmentation"]
-            ["additionalProperties"]["propertyNames"]["enum"] == list(names.AUGMENTATIONS))
+            ["additionalProperties"]["propertyNames"]["enum"] == list(names.STRATEGY_PRESETS))
     auto = SCHEMA["properties"]["auto"]["properties"]["candidates"]["properties"]
-    assert auto["augmentation"]["items"]["enum"] == list(names.AUGMENTATIONS)
+    assert auto["augmentation"]["items"]["enum"] == list(names.STRATEGY_PRESETS)
 
 
 def test_the_names_are_the_schemas_enums():
@@ -47,8 +47,8 @@ def test_the_names_are_the_schemas_enums():
 
 def test_the_code_serves_every_name():
     assert tuple(METHOD_CLASSES) == names.METHODS
-    assert tuple(PRESETS) == names.SYMMETRIC_PRESETS
-    assert tuple(ASYM_PRESETS) == names.ASYMMETRIC_PRESETS
+    assert tuple(PRESET_VIEWS) == names.SYMMETRIC_PRESETS + names.ASYMMETRIC_PRESETS
+    assert all(PRESET_VIEWS[name][0] == PRESET_VIEWS[name][1] for name in names.SYMMETRIC_PRESETS)
 
 
 def _undescribed(node: dict, path: str = "") -> list[str]:

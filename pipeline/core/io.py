@@ -43,6 +43,14 @@ def load_images(path: str | os.PathLike, fix: str = REBUILD) -> tuple[np.ndarray
         return check_images(f["image"], f["label"], source=str(path))
 
 
+def read_output_json(path: str | os.PathLike):
+    """A JSON output of ours (an accuracy, fid.json), checked against its record first: a
+    damaged one is one line naming it, moved aside for the next run to rebuild (a user's own
+    file, without a record, is read as it is)."""
+    records.verify(path)
+    return read_json(path)
+
+
 def check_images(images: np.ndarray, labels: np.ndarray, source: str = "images"):
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:

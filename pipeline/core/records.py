@@ -4,7 +4,8 @@ beside it as NAME.record.json, and checked by every reader before use.
 
 The sample shards' manifests (pipeline.data.dataset) already work this way; this module extends
 the pattern to the single files and folders the other stages write (real splits, the generator,
-FID statistics, encoders, checkpoints, the summary). A file that does not match its record is
+FID statistics and fid.json, encoders and their loss curves, checkpoints, the accuracies, the
+summary). A file that does not match its record is
 moved aside (NAME.corrupt, as damaged shards are) with one line naming it, so that the next plain
 run, which asks for every output (rule all), rebuilds it. Torch-free: the Snakefile uses it.
 """

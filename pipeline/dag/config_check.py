@@ -22,9 +22,11 @@ import numpy as np
 import yaml
 
 from pipeline.core.errors import ConfigError, UserError
-from pipeline.dag.paths import SHARD_DIGITS, looks_local, num_shards
-from pipeline.dag.search import search_problems
-from pipeline.vocab.augmentation import VIEW_PRESETS, trained_preset, view_params
+from pipeline.core import io
+from pipeline.dag.inputs import looks_local
+from pipeline.dag.paths import SHARD_DIGITS, WorkflowPaths, num_shards
+from pipeline.dag.search_plan import search_problems
+from pipeline.vocab.augmentation import PRESET_VIEWS, trained_preset, view_params
 from pipeline.data.npz_source import image_shape, npz_files
 from pipeline.vocab.methods import METHOD_DEFAULTS, head_keys
 
@@ -144,6 +146,20 @@ def config_problems(config: dict) -> list[str]:
 
     Expects a config that passed the schema, merged over config.yaml (so every key is there).
     """
+    problems = method_settings_problems(config) + augmentation_problems(config)
+    problems += data_size_problems(config) + method_arg_problems(config)
+    problems += output_dir_problems(config["output_dir"]) + batch_problems(config)
+    problems += generated_npz_problems(config) + fid_protocol_problems(config)
+    problems += generator_problems(config["generator"]) + real_problems(config["real"])
+    problems += logging_problems(config)
+    if "auto" in config["experiments"]["strategies"]:
+        problems += search_problems(config)
+    return problems + sampling_problems(config) + shard_count_problems(config["sampling"])
+
+
+def method_settings_problems(config: dict) -> list[str]:
+    """pretrain.method_args keys each method knows, Barlow Twins' loss groups, and
+    pretrain.method_augmentation presets the method can train."""
     problems = []
     for method, args in config["pretrain"].get("method_args", {}).items():
         unknown = sorted(set(args) - set(head_keys(method)))
@@ -159,10 +175,15 @@ def config_problems(config: dict) -> list[str]:
     for method, mapping in config["pretrain"].get("method_augmentation", {}).items():
         for given, preset in mapping.items():
             # BYOL and Barlow Twins train a preset's asymmetric variant
-            if trained_preset(method, preset) not in VIEW_PRESETS:
+            if trained_preset(method, preset) not in PRESET_VIEWS:
                 problems.append(f"pretrain.method_augmentation.{method}.{given}: preset "
                                 f"{preset!r} has no asymmetric variant for {method}")
-    strategies = config["strategies"]
+    return problems
+
+
+def augmentation_problems(config: dict) -> list[str]:
+    """The strategies' and the sweeps' augmentation overrides, tried on their presets."""
+    problems, strategies = [], config["strategies"]
     overrides = [(f"strategies.{name}", s["augmentation"], {k: s[k] for k in
                   ("crop_min_scale", "jitter_strength") if s.get(k) is not None})
                  for name, s in strategies.items()]
@@ -183,11 +204,12 @@ def config_problems(config: dict) -> list[str]:
             view_params(augmentation, **kw)
         except ValueError as e:  # e.g. a jitter_strength that takes the hue past 0.5
             problems.append(f"{key}: {kw}: {e}")
-    problems += data_size_problems(config) + method_arg_problems(config)
-    problems += output_dir_problems(config["output_dir"]) + batch_problems(config)
-    problems += generated_npz_problems(config) + fid_protocol_problems(config)
+    return problems
 
-    g = config["generator"]
+
+def generator_problems(g: dict) -> list[str]:
+    """The generator's local model folder or npz files exist; channel_order is npz's."""
+    problems = []
     # the schema requires a model for source pretrained and a path for source npz
     if g["source"] == "pretrained":
         if looks_local(g["model"]) and not Path(g["model"]).expanduser().exists():
@@ -199,7 +221,12 @@ def config_problems(config: dict) -> list[str]:
     if g["source"] != "npz" and g.get("channel_order", "rgb") != "rgb":
         problems.append(f"generator.channel_order: {g['channel_order']!r} is for generator.source "
                         f"npz, not {g['source']!r}")
-    r = config["real"]
+    return problems
+
+
+def real_problems(r: dict) -> list[str]:
+    """The real data's paths exist; real.test and channel_order are npz's."""
+    problems = []
     if r["source"] != "npz":
         for key, unset in (("test", None), ("channel_order", "rgb")):
             if r.get(key, unset) != unset:
@@ -218,23 +245,26 @@ def config_problems(config: dict) -> list[str]:
                 r["source"].startswith("cifar") and r.get("download")):
             problems.append(f"real.root: no such file or folder {r['root']!r} "
                             f"(real.source is {r['source']!r})")
+    return problems
 
+
+def logging_problems(config: dict) -> list[str]:
+    """W&B asked for and installed."""
     project = config.get("logging", {}).get("wandb", {}).get("project")
     if project and importlib.util.find_spec("wandb") is None:
-        problems.append(f"logging.wandb.project: {project!r}, but wandb is not installed "
-                        "(pip install 'adainf-pipeline[wandb]')")
+        return [f"logging.wandb.project: {project!r}, but wandb is not installed "
+                "(pip install 'adainf-pipeline[wandb]')"]
+    return []
 
-    if "auto" in config["experiments"]["strategies"]:
-        problems += search_problems(config)
 
-    problems += sampling_problems(config)
-    n = num_shards(config["sampling"])
+def shard_count_problems(s: dict) -> list[str]:
+    """No more shards than their file names can number (MAX_SHARDS)."""
+    n = num_shards(s)
     if n > MAX_SHARDS:
-        s = config["sampling"]
-        problems.append(f"sampling.shard_size: {s['num_images']} images in shards of "
-                        f"{s['shard_size']} make {n} shards; at most {MAX_SHARDS} are supported "
-                        "(raise shard_size)")
-    return problems
+        return [f"sampling.shard_size: {s['num_images']} images in shards of "
+                f"{s['shard_size']} make {n} shards; at most {MAX_SHARDS} are supported "
+                "(raise shard_size)"]
+    return []
 
 
 def sampling_problems(config: dict) -> list[str]:
@@ -425,6 +455,19 @@ def generated_npz_problems(config: dict) -> list[str]:
                 f"{wanted}; a truncated download? download it again, or set sampling.num_images: "
                 f"{total}"]
     return []
+
+
+def check_disk_space(paths: WorkflowPaths, margin: float = 1.1) -> None:
+    """Room for the sample shards not yet written (packing only references them); a
+    ConfigError when the config is read, so `-n` reports it too."""
+    missing = sum(not Path(f).exists() for f in paths.shard_files())
+    if not missing:
+        return
+    config = paths.config
+    need = missing * io.image_bytes(config["sampling"]["shard_size"], config["real"]["resolution"])
+    problem = io.free_space_problem(paths.samples(), need, margin)
+    if problem:
+        raise ConfigError(f"{config['output_dir']}: {missing} sample shards: {problem}")
 
 
 def cuda_problem(device: str) -> str | None:

@@ -18,8 +18,7 @@ import json
 import os
 import shlex
 
-from pipeline.dag.paths import (compile_cache_dir, dataset_dir, real_split, result_path,
-                                shard_quality_files)
+from pipeline.dag.paths import WorkflowPaths
 from pipeline.study.design import RANDOM_INIT, Design
 from pipeline.vocab.augmentation import trained_preset
 from pipeline.vocab.options import (
@@ -97,18 +96,17 @@ BACKBONE = ("widths", "blocks", "stem_padding")
 
 def pretrain_args(config: dict, design: Design, method: str, strategy: str, seed) -> str:
     """The options of one pretrain job that determine its encoder, history and online result."""
-    out = config["output_dir"].rstrip("/")
-    s = design.settings(strategy)
+    paths, s = WorkflowPaths(config, design), design.settings(strategy)
     if strategy == RANDOM_INIT:  # the initial weights: the backbone, the seed and the real data
         return stage_args(PRETRAIN, config, only=(*BACKBONE, "steps"), steps=0)
     online = {}
     if "online" in design.protocols:
-        online = {"online_test": real_split(out, "test"),
-                  "online_out": result_path(out, method, strategy, seed, "online"),
+        online = {"online_test": paths.real("test"),
+                  "online_out": paths.result(method, strategy, seed, "online"),
                   **{f"online_{k}": v for k, v in config["linear_eval"]["online"].items()}}
     return stage_args(
         PRETRAIN, config,
-        generated=dataset_dir(out, "generated") if s["generated"] else None,
+        generated=paths.dataset("generated") if s["generated"] else None,
         dup=s["dup"], augmentation=method_preset(config, method, s["augmentation"]),
         crop_min_scale=s.get("crop_min_scale"), jitter_strength=s.get("jitter_strength"),
         # absent where they mean all images (design.without_all); the real subset is seeded by
@@ -118,7 +116,7 @@ def pretrain_args(config: dict, design: Design, method: str, strategy: str, seed
         # the best fraction by quality score: an index into the shards, like --num-generated
         generated_keep=s.get("generated_keep"),
         generated_score=config["quality"]["score"] if "generated_keep" in s else None,
-        generated_scores=shard_quality_files(config) if "generated_keep" in s else None,
+        generated_scores=paths.shard_quality_files() if "generated_keep" in s else None,
         real_fraction=s.get("real_fraction"),
         real_subset_seed=config["real"]["seed"] if "real_fraction" in s else None,
         method_arg=[f"{k}={json.dumps(v)}"
@@ -140,13 +138,13 @@ def tracking_args(config: dict, run: str, log_every: bool = False) -> str:
     """The live-curve options (config `logging`) of the job `run` (RULE/WILDCARDS): TensorBoard
     event files in OUTPUT_DIR/tensorboard/RUN, W&B files in OUTPUT_DIR/wandb when a project is
     set, and, for a loop counted in steps, --log-every. None of them changes a result."""
-    lg, out = config["logging"], config["output_dir"].rstrip("/")
-    wandb = {"wandb_mode": lg["wandb"]["mode"], "wandb_dir": out, "run_name": run}
+    lg, paths = config["logging"], WorkflowPaths(config)
+    wandb = {"wandb_mode": lg["wandb"]["mode"], "wandb_dir": paths.out, "run_name": run}
     return opts(
         stage_args((LOG_EVERY,), config, tracked=False, log_every=lg["log_every"]) if log_every
         else "",
         stage_args(TRACKING, config, tracked=False,
-                   tensorboard=f"{out}/tensorboard/{run}" if lg["tensorboard"] else None,
+                   tensorboard=paths.tensorboard(run) if lg["tensorboard"] else None,
                    **(wandb if lg["wandb"]["project"] else {})),
     )
 
@@ -167,7 +165,7 @@ def sample_args(config: dict) -> str:
 def sample_untracked_args(config: dict) -> str:
     """Speed only; with sampling.compile, the run's shared compile cache (OUTPUT_DIR/cache/
     torch_compile): the shard jobs on one machine compile the UNet once."""
-    cache = compile_cache_dir(config) if config["sampling"]["compile"] else None
+    cache = WorkflowPaths(config).compile_cache() if config["sampling"]["compile"] else None
     return stage_args(SAMPLE, config, tracked=False, compile_cache=cache)
 
 

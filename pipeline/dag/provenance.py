@@ -21,7 +21,7 @@ from pathlib import Path
 from pipeline.core.records import read as read_record
 from pipeline.core.records import split_options
 from pipeline.dag import job_params as jp
-from pipeline.dag.paths import WorkflowPaths, cell_dir, cell_files
+from pipeline.dag.paths import WorkflowPaths
 from pipeline.study.design import AUTO
 from pipeline.vocab.options import STAGES
 
@@ -44,7 +44,7 @@ def planned(paths: WorkflowPaths) -> list[tuple[str, str, str]]:
         if v != AUTO:  # the search's winner decides its options
             rule = "init_encoder" if jp.pretrain_args(c, d, m, v, s).count("--steps 0") else \
                 "pretrain"
-            out.append((cell_files(cell_dir(paths.out, m, v, s))["encoder"], rule,
+            out.append((paths.cell_files(m, v, s)["encoder"], rule,
                         jp.pretrain_args(c, d, m, v, s)))
     return out
 

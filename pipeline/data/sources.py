@@ -17,9 +17,6 @@ import numpy as np
 from pipeline.core.errors import UserError, reading
 from pipeline.vocab.names import REAL_SOURCES as SOURCES
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
-
 def load_real(
     source: str,
     root: str | os.PathLike | None,

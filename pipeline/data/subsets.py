@@ -1,19 +1,17 @@
-"""The data-size axes of the study: a fraction of the real training split, and the first N
-generated images.
+"""Subsets of the real training split: a class-stratified fraction (the study's real-data-size
+axis, `real_fraction`) and a fixed number per class (the paper's data-scarce set, real.per_class).
 
-Real subset: stratified by class, seeded. Following the authors' setup: their data-scarce runs
-(paper Sec. 5.1) pretrain on a fixed class-balanced tenth of CIFAR-10 (`cifar10-5k-train.npz`,
-500 per class, README of PKU-ML/adainf), and solo-learn's `data.fraction`
-(solo/data/classification_dataloader.py) draws a class-stratified split with one fixed
-`random_state` whatever the run's seed. So the subset is a property of the data, not of the cell:
-the workflow seeds it with `real.seed` (the real split's seed), and every seed and strategy at one
-fraction trains on the same images (the spread over seeds is training noise, not subset choice).
-Within a class the images are taken in one seeded order, so a smaller fraction's subset is part
-of a larger one's.
+Following the authors' setup: their data-scarce runs (paper Sec. 5.1) pretrain on a fixed
+class-balanced tenth of CIFAR-10 (`cifar10-5k-train.npz`, 500 per class, README of
+PKU-ML/adainf), and solo-learn's `data.fraction` (solo/data/classification_dataloader.py) draws a
+class-stratified split with one fixed `random_state` whatever the run's seed. So a subset is a
+property of the data, not of the cell: the workflow seeds it with `real.seed` (the real split's
+seed), and every seed and strategy at one fraction trains on the same images (the spread over
+seeds is training noise, not subset choice). Within a class the images are taken in one seeded
+order, so a smaller fraction's subset is part of a larger one's.
 
-Generated subset: pipeline.data.dataset.generated_subset, N of the generated images drawn by one
-seeded stream over their global indices (the workflow seeds it with sampling.seed); a smaller
-N's images are part of a larger one's too.
+(The generated images' subset, `num_generated`, is pipeline.data.dataset.generated_subset: a
+seeded random draw over their global indices, not the first N.)
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ from tqdm.auto import tqdm
 from pipeline.core import io
 
 ARCH = "vit_large_patch14_dinov2.lvd142m"
-HUB_REPO = f"timm/{ARCH}"  # the Hugging Face repository timm downloads the weights from
-HUB_FILE = "model.safetensors"
 INPUT_SIZE = 224
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -48,11 +48,9 @@ import torch
 import torch.nn as nn
 
 # The presets live in a torch-free module (the Snakefile reads them); re-exported here.
-from pipeline.vocab.augmentation import (ASYM_PRESETS, PRESETS, VIEW_PRESETS, AugParams, as_dict,
-                                         preset, view_params)
+from pipeline.vocab.augmentation import AugParams, as_dict, preset, view_params
 
-__all__ = ["ASYM_PRESETS", "PRESETS", "VIEW_PRESETS", "AugParams", "as_dict", "preset",
-           "view_params", "build_augmentation"]
+__all__ = ["AugParams", "as_dict", "preset", "view_params", "build_augmentation"]
 
 
 # ---------------------------------------------------------------------------------------------

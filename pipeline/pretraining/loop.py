@@ -16,7 +16,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -264,6 +264,122 @@ def resume(path, run_key: str, state: TrainState, device,
     return checkpoint["step"], checkpoint["history"]
 
 
+def prepare_method(cfg: PretrainConfig, real: np.ndarray, generated: np.ndarray | None,
+                   ctx: DistContext, memory_budget: int | None) -> tuple[Encoder, nn.Module | None]:
+    """The encoder (seeded: the same initial weights on every rank) and, unless the run has no
+    steps, the method around it, checked against the memory budget and ready for the device."""
+    if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
+        raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
+    device = ctx.device
+    torch.manual_seed(cfg.seed)
+    mean, std = channel_stats(real)
+    stem = {} if cfg.stem_padding is None else {"stem_padding": cfg.stem_padding}
+    encoder = Encoder(cfg.widths, cfg.blocks, mean, std, **stem).to(device)
+    if cfg.steps == 0:
+        return encoder, None
+    method = build_method(cfg.method, encoder, **cfg.hparams).to(device)
+    num_images = len(real) + (0 if generated is None else len(generated))
+    budget = memory_budget if memory_budget is not None else device_budget(device)
+    if budget is not None:
+        check_fits(estimate_run_memory(cfg, method, num_images, real.shape[1:], ctx.world),
+                   budget, device)
+    if ctx.group and device.type == "cuda":
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    accelerate(method, cfg)
+    return encoder, method
+
+
+def setup_probe(probe: OnlineProbe, cfg: PretrainConfig, method: nn.Module, num_real: int,
+                num_generated: int, ctx: DistContext) -> None:
+    """The online probe's layer over the method's encoder (its labels: the real images')."""
+    if len(probe.train_labels) != num_real:
+        raise ValueError(f"{len(probe.train_labels)} probe labels for {num_real} real images")
+    probe.setup(method.encoder, method.encoder.feature_dim, num_generated,
+                cfg.batch_size * ctx.world, cfg.steps, ctx,
+                default_lr=resolved_optim(cfg, ctx.world)["classifier_lr_per_256"])
+
+
+def data_parallel(method: nn.Module, ctx: DistContext) -> nn.Module:
+    """The method wrapped in DDP under torchrun, else itself."""
+    if not ctx.group:
+        return method
+    device = ctx.device
+    return nn.parallel.DistributedDataParallel(
+        method, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@dataclass
+class Run:
+    """What the step loop works with, set up by `pretrain`."""
+
+    cfg: PretrainConfig
+    ctx: DistContext
+    encoder: Encoder
+    model: nn.Module  # the method, or its DDP wrapper
+    state: TrainState
+    data: torch.Tensor  # every image, uint8, on the device
+    augment: list[nn.Module]  # one per view
+    key: str  # run_key: what the checkpoints record
+    tracker: Tracker
+    checkpoint: str | Path | None = None
+    callback: Callable[[int], None] | None = None
+
+    def views(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of the global batch (its rows), and its two augmented views."""
+        cfg, ctx = self.cfg, self.ctx
+        rows = self.state.index.next_batch(cfg.batch_size * ctx.world)
+        rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(ctx.device)
+        x = self.data[rows].float().div_(255)
+        x1, x2 = self.augment[0](x), self.augment[1](x)
+        if cfg.channels_last:
+            x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
+        return rows, (x1, x2)
+
+    def save_due(self, done: int, stop: int) -> bool:
+        """Whether to write the checkpoint after step `done`: every checkpoint_every steps and
+        at the end, or where the run stops early (the state the next round resumes from)."""
+        cfg = self.cfg
+        if self.checkpoint is None or not self.ctx.is_main:
+            return False
+        stopped_early = done == stop and stop < cfg.steps
+        every = cfg.checkpoint_every
+        return bool(stopped_early or every and (done % every == 0 or done == stop))
+
+
+def train_steps(run: Run, start: int, stop: int, history: list[dict]) -> None:
+    """Steps `start` to `stop` of the run, the loss curve appended to `history`."""
+    cfg, ctx, probe, device = run.cfg, run.ctx, run.state.probe, run.ctx.device
+    curve = LossCurve(cfg.method, history)
+    progress = Progress("pretrain", stop, unit_per_step=cfg.batch_size * ctx.world, start=start,
+                        tracker=run.tracker, device=device, logger=log) if ctx.is_main else None
+    run.model.train()
+    for step in tqdm(range(start, stop), desc=f"pretrain {cfg.method}", mininterval=5,
+                     initial=start, total=stop, disable=not ctx.is_main):
+        rows, views = run.views()
+        s = run.state
+        loss, lrs, tau = train_step(run.model, views, s.opt, s.sched, s.scaler, step=step,
+                                    total_steps=cfg.steps, precision=cfg.precision, probe=probe,
+                                    rows=rows)
+        done = step + 1
+        curve.add(done, lrs[0], loss)
+        if probe is not None and probe.due(done):
+            point = probe.evaluate(run.encoder, done, lambda: autocast(cfg.precision, device))
+            run.tracker.scalars({"pretrain/online_top1": point["top1"],
+                                 "pretrain/online_top5": point["top5"]}, done)
+        checkpoint_due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+        if len(curve.pending) >= cfg.log_every or done == stop or checkpoint_due:
+            mean_loss = curve.flush()
+            if progress is not None:
+                progress.report(done, {"loss": mean_loss, "lr": lrs[0],
+                                       **({"lr_probe": lrs[1]} if probe is not None else {}),
+                                       **({"tau": tau} if tau is not None else {})})
+        if run.save_due(done, stop):
+            save_checkpoint(run.checkpoint, done, history, run.state, device, run_key=run.key)
+        if run.callback is not None:
+            run.callback(done)
+    curve.flush()
+
+
 def pretrain(cfg: PretrainConfig, aug_params: tuple[AugParams, AugParams], real: np.ndarray,
              generated: np.ndarray | None, ctx: DistContext, *,
              checkpoint: str | Path | None = None, callback=None,
@@ -288,43 +404,20 @@ def pretrain(cfg: PretrainConfig, aug_params: tuple[AugParams, AugParams], real:
     param group's learning rate, the momentum tau, samples/s and the peak memory (and the online
     probe's top-1/top-5 at its evaluations) to `tracker`, at no extra host sync.
     """
-    if generated is not None and len(generated) and generated.shape[1:] != real.shape[1:]:
-        raise ValueError(f"generated images are {generated.shape[1:]}, real ones {real.shape[1:]}")
-    device = ctx.device
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    mean, std = channel_stats(real)
-    stem = {} if cfg.stem_padding is None else {"stem_padding": cfg.stem_padding}
-    encoder = Encoder(cfg.widths, cfg.blocks, mean, std, **stem).to(device)
-    if cfg.steps == 0:
+    encoder, method = prepare_method(cfg, real, generated, ctx, memory_budget)
+    if method is None:
         return encoder.eval(), []
-    method = build_method(cfg.method, encoder, **cfg.hparams).to(device)
-    num_images = len(real) + (0 if generated is None else len(generated))
-    budget = memory_budget if memory_budget is not None else device_budget(device)
-    if budget is not None:
-        check_fits(estimate_run_memory(cfg, method, num_images, real.shape[1:], ctx.world),
-                   budget, device)
-    if ctx.group and device.type == "cuda":
-        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    accelerate(method, cfg)
+    device = ctx.device
     parts = [real] + ([generated] if generated is not None and len(generated) else [])
     num_generated = sum(len(p) for p in parts[1:])
     if probe is not None:
-        if len(probe.train_labels) != len(real):
-            raise ValueError(f"{len(probe.train_labels)} probe labels for {len(real)} real images")
-        probe.setup(method.encoder, encoder.feature_dim, num_generated,
-                    cfg.batch_size * ctx.world, cfg.steps, ctx,
-                    default_lr=resolved_optim(cfg, ctx.world)["classifier_lr_per_256"])
+        setup_probe(probe, cfg, method, len(real), num_generated, ctx)
     opt, sched = build_optimizer(cfg, method, ctx.world, probe)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    model = method
-    if ctx.group:
-        model = nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None)
-
+    model = data_parallel(method, ctx)
     data = to_nchw(np.concatenate(parts), device)  # uint8, on the device once
     index = InflatedIndex(len(real), num_generated, cfg.dup, cfg.seed)
     augment = [build_augmentation(v, real.shape[1]).to(device) for v in aug_params]
-
     key = run_key(cfg, aug_params, ctx.world, real, generated, probe)
     state = TrainState(method, opt, sched, scaler, index, probe)
     start, history = resume(checkpoint, key, state, device, fallback=resume_from)
@@ -333,46 +426,10 @@ def pretrain(cfg: PretrainConfig, aug_params: tuple[AugParams, AugParams], real:
         raise ValueError(f"stop at step {stop}: the run is at step {start} of {cfg.steps}")
     if ctx.rank:  # augmentation randomness differs between ranks
         torch.manual_seed(cfg.seed + 7919 * ctx.rank + start)
-    curve = LossCurve(cfg.method, history)
     tracker = tracker or Tracker()
     tracker.start(start)
-    progress = Progress("pretrain", stop, unit_per_step=cfg.batch_size * ctx.world, start=start,
-                        tracker=tracker, device=device, logger=log) if ctx.is_main else None
-
-    model.train()
-    for step in tqdm(range(start, stop), desc=f"pretrain {cfg.method}", mininterval=5,
-                     initial=start, total=stop, disable=not ctx.is_main):
-        # this rank's share of the global batch, then its two augmented views
-        rows = index.next_batch(cfg.batch_size * ctx.world)
-        rows = rows[ctx.rank * cfg.batch_size:(ctx.rank + 1) * cfg.batch_size].to(device)
-        x = data[rows].float().div_(255)
-        x1, x2 = augment[0](x), augment[1](x)
-        if cfg.channels_last:
-            x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
-        loss, lrs, tau = train_step(model, (x1, x2), opt, sched, scaler, step=step,
-                                    total_steps=cfg.steps, precision=cfg.precision, probe=probe,
-                                    rows=rows)
-        done = step + 1
-        curve.add(done, lrs[0], loss)
-        if probe is not None and probe.due(done):
-            point = probe.evaluate(encoder, done, lambda: autocast(cfg.precision, device))
-            tracker.scalars({"pretrain/online_top1": point["top1"],
-                             "pretrain/online_top5": point["top5"]}, done)
-        last = done == stop
-        checkpoint_due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
-        if len(curve.pending) >= cfg.log_every or last or checkpoint_due:
-            mean_loss = curve.flush()
-            if progress is not None:
-                progress.report(done, {"loss": mean_loss, "lr": lrs[0],
-                                       **({"lr_probe": lrs[1]} if probe is not None else {}),
-                                       **({"tau": tau} if tau is not None else {})})
-        stopped_early = last and stop < cfg.steps  # the state is what the next round resumes
-        if checkpoint is not None and ctx.is_main and (
-                stopped_early or cfg.checkpoint_every and (checkpoint_due or last)):
-            save_checkpoint(checkpoint, done, history, state, device, run_key=key)
-        if callback is not None:
-            callback(done)
-    curve.flush()
+    run = Run(cfg, ctx, encoder, model, state, data, augment, key, tracker, checkpoint, callback)
+    train_steps(run, start, stop, history)
     if probe is not None:
         probe.close()
     return encoder.eval(), history

@@ -8,7 +8,7 @@ from pipeline.search.candidates import SETTINGS
 
 def searches(rounds: list[dict], spec: dict) -> list[dict]:
     """One summary per (method, seed) from the rounds' JSON (search_select's) and the search's
-    spec (pipeline.dag.search.SearchPlan.spec): every candidate's scores by step, the round
+    spec (pipeline.dag.search_plan.SearchPlan.spec): every candidate's scores by step, the round
     each was cut in, the winner, its settings and the cost."""
     groups: dict[tuple, list[dict]] = {}
     for r in rounds:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pipeline.vocab.augmentation import PRESETS
+from pipeline.vocab.augmentation import PRESET_VIEWS
 from pipeline.vocab.names import AUTO, PROTOCOLS, RANDOM_INIT, SWEEPABLE  # noqa: F401  (re-exported)
 
 COUNTS = ("dup", "num_generated")  # integer settings (config_check refuses fractional values)
@@ -38,7 +38,7 @@ def effective_setting(strategy: dict, setting: str, num_images: int | None = Non
         return strategy["dup"]
     if setting == "crop_min_scale":
         own = strategy.get("crop_min_scale")
-        return own if own is not None else PRESETS[strategy["augmentation"]].crop_min_scale
+        return own if own is not None else PRESET_VIEWS[strategy["augmentation"]][0].crop_min_scale
     if setting == "jitter_strength":  # a multiplier of the preset's strengths
         own = strategy.get("jitter_strength")
         return own if own is not None else 1.0

@@ -56,11 +56,3 @@ def verdict(d: dict) -> str:
                f"n={d['n']}")
     where = "beyond" if d["beyond"] else "within"
     return f"{where} the seeds' spread ({figures})"
-
-
-def by_seed(runs: list[dict], method: str, strategy: str, protocol: str,
-            key: str = "top1") -> dict:
-    """{seed: value} of one cell's runs."""
-    return {r["seed"]: r[key] for r in runs
-            if (r["method"], r["strategy"], r["protocol"]) == (method, strategy, protocol)
-            and r.get(key) is not None}

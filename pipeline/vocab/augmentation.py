@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from pipeline.vocab.names import ASYMMETRIC_METHODS
+from pipeline.vocab.names import ASYMMETRIC_METHODS, ASYMMETRIC_PRESETS, SYMMETRIC_PRESETS
 
 
 @dataclass(frozen=True)
@@ -21,25 +21,27 @@ class AugParams:
     solarize_prob: float = 0.0
 
 
-# Symmetric presets: both views use the same parameters. `preset(name)` serves these.
-PRESETS = {
-    "standard": AugParams(),
-    "weak": AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,
-                      saturation=0.4, hue=0.1),
+_ASYM_VIEW = AugParams(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=0.0)
+
+
+def _both(params: AugParams) -> tuple[AugParams, AugParams]:
+    return params, params
+
+
+# Every preset's (view 1, view 2) parameters, by name: the symmetric presets
+# (pipeline.vocab.names.SYMMETRIC_PRESETS, both views alike; `preset(name)` serves these), then
+# the asymmetric ones of BYOL and Barlow Twins (ASYMMETRIC_PRESETS): only the solarization differs.
+PRESET_VIEWS = {
+    "standard": _both(AugParams()),
+    "weak": _both(AugParams(crop_min_scale=0.2, jitter_prob=0.4, brightness=0.4, contrast=0.4,
+                            saturation=0.4, hue=0.1)),
     # standard's crop with half its jitter strengths: solo-learn's cifar symmetric_weak.yaml, the
     # default of the authors' MoCo V2+ file (pipeline.dag.job_params.method_preset maps to it)
-    "mild": AugParams(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1),
-}
-
-_ASYM_VIEW = AugParams(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=0.0)
-# Asymmetric presets (BYOL, Barlow Twins): (view 1, view 2); only the solarization differs.
-ASYM_PRESETS = {
+    "mild": _both(AugParams(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)),
     "asym_standard": (_ASYM_VIEW, replace(_ASYM_VIEW, solarize_prob=0.2)),
     "asym_weak": (replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4),
                   replace(_ASYM_VIEW, crop_min_scale=0.2, jitter_prob=0.4, solarize_prob=0.2)),
 }
-
-VIEW_PRESETS = {**{name: (p, p) for name, p in PRESETS.items()}, **ASYM_PRESETS}
 
 _JITTER_FIELDS = ("brightness", "contrast", "saturation", "hue")
 
@@ -60,24 +62,24 @@ def _apply_overrides(params: AugParams, overrides: dict) -> AugParams:
 
 
 def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(VIEW_PRESETS)}")
+    return ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESET_VIEWS)}")
 
 
 def preset(name: str, **overrides) -> AugParams:
     """The parameters of a symmetric preset (both views alike), with `overrides` applied."""
-    if name in ASYM_PRESETS:
+    if name in ASYMMETRIC_PRESETS:
         raise ValueError(f"augmentation preset {name!r} is asymmetric (its two views differ); "
                          "use view_params()")
-    if name not in PRESETS:
+    if name not in SYMMETRIC_PRESETS:
         raise _unknown(name)
-    return _apply_overrides(PRESETS[name], overrides)
+    return _apply_overrides(PRESET_VIEWS[name][0], overrides)
 
 
 def view_params(name: str, **overrides) -> tuple[AugParams, AugParams]:
     """The two views' parameters of any preset, with the same `overrides` applied to both."""
-    if name not in VIEW_PRESETS:
+    if name not in PRESET_VIEWS:
         raise _unknown(name)
-    return tuple(_apply_overrides(p, overrides) for p in VIEW_PRESETS[name])
+    return tuple(_apply_overrides(p, overrides) for p in PRESET_VIEWS[name])
 
 
 def trained_preset(method: str, preset: str) -> str:

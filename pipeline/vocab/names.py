@@ -13,14 +13,13 @@ FID_PRECISIONS = names("fid.precision")
 FID_FEATURES = names("fid.features")
 PROTOCOLS = names("linear_eval.protocols.[]")  # of linear evaluation; online runs in pretraining
 REAL_SOURCES = names("real.source")
-GENERATOR_SOURCES = names("generator.source")
-AUGMENTATIONS = names("strategies.*.augmentation")  # a strategy's preset
+STRATEGY_PRESETS = names("strategies.*.augmentation")  # a strategy's preset
 # the symmetric presets a method may train with instead (pretrain.method_augmentation)
 SYMMETRIC_PRESETS = names("pretrain.method_augmentation.*.*")
 # the presets of the methods that train two differently augmented views (solarisation on view 2
 # only): a strategy's preset with `asym_` before it (pipeline.vocab.augmentation.trained_preset)
 ASYMMETRIC_METHODS = ("byol", "barlow")
-ASYMMETRIC_PRESETS = tuple(f"asym_{name}" for name in AUGMENTATIONS)
+ASYMMETRIC_PRESETS = tuple(f"asym_{name}" for name in STRATEGY_PRESETS)
 
 # the settings a sweep may vary (experiments.sweeps), the auto search's grid (auto.candidates)
 SWEEPABLE = names("experiments.sweeps.[].setting")

@@ -15,11 +15,12 @@ from pipeline.dag.job_params import (
     sample_args, sample_untracked_args, tracking, train_generator_args,
     train_generator_untracked_args, untracked,
 )
-from pipeline.dag.paths import (
-    WorkflowPaths, generator_launcher, pretrain_launcher, record, threads_for,
-)
+from pipeline.dag.config_check import check_disk_space
+from pipeline.dag.launch import generator_launcher, pretrain_launcher, threads_for
+from pipeline.dag.paths import WorkflowPaths
 from pipeline.dag.provenance import forced_rules, stale_outputs_line
-from pipeline.dag.search import SearchPlan, survivors_of
+from pipeline.dag.report_plan import design_file
+from pipeline.dag.search_plan import SearchPlan, survivors_of
 from pipeline.data.npz_source import npz_files
 from pipeline.study.design import AUTO, RANDOM_INIT, plan
 
@@ -36,9 +37,10 @@ PATHS = WorkflowPaths(config, DESIGN)  # the DAG's files
 SEARCH = SearchPlan(config) if DESIGN.auto else None  # the `auto` strategy's search
 ONLINE = PATHS.online  # the online probe trains inside pretraining
 # What the fetch_* rules fetch ({asset: {out, record}}); the consumers wait for the records.
-ASSETS = PATHS.assets()
+INPUTS = PATHS.inputs  # from outside output_dir: fetched assets, the user's own files
+ASSETS = INPUTS.fetched()
 try:
-    PATHS.check_disk_space()  # when the config is read, so `-n` reports it too
+    check_disk_space(PATHS)  # when the config is read, so `-n` reports it too
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 # Records (pipeline/core/records.py), in the main process only (a cluster job parses this file
@@ -47,7 +49,7 @@ except ConfigError as e:
 # this run rebuilds it. Not while another run writes there (its lock: pipeline/dag/run_lock.py),
 # where an output may be renamed into place a moment before its record.
 if workflow.is_main_process and not run_lock.in_use(OUT):
-    PATHS.write_input_records()
+    INPUTS.write_records()
     for line in sweep(PATHS.recorded_outputs(), f"{OUT}/.records/outputs.json"):
         print(line, file=sys.stderr)
     stale = stale_outputs_line(PATHS, forced=forced_rules(sys.argv[1:]))  # other settings'
@@ -88,11 +90,15 @@ PRETRAIN_SHELL = job_shell(
 
 
 # The packed datasets' consumers (pretrain.smk, search.smk) wire their inputs through these two.
+# The packed dataset folders, by path: {folder: part}.
+PACKED = {PATHS.dataset(part): part for part in ("real", "generated")}
+
+
 def packed(inputs: dict) -> dict:
     """A consumer's inputs with each packed folder as `ancient` plus its content record."""
     out = {}
     for key, path in inputs.items():
-        if isinstance(path, str) and path.removeprefix(f"{OUT}/dataset/") in ("real", "generated"):
+        if isinstance(path, str) and path in PACKED:
             out[key], out[f"{key}_record"] = ancient(path), f"{path}.json"
         else:
             out[key] = path
@@ -108,9 +114,8 @@ def after_repack(inputs: dict) -> list:
     for path in inputs.values():
         if not isinstance(path, str):  # a list of files (the quality scores)
             continue
-        part = path.removeprefix(f"{OUT}/dataset/")
-        if part in ("real", "generated") and os.path.exists(path) != os.path.exists(f"{path}.json"):
-            checkpoints.pack.get(part=part)
+        if path in PACKED and os.path.exists(path) != os.path.exists(f"{path}.json"):
+            checkpoints.pack.get(part=PACKED[path])
     return []
 
 

@@ -1,12 +1,12 @@
 rule prepare_real:
     input:
         # the fetch record, when rule fetch_real downloads the data: this job reads only disk
-        PATHS.real_inputs(),
+        INPUTS.real(),
     output:
         train=PATHS.real("train"),
         test=PATHS.real("test"),
-        train_record=record(PATHS.real("train")),
-        test_record=record(PATHS.real("test")),
+        train_record=PATHS.record(PATHS.real("train")),
+        test_record=PATHS.record(PATHS.real("test")),
     params:
         opts=prepare_real_args(config),
         device=untracked(DEVICE),

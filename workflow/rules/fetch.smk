@@ -12,7 +12,7 @@ RETRY = untracked(fetch_retry(workflow.overwrite_configfiles, workflow.config_se
 rule fetch:
     localrule: True
     input:
-        PATHS.asset_records(),
+        INPUTS.fetch_records(),
 
 
 if "generator" in ASSETS:

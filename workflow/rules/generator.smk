@@ -3,7 +3,7 @@ rule train_generator:
         rules.prepare_real.output.train,
     output:
         folder=directory(PATHS.generator()),
-        record=record(PATHS.generator()),
+        record=PATHS.record(PATHS.generator()),
     params:
         opts=train_generator_args(config),
         speed=untracked(train_generator_untracked_args(config, PATHS.generator_checkpoint())),
@@ -76,8 +76,8 @@ rule fid_stats:
     output:
         stats=PATHS.fid_stats("{name}"),
         quality=PATHS.fid_quality("{name}"),
-        stats_record=record(PATHS.fid_stats("{name}")),
-        quality_record=record(PATHS.fid_quality("{name}")),
+        stats_record=PATHS.record(PATHS.fid_stats("{name}")),
+        quality_record=PATHS.record(PATHS.fid_quality("{name}")),
     wildcard_constraints:
         name=r"real|shard_\d{5}",
     params:
@@ -85,7 +85,7 @@ rule fid_stats:
         quality=lambda wc: fid_quality_args(config, **PATHS.fid_quality_job(wc.name)),
         # the weights rule fetch_inception or fetch_dinov2 verified in the torch.hub cache (a place on this
         # machine; fid.weights, when set, is among the tracked opts)
-        fetched=untracked(fetched_weights_arg(PATHS.feature_weights_asset().get("out"))),
+        fetched=untracked(fetched_weights_arg(INPUTS.feature_weights().get("out"))),
         speed=untracked(fid_stats_untracked_args(config)),
         device=untracked(DEVICE),
     log:
@@ -113,7 +113,8 @@ rule fid:
         real_quality=PATHS.real_quality(),
         generated_quality=PATHS.shard_quality_files(),
     output:
-        PATHS.fid_result(),
+        result=PATHS.fid_result(),
+        record=PATHS.record(PATHS.fid_result()),
     params:
         speed=untracked(fid_untracked_args(config)),
     log:
@@ -124,7 +125,7 @@ rule fid:
         CONDA_ENV
     shell:
         job_shell(
-            "python -m pipeline.fid --real {input.real} --generated {input.generated} --out {output}"
-            " --real-quality {input.real_quality} --generated-quality {input.generated_quality}"
-            " {params.speed}",
+            "python -m pipeline.fid --real {input.real} --generated {input.generated}"
+            " --out {output.result} --real-quality {input.real_quality}"
+            " --generated-quality {input.generated_quality} {params.speed}",
         )

@@ -9,7 +9,7 @@ if config["generator"]["source"] == "npz":
         input:
             [str(f) for f in npz_files(config["generator"]["path"])],
             # their content (records.input_record): a file replaced in place reruns the cut
-            PATHS.input_records()["generated_npz"],
+            INPUTS.records()["generated_npz"],
         output:
             PATHS.shard_files() + PATHS.all_shard_data(),
         params:

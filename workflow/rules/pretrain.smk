@@ -10,7 +10,10 @@ rule pretrain:
         repack=lambda wc: after_repack(PATHS.pretrain_inputs(wc.strategy)),
     output:
         **PATHS.cell_files(),
-        **({"online": PATHS.result("{method}", "{strategy}", "{seed}", "online")} if ONLINE else {}),
+        **({"online": PATHS.result("{method}", "{strategy}", "{seed}", "online"),
+            "online_record": PATHS.record(
+                PATHS.result("{method}", "{strategy}", "{seed}", "online"))}
+           if ONLINE else {}),
     wildcard_constraints:
         strategy=f"(?!(?:{RANDOM_INIT}|{AUTO})/)[^/]+",  # auto: search.smk's auto_pretrain
         seed=r"\d+",
@@ -55,7 +58,7 @@ rule linear_eval:
         test=rules.prepare_real.output.test,
     output:
         result=PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}"),
-        record=record(PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}")),
+        record=PATHS.record(PATHS.result("{method}", "{strategy}", "{seed}", "{protocol}")),
     wildcard_constraints:
         protocol="offline|features",
         seed=r"\d+",

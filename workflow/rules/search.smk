@@ -1,10 +1,11 @@
-# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search.py). Round r
-# trains the candidates that round r-1 kept up to SEARCH.schedule.steps[r], resuming round r-1's
-# state; the checkpoint search_select scores them on a validation split of the real training data
-# and writes round{r}.json, whose survivors decide round r+1's jobs. The last survivor trains to
-# pretrain.steps as the `auto` cell, evaluated like every other cell. No job here reads the test
-# split (tests/test_search_workflow.py runs the search with a garbage one). The files: PATHS's
-# search_files and search_choice (patterns), SEARCH's state, encoder and round_file (named ones).
+# The `auto` strategy's search (config.yaml's `auto`; the plan: pipeline/dag/search_plan.py).
+# Round r trains the candidates that round r-1 kept up to SEARCH.schedule.steps[r], resuming
+# round r-1's state; the checkpoint search_select scores them on a validation split of the real
+# training data and writes round{r}.json, whose survivors decide round r+1's jobs. The last
+# survivor trains to pretrain.steps as the `auto` cell, evaluated like every other cell. No job
+# here reads the test split (tests/test_search_workflow.py runs the search with a garbage one).
+# The files: PATHS's search_files and search_choice (patterns), SEARCH's state, encoder and
+# round_file (named ones).
 # Its input functions (survivors, winner, ...): common.smk.
 
 

@@ -1,4 +1,5 @@
-"""The `auto` search's files and job options, computed from the config for search.smk to wire.
+"""The `auto` search's plan: its rounds' files and job options, computed from the config for
+search.smk to wire.
 
 Round r trains the candidates that survived round r-1 (all of them in round 0) up to
 `schedule.steps[r]`, resuming round r-1's state; the checkpoint rule search_select scores them and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pipeline.core import io
 from pipeline.dag.job_params import opts, pretrain_args, search_select_args, stage_args
-from pipeline.dag.paths import dataset_dir, search_choice, search_files, shard_quality_files
+from pipeline.dag.paths import WorkflowPaths
 from pipeline.search.candidates import OPTIONAL, SETTINGS, candidates
 from pipeline.search.schedule import plan_schedule
 from pipeline.study.design import Design
@@ -28,7 +29,7 @@ class SearchPlan:
 
     def __init__(self, config: dict):
         self.config, a = config, config["auto"]
-        self.out = config["output_dir"].rstrip("/")
+        self.paths = WorkflowPaths(config)
         self.candidates = candidates(a["candidates"])
         self.schedule = plan_schedule(len(self.candidates), a["eta"], a["budget"],
                                       config["pretrain"]["steps"])
@@ -43,14 +44,14 @@ class SearchPlan:
         return self.schedule.rounds - 1
 
     def state(self, method: str, seed, round: int, candidate: str) -> str:
-        return search_files(self.out, method, seed, round, candidate)["state"]
+        return self.paths.search_files(method, seed, round, candidate)["state"]
 
     def encoder(self, method: str, seed, round: int, candidate: str) -> str:
-        return search_files(self.out, method, seed, round, candidate)["encoder"]
+        return self.paths.search_files(method, seed, round, candidate)["encoder"]
 
     def round_file(self, method: str, seed, round: int) -> str:
         """The round's choice (rule search_select's output)."""
-        return search_choice(self.out, method, seed, round)
+        return self.paths.search_choice(method, seed, round)
 
     def round_files(self, method: str, seed) -> list[str]:
         """Every choice of the search (none with a single candidate)."""
@@ -58,11 +59,11 @@ class SearchPlan:
 
     def train_inputs(self, method: str, seed, round: int, candidate: str) -> dict:
         """The packed data and, after round 0, the state the candidate resumes from."""
-        inputs = {"real": dataset_dir(self.out, "real")}
+        inputs = {"real": self.paths.dataset("real")}
         if self.candidates[candidate]["generated"]:
-            inputs["generated"] = dataset_dir(self.out, "generated")
+            inputs["generated"] = self.paths.dataset("generated")
         if "generated_keep" in self.candidates[candidate]:  # the images' quality scores
-            inputs["scores"] = shard_quality_files(self.config)
+            inputs["scores"] = self.paths.shard_quality_files()
         if round > 0:
             inputs["state"] = self.state(method, seed, round - 1, candidate)
         return inputs
