@@ -162,7 +162,7 @@ def _problems(config, path, value):
      "real.root: no such file or folder 'data/missing.npz'"),
     (("real",), {"source": "imagefolder", "root": "data/missing"}, "real.root: no such file"),
     (("real",), {"source": "npz"}, "real.root: not set"),
-    (("sampling", "shard_size"), 1, "sampling.shard_size: 2000 images in shards of 1 make 2000"),
+    (("sampling", "shard_size"), 1, "sampling.shard_size: 6000 images in shards of 1 make 6000"),
     (("generator", "channel_order"), "bgr", "generator.channel_order: 'bgr' is for generator.source npz"),
     (("real",), {"source": "cifar10", "root": ".", "channel_order": "bgr"},
      "real.channel_order: 'bgr' is for real.source npz"),
@@ -173,12 +173,12 @@ def _problems(config, path, value):
      "batch 128"),
     (("pretrain", "method_augmentation"), {"byol": {"standard": "mild"}},
      "pretrain.method_augmentation.byol.standard: preset 'mild' has no asymmetric variant"),
-    # the cifar10 preset's 50000 over the digits default's 2000 images
+    # the cifar10 preset's 50000 over the digits default's 6000 images
     (("fid", "num_generated"), 50000,
-     "fid.num_generated: 50000 × fid.seed_sets 1 exceeds sampling.num_images 2000; lower them, "
+     "fid.num_generated: 50000 × fid.seed_sets 1 exceeds sampling.num_images 6000; lower them, "
      "or set fid.num_generated: all"),
     (("fid", "seed_sets"), 3, "fid.seed_sets: 3 sets of all the generated images are one set; "
-     "set fid.num_generated to a count (e.g. 666)"),
+     "set fid.num_generated to a count (e.g. 2000)"),
     (("sampling", "guidance"), 2.0, "sampling.guidance: 2.0 needs a class-conditional"),
 ])
 def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
@@ -188,11 +188,11 @@ def test_config_problems_name_the_key(config, path, value, named, monkeypatch):
 
 
 def test_fid_seed_sets_must_fit_disjointly_in_the_generated_set(config):
-    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 666,
+    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 2000,
                                         "seed_sets": 3}) == []
-    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 667, "seed_sets": 3}
-                     ) == ["fid.num_generated: 667 × fid.seed_sets 3 exceeds sampling.num_images "
-                           "2000; lower them, or set fid.num_generated: all"]
+    assert _problems(config, ("fid",), {**config["fid"], "num_generated": 2001, "seed_sets": 3}
+                     ) == ["fid.num_generated: 2001 × fid.seed_sets 3 exceeds sampling.num_images "
+                           "6000; lower them, or set fid.num_generated: all"]
 
 
 @pytest.mark.parametrize("path,value", [

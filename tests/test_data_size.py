@@ -136,12 +136,12 @@ def _problems(config, **kw):
 
 
 @pytest.mark.parametrize("kw,line", [
-    (dict(adainf={"num_generated": 5000}),
-     "strategies.adainf: num_generated 5000 exceeds sampling.num_images 2000"),
+    (dict(adainf={"num_generated": 7000}),
+     "strategies.adainf: num_generated 7000 exceeds sampling.num_images 6000"),
     (dict(none={"num_generated": 10}), "strategies.none: num_generated 10 needs generated "
      "images, but strategy 'none' has generated: false"),
-    (dict(sweeps=[{"strategy": "vanilla", "setting": "num_generated", "values": [10, 2001]}]),
-     "experiments.sweeps[0].values: num_generated 2001 exceeds sampling.num_images 2000"),
+    (dict(sweeps=[{"strategy": "vanilla", "setting": "num_generated", "values": [10, 6001]}]),
+     "experiments.sweeps[0].values: num_generated 6001 exceeds sampling.num_images 6000"),
     (dict(sweeps=[{"strategy": "vanilla", "setting": "num_generated", "values": [10.5]}]),
      "experiments.sweeps[0].values: num_generated must be a positive integer, got 10.5"),
     (dict(sweeps=[{"strategy": "none", "setting": "num_generated", "values": [10]}]),

@@ -191,9 +191,9 @@ def test_the_schema_names_a_bad_keep_or_score(config, change, line):
                                           "values": [100]}]}},
      "experiments.sweeps[0]: strategy 'adainf' sets generated_keep"),
     ({"quality": {"subset": 5}}, "quality.subset: 5 images cannot have 5 nearest neighbours"),
-    ({"quality": {"k_precision": 3000}},
-     "quality.k_precision: 3000 nearest neighbours need more generated images than "
-     "sampling.num_images 2000"),
+    ({"quality": {"k_precision": 7000}},
+     "quality.k_precision: 7000 nearest neighbours need more generated images than "
+     "sampling.num_images 6000"),
 ])
 def test_inconsistent_selection_or_quality_settings_name_the_key(config, change, line):
     problems = config_problems(_with(config, change))
@@ -240,8 +240,7 @@ def test_generated_keep_is_sweepable_and_an_auto_dimension(config):
     assert not any(n.startswith("real-") and "keep" in n for n in names)  # no generated: all
     plan_ = SearchPlan(_with(config, {"auto": {"candidates": {"generated_keep": [1.0, 0.5]}}}))
     inputs = plan_.train_inputs("simclr", 0, 0, "gen-dup3-standard-crop0.5-jit0.5-keep0.5")
-    assert inputs["scores"] == ["results/fid/shard_00000.quality.npz",
-                                "results/fid/shard_00001.quality.npz"]
+    assert inputs["scores"] == [f"results/fid/shard_{i:05d}.quality.npz" for i in range(6)]
     assert "--generated-keep 0.5" in plan_.train_args("simclr", 0, 0,
                                                       "gen-dup3-standard-crop0.5-jit0.5-keep0.5")
 
