@@ -272,6 +272,7 @@ def test_uniform_labels_are_per_image_draws(tiny_scheduler):
     assert set(y.tolist()) == {0, 1, 2} and y.tolist() != [i % 3 for i in range(30)]
 
 
+@pytest.mark.heavy  # a minute and a half of the suite's 5: CI runs it after the suite
 @pytest.mark.e2e
 def test_tiny_run_with_dpmsolver_at_ten_steps(tmp_path):
     """The tiny config with sampling.sampler dpmsolver++ and 10 steps: generator training,
